@@ -1,0 +1,263 @@
+//! Docker Engine API types (Docker's field names) and version rules. No I/O.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The API version berthd speaks, announced by `/_ping`.
+pub const API_VERSION: &str = "1.45";
+/// The oldest version a client may ask for.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// Splits `/v1.43/containers/json` into `(Some("1.43"), "/containers/json")`.
+pub fn split_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let ver = &rest[..end];
+        if !ver.is_empty() && ver.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            let tail = &rest[end..];
+            return (Some(ver), if tail.is_empty() { "/" } else { tail });
+        }
+    }
+    (None, path)
+}
+
+/// Compares dotted versions numerically: "1.9" < "1.10".
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parse(a).cmp(&parse(b))
+}
+
+/// `POST /containers/create` body: Docker's `ContainerConfig` plus `HostConfig`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub exposed_ports: Option<HashMap<String, serde_json::Value>>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub image: String,
+    pub volumes: Option<HashMap<String, serde_json::Value>>,
+    pub working_dir: String,
+    pub labels: Option<HashMap<String, String>>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    pub on_build: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub config: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    pub network_mode: String,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    pub log_config: LogConfig,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub security_opt: Option<Vec<String>>,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub pids_limit: Option<i64>,
+    pub init: Option<bool>,
+    pub extra_hosts: Option<Vec<String>>,
+    pub dns: Option<Vec<String>>,
+}
+
+/// Body of `POST /containers/{id}/exec`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecConfig {
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub detach_keys: String,
+    pub tty: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    pub privileged: bool,
+    pub user: String,
+    pub working_dir: String,
+    pub console_size: Option<Vec<u16>>,
+}
+
+/// Body of `POST /exec/{id}/start`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecStart {
+    pub detach: bool,
+    pub tty: bool,
+    pub console_size: Option<Vec<u16>>,
+}
+
+/// Image config as OCI and Docker store it (the `config` member of an image config blob).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageRunConfig {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<HashMap<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<HashMap<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<HashMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+}
+
+/// An image config blob (OCI `application/vnd.oci.image.config.v1+json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ImageConfigBlob {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    pub config: ImageRunConfig,
+    pub rootfs: RootFs,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<History>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct History {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub empty_layer: bool,
+}
+
+/// The error body every failing endpoint returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub message: String,
+}
+
+/// Parses Docker's `filters` query parameter: `{"label":{"a=b":true}}` or the old
+/// `{"label":["a=b"]}` form.
+pub fn parse_filters(raw: &str) -> Result<HashMap<String, Vec<String>>, String> {
+    if raw.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("invalid filter: {e}"))?;
+    let obj = v.as_object().ok_or("invalid filter: not an object")?;
+    let mut out = HashMap::new();
+    for (k, v) in obj {
+        let vals: Vec<String> = match v {
+            serde_json::Value::Object(m) => m.keys().cloned().collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => return Err(format!("invalid filter: {k}")),
+        };
+        out.insert(k.clone(), vals);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefix_is_split() {
+        assert_eq!(
+            split_version("/v1.43/containers/json"),
+            (Some("1.43"), "/containers/json")
+        );
+        assert_eq!(split_version("/_ping"), (None, "/_ping"));
+        assert_eq!(split_version("/volumes"), (None, "/volumes"));
+        assert_eq!(split_version("/v1.45"), (Some("1.45"), "/"));
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_cmp("1.9", "1.10").is_lt());
+        assert!(version_cmp("1.45", "1.45").is_eq());
+    }
+
+    #[test]
+    fn filters_both_forms() {
+        let f = parse_filters(r#"{"label":{"a=b":true},"status":["exited"]}"#).unwrap();
+        assert_eq!(f["label"], vec!["a=b"]);
+        assert_eq!(f["status"], vec!["exited"]);
+        assert!(parse_filters("{bad").is_err());
+    }
+
+    #[test]
+    fn create_request_parses_docker_body() {
+        let body = r#"{"Image":"busybox","Cmd":["true"],"Tty":true,
+            "HostConfig":{"Memory":1048576,"PidsLimit":10,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}}"#;
+        let r: CreateRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(r.config.image, "busybox");
+        assert!(r.config.tty);
+        assert_eq!(r.host_config.memory, 1048576);
+        assert_eq!(r.host_config.pids_limit, Some(10));
+        assert_eq!(r.host_config.restart_policy.maximum_retry_count, 3);
+    }
+}

@@ -1,0 +1,480 @@
+//! Berth's image store: content-addressed blobs, shared unpacked layers, image
+//! references, and the tar formats images travel in (import, save, load).
+//!
+//! Layers are returned as directories (data); mounting them is the caller's job.
+
+pub mod content;
+pub mod fsutil;
+pub mod layer;
+pub mod reference;
+mod transfer;
+
+use berth_api::{History, ImageConfigBlob, ImageRunConfig, RootFs};
+use content::{ContentStore, Descriptor};
+use fsutil::write_atomic;
+use layer::LayerStore;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+pub use transfer::LoadReport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("No such image: {0}")]
+    ImageNotFound(String),
+    #[error("blob not found: {0}")]
+    BlobNotFound(String),
+    #[error("invalid digest: {0}")]
+    InvalidDigest(String),
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("invalid reference format: {0}")]
+    InvalidReference(String),
+    #[error("refusing unsafe tar entry: {0}")]
+    UnsafeTarEntry(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid archive: {0}")]
+    InvalidArchive(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("invalid json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// An image as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: String,
+    pub config: ImageConfigBlob,
+    /// Chain ids, base layer first.
+    pub chain: Vec<String>,
+    pub size: u64,
+    pub repo_tags: Vec<String>,
+}
+
+impl Image {
+    pub fn created_unix(&self) -> i64 {
+        self.config
+            .created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map(|t| t.timestamp())
+            .unwrap_or(0)
+    }
+}
+
+/// One line of `docker rmi`'s answer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum DeleteItem {
+    Untagged(String),
+    Deleted(String),
+}
+
+/// How a container uses an image, for `rmi`'s refusals.
+#[derive(Debug, Clone)]
+pub struct ImageUser {
+    pub container_id: String,
+    pub running: bool,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Index {
+    /// image id → chain (base first)
+    images: BTreeMap<String, IndexEntry>,
+    /// `repo:tag` → image id
+    refs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct IndexEntry {
+    chain: Vec<String>,
+    size: u64,
+}
+
+pub struct Store {
+    pub content: ContentStore,
+    pub layers: LayerStore,
+    index_path: PathBuf,
+    index: RwLock<Index>,
+    configs: RwLock<HashMap<String, ImageConfigBlob>>,
+}
+
+fn short(id: &str) -> &str {
+    let h = id.strip_prefix("sha256:").unwrap_or(id);
+    &h[..h.len().min(12)]
+}
+
+impl Store {
+    pub fn open(data_root: &Path) -> Result<Self, StoreError> {
+        let content = ContentStore::open(&data_root.join("content"))?;
+        let layers = LayerStore::open(&data_root.join("layers"))?;
+        let index_path = data_root.join("images/index.json");
+        let index: Index = match std::fs::read(&index_path) {
+            Ok(b) => serde_json::from_slice(&b)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Index::default(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut configs = HashMap::new();
+        for id in index.images.keys() {
+            if let Ok(b) = content.read(id) {
+                configs.insert(id.clone(), serde_json::from_slice(&b)?);
+            }
+        }
+        Ok(Self {
+            content,
+            layers,
+            index_path,
+            index: RwLock::new(index),
+            configs: RwLock::new(configs),
+        })
+    }
+
+    fn persist(&self, idx: &Index) -> Result<(), StoreError> {
+        write_atomic(&self.index_path, &serde_json::to_vec(idx)?)?;
+        Ok(())
+    }
+
+    fn image_of(&self, idx: &Index, id: &str) -> Option<Image> {
+        let e = idx.images.get(id)?;
+        let config = self.configs.read().ok()?.get(id)?.clone();
+        let repo_tags = idx
+            .refs
+            .iter()
+            .filter(|(_, v)| *v == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        Some(Image {
+            id: id.to_string(),
+            config,
+            chain: e.chain.clone(),
+            size: e.size,
+            repo_tags,
+        })
+    }
+
+    /// Every image, newest first.
+    pub fn list(&self) -> Vec<Image> {
+        let idx = self.index.read().expect("index lock");
+        let mut v: Vec<Image> = idx
+            .images
+            .keys()
+            .filter_map(|id| self.image_of(&idx, id))
+            .collect();
+        v.sort_by_key(|i| std::cmp::Reverse(i.created_unix()));
+        v
+    }
+
+    fn resolve_id(idx: &Index, name: &str) -> Option<String> {
+        if let Ok(r) = reference::normalize(name) {
+            if let Some(id) = idx.refs.get(&r) {
+                return Some(id.clone());
+            }
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut hits = idx
+            .images
+            .keys()
+            .filter(|id| id.strip_prefix("sha256:").unwrap_or(id).starts_with(hex));
+        let first = hits.next()?;
+        hits.next().is_none().then(|| first.clone())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Image, StoreError> {
+        let idx = self.index.read().expect("index lock");
+        Self::resolve_id(&idx, name)
+            .and_then(|id| self.image_of(&idx, &id))
+            .ok_or_else(|| StoreError::ImageNotFound(name.to_string()))
+    }
+
+    /// Layer directories for an overlay mount, topmost first.
+    pub fn lower_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, StoreError> {
+        image
+            .chain
+            .iter()
+            .rev()
+            .map(|c| self.layers.diff_path(c))
+            .collect()
+    }
+
+    /// Registers an image whose layers are already unpacked. Returns its id.
+    pub fn register(
+        &self,
+        config: &ImageConfigBlob,
+        tags: &[String],
+    ) -> Result<String, StoreError> {
+        let bytes = serde_json::to_vec(config)?;
+        let desc = self.content.write(&bytes)?;
+        let mut chain = Vec::new();
+        let mut size = 0;
+        let mut parent: Option<String> = None;
+        for diff in &config.rootfs.diff_ids {
+            let c = layer::chain_id(parent.as_deref(), diff);
+            let meta = self
+                .layers
+                .get(&c)
+                .ok_or_else(|| StoreError::InvalidArchive(format!("missing layer {diff}")))?;
+            size += meta.size;
+            chain.push(c.clone());
+            parent = Some(c);
+        }
+        let tags = tags
+            .iter()
+            .map(|t| reference::normalize(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.configs
+            .write()
+            .expect("configs lock")
+            .insert(desc.digest.clone(), config.clone());
+        let mut idx = self.index.write().expect("index lock");
+        idx.images
+            .insert(desc.digest.clone(), IndexEntry { chain, size });
+        for t in tags {
+            idx.refs.insert(t, desc.digest.clone());
+        }
+        self.persist(&idx)?;
+        Ok(desc.digest)
+    }
+
+    /// Stores a layer tar (plain or gzip) on top of `parent`, keeping the
+    /// uncompressed tar as a blob. Returns the blob (diff id) and the layer's chain id.
+    pub fn add_layer<R: Read>(
+        &self,
+        parent: Option<&str>,
+        reader: R,
+    ) -> Result<(Descriptor, String), StoreError> {
+        let desc = self.content.ingest(transfer::maybe_gunzip(reader)?, None)?;
+        let blob = self.content.open_blob(&desc.digest)?;
+        let meta = self.layers.create(parent, &desc.digest, blob)?;
+        Ok((desc, meta.chain_id))
+    }
+
+    /// `docker import`: a rootfs tar becomes a one-layer image.
+    pub fn import<R: Read>(
+        &self,
+        reader: R,
+        run_config: ImageRunConfig,
+        message: Option<String>,
+        tag: Option<&str>,
+    ) -> Result<String, StoreError> {
+        if let Some(t) = tag {
+            reference::normalize(t)?;
+        }
+        let (desc, _) = self.add_layer(None, reader)?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let config = ImageConfigBlob {
+            created: Some(now.clone()),
+            author: None,
+            architecture: host_arch().to_string(),
+            os: "linux".into(),
+            config: run_config,
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: vec![desc.digest],
+            },
+            history: vec![History {
+                created: Some(now),
+                created_by: None,
+                comment: Some(message.unwrap_or_else(|| "Imported from -".into())),
+                empty_layer: false,
+            }],
+            comment: None,
+        };
+        let tags: Vec<String> = tag.into_iter().map(str::to_string).collect();
+        self.register(&config, &tags)
+    }
+
+    pub fn tag(&self, source: &str, target: &str) -> Result<(), StoreError> {
+        let t = reference::normalize(target)?;
+        let mut idx = self.index.write().expect("index lock");
+        let id = Self::resolve_id(&idx, source)
+            .ok_or_else(|| StoreError::ImageNotFound(source.to_string()))?;
+        idx.refs.insert(t, id);
+        self.persist(&idx)
+    }
+
+    /// `docker rmi`: untag first; delete the image once no tag and no container
+    /// refers to it; free its layers once no other image shares them.
+    pub fn delete(
+        &self,
+        name: &str,
+        force: bool,
+        users: &dyn Fn(&str) -> Vec<ImageUser>,
+    ) -> Result<Vec<DeleteItem>, StoreError> {
+        let mut idx = self.index.write().expect("index lock");
+        let id = Self::resolve_id(&idx, name)
+            .ok_or_else(|| StoreError::ImageNotFound(name.to_string()))?;
+        let by_ref = reference::normalize(name)
+            .ok()
+            .filter(|r| idx.refs.contains_key(r));
+        let tags: Vec<String> = idx
+            .refs
+            .iter()
+            .filter(|(_, v)| **v == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let using = users(&id);
+        let mut out = Vec::new();
+        if let Some(r) = by_ref.clone().filter(|_| tags.len() > 1 || !using.is_empty()) {
+            // More names remain, or a container holds it: untagging is all we do.
+            if tags.len() == 1 {
+                if let Some(u) = using.iter().find(|u| u.running || !force) {
+                    return Err(StoreError::Conflict(format!(
+                        "unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                        short(&u.container_id),
+                        short(&id)
+                    )));
+                }
+            }
+            idx.refs.remove(&r);
+            out.push(DeleteItem::Untagged(r));
+            self.persist(&idx)?;
+            return Ok(out);
+        }
+        if let Some(u) = using.iter().find(|u| u.running) {
+            return Err(StoreError::Conflict(format!(
+                "unable to delete {} (cannot be forced) - image is being used by running container {}",
+                short(&id),
+                short(&u.container_id)
+            )));
+        }
+        if let Some(u) = using.first() {
+            if !force {
+                return Err(StoreError::Conflict(format!(
+                    "unable to delete {} (must be forced) - image is being used by stopped container {}",
+                    short(&id),
+                    short(&u.container_id)
+                )));
+            }
+        }
+        if tags.len() > 1 && !force && by_ref.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                short(&id)
+            )));
+        }
+        for t in &tags {
+            idx.refs.remove(t);
+            out.push(DeleteItem::Untagged(t.clone()));
+        }
+        if using.is_empty() {
+            let entry = idx.images.remove(&id);
+            self.persist(&idx)?;
+            self.configs.write().expect("configs lock").remove(&id);
+            out.push(DeleteItem::Deleted(id.clone()));
+            if let Some(e) = entry {
+                let still: std::collections::HashSet<&String> =
+                    idx.images.values().flat_map(|e| e.chain.iter()).collect();
+                let diffs_kept: std::collections::HashSet<String> = self
+                    .configs
+                    .read()
+                    .expect("configs lock")
+                    .values()
+                    .flat_map(|c| c.rootfs.diff_ids.iter().cloned())
+                    .collect();
+                for c in e.chain.iter().filter(|c| !still.contains(c)) {
+                    let diff = self.layers.get(c).map(|m| m.diff_id);
+                    self.layers.remove(c)?;
+                    if let Some(diff) = diff.filter(|d| !diffs_kept.contains(d)) {
+                        let _ = self.content.delete(&diff);
+                    }
+                }
+                let _ = self.content.delete(&id);
+            }
+        } else {
+            self.persist(&idx)?;
+        }
+        Ok(out)
+    }
+}
+
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rootfs_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(3);
+        h.set_mode(0o755);
+        b.append_data(&mut h, "bin/true", &b"abc"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn import_tag_and_delete() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let id = s
+            .import(
+                &rootfs_tar()[..],
+                ImageRunConfig::default(),
+                None,
+                Some("busybox"),
+            )
+            .unwrap();
+        let img = s.get("busybox").unwrap();
+        assert_eq!(img.id, id);
+        assert_eq!(img.repo_tags, vec!["busybox:latest"]);
+        assert_eq!(s.get(&id[7..15]).unwrap().id, id);
+        s.tag("busybox", "mine:v1").unwrap();
+        // Reopening reads the same state back from disk.
+        let s = Store::open(d.path()).unwrap();
+        assert_eq!(s.get("mine:v1").unwrap().id, id);
+        let none = |_: &str| Vec::new();
+        let err = s.delete(&id, false, &none).unwrap_err();
+        assert!(err.to_string().contains("multiple repositories"), "{err}");
+        assert_eq!(
+            s.delete("mine:v1", false, &none).unwrap(),
+            vec![DeleteItem::Untagged("mine:v1".into())]
+        );
+        let dir = s.lower_dirs(&img).unwrap()[0].clone();
+        assert!(dir.exists());
+        let out = s.delete("busybox", false, &none).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(!dir.exists(), "layer freed");
+        assert!(matches!(
+            s.get("busybox"),
+            Err(StoreError::ImageNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn image_in_use_is_protected() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let id = s
+            .import(&rootfs_tar()[..], ImageRunConfig::default(), None, Some("a"))
+            .unwrap();
+        let running = |_: &str| {
+            vec![ImageUser {
+                container_id: "c0ffee".repeat(10),
+                running: true,
+            }]
+        };
+        let err = s.delete(&id, true, &running).unwrap_err();
+        assert!(err.to_string().contains("cannot be forced"), "{err}");
+        assert!(s.get("a").is_ok());
+    }
+}
