@@ -1,0 +1,1517 @@
+#![recursion_limit = "256"]
+//! The container engine: containers' state machine, the in-memory view that `ps`
+//! reads, records on disk, restart policies, and the wiring of store, runtime and
+//! shim. HTTP stays outside: callers see typed results and [`EngineError`].
+
+mod exec;
+pub mod images;
+mod logs;
+mod names;
+pub mod record;
+pub mod rootfs;
+mod top;
+pub mod user;
+
+use berth_api::{ContainerConfig, CreateRequest, ImageRunConfig};
+use berth_runtime::proto::{ExitStatus, Request};
+use berth_runtime::shim_client::ShimClient;
+use berth_runtime::spec::{self, NetMode, RunSpec};
+use berth_store::fsutil::{remove_tree, write_atomic};
+use berth_store::Store;
+use record::{Record, State, Status};
+use rootfs::{Mounter, OverlayMount};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+use tokio::net::UnixStream;
+
+pub use exec::ExecRecord;
+pub use logs::{parse_time, LogOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not modified")]
+    NotModified,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<berth_store::StoreError> for EngineError {
+    fn from(e: berth_store::StoreError) -> Self {
+        use berth_store::StoreError as S;
+        match e {
+            S::ImageNotFound(_) => EngineError::NotFound(e.to_string()),
+            S::Conflict(_) => EngineError::Conflict(e.to_string()),
+            S::InvalidReference(_)
+            | S::UnsafeTarEntry(_)
+            | S::InvalidArchive(_)
+            | S::DigestMismatch { .. }
+            | S::Json(_) => EngineError::BadRequest(e.to_string()),
+            _ => EngineError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+impl From<berth_runtime::RuntimeError> for EngineError {
+    fn from(e: berth_runtime::RuntimeError) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub shim_path: PathBuf,
+}
+
+/// Changes a waiter may be waiting for.
+#[derive(Debug, Clone, Default)]
+struct Signals {
+    exits: u64,
+    shims: u64,
+    removed: bool,
+}
+
+pub(crate) struct Ctr {
+    rec: RwLock<Record>,
+    state: Mutex<State>,
+    signals: tokio::sync::watch::Sender<Signals>,
+    /// Serialises start / stop / remove of one container.
+    op: tokio::sync::Mutex<()>,
+    attach_pending: AtomicUsize,
+}
+
+impl Ctr {
+    fn id(&self) -> String {
+        self.rec.read().expect("rec").id.clone()
+    }
+    fn state(&self) -> State {
+        self.state.lock().expect("state").clone()
+    }
+    fn bump(&self, f: impl FnOnce(&mut Signals)) {
+        self.signals.send_modify(f);
+    }
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    pub store: Arc<Store>,
+    mounter: Arc<dyn Mounter>,
+    containers: RwLock<BTreeMap<String, Arc<Ctr>>>,
+    names: RwLock<HashMap<String, String>>,
+    execs: Mutex<HashMap<String, ExecRecord>>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Environment lists merged by key, later lists winning.
+pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for e in over {
+        let key = e.split('=').next().unwrap_or(e);
+        if let Some(slot) = out
+            .iter_mut()
+            .find(|x| x.split('=').next().unwrap_or(x) == key)
+        {
+            *slot = e.clone();
+        } else {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+/// Parses Docker's size strings: `10m`, `1g`, `512k`, `100`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
+}
+
+impl Engine {
+    pub async fn open(cfg: EngineConfig, mounter: Arc<dyn Mounter>) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(cfg.data_root.join("containers"))?;
+        std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
+        std::fs::create_dir_all(cfg.exec_root.join("runtime"))?;
+        let store = Arc::new(Store::open(&cfg.data_root)?);
+        let engine = Arc::new(Engine {
+            cfg,
+            store,
+            mounter,
+            containers: RwLock::new(BTreeMap::new()),
+            names: RwLock::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+        });
+        engine.clone().restore().await;
+        Ok(engine)
+    }
+
+    fn cdir(&self, id: &str) -> PathBuf {
+        self.cfg.data_root.join("containers").join(id)
+    }
+    fn xdir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("containers").join(id)
+    }
+    fn rootfs(&self, id: &str) -> PathBuf {
+        self.xdir(id).join("rootfs")
+    }
+    fn shim(&self, id: &str) -> ShimClient {
+        ShimClient::new(&self.xdir(id).join("shim.sock"))
+    }
+
+    fn persist_state(&self, c: &Ctr) -> Result<()> {
+        let id = c.id();
+        let st = c.state();
+        write_atomic(
+            &self.cdir(&id).join("state.json"),
+            &serde_json::to_vec(&st).map_err(|e| EngineError::Internal(e.to_string()))?,
+        )?;
+        Ok(())
+    }
+
+    fn persist_record(&self, rec: &Record) -> Result<()> {
+        write_atomic(
+            &self.cdir(&rec.id).join("config.json"),
+            &serde_json::to_vec(rec).map_err(|e| EngineError::Internal(e.to_string()))?,
+        )?;
+        Ok(())
+    }
+
+    fn insert(&self, rec: Record, state: State) -> Arc<Ctr> {
+        let (tx, _) = tokio::sync::watch::channel(Signals::default());
+        let id = rec.id.clone();
+        let name = rec.name.clone();
+        let c = Arc::new(Ctr {
+            rec: RwLock::new(rec),
+            state: Mutex::new(state),
+            signals: tx,
+            op: tokio::sync::Mutex::new(()),
+            attach_pending: AtomicUsize::new(0),
+        });
+        self.containers
+            .write()
+            .expect("containers")
+            .insert(id.clone(), c.clone());
+        self.names.write().expect("names").insert(name, id);
+        c
+    }
+
+    /// Finds a container by full id, name, or unique id prefix.
+    pub(crate) fn find(&self, key: &str) -> Result<Arc<Ctr>> {
+        let key = key.trim_start_matches('/');
+        let cs = self.containers.read().expect("containers");
+        if let Some(c) = cs.get(key) {
+            return Ok(c.clone());
+        }
+        if let Some(id) = self.names.read().expect("names").get(key) {
+            if let Some(c) = cs.get(id) {
+                return Ok(c.clone());
+            }
+        }
+        if !key.is_empty() {
+            let mut hits = cs.range(key.to_string()..).take_while(|(k, _)| k.starts_with(key));
+            if let Some((_, c)) = hits.next() {
+                if hits.next().is_none() {
+                    return Ok(c.clone());
+                }
+                return Err(EngineError::NotFound(format!(
+                    "Multiple IDs found with provided prefix: {key}"
+                )));
+            }
+        }
+        Err(EngineError::NotFound(format!("No such container: {key}")))
+    }
+
+    /// Re-reads every record after a (re)start and reconnects to live shims.
+    async fn restore(self: Arc<Self>) {
+        let Ok(rd) = std::fs::read_dir(self.cfg.data_root.join("containers")) else {
+            return;
+        };
+        let mut to_start = Vec::new();
+        for e in rd.flatten() {
+            let dir = e.path();
+            let rec: Record = match std::fs::read(dir.join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                Some(r) => r,
+                None => {
+                    tracing::warn!("dropping unreadable container record {}", dir.display());
+                    continue;
+                }
+            };
+            let mut st: State = std::fs::read(dir.join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            if st.status == Status::Removing {
+                let id = rec.id.clone();
+                let _ = self.mounter.unmount(&self.rootfs(&id));
+                let _ = remove_tree(&self.xdir(&id));
+                let _ = remove_tree(&dir);
+                continue;
+            }
+            let id = rec.id.clone();
+            let live = if st.status.is_running() {
+                match self.shim(&id).call(&Request::State).await {
+                    Ok(r) if r.status.as_deref() == Some("running") || r.status.as_deref() == Some("paused") => {
+                        st.status = if r.status.as_deref() == Some("paused") {
+                            Status::Paused
+                        } else {
+                            Status::Running
+                        };
+                        st.pid = r.pid.unwrap_or(st.pid);
+                        true
+                    }
+                    _ => false,
+                }
+            } else {
+                false
+            };
+            let policy = rec.host_config.restart_policy.name.clone();
+            let was_running = st.status.is_running();
+            let c = self.insert(rec, st);
+            if live {
+                let me = self.clone();
+                let c2 = c.clone();
+                tokio::spawn(async move { me.monitor(c2).await });
+            } else if was_running {
+                // The container ended while we were away: its shim left the status.
+                let exit = std::fs::read(self.xdir(&id).join("exit"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<ExitStatus>(&b).ok())
+                    .unwrap_or(ExitStatus {
+                        exit_code: 255,
+                        oom_killed: false,
+                        finished_at: now(),
+                    });
+                self.clone().handle_exit(c.clone(), exit, false).await;
+            }
+            let st = c.state();
+            if !st.status.is_running()
+                && !st.manually_stopped
+                && (policy == "always" || policy == "unless-stopped")
+                && st.started_at.is_some()
+            {
+                to_start.push(id);
+            }
+        }
+        for id in to_start {
+            if let Err(e) = self.start(&id).await {
+                tracing::warn!("restart policy: starting {id}: {e}");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- create
+
+    pub async fn create(&self, name: Option<&str>, req: CreateRequest) -> Result<String> {
+        let CreateRequest {
+            mut config,
+            host_config,
+        } = req;
+        if config.image.is_empty() {
+            return Err(EngineError::BadRequest("No image specified".into()));
+        }
+        let image = self.store.get(&config.image).map_err(|e| match e {
+            berth_store::StoreError::ImageNotFound(_) => {
+                EngineError::NotFound(format!("No such image: {}", config.image))
+            }
+            e => e.into(),
+        })?;
+        let rp = &host_config.restart_policy;
+        if host_config.auto_remove && !rp.name.is_empty() && rp.name != "no" {
+            return Err(EngineError::BadRequest(
+                "conflicting options: cannot specify both --restart and --rm".into(),
+            ));
+        }
+        if !matches!(rp.name.as_str(), "" | "no" | "always" | "unless-stopped" | "on-failure") {
+            return Err(EngineError::BadRequest(format!(
+                "invalid restart policy: unknown policy '{}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'",
+                rp.name
+            )));
+        }
+        if !matches!(host_config.network_mode.as_str(), "" | "default" | "none" | "host" | "bridge") {
+            return Err(EngineError::NotFound(format!(
+                "network {} not found",
+                host_config.network_mode
+            )));
+        }
+        for c in host_config
+            .cap_add
+            .iter()
+            .flatten()
+            .chain(host_config.cap_drop.iter().flatten())
+        {
+            spec::normalize_cap(c).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        }
+        let ic = &image.config.config;
+        config.env = Some(merge_env(
+            ic.env.as_deref().unwrap_or_default(),
+            config.env.as_deref().unwrap_or_default(),
+        ));
+        let entrypoint = match &config.entrypoint {
+            Some(e) if e.len() == 1 && e[0].is_empty() => vec![],
+            Some(e) => e.clone(),
+            None => ic.entrypoint.clone().unwrap_or_default(),
+        };
+        let cmd = match &config.cmd {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ if config.entrypoint.is_some() => vec![],
+            _ => ic.cmd.clone().unwrap_or_default(),
+        };
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) && config.entrypoint.is_none() {
+            config.cmd = ic.cmd.clone();
+        }
+        if config.entrypoint.is_none() {
+            config.entrypoint = ic.entrypoint.clone();
+        }
+        let mut argv = entrypoint;
+        argv.extend(cmd);
+        if argv.is_empty() {
+            return Err(EngineError::BadRequest("no command specified".into()));
+        }
+        if config.working_dir.is_empty() {
+            config.working_dir = ic.working_dir.clone();
+        }
+        if config.user.is_empty() {
+            config.user = ic.user.clone();
+        }
+        let mut labels = ic.labels.clone().unwrap_or_default();
+        labels.extend(config.labels.clone().unwrap_or_default());
+        config.labels = Some(labels);
+        if config.exposed_ports.is_none() {
+            config.exposed_ports = ic.exposed_ports.clone();
+        }
+        if config.stop_signal.is_none() {
+            config.stop_signal = ic.stop_signal.clone();
+        }
+        let id = new_id();
+        if config.hostname.is_empty() {
+            config.hostname = if host_config.network_mode == "host" {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| id[..12].to_string())
+            } else {
+                id[..12].to_string()
+            };
+        }
+        let name = match name {
+            Some(n) if !n.is_empty() => {
+                let n = n.trim_start_matches('/');
+                if !names::valid(n) {
+                    return Err(EngineError::BadRequest(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.to_string()
+            }
+            _ => {
+                let taken = self.names.read().expect("names");
+                (0..)
+                    .map(names::generate)
+                    .find(|n| !taken.contains_key(n))
+                    .unwrap_or_else(|| id[..12].to_string())
+            }
+        };
+        let log_path = self
+            .cdir(&id)
+            .join(format!("{id}-json.log"))
+            .display()
+            .to_string();
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: now(),
+            image: config.image.clone(),
+            image_id: image.id.clone(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host_config,
+            log_path,
+        };
+        {
+            // Check and claim the name in one step: two creates race for it.
+            let mut names = self.names.write().expect("names");
+            if let Some(other) = names.get(&name) {
+                return Err(EngineError::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            names.insert(name.clone(), id.clone());
+        }
+        let res = (|| {
+            std::fs::create_dir_all(self.cdir(&id))?;
+            self.persist_record(&rec)?;
+            write_atomic(
+                &self.cdir(&id).join("state.json"),
+                &serde_json::to_vec(&State::default()).unwrap_or_default(),
+            )?;
+            Ok::<_, EngineError>(())
+        })();
+        if let Err(e) = res {
+            self.names.write().expect("names").remove(&name);
+            let _ = remove_tree(&self.cdir(&id));
+            return Err(e);
+        }
+        self.insert(rec, State::default());
+        Ok(id)
+    }
+
+    // ---------------------------------------------------------------- start
+
+    pub async fn start(self: &Arc<Self>, key: &str) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        match c.state().status {
+            Status::Running | Status::Paused => return Err(EngineError::NotModified),
+            Status::Removing | Status::Dead => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is marked for removal and cannot be started",
+                    c.id()
+                )))
+            }
+            _ => {}
+        }
+        {
+            let mut st = c.state.lock().expect("state");
+            st.manually_stopped = false;
+        }
+        self.start_locked(&c).await
+    }
+
+    fn prepare_rootfs(&self, rec: &Record) -> Result<PathBuf> {
+        let target = self.rootfs(&rec.id);
+        if !self.mounter.is_mounted(&target) {
+            let image = self.store.get(&rec.image_id)?;
+            let m = OverlayMount {
+                lower: self.store.lower_dirs(&image)?,
+                upper: self.cdir(&rec.id).join("rw/upper"),
+                work: self.cdir(&rec.id).join("rw/work"),
+                target: target.clone(),
+            };
+            self.mounter
+                .mount_overlay(&m)
+                .map_err(|e| EngineError::Internal(format!("mounting rootfs: {e}")))?;
+        }
+        Ok(target)
+    }
+
+    fn write_etc_files(&self, rec: &Record) -> Result<Vec<(PathBuf, String)>> {
+        let dir = self.cdir(&rec.id);
+        let host_net = rec.host_config.network_mode == "host";
+        let hostname = &rec.config.hostname;
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        let hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            let mut h = String::from(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+            );
+            for e in rec.host_config.extra_hosts.iter().flatten() {
+                if let Some((name, ip)) = e.split_once(':') {
+                    h.push_str(&format!("{ip}\t{name}\n"));
+                }
+            }
+            h
+        };
+        std::fs::write(dir.join("hosts"), hosts)?;
+        let resolv = match &rec.host_config.dns {
+            Some(d) if !d.is_empty() => d.iter().map(|s| format!("nameserver {s}\n")).collect(),
+            _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        Ok(vec![
+            (dir.join("hostname"), "/etc/hostname".into()),
+            (dir.join("hosts"), "/etc/hosts".into()),
+            (dir.join("resolv.conf"), "/etc/resolv.conf".into()),
+        ])
+    }
+
+    fn run_spec(&self, rec: &Record, rootfs: &Path) -> Result<RunSpec> {
+        let hc = &rec.host_config;
+        let user = user::resolve(rootfs, &rec.config.user).map_err(EngineError::BadRequest)?;
+        let mut env = rec.config.env.clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        env = merge_env(&[format!("HOSTNAME={}", rec.config.hostname)], &env);
+        if rec.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        let mut args = vec![rec.path.clone()];
+        args.extend(rec.args.iter().cloned());
+        let sec = hc.security_opt.clone().unwrap_or_default();
+        Ok(RunSpec {
+            rootfs: rootfs.to_path_buf(),
+            args,
+            env,
+            cwd: if rec.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                rec.config.working_dir.clone()
+            },
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids,
+            tty: rec.config.tty,
+            hostname: rec.config.hostname.clone(),
+            readonly_rootfs: hc.readonly_rootfs,
+            privileged: hc.privileged,
+            cap_add: hc.cap_add.clone().unwrap_or_default(),
+            cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+            no_new_privileges: sec
+                .iter()
+                .any(|s| s == "no-new-privileges" || s == "no-new-privileges:true" || s == "no-new-privileges=true"),
+            seccomp_unconfined: sec
+                .iter()
+                .any(|s| s == "seccomp=unconfined" || s == "seccomp:unconfined"),
+            memory: hc.memory,
+            memory_swap: hc.memory_swap,
+            nano_cpus: hc.nano_cpus,
+            cpu_quota: hc.cpu_quota,
+            cpu_period: hc.cpu_period,
+            cpu_shares: hc.cpu_shares,
+            pids_limit: hc.pids_limit.unwrap_or(0),
+            net: if hc.network_mode == "host" {
+                NetMode::Host
+            } else {
+                NetMode::None
+            },
+            cgroup_path: format!("/berth/{}", rec.id),
+            etc_binds: self.write_etc_files(rec)?,
+        })
+    }
+
+    async fn start_locked(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
+        let rec = c.rec.read().expect("rec").clone();
+        let res = self.launch(c, &rec).await;
+        if let Err(e) = &res {
+            let mut st = c.state.lock().expect("state");
+            st.error = e.to_string();
+            if st.status != Status::Exited {
+                st.status = if st.started_at.is_some() { Status::Exited } else { Status::Created };
+            }
+            st.exit_code = exit_code_for_start_error(&st.error);
+            drop(st);
+            let _ = self.persist_state(c);
+            let _ = self.mounter.unmount(&self.rootfs(&rec.id));
+            c.bump(|s| s.exits += 1);
+        }
+        res
+    }
+
+    async fn launch(self: &Arc<Self>, c: &Arc<Ctr>, rec: &Record) -> Result<()> {
+        let id = &rec.id;
+        let rootfs = self.prepare_rootfs(rec)?;
+        let rs = self.run_spec(rec, &rootfs)?;
+        let oci = spec::build(&rs).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        let xdir = self.xdir(id);
+        std::fs::create_dir_all(xdir.join("bundle"))?;
+        for stale in ["exit", "shim.sock", "init.pid"] {
+            let _ = std::fs::remove_file(xdir.join(stale));
+        }
+        let runtime_root = self.cfg.exec_root.join("runtime");
+        // A previous run of this container leaves libcontainer state behind.
+        let _ = remove_tree(&runtime_root.join(id));
+        write_atomic(
+            &xdir.join("bundle/config.json"),
+            &serde_json::to_vec(&oci).map_err(|e| EngineError::Internal(e.to_string()))?,
+        )?;
+        let log_opts = rec.host_config.log_config.config.clone().unwrap_or_default();
+        let shim_cfg = berth_runtime::proto::ShimConfig {
+            id: id.clone(),
+            bundle: xdir.join("bundle").display().to_string(),
+            runtime_root: runtime_root.display().to_string(),
+            log_path: rec.log_path.clone(),
+            log_max_size: log_opts
+                .get("max-size")
+                .and_then(|s| parse_size(s))
+                .unwrap_or(10 << 20),
+            log_max_files: log_opts
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(3),
+            tty: rec.config.tty,
+            open_stdin: rec.config.open_stdin,
+            stdin_once: rec.config.stdin_once,
+            height: 0,
+            width: 0,
+            cgroup_path: rs.cgroup_path.clone(),
+        };
+        write_atomic(
+            &xdir.join("shim.json"),
+            &serde_json::to_vec(&shim_cfg).map_err(|e| EngineError::Internal(e.to_string()))?,
+        )?;
+        self.spawn_shim(&xdir).await?;
+        c.bump(|s| s.shims += 1);
+        // `docker run` attaches before it starts: let those attaches connect first.
+        for _ in 0..400 {
+            if c.attach_pending.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let resp = self.shim(id).call(&Request::Start).await?;
+        {
+            let mut st = c.state.lock().expect("state");
+            st.status = Status::Running;
+            st.pid = resp.pid.unwrap_or(0);
+            st.exit_code = 0;
+            st.oom_killed = false;
+            st.error.clear();
+            st.started_at = Some(now());
+        }
+        self.persist_state(c)?;
+        let me = self.clone();
+        let c2 = c.clone();
+        tokio::spawn(async move { me.monitor(c2).await });
+        Ok(())
+    }
+
+    async fn spawn_shim(&self, xdir: &Path) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(xdir.join("shim.log"))?;
+        let mut child = tokio::process::Command::new(&self.cfg.shim_path)
+            .arg(xdir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| EngineError::Internal(format!("spawning shim: {e}")))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
+        // Reap the shim whenever it ends; it outlives us if we go first.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let line = line.trim();
+        if line == "ready" {
+            Ok(())
+        } else {
+            let msg = line.strip_prefix("error ").unwrap_or(line);
+            Err(EngineError::BadRequest(format!(
+                "failed to create task for container: {}",
+                if msg.is_empty() { "shim exited" } else { msg }
+            )))
+        }
+    }
+
+    async fn monitor(self: Arc<Self>, c: Arc<Ctr>) {
+        let id = c.id();
+        let exit = match self.shim(&id).wait().await {
+            Ok(e) => e,
+            Err(_) => {
+                // The shim is gone: its exit file, if any, has the truth.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::fs::read(self.xdir(&id).join("exit"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(ExitStatus {
+                        exit_code: 255,
+                        oom_killed: false,
+                        finished_at: now(),
+                    })
+            }
+        };
+        self.handle_exit(c, exit, true).await;
+    }
+
+    /// Boxed: exit handling may restart the container, whose monitor ends here again.
+    fn handle_exit(
+        self: Arc<Self>,
+        c: Arc<Ctr>,
+        exit: ExitStatus,
+        policies: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.handle_exit_inner(c, exit, policies))
+    }
+
+    async fn handle_exit_inner(self: Arc<Self>, c: Arc<Ctr>, exit: ExitStatus, policies: bool) {
+        let id = c.id();
+        let (restart, remove) = {
+            let mut st = c.state.lock().expect("state");
+            if !st.status.is_running() {
+                return;
+            }
+            let ran_for = st
+                .started_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+                .unwrap_or(0);
+            st.status = Status::Exited;
+            st.exit_code = exit.exit_code;
+            st.oom_killed = exit.oom_killed;
+            st.pid = 0;
+            st.finished_at = Some(if exit.finished_at.is_empty() {
+                now()
+            } else {
+                exit.finished_at
+            });
+            if ran_for >= 10 {
+                st.failure_count = 0;
+            }
+            let rec = c.rec.read().expect("rec");
+            let rp = &rec.host_config.restart_policy;
+            let restart = policies
+                && !st.manually_stopped
+                && match rp.name.as_str() {
+                    "always" | "unless-stopped" => true,
+                    "on-failure" => {
+                        st.exit_code != 0
+                            && (rp.maximum_retry_count == 0
+                                || (st.failure_count as i64) < rp.maximum_retry_count)
+                    }
+                    _ => false,
+                };
+            if restart {
+                st.failure_count += 1;
+                st.restart_count += 1;
+            }
+            (restart, rec.host_config.auto_remove && !restart)
+        };
+        let _ = self.persist_state(&c);
+        let _ = self.mounter.unmount(&self.rootfs(&id));
+        c.bump(|s| s.exits += 1);
+        if restart {
+            let fails = c.state().failure_count.min(10);
+            let delay = Duration::from_millis(100u64 << fails.saturating_sub(1)).min(Duration::from_secs(60));
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = c.op.lock().await;
+                let st = c.state();
+                if st.status == Status::Exited && !st.manually_stopped {
+                    if let Err(e) = me.start_locked(&c).await {
+                        tracing::warn!("restarting {id}: {e}");
+                    }
+                }
+            });
+        } else if remove {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.remove(&id, true, false).await {
+                    tracing::warn!("auto-remove {id}: {e}");
+                }
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- stop / kill
+
+    async fn wait_exit(&self, c: &Ctr, timeout: Option<Duration>) -> bool {
+        let mut rx = c.signals.subscribe();
+        let fut = async {
+            loop {
+                if !c.state().status.is_running() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.is_ok(),
+            None => {
+                fut.await;
+                true
+            }
+        }
+    }
+
+    pub async fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        if !c.state().status.is_running() {
+            return Err(EngineError::NotModified);
+        }
+        c.state.lock().expect("state").manually_stopped = true;
+        let _ = self.persist_state(&c);
+        let (stop_signal, default_timeout) = {
+            let rec = c.rec.read().expect("rec");
+            (
+                signal
+                    .map(str::to_string)
+                    .or_else(|| rec.config.stop_signal.clone())
+                    .unwrap_or_else(|| "SIGTERM".into()),
+                rec.config.stop_timeout.unwrap_or(10),
+            )
+        };
+        let t = timeout.unwrap_or(default_timeout);
+        let id = c.id();
+        if c.state().status == Status::Paused {
+            let _ = self.shim(&id).call(&Request::Resume).await;
+        }
+        let sig = parse_signal(&stop_signal)?;
+        let _ = self
+            .shim(&id)
+            .call(&Request::Kill {
+                signal: sig,
+                all: false,
+            })
+            .await;
+        if t >= 0 && self.wait_exit(&c, Some(Duration::from_secs(t as u64))).await {
+            return Ok(());
+        }
+        if t < 0 {
+            self.wait_exit(&c, None).await;
+            return Ok(());
+        }
+        self.shim(&id)
+            .call(&Request::Kill {
+                signal: libc::SIGKILL,
+                all: true,
+            })
+            .await?;
+        self.wait_exit(&c, Some(Duration::from_secs(10))).await;
+        Ok(())
+    }
+
+    pub async fn kill(&self, key: &str, signal: &str) -> Result<()> {
+        let c = self.find(key)?;
+        let sig = parse_signal(if signal.is_empty() { "SIGKILL" } else { signal })?;
+        if !c.state().status.is_running() {
+            return Err(EngineError::Conflict(format!(
+                "cannot kill container: {}: container {} is not running",
+                key,
+                c.id()
+            )));
+        }
+        if sig == libc::SIGKILL {
+            c.state.lock().expect("state").manually_stopped = true;
+            let _ = self.persist_state(&c);
+        }
+        self.shim(&c.id())
+            .call(&Request::Kill {
+                signal: sig,
+                all: false,
+            })
+            .await?;
+        if sig == libc::SIGKILL {
+            self.wait_exit(&c, Some(Duration::from_secs(10))).await;
+        }
+        Ok(())
+    }
+
+    pub async fn restart(self: &Arc<Self>, key: &str, timeout: Option<i64>) -> Result<()> {
+        match self.stop(key, timeout, None).await {
+            Ok(()) | Err(EngineError::NotModified) => {}
+            Err(e) => return Err(e),
+        }
+        match self.start(key).await {
+            Ok(()) | Err(EngineError::NotModified) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn pause(&self, key: &str, pause: bool) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        let st = c.state().status;
+        let id = c.id();
+        match (pause, st) {
+            (true, Status::Running) => {
+                self.shim(&id).call(&Request::Pause).await?;
+                c.state.lock().expect("state").status = Status::Paused;
+            }
+            (false, Status::Paused) => {
+                self.shim(&id).call(&Request::Resume).await?;
+                c.state.lock().expect("state").status = Status::Running;
+            }
+            (true, Status::Paused) => {
+                return Err(EngineError::Conflict(format!("Container {id} is already paused")))
+            }
+            (false, _) => {
+                return Err(EngineError::Conflict(format!("Container {id} is not paused")))
+            }
+            (true, _) => {
+                return Err(EngineError::Conflict(format!("Container {id} is not running")))
+            }
+        }
+        self.persist_state(&c)?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- remove
+
+    pub async fn remove(&self, key: &str, force: bool, _volumes: bool) -> Result<()> {
+        let c = self.find(key)?;
+        let name = c.rec.read().expect("rec").name.clone();
+        if c.state().status.is_running() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container \"/{name}\": container is running: stop the container before removing or force remove"
+                )));
+            }
+            c.state.lock().expect("state").manually_stopped = true;
+            let _ = self
+                .shim(&c.id())
+                .call(&Request::Kill {
+                    signal: libc::SIGKILL,
+                    all: true,
+                })
+                .await;
+            if !self.wait_exit(&c, Some(Duration::from_secs(15))).await {
+                return Err(EngineError::Internal(format!(
+                    "could not kill running container {}, cannot remove",
+                    c.id()
+                )));
+            }
+        }
+        let _op = c.op.lock().await;
+        let id = c.id();
+        {
+            let mut st = c.state.lock().expect("state");
+            if st.status == Status::Removing {
+                return Err(EngineError::Conflict(format!(
+                    "removal of container {id} is already in progress"
+                )));
+            }
+            st.status = Status::Removing;
+        }
+        let _ = self.persist_state(&c);
+        self.mounter.unmount(&self.rootfs(&id))?;
+        let _ = remove_tree(&self.cfg.exec_root.join("runtime").join(&id));
+        remove_tree(&self.xdir(&id))?;
+        remove_tree(&self.cdir(&id))?;
+        self.containers.write().expect("containers").remove(&id);
+        {
+            let mut names = self.names.write().expect("names");
+            if names.get(&name) == Some(&id) {
+                names.remove(&name);
+            }
+        }
+        self.execs
+            .lock()
+            .expect("execs")
+            .retain(|_, e| e.container_id != id);
+        c.bump(|s| s.removed = true);
+        Ok(())
+    }
+
+    pub async fn prune(&self) -> Result<(Vec<String>, u64)> {
+        let ids: Vec<String> = self
+            .containers
+            .read()
+            .expect("containers")
+            .values()
+            .filter(|c| matches!(c.state().status, Status::Exited | Status::Created | Status::Dead))
+            .map(|c| c.id())
+            .collect();
+        let mut out = Vec::new();
+        let mut space = 0;
+        for id in ids {
+            space += dir_size(&self.cdir(&id).join("rw/upper"));
+            if self.remove(&id, false, false).await.is_ok() {
+                out.push(id);
+            }
+        }
+        Ok((out, space))
+    }
+
+    pub fn rename(&self, key: &str, new: &str) -> Result<()> {
+        let c = self.find(key)?;
+        let new = new.trim_start_matches('/');
+        if !names::valid(new) {
+            return Err(EngineError::BadRequest(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let mut names = self.names.write().expect("names");
+        if let Some(other) = names.get(new) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        let mut rec = c.rec.write().expect("rec");
+        names.remove(&rec.name);
+        names.insert(new.to_string(), rec.id.clone());
+        rec.name = new.to_string();
+        self.persist_record(&rec)
+    }
+
+    // ---------------------------------------------------------------- wait
+
+    /// `POST /containers/{id}/wait`: `not-running` (default), `next-exit`, `removed`.
+    pub async fn wait(&self, key: &str, condition: &str) -> Result<i64> {
+        let c = self.find(key)?;
+        let mut rx = c.signals.subscribe();
+        let start = rx.borrow_and_update().clone();
+        loop {
+            let st = c.state();
+            let sig = rx.borrow().clone();
+            let done = match condition {
+                "next-exit" => sig.exits > start.exits,
+                "removed" => sig.removed,
+                _ => !st.status.is_running() && st.status != Status::Created || sig.exits > start.exits,
+            };
+            if done {
+                return Ok(st.exit_code as i64);
+            }
+            if rx.changed().await.is_err() {
+                return Ok(c.state().exit_code as i64);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- attach
+
+    /// Connects to the container's stdio. Before the container starts (`docker run`
+    /// attaches first), waits for its shim to exist.
+    pub async fn attach(
+        &self,
+        key: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(tokio::io::BufReader<UnixStream>, bool)> {
+        let c = self.find(key)?;
+        let tty = c.rec.read().expect("rec").config.tty;
+        let st = c.state().status;
+        if !st.is_running() {
+            if st != Status::Created && st != Status::Exited {
+                return Err(EngineError::Conflict(
+                    "You cannot attach to a stopped container, start it first".into(),
+                ));
+            }
+            c.attach_pending.fetch_add(1, Ordering::SeqCst);
+            let mut rx = c.signals.subscribe();
+            let base = rx.borrow_and_update().shims;
+            let ready = tokio::time::timeout(Duration::from_secs(3600), async {
+                loop {
+                    if rx.borrow().shims > base || rx.borrow().removed {
+                        return;
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+            let res = if ready.is_ok() && !rx.borrow().removed {
+                self.shim(&c.id())
+                    .open(&Request::Attach {
+                        stdin,
+                        stdout,
+                        stderr,
+                    })
+                    .await
+                    .map(|(_, s)| s)
+                    .map_err(EngineError::from)
+            } else {
+                Err(EngineError::Conflict("container was removed".into()))
+            };
+            c.attach_pending.fetch_sub(1, Ordering::SeqCst);
+            return Ok((res?, tty));
+        }
+        let (_, s) = self
+            .shim(&c.id())
+            .open(&Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            })
+            .await?;
+        Ok((s, tty))
+    }
+
+    pub async fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        let c = self.find(key)?;
+        if !c.state().status.is_running() {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.id()
+            )));
+        }
+        self.shim(&c.id())
+            .call(&Request::Resize {
+                exec_id: None,
+                height,
+                width,
+            })
+            .await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- views
+
+    pub fn container_tty(&self, key: &str) -> Result<bool> {
+        Ok(self.find(key)?.rec.read().expect("rec").config.tty)
+    }
+
+    /// `docker inspect` of a container.
+    pub fn inspect(&self, key: &str, size: bool) -> Result<Value> {
+        let c = self.find(key)?;
+        let rec = c.rec.read().expect("rec").clone();
+        let st = c.state();
+        let dir = self.cdir(&rec.id);
+        let mut config = serde_json::to_value(&rec.config).unwrap_or_default();
+        config["Image"] = json!(rec.image);
+        let net_mode = if rec.host_config.network_mode.is_empty() || rec.host_config.network_mode == "default" {
+            "none".to_string()
+        } else {
+            rec.host_config.network_mode.clone()
+        };
+        let mut host_config = serde_json::to_value(&rec.host_config).unwrap_or_default();
+        host_config["NetworkMode"] = json!(net_mode);
+        let exec_ids: Vec<String> = self
+            .execs
+            .lock()
+            .expect("execs")
+            .values()
+            .filter(|e| e.container_id == rec.id && e.running)
+            .map(|e| e.id.clone())
+            .collect();
+        let lower = self
+            .store
+            .get(&rec.image_id)
+            .ok()
+            .and_then(|i| self.store.lower_dirs(&i).ok())
+            .map(|d| d.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"))
+            .unwrap_or_default();
+        let mut v = json!({
+            "Id": rec.id,
+            "Created": rec.created,
+            "Path": rec.path,
+            "Args": rec.args,
+            "State": {
+                "Status": st.status.as_str(),
+                "Running": st.status.is_running(),
+                "Paused": st.status == Status::Paused,
+                "Restarting": st.status == Status::Restarting,
+                "OOMKilled": st.oom_killed,
+                "Dead": st.status == Status::Dead,
+                "Pid": st.pid,
+                "ExitCode": st.exit_code,
+                "Error": st.error,
+                "StartedAt": st.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+                "FinishedAt": st.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+            },
+            "Image": rec.image_id,
+            "ResolvConfPath": dir.join("resolv.conf"),
+            "HostnamePath": dir.join("hostname"),
+            "HostsPath": dir.join("hosts"),
+            "LogPath": rec.log_path,
+            "Name": format!("/{}", rec.name),
+            "RestartCount": st.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": if exec_ids.is_empty() { Value::Null } else { json!(exec_ids) },
+            "HostConfig": host_config,
+            "GraphDriver": {
+                "Name": "overlay2",
+                "Data": {
+                    "LowerDir": lower,
+                    "UpperDir": dir.join("rw/upper"),
+                    "WorkDir": dir.join("rw/work"),
+                    "MergedDir": self.rootfs(&rec.id),
+                }
+            },
+            "Mounts": [],
+            "Config": config,
+            "NetworkSettings": {
+                "Bridge": "", "SandboxID": "", "HairpinMode": false,
+                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                "Ports": {}, "SandboxKey": "",
+                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
+                "Networks": { net_mode.clone(): {
+                    "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "",
+                    "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                    "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
+                }}
+            }
+        });
+        if size {
+            let rw = dir_size(&dir.join("rw/upper"));
+            let root = self.store.get(&rec.image_id).map(|i| i.size).unwrap_or(0);
+            v["SizeRw"] = json!(rw);
+            v["SizeRootFs"] = json!(rw + root);
+        }
+        Ok(v)
+    }
+
+    /// `GET /containers/json`, from memory.
+    pub fn list(
+        &self,
+        all: bool,
+        limit: Option<usize>,
+        size: bool,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<Value>> {
+        for k in filters.keys() {
+            if !matches!(
+                k.as_str(),
+                "id" | "name" | "label" | "status" | "exited" | "ancestor" | "before" | "since"
+                    | "network" | "volume" | "health" | "is-task" | "publish" | "expose"
+            ) {
+                return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
+            }
+        }
+        for s in filters.get("status").into_iter().flatten() {
+            if !matches!(
+                s.as_str(),
+                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+            ) {
+                return Err(EngineError::BadRequest(format!(
+                    "invalid filter 'status={s}'"
+                )));
+            }
+        }
+        let cs: Vec<Arc<Ctr>> = self
+            .containers
+            .read()
+            .expect("containers")
+            .values()
+            .cloned()
+            .collect();
+        let mut rows: Vec<(Record, State)> = cs
+            .iter()
+            .map(|c| (c.rec.read().expect("rec").clone(), c.state()))
+            .collect();
+        rows.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+        let ancestors: Vec<String> = filters
+            .get("ancestor")
+            .into_iter()
+            .flatten()
+            .filter_map(|a| self.store.get(a).ok().map(|i| i.id))
+            .collect();
+        let explicit_status = filters.contains_key("status") || filters.contains_key("exited");
+        let mut out = Vec::new();
+        for (rec, st) in rows {
+            if !all && limit.is_none() && !explicit_status && !st.status.is_running() {
+                continue;
+            }
+            if !matches_filters(&rec, &st, filters, &ancestors) {
+                continue;
+            }
+            if let Some(n) = limit {
+                if out.len() >= n {
+                    break;
+                }
+            }
+            let mut command = std::iter::once(rec.path.clone())
+                .chain(rec.args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if command.is_empty() {
+                command = String::new();
+            }
+            let net_mode = if rec.host_config.network_mode.is_empty() || rec.host_config.network_mode == "default" {
+                "none".to_string()
+            } else {
+                rec.host_config.network_mode.clone()
+            };
+            let created = chrono::DateTime::parse_from_rfc3339(&rec.created)
+                .map(|t| t.timestamp())
+                .unwrap_or(0);
+            let mut v = json!({
+                "Id": rec.id,
+                "Names": [format!("/{}", rec.name)],
+                "Image": rec.image,
+                "ImageID": rec.image_id,
+                "Command": command,
+                "Created": created,
+                "Ports": [],
+                "Labels": rec.config.labels.clone().unwrap_or_default(),
+                "State": st.status.as_str(),
+                "Status": record::status_text(&st),
+                "HostConfig": {"NetworkMode": net_mode},
+                "NetworkSettings": {"Networks": {}},
+                "Mounts": [],
+            });
+            if size {
+                let rw = dir_size(&self.cdir(&rec.id).join("rw/upper"));
+                let root = self.store.get(&rec.image_id).map(|i| i.size).unwrap_or(0);
+                v["SizeRw"] = json!(rw);
+                v["SizeRootFs"] = json!(rw + root);
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Which containers use an image, for `rmi`.
+    fn image_users(&self, image_id: &str) -> Vec<berth_store::ImageUser> {
+        self.containers
+            .read()
+            .expect("containers")
+            .values()
+            .filter_map(|c| {
+                let rec = c.rec.read().expect("rec");
+                (rec.image_id == image_id).then(|| berth_store::ImageUser {
+                    container_id: rec.id.clone(),
+                    running: c.state().status.is_running(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn container_count(&self) -> (usize, usize, usize, usize) {
+        let cs = self.containers.read().expect("containers");
+        let mut r = (cs.len(), 0, 0, 0);
+        for c in cs.values() {
+            match c.state().status {
+                Status::Running | Status::Restarting => r.1 += 1,
+                Status::Paused => r.2 += 1,
+                _ => r.3 += 1,
+            }
+        }
+        r
+    }
+
+    pub fn data_root(&self) -> &Path {
+        &self.cfg.data_root
+    }
+
+    pub fn image_run_config_default() -> ImageRunConfig {
+        ImageRunConfig::default()
+    }
+}
+
+fn matches_filters(
+    rec: &Record,
+    st: &State,
+    f: &HashMap<String, Vec<String>>,
+    ancestors: &[String],
+) -> bool {
+    let any = |key: &str, pred: &dyn Fn(&str) -> bool| -> bool {
+        match f.get(key) {
+            None => true,
+            Some(vals) if vals.is_empty() => true,
+            Some(vals) => vals.iter().any(|v| pred(v)),
+        }
+    };
+    let labels = rec.config.labels.clone().unwrap_or_default();
+    any("id", &|v| rec.id.starts_with(v))
+        && any("name", &|v| rec.name.contains(v.trim_start_matches('/')))
+        && any("status", &|v| v == st.status.as_str())
+        && any("exited", &|v| {
+            st.status == Status::Exited && v.parse::<i32>().ok() == Some(st.exit_code)
+        })
+        && f.get("label").is_none_or(|vals| {
+            vals.iter().all(|v| match v.split_once('=') {
+                Some((k, val)) => labels.get(k).map(|x| x == val).unwrap_or(false),
+                None => labels.contains_key(v.as_str()),
+            })
+        })
+        && (f.get("ancestor").is_none_or(|v| v.is_empty())
+            || ancestors.contains(&rec.image_id)
+            || f["ancestor"].iter().any(|a| a == &rec.image))
+}
+
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| EngineError::BadRequest(format!("Invalid signal: {s}")))
+}
+
+/// Docker's exit statuses for a process that could not be started.
+fn exit_code_for_start_error(msg: &str) -> i32 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("not found") || m.contains("no such file") {
+        127
+    } else if m.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
+pub(crate) fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Keeps a config's `Cmd` as given: needed by `commit` later.
+pub fn config_cmd(c: &ContainerConfig) -> Vec<String> {
+    c.cmd.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_merges_by_key() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let over = vec!["A=2".to_string(), "B=3".to_string()];
+        assert_eq!(merge_env(&base, &over), vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn sizes_and_signals() {
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("SIGKILL").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[test]
+    fn start_errors_map_to_docker_exit_codes() {
+        assert_eq!(exit_code_for_start_error("exec: \"nope\": executable file not found in $PATH"), 127);
+        assert_eq!(exit_code_for_start_error("permission denied"), 126);
+    }
+}

@@ -1,1 +1,935 @@
-fn main(){}
+//! berth-shim: one per container. Single-threaded: creates the container with
+//! libcontainer, then loops on epoll, moving the container's stdio to the log
+//! file and to attached clients, answering berthd's requests, and reaping. It
+//! writes the exit status to `<state>/exit` before it exits, so nothing is lost
+//! while berthd is down.
+
+mod log;
+
+use berth_runtime::proto::{self, ExitStatus, Request, Response, ShimConfig};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use mio::net::{UnixListener, UnixStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+const SIGCHLD_PIPE: Token = Token(1);
+const FIRST_DYNAMIC: usize = 16;
+/// A client that falls this far behind is dropped rather than stalling the shim.
+const MAX_CLIENT_BACKLOG: usize = 8 << 20;
+
+static SIG_PIPE_W: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigchld(_: libc::c_int) {
+    let fd = SIG_PIPE_W.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; the buffer is a valid static byte.
+    unsafe {
+        libc::write(fd, b"c".as_ptr().cast(), 1);
+    }
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Whose process a stdio stream belongs to.
+#[derive(Clone, PartialEq, Eq, Debug)]
+enum Owner {
+    Init,
+    Exec(String),
+}
+
+struct Source {
+    fd: OwnedFd,
+    owner: Owner,
+    /// 0 stdout, 1 stderr; a TTY master counts as stdout.
+    stream: usize,
+}
+
+enum ClientState {
+    Request,
+    Attached { stdin: bool, stdout: bool, stderr: bool },
+    Waiting,
+    ExecWaiting(String),
+    ExecStream(String),
+}
+
+struct Client {
+    sock: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    state: ClientState,
+    close_after_flush: bool,
+    read_closed: bool,
+}
+
+struct Exec {
+    pid: Option<i32>,
+    tty: Option<RawFd>,
+    stdin: Option<OwnedFd>,
+    exit: Option<i32>,
+    open_streams: usize,
+}
+
+struct Shim {
+    cfg: ShimConfig,
+    state_dir: PathBuf,
+    container: Container,
+    poll: Poll,
+    listener: UnixListener,
+    sig_r: OwnedFd,
+    sources: HashMap<Token, Source>,
+    clients: HashMap<Token, Client>,
+    next_token: usize,
+    init_pid: Option<i32>,
+    /// Where input for the container's process goes: its stdin pipe or the TTY master.
+    init_stdin: Option<OwnedFd>,
+    init_tty: Option<RawFd>,
+    init_open_streams: usize,
+    init_exit: Option<i32>,
+    exit: Option<ExitStatus>,
+    execs: HashMap<String, Exec>,
+    log: log::JsonLog,
+    exit_deadline: Option<Instant>,
+}
+
+fn set_nonblock(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own; flags come from the kernel.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+fn pipe() -> Res<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
+
+fn set_winsize(fd: RawFd, h: u16, w: u16) {
+    if h == 0 || w == 0 {
+        return;
+    }
+    let ws = libc::winsize {
+        ws_row: h,
+        ws_col: w,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that lives across the call.
+    unsafe {
+        libc::ioctl(fd, libc::TIOCSWINSZ, &ws);
+    }
+}
+
+/// Receives the pty master that libcontainer sends over the console socket.
+fn recv_console(listener: &std::os::unix::net::UnixListener) -> Res<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let (conn, _) = listener.accept()?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err("no pty received on the console socket".into())
+}
+
+struct Stdio {
+    stdin: Option<OwnedFd>,
+    /// Read ends: (fd, stream).
+    outputs: Vec<(OwnedFd, usize)>,
+    tty: Option<RawFd>,
+}
+
+/// Prepares a builder's stdio: a console socket for a TTY, pipes otherwise.
+fn with_stdio(
+    mut b: ContainerBuilder,
+    state_dir: &Path,
+    name: &str,
+    tty: bool,
+    stdin: bool,
+) -> Res<(ContainerBuilder, StdioPending)> {
+    if tty {
+        let path = state_dir.join(format!("{name}.console.sock"));
+        let _ = fs::remove_file(&path);
+        let l = std::os::unix::net::UnixListener::bind(&path)?;
+        b = b.with_console_socket(Some(&path));
+        return Ok((b, StdioPending::Tty(l, path)));
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    b = b.with_stdout(out_w).with_stderr(err_w);
+    let mut stdin_w = None;
+    if stdin {
+        let (in_r, in_w) = pipe()?;
+        b = b.with_stdin(in_r);
+        stdin_w = Some(in_w);
+    } else {
+        b = b.with_stdin(fs::File::open("/dev/null")?);
+    }
+    Ok((
+        b,
+        StdioPending::Pipes(Stdio {
+            stdin: stdin_w,
+            outputs: vec![(out_r, 0), (err_r, 1)],
+            tty: None,
+        }),
+    ))
+}
+
+enum StdioPending {
+    Tty(std::os::unix::net::UnixListener, PathBuf),
+    Pipes(Stdio),
+}
+
+impl StdioPending {
+    fn finish(self, h: u16, w: u16) -> Res<Stdio> {
+        match self {
+            StdioPending::Pipes(s) => Ok(s),
+            StdioPending::Tty(l, path) => {
+                let master = recv_console(&l)?;
+                let _ = fs::remove_file(path);
+                set_winsize(master.as_raw_fd(), h, w);
+                let dup = nix::unistd::dup(master.as_raw_fd())?;
+                // SAFETY: dup just returned a fresh descriptor that we now own.
+                let write_end = unsafe { OwnedFd::from_raw_fd(dup) };
+                let raw = master.as_raw_fd();
+                Ok(Stdio {
+                    stdin: Some(write_end),
+                    outputs: vec![(master, 0)],
+                    tty: Some(raw),
+                })
+            }
+        }
+    }
+}
+
+fn write_exit_file(state_dir: &Path, st: &ExitStatus) -> io::Result<()> {
+    let tmp = state_dir.join("exit.tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(st).unwrap_or_default())?;
+    f.sync_all()?;
+    fs::rename(&tmp, state_dir.join("exit"))?;
+    fs::File::open(state_dir)?.sync_all()
+}
+
+impl Shim {
+    fn token(&mut self) -> Token {
+        self.next_token += 1;
+        Token(self.next_token)
+    }
+
+    fn add_source(&mut self, fd: OwnedFd, owner: Owner, stream: usize) -> Res<()> {
+        set_nonblock(fd.as_raw_fd());
+        let t = self.token();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd.as_raw_fd()), t, Interest::READABLE)?;
+        self.sources.insert(t, Source { fd, owner, stream });
+        Ok(())
+    }
+
+    fn broadcast_init_output(&mut self, stream: usize, data: &[u8]) {
+        self.log.write(stream, data);
+        let tty = self.cfg.tty;
+        let mut dead = vec![];
+        for (t, c) in self.clients.iter_mut() {
+            if let ClientState::Attached { stdout, stderr, .. } = c.state {
+                if (stream == 0 && stdout) || (stream == 1 && stderr) {
+                    if !tty {
+                        let kind = if stream == 0 { proto::STDOUT } else { proto::STDERR };
+                        c.outbuf.extend_from_slice(&proto::frame_header(kind, data.len()));
+                    }
+                    c.outbuf.extend_from_slice(data);
+                    if c.outbuf.len() > MAX_CLIENT_BACKLOG {
+                        dead.push(*t);
+                    }
+                }
+            }
+        }
+        for t in dead {
+            self.drop_client(t);
+        }
+    }
+
+    fn exec_output(&mut self, id: &str, stream: usize, data: &[u8]) {
+        let tty = self.execs.get(id).is_some_and(|e| e.tty.is_some());
+        for c in self.clients.values_mut() {
+            if matches!(&c.state, ClientState::ExecStream(x) if x == id) {
+                if !tty {
+                    let kind = if stream == 0 { proto::STDOUT } else { proto::STDERR };
+                    c.outbuf.extend_from_slice(&proto::frame_header(kind, data.len()));
+                }
+                c.outbuf.extend_from_slice(data);
+            }
+        }
+    }
+
+    fn on_source(&mut self, t: Token) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let Some(src) = self.sources.get(&t) else { return };
+            let n = nix::unistd::read(src.fd.as_raw_fd(), &mut buf);
+            let (owner, stream) = (src.owner.clone(), src.stream);
+            match n {
+                Ok(0) | Err(nix::errno::Errno::EIO) => {
+                    self.close_source(t);
+                    return;
+                }
+                Ok(n) => match owner {
+                    Owner::Init => self.broadcast_init_output(stream, &buf[..n]),
+                    Owner::Exec(id) => self.exec_output(&id, stream, &buf[..n]),
+                },
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => {
+                    self.close_source(t);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close_source(&mut self, t: Token) {
+        let Some(src) = self.sources.remove(&t) else { return };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&src.fd.as_raw_fd()));
+        match src.owner {
+            Owner::Init => {
+                self.init_open_streams = self.init_open_streams.saturating_sub(1);
+                if self.init_tty == Some(src.fd.as_raw_fd()) {
+                    self.init_tty = None;
+                }
+            }
+            Owner::Exec(id) => {
+                if let Some(e) = self.execs.get_mut(&id) {
+                    e.open_streams = e.open_streams.saturating_sub(1);
+                    if e.tty == Some(src.fd.as_raw_fd()) {
+                        e.tty = None;
+                    }
+                }
+                self.maybe_finish_exec(&id);
+            }
+        }
+    }
+
+    fn maybe_finish_exec(&mut self, id: &str) {
+        let Some(e) = self.execs.get(id) else { return };
+        let Some(code) = e.exit else { return };
+        if e.open_streams > 0 {
+            return;
+        }
+        let st = ExitStatus {
+            exit_code: code,
+            ..Default::default()
+        };
+        let mut resp = Response::ok();
+        resp.exit = Some(st);
+        let line = response_line(&resp);
+        for c in self.clients.values_mut() {
+            match &c.state {
+                ClientState::ExecStream(x) if x == id => c.close_after_flush = true,
+                ClientState::ExecWaiting(x) if x == id => {
+                    c.outbuf.extend_from_slice(&line);
+                    c.close_after_flush = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => self.on_exit(pid.as_raw(), code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => self.on_exit(pid.as_raw(), 128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: i32, code: i32) {
+        if Some(pid) == self.init_pid {
+            self.init_exit = Some(code);
+            // The pid namespace is gone with its init; give the pipes a moment to drain.
+            self.exit_deadline = Some(Instant::now() + Duration::from_secs(2));
+            return;
+        }
+        let id = self
+            .execs
+            .iter()
+            .find(|(_, e)| e.pid == Some(pid))
+            .map(|(k, _)| k.clone());
+        if let Some(id) = id {
+            if let Some(e) = self.execs.get_mut(&id) {
+                e.exit = Some(code);
+                e.stdin = None;
+            }
+            self.maybe_finish_exec(&id);
+        }
+    }
+
+    /// Called once the init has exited and its output is drained.
+    fn finish(&mut self) {
+        let code = self.init_exit.unwrap_or(255);
+        self.log.flush();
+        let st = ExitStatus {
+            exit_code: code,
+            oom_killed: berth_runtime::cgroups::oom_kills(&self.cfg.cgroup_path) > 0,
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        };
+        if let Err(e) = write_exit_file(&self.state_dir, &st) {
+            eprintln!("berth-shim: writing exit file: {e}");
+        }
+        if let Err(e) = self.container.delete(true) {
+            eprintln!("berth-shim: delete: {e}");
+        }
+        let mut resp = Response::ok();
+        resp.exit = Some(st.clone());
+        let line = response_line(&resp);
+        for c in self.clients.values_mut() {
+            match c.state {
+                ClientState::Waiting => {
+                    c.outbuf.extend_from_slice(&line);
+                    c.close_after_flush = true;
+                }
+                ClientState::Attached { .. } => c.close_after_flush = true,
+                _ => {}
+            }
+        }
+        self.exit = Some(st);
+        self.init_stdin = None;
+    }
+
+    fn drop_client(&mut self, t: Token) {
+        if let Some(mut c) = self.clients.remove(&t) {
+            let _ = self.poll.registry().deregister(&mut c.sock);
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut sock, _)) => {
+                    let t = self.token();
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, t, Interest::READABLE)
+                        .is_ok()
+                    {
+                        self.clients.insert(
+                            t,
+                            Client {
+                                sock,
+                                inbuf: Vec::new(),
+                                outbuf: Vec::new(),
+                                state: ClientState::Request,
+                                close_after_flush: false,
+                                read_closed: false,
+                            },
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_client(&mut self, t: Token, readable: bool) {
+        if readable {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let Some(c) = self.clients.get_mut(&t) else { return };
+                if c.read_closed {
+                    break;
+                }
+                match c.sock.read(&mut buf) {
+                    Ok(0) => {
+                        c.read_closed = true;
+                        self.client_eof(t);
+                        break;
+                    }
+                    Ok(n) => self.client_data(t, &buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        self.drop_client(t);
+                        return;
+                    }
+                }
+            }
+        }
+        self.flush_client(t);
+    }
+
+    fn flush_client(&mut self, t: Token) {
+        let Some(c) = self.clients.get_mut(&t) else { return };
+        while !c.outbuf.is_empty() {
+            match c.sock.write_vectored(&[IoSlice::new(&c.outbuf)]) {
+                Ok(n) => {
+                    c.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.drop_client(t);
+                    return;
+                }
+            }
+        }
+        let want = if c.outbuf.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if c.outbuf.is_empty() && c.close_after_flush {
+            self.drop_client(t);
+            return;
+        }
+        let _ = self.poll.registry().reregister(&mut c.sock, t, want);
+    }
+
+    fn client_eof(&mut self, t: Token) {
+        let Some(c) = self.clients.get(&t) else { return };
+        match &c.state {
+            ClientState::Attached { stdin: true, .. } => {
+                if self.cfg.stdin_once {
+                    // `docker run -i` without a TTY: the client's EOF is the process's EOF.
+                    if self.init_tty.is_none() {
+                        self.init_stdin = None;
+                    }
+                }
+                self.drop_client(t);
+            }
+            ClientState::ExecStream(id) => {
+                let id = id.clone();
+                if let Some(e) = self.execs.get_mut(&id) {
+                    if e.tty.is_none() {
+                        e.stdin = None;
+                    }
+                }
+            }
+            _ => self.drop_client(t),
+        }
+    }
+
+    fn client_data(&mut self, t: Token, data: &[u8]) {
+        let Some(c) = self.clients.get_mut(&t) else { return };
+        match &c.state {
+            ClientState::Request => {
+                c.inbuf.extend_from_slice(data);
+                if let Some(i) = c.inbuf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = c.inbuf.drain(..=i).collect();
+                    let rest = std::mem::take(&mut c.inbuf);
+                    match serde_json::from_slice::<Request>(&line) {
+                        Ok(req) => self.handle(t, req),
+                        Err(e) => self.reply(t, Response::err(format!("bad request: {e}")), true),
+                    }
+                    if !rest.is_empty() {
+                        self.client_data(t, &rest);
+                    }
+                }
+            }
+            ClientState::Attached { stdin: true, .. } => {
+                if let Some(fd) = &self.init_stdin {
+                    write_all_fd(fd.as_raw_fd(), data);
+                }
+            }
+            ClientState::ExecStream(id) => {
+                if let Some(fd) = self.execs.get(id).and_then(|e| e.stdin.as_ref()) {
+                    write_all_fd(fd.as_raw_fd(), data);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn reply(&mut self, t: Token, resp: Response, close: bool) {
+        if let Some(c) = self.clients.get_mut(&t) {
+            c.outbuf.extend_from_slice(&response_line(&resp));
+            c.close_after_flush = close;
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        if self.exit.is_some() || self.init_exit.is_some() {
+            "stopped"
+        } else if self.init_pid.is_none() {
+            "created"
+        } else if fs::read_to_string(self.freezer_state())
+            .map(|s| s.trim() == "FROZEN" || s.contains('1'))
+            .unwrap_or(false)
+        {
+            "paused"
+        } else {
+            "running"
+        }
+    }
+
+    fn freezer_state(&self) -> PathBuf {
+        let rel = self.cfg.cgroup_path.trim_start_matches('/');
+        if berth_runtime::cgroups::is_unified() {
+            Path::new("/sys/fs/cgroup").join(rel).join("cgroup.freeze")
+        } else {
+            Path::new("/sys/fs/cgroup/freezer").join(rel).join("freezer.state")
+        }
+    }
+
+    fn handle(&mut self, t: Token, req: Request) {
+        match req {
+            Request::Start => {
+                let r = self.container.start();
+                match r {
+                    Ok(()) => {
+                        self.init_pid = self.container.pid().map(|p| p.as_raw());
+                        let _ = fs::write(
+                            self.state_dir.join("init.pid"),
+                            self.init_pid.unwrap_or(0).to_string(),
+                        );
+                        let mut resp = Response::ok();
+                        resp.pid = self.init_pid;
+                        self.reply(t, resp, true);
+                        // A process that exited before we got here was reaped already.
+                        self.reap();
+                    }
+                    Err(e) => self.reply(t, Response::err(e.to_string()), true),
+                }
+            }
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                self.reply(t, Response::ok(), false);
+                if let Some(c) = self.clients.get_mut(&t) {
+                    c.state = ClientState::Attached {
+                        stdin: stdin && self.cfg.open_stdin,
+                        stdout,
+                        stderr,
+                    };
+                    if self.exit.is_some() {
+                        c.close_after_flush = true;
+                    }
+                }
+            }
+            Request::Kill { signal, all } => {
+                let r = match Signal::try_from(signal) {
+                    Ok(sig) => self.container.kill(sig, all).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let resp = match r {
+                    Ok(()) => Response::ok(),
+                    // Racing with the exit is not an error for the caller.
+                    Err(_) if self.init_exit.is_some() => Response::ok(),
+                    Err(e) => Response::err(e),
+                };
+                self.reply(t, resp, true);
+            }
+            Request::Resize {
+                exec_id,
+                height,
+                width,
+            } => {
+                let fd = match exec_id {
+                    Some(id) => self.execs.get(&id).and_then(|e| e.tty),
+                    None => self.init_tty,
+                };
+                if let Some(fd) = fd {
+                    set_winsize(fd, height, width);
+                }
+                self.reply(t, Response::ok(), true);
+            }
+            Request::Wait => {
+                if let Some(st) = &self.exit {
+                    let mut resp = Response::ok();
+                    resp.exit = Some(st.clone());
+                    self.reply(t, resp, true);
+                } else if let Some(c) = self.clients.get_mut(&t) {
+                    c.state = ClientState::Waiting;
+                }
+            }
+            Request::State => {
+                let mut resp = Response::ok();
+                resp.pid = self.init_pid;
+                resp.status = Some(self.status().to_string());
+                resp.exit = self.exit.clone();
+                self.reply(t, resp, true);
+            }
+            Request::Pause => {
+                let r = self.container.pause().map_err(|e| e.to_string());
+                self.reply(t, r.map_or_else(Response::err, |_| Response::ok()), true);
+            }
+            Request::Resume => {
+                let r = self.container.resume().map_err(|e| e.to_string());
+                self.reply(t, r.map_or_else(Response::err, |_| Response::ok()), true);
+            }
+            Request::Exec {
+                exec_id,
+                process,
+                stdin,
+                detach,
+            } => match self.exec(&exec_id, &process, stdin) {
+                Ok(pid) => {
+                    let mut resp = Response::ok();
+                    resp.pid = Some(pid);
+                    self.reply(t, resp, detach);
+                    if let Some(c) = self.clients.get_mut(&t) {
+                        if !detach {
+                            c.state = ClientState::ExecStream(exec_id.clone());
+                        }
+                    }
+                    self.reap();
+                    self.maybe_finish_exec(&exec_id);
+                }
+                Err(e) => self.reply(t, Response::err(e.to_string()), true),
+            },
+            Request::ExecWait { exec_id } => match self.execs.get(&exec_id) {
+                None => self.reply(t, Response::err("no such exec"), true),
+                Some(_) => {
+                    if let Some(c) = self.clients.get_mut(&t) {
+                        c.state = ClientState::ExecWaiting(exec_id.clone());
+                    }
+                    self.maybe_finish_exec(&exec_id);
+                }
+            },
+        }
+    }
+
+    fn exec(&mut self, id: &str, process: &serde_json::Value, stdin: bool) -> Res<i32> {
+        if self.init_pid.is_none() || self.init_exit.is_some() {
+            return Err("container is not running".into());
+        }
+        let tty = process["terminal"].as_bool().unwrap_or(false);
+        let ppath = self.state_dir.join(format!("exec-{id}.json"));
+        fs::write(&ppath, serde_json::to_vec(process)?)?;
+        let b = ContainerBuilder::new(self.cfg.id.clone(), SyscallType::Linux)
+            .with_root_path(&self.cfg.runtime_root)?;
+        let (b, pending) = with_stdio(b, &self.state_dir, &format!("exec-{id}"), tty, stdin)?;
+        let pid = b
+            .as_tenant()
+            .with_process(Some(&ppath))
+            .with_detach(true)
+            .build();
+        let _ = fs::remove_file(&ppath);
+        let pid = pid?.as_raw();
+        let (h, w) = (
+            process["consoleSize"]["height"].as_u64().unwrap_or(0) as u16,
+            process["consoleSize"]["width"].as_u64().unwrap_or(0) as u16,
+        );
+        let stdio = pending.finish(h, w)?;
+        let n = stdio.outputs.len();
+        self.execs.insert(
+            id.to_string(),
+            Exec {
+                pid: Some(pid),
+                tty: stdio.tty,
+                stdin: if stdin { stdio.stdin } else { None },
+                exit: None,
+                open_streams: n,
+            },
+        );
+        for (fd, stream) in stdio.outputs {
+            self.add_source(fd, Owner::Exec(id.to_string()), stream)?;
+        }
+        Ok(pid)
+    }
+
+    fn run(&mut self) -> Res<()> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self.exit_deadline.map(|_| Duration::from_millis(50));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    SIGCHLD_PIPE => {
+                        let mut b = [0u8; 64];
+                        while let Ok(n) = nix::unistd::read(self.sig_r.as_raw_fd(), &mut b) {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                        self.reap();
+                    }
+                    t if self.sources.contains_key(&t) => self.on_source(t),
+                    t => self.on_client(t, ev.is_readable()),
+                }
+            }
+            if self.exit.is_none() && self.init_exit.is_some() {
+                let drained = self.init_open_streams == 0;
+                let late = self.exit_deadline.is_some_and(|d| Instant::now() > d);
+                if drained || late {
+                    self.finish();
+                    let toks: Vec<Token> = self.clients.keys().copied().collect();
+                    for t in toks {
+                        self.flush_client(t);
+                    }
+                    self.exit_deadline = Some(Instant::now() + Duration::from_secs(5));
+                }
+            }
+            if self.exit.is_some() {
+                let idle = !self
+                    .clients
+                    .values()
+                    .any(|c| !c.outbuf.is_empty() || matches!(c.state, ClientState::Request));
+                let late = self.exit_deadline.is_some_and(|d| Instant::now() > d);
+                if idle || late {
+                    let _ = fs::remove_file(self.state_dir.join("shim.sock"));
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn write_all_fd(fd: RawFd, mut data: &[u8]) {
+    // Input to the container is rare and small; a full pipe briefly blocks the
+    // shim rather than losing keystrokes.
+    while !data.is_empty() {
+        // SAFETY: writing from a valid slice to a descriptor we own.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n > 0 {
+            data = &data[n as usize..];
+        } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            std::thread::sleep(Duration::from_millis(1));
+        } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        } else {
+            return;
+        }
+    }
+}
+
+fn response_line(r: &Response) -> Vec<u8> {
+    let mut v = serde_json::to_vec(r).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+fn setup(state_dir: &Path) -> Res<Shim> {
+    let cfg: ShimConfig = serde_json::from_slice(&fs::read(state_dir.join("shim.json"))?)?;
+    let sock_path = state_dir.join("shim.sock");
+    let _ = fs::remove_file(&sock_path);
+    let std_listener = std::os::unix::net::UnixListener::bind(&sock_path)?;
+    std_listener.set_nonblocking(true)?;
+
+    let b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
+        .with_root_path(&cfg.runtime_root)?;
+    let (b, pending) = with_stdio(b, state_dir, "init", cfg.tty, cfg.open_stdin)?;
+    let container = b
+        .as_init(&cfg.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()?;
+    let stdio = pending.finish(cfg.height, cfg.width)?;
+
+    let (sig_r, sig_w) = pipe()?;
+    set_nonblock(sig_r.as_raw_fd());
+    set_nonblock(sig_w.as_raw_fd());
+    SIG_PIPE_W.store(sig_w.as_raw_fd(), Ordering::Relaxed);
+    std::mem::forget(sig_w);
+    let act = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_sigchld),
+        nix::sys::signal::SaFlags::SA_RESTART | nix::sys::signal::SaFlags::SA_NOCLDSTOP,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only calls write(2), which is async-signal-safe.
+    unsafe { nix::sys::signal::sigaction(Signal::SIGCHLD, &act)? };
+
+    let poll = Poll::new()?;
+    let mut listener = UnixListener::from_std(std_listener);
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry().register(
+        &mut SourceFd(&sig_r.as_raw_fd()),
+        SIGCHLD_PIPE,
+        Interest::READABLE,
+    )?;
+    let log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
+    let mut shim = Shim {
+        init_open_streams: stdio.outputs.len(),
+        init_tty: stdio.tty,
+        init_stdin: stdio.stdin,
+        cfg,
+        state_dir: state_dir.to_path_buf(),
+        container,
+        poll,
+        listener,
+        sig_r,
+        sources: HashMap::new(),
+        clients: HashMap::new(),
+        next_token: FIRST_DYNAMIC,
+        init_pid: None,
+        init_exit: None,
+        exit: None,
+        execs: HashMap::new(),
+        log,
+        exit_deadline: None,
+    };
+    for (fd, stream) in stdio.outputs {
+        shim.add_source(fd, Owner::Init, stream)?;
+    }
+    Ok(shim)
+}
+
+fn main() {
+    let Some(state_dir) = std::env::args().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: berth-shim STATE_DIR");
+        std::process::exit(2);
+    };
+    // Out of berthd's session: signals meant for the daemon never reach us.
+    let _ = nix::unistd::setsid();
+    // SAFETY: prctl with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let _ = fs::write(state_dir.join("shim.pid"), std::process::id().to_string());
+    match setup(&state_dir) {
+        Ok(mut shim) => {
+            println!("ready");
+            let _ = io::stdout().flush();
+            // berthd stops reading after "ready"; never die of SIGPIPE on stdout.
+            if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
+                // SAFETY: dup2 onto our own stdout.
+                unsafe {
+                    libc::dup2(null.as_raw_fd(), 1);
+                }
+            }
+            if let Err(e) = shim.run() {
+                eprintln!("berth-shim: {e}");
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            println!("error {e}");
+            let _ = io::stdout().flush();
+            std::process::exit(1);
+        }
+    }
+}

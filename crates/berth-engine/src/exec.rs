@@ -1,0 +1,222 @@
+//! `docker exec`: processes started inside a running container by its shim.
+
+use crate::record::Status;
+use crate::{new_id, user, Engine, EngineError, Result};
+use berth_api::ExecConfig;
+use berth_runtime::proto::Request;
+use berth_runtime::spec;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::io::BufReader;
+use tokio::net::UnixStream;
+
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub running: bool,
+    pub exit_code: Option<i32>,
+    pub pid: i32,
+}
+
+impl Engine {
+    pub fn exec_create(&self, key: &str, cfg: ExecConfig) -> Result<String> {
+        let c = self.find(key)?;
+        let id = c.id();
+        match c.state().status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(EngineError::Conflict(format!(
+                    "container {id} is paused, unpause the container before exec"
+                )))
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "container {id} is not running"
+                )))
+            }
+        }
+        if cfg.cmd.is_empty() {
+            return Err(EngineError::BadRequest("No exec command specified".into()));
+        }
+        let exec_id = new_id();
+        self.execs.lock().expect("execs").insert(
+            exec_id.clone(),
+            ExecRecord {
+                id: exec_id.clone(),
+                container_id: id,
+                config: cfg,
+                running: false,
+                exit_code: None,
+                pid: 0,
+            },
+        );
+        Ok(exec_id)
+    }
+
+    fn exec_get(&self, exec_id: &str) -> Result<ExecRecord> {
+        self.execs
+            .lock()
+            .expect("execs")
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {exec_id}")))
+    }
+
+    /// Starts the exec. Returns its stream unless detached; the caller reports the
+    /// end of the stream with [`Engine::exec_finished`].
+    pub async fn exec_start(
+        self: &Arc<Self>,
+        exec_id: &str,
+        detach: bool,
+        console: Option<(u16, u16)>,
+    ) -> Result<Option<(BufReader<UnixStream>, bool)>> {
+        let ex = self.exec_get(exec_id)?;
+        if ex.running || ex.exit_code.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Error: Exec command {exec_id} has already run"
+            )));
+        }
+        let c = self.find(&ex.container_id)?;
+        if c.state().status != Status::Running {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                ex.container_id
+            )));
+        }
+        let rec = c.rec.read().expect("rec").clone();
+        let rootfs = self.rootfs(&rec.id);
+        let user_spec = if ex.config.user.is_empty() {
+            rec.config.user.clone()
+        } else {
+            ex.config.user.clone()
+        };
+        let u = user::resolve(&rootfs, &user_spec).map_err(EngineError::BadRequest)?;
+        let mut env = rec.config.env.clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, crate::DEFAULT_PATH.to_string());
+        }
+        env = crate::merge_env(&env, ex.config.env.as_deref().unwrap_or_default());
+        if ex.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", u.home));
+        }
+        let hc = &rec.host_config;
+        let caps = spec::capabilities(&spec::RunSpec {
+            privileged: hc.privileged || ex.config.privileged,
+            cap_add: hc.cap_add.clone().unwrap_or_default(),
+            cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+            ..Default::default()
+        })
+        .map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        let cwd = if ex.config.working_dir.is_empty() {
+            rec.config.working_dir.clone()
+        } else {
+            ex.config.working_dir.clone()
+        };
+        let nnp = hc
+            .security_opt
+            .iter()
+            .flatten()
+            .any(|s| s.starts_with("no-new-privileges"));
+        let mut process = spec::exec_process(
+            &ex.config.cmd,
+            &env,
+            &cwd,
+            u.uid,
+            u.gid,
+            ex.config.tty,
+            &caps,
+            nnp,
+        );
+        if let Some((h, w)) = console.or_else(|| {
+            ex.config
+                .console_size
+                .as_ref()
+                .filter(|s| s.len() == 2)
+                .map(|s| (s[0], s[1]))
+        }) {
+            process["consoleSize"] = json!({"height": h, "width": w});
+        }
+        let req = Request::Exec {
+            exec_id: exec_id.to_string(),
+            process,
+            stdin: ex.config.attach_stdin,
+            detach,
+        };
+        let (resp, stream) = self.shim(&rec.id).open(&req).await.map_err(|e| {
+            let msg = e.to_string();
+            EngineError::BadRequest(format!("OCI runtime exec failed: {msg}"))
+        })?;
+        if let Some(e) = self.execs.lock().expect("execs").get_mut(exec_id) {
+            e.running = true;
+            e.pid = resp.pid.unwrap_or(0);
+        }
+        if detach {
+            let me = self.clone();
+            let id = exec_id.to_string();
+            tokio::spawn(async move { me.exec_finished(&id).await });
+            return Ok(None);
+        }
+        Ok(Some((stream, ex.config.tty)))
+    }
+
+    /// Collects the exit code of a finished exec.
+    pub async fn exec_finished(&self, exec_id: &str) {
+        let Ok(ex) = self.exec_get(exec_id) else { return };
+        let code = self
+            .shim(&ex.container_id)
+            .exec_wait(exec_id)
+            .await
+            .map(|s| s.exit_code)
+            .unwrap_or(126);
+        if let Some(e) = self.execs.lock().expect("execs").get_mut(exec_id) {
+            e.running = false;
+            e.exit_code = Some(code);
+        }
+    }
+
+    pub async fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {
+        let ex = self.exec_get(exec_id)?;
+        self.shim(&ex.container_id)
+            .call(&Request::Resize {
+                exec_id: Some(exec_id.to_string()),
+                height,
+                width,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub fn exec_inspect(&self, exec_id: &str) -> Result<Value> {
+        let e = self.exec_get(exec_id)?;
+        let (entry, args) = e
+            .config
+            .cmd
+            .split_first()
+            .map(|(a, b)| (a.clone(), b.to_vec()))
+            .unwrap_or_default();
+        Ok(json!({
+            "ID": e.id,
+            "Running": e.running,
+            "ExitCode": e.exit_code,
+            "ProcessConfig": {
+                "tty": e.config.tty,
+                "entrypoint": entry,
+                "arguments": args,
+                "privileged": e.config.privileged,
+                "user": e.config.user,
+            },
+            "OpenStdin": e.config.attach_stdin,
+            "OpenStderr": e.config.attach_stderr,
+            "OpenStdout": e.config.attach_stdout,
+            "CanRemove": false,
+            "ContainerID": e.container_id,
+            "DetachKeys": e.config.detach_keys,
+            "Pid": e.pid,
+        }))
+    }
+}

@@ -1,0 +1,255 @@
+//! Image operations that need the engine's view of containers (rmi) or map
+//! store types to the API's JSON.
+
+use crate::{Engine, EngineError, Result};
+use berth_api::ImageRunConfig;
+use berth_store::{DeleteItem, Image};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+fn words_or_json(rest: &str) -> Vec<String> {
+    let t = rest.trim();
+    if t.starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<Vec<String>>(t) {
+            return v;
+        }
+    }
+    vec!["/bin/sh".into(), "-c".into(), t.to_string()]
+}
+
+/// Applies `import -c` / `commit -c` Dockerfile instructions to a config.
+pub fn apply_changes(cfg: &mut ImageRunConfig, changes: &[String]) -> Result<()> {
+    for ch in changes {
+        let ch = ch.trim();
+        if ch.is_empty() {
+            continue;
+        }
+        let (inst, rest) = ch.split_once(char::is_whitespace).unwrap_or((ch, ""));
+        let rest = rest.trim();
+        match inst.to_ascii_uppercase().as_str() {
+            "CMD" => cfg.cmd = Some(words_or_json(rest)),
+            "ENTRYPOINT" => cfg.entrypoint = Some(words_or_json(rest)),
+            "WORKDIR" => cfg.working_dir = rest.to_string(),
+            "USER" => cfg.user = rest.to_string(),
+            "STOPSIGNAL" => cfg.stop_signal = Some(rest.to_string()),
+            "ENV" => {
+                let pairs: Vec<String> = if rest.contains('=') {
+                    rest.split_whitespace().map(str::to_string).collect()
+                } else {
+                    let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                    vec![format!("{k}={}", v.trim())]
+                };
+                let env = cfg.env.take().unwrap_or_default();
+                cfg.env = Some(crate::merge_env(&env, &pairs));
+            }
+            "LABEL" => {
+                let labels = cfg.labels.get_or_insert_with(HashMap::new);
+                for kv in rest.split_whitespace() {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    labels.insert(k.trim_matches('"').into(), v.trim_matches('"').into());
+                }
+            }
+            "EXPOSE" => {
+                let ports = cfg.exposed_ports.get_or_insert_with(HashMap::new);
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                    ports.insert(p, json!({}));
+                }
+            }
+            "VOLUME" => {
+                let vols = cfg.volumes.get_or_insert_with(HashMap::new);
+                for v in words_or_json(rest).into_iter().filter(|v| v.starts_with('/')) {
+                    vols.insert(v, json!({}));
+                }
+            }
+            other => {
+                return Err(EngineError::BadRequest(format!(
+                    "{other} is not a valid change command"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub fn image_summary(&self, img: &Image) -> Value {
+        let containers = self.image_users(&img.id).len();
+        json!({
+            "Id": img.id,
+            "ParentId": "",
+            "RepoTags": img.repo_tags,
+            "RepoDigests": [],
+            "Created": img.created_unix(),
+            "Size": img.size,
+            "SharedSize": -1,
+            "VirtualSize": img.size,
+            "Labels": img.config.config.labels.clone().unwrap_or_default(),
+            "Containers": containers,
+        })
+    }
+
+    pub fn images(&self, all: bool, filters: &HashMap<String, Vec<String>>) -> Result<Vec<Value>> {
+        let _ = all;
+        for k in filters.keys() {
+            if !matches!(k.as_str(), "dangling" | "label" | "reference" | "before" | "since" | "until") {
+                return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
+            }
+        }
+        let mut out = Vec::new();
+        for img in self.store.list() {
+            if let Some(d) = filters.get("dangling").and_then(|v| v.first()) {
+                if (d == "true") != img.repo_tags.is_empty() {
+                    continue;
+                }
+            }
+            if let Some(refs) = filters.get("reference") {
+                let hit = img.repo_tags.iter().any(|t| {
+                    refs.iter().any(|r| {
+                        let (repo, _) = berth_store::reference::split(t);
+                        glob(r, t) || glob(r, repo)
+                    })
+                });
+                if !hit {
+                    continue;
+                }
+            }
+            if let Some(ls) = filters.get("label") {
+                let labels = img.config.config.labels.clone().unwrap_or_default();
+                let ok = ls.iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+                    None => labels.contains_key(l.as_str()),
+                });
+                if !ok {
+                    continue;
+                }
+            }
+            out.push(self.image_summary(&img));
+        }
+        Ok(out)
+    }
+
+    pub fn image_inspect(&self, name: &str) -> Result<Value> {
+        let img = self.store.get(name)?;
+        let cfg = &img.config;
+        let dirs = self.store.lower_dirs(&img)?;
+        let upper = dirs.first().map(|d| d.display().to_string()).unwrap_or_default();
+        let lower: Vec<String> = dirs.iter().skip(1).map(|d| d.display().to_string()).collect();
+        let mut run_cfg = serde_json::to_value(&cfg.config).unwrap_or_default();
+        for k in ["Hostname", "Domainname", "User", "WorkingDir"] {
+            if run_cfg.get(k).is_none() {
+                run_cfg[k] = json!("");
+            }
+        }
+        for k in ["Env", "Cmd", "Entrypoint", "Volumes", "OnBuild", "Labels"] {
+            if run_cfg.get(k).is_none() {
+                run_cfg[k] = Value::Null;
+            }
+        }
+        Ok(json!({
+            "Id": img.id,
+            "RepoTags": img.repo_tags,
+            "RepoDigests": [],
+            "Parent": "",
+            "Comment": cfg.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
+            "Created": cfg.created.clone().unwrap_or_default(),
+            "DockerVersion": "",
+            "Author": cfg.author.clone().unwrap_or_default(),
+            "Config": run_cfg,
+            "Architecture": cfg.architecture,
+            "Os": cfg.os,
+            "Size": img.size,
+            "VirtualSize": img.size,
+            "GraphDriver": {"Name": "overlay2", "Data": {
+                "LowerDir": lower.join(":"), "UpperDir": upper, "MergedDir": "", "WorkDir": ""}},
+            "RootFS": {"Type": "layers", "Layers": cfg.rootfs.diff_ids},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        }))
+    }
+
+    pub fn image_delete(&self, name: &str, force: bool) -> Result<Vec<Value>> {
+        let items = self
+            .store
+            .delete(name, force, &|id| self.image_users(id))?;
+        Ok(items
+            .into_iter()
+            .map(|i| match i {
+                DeleteItem::Untagged(t) => json!({"Untagged": t}),
+                DeleteItem::Deleted(d) => json!({"Deleted": d}),
+            })
+            .collect())
+    }
+
+    pub fn image_history(&self, name: &str) -> Result<Value> {
+        let img = self.store.get(name)?;
+        let n = img.config.history.len();
+        let rows: Vec<Value> = img
+            .config
+            .history
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, h)| {
+                json!({
+                    "Id": if i + 1 == n { img.id.clone() } else { "<missing>".into() },
+                    "Created": h.created.as_deref()
+                        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                        .map(|t| t.timestamp()).unwrap_or(0),
+                    "CreatedBy": h.created_by.clone().unwrap_or_default(),
+                    "Tags": if i + 1 == n { json!(img.repo_tags) } else { Value::Null },
+                    "Size": if h.empty_layer { 0 } else { img.size },
+                    "Comment": h.comment.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Value::Array(rows))
+    }
+}
+
+/// Docker's `reference` filter: shell-style `*` patterns.
+fn glob(pat: &str, s: &str) -> bool {
+    match pat.split_once('*') {
+        None => pat == s,
+        Some((pre, rest)) => {
+            if !s.starts_with(pre) {
+                return false;
+            }
+            let tail = &s[pre.len()..];
+            (0..=tail.len()).any(|i| glob(rest, &tail[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_like_dockerfile_lines() {
+        let mut c = ImageRunConfig::default();
+        apply_changes(
+            &mut c,
+            &[
+                r#"CMD ["sh"]"#.into(),
+                "ENV A=1 B=2".into(),
+                "WORKDIR /app".into(),
+                "EXPOSE 80".into(),
+                "ENTRYPOINT echo hi".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(c.env, Some(vec!["A=1".to_string(), "B=2".to_string()]));
+        assert_eq!(c.working_dir, "/app");
+        assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
+        assert_eq!(c.entrypoint.unwrap()[2], "echo hi");
+        assert!(apply_changes(&mut ImageRunConfig::default(), &["FROM x".into()]).is_err());
+    }
+
+    #[test]
+    fn reference_globs() {
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("*:latest", "busybox:latest"));
+        assert!(!glob("alp*", "busybox"));
+    }
+}

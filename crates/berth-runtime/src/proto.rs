@@ -1,0 +1,120 @@
+//! The shim's wire protocol: one JSON request line per connection, one JSON
+//! response line; `Attach` and `Exec` then carry the raw stream on that connection.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op")]
+pub enum Request {
+    /// Start the created container's process.
+    Start,
+    /// Stream output (Docker's 8-byte frames without a TTY) and take stdin.
+    Attach { stdin: bool, stdout: bool, stderr: bool },
+    Kill { signal: i32, all: bool },
+    Resize {
+        exec_id: Option<String>,
+        height: u16,
+        width: u16,
+    },
+    /// Answered when the container's process has exited.
+    Wait,
+    State,
+    Pause,
+    Resume,
+    Exec {
+        exec_id: String,
+        process: Value,
+        stdin: bool,
+        detach: bool,
+    },
+    /// Answered when the exec process has exited.
+    ExecWait { exec_id: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub finished_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitStatus>,
+}
+
+impl Response {
+    pub fn ok() -> Self {
+        Self {
+            ok: true,
+            ..Default::default()
+        }
+    }
+    pub fn err(msg: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            error: Some(msg.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// What berthd hands a shim in `<state>/shim.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub id: String,
+    pub bundle: String,
+    /// libcontainer's state directory.
+    pub runtime_root: String,
+    pub log_path: String,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub height: u16,
+    pub width: u16,
+    pub cgroup_path: String,
+}
+
+/// Docker's multiplexed stream header: stream type, three zero bytes, big-endian size.
+pub fn frame_header(stream: u8, len: usize) -> [u8; 8] {
+    let n = (len as u32).to_be_bytes();
+    [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
+}
+
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let r = Request::Kill {
+            signal: 9,
+            all: false,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"op":"Kill","signal":9,"all":false}"#);
+        assert!(matches!(
+            serde_json::from_str::<Request>(r#"{"op":"Wait"}"#).unwrap(),
+            Request::Wait
+        ));
+    }
+
+    #[test]
+    fn frame_header_is_dockers() {
+        assert_eq!(frame_header(STDERR, 258), [2, 0, 0, 0, 0, 0, 1, 2]);
+    }
+}

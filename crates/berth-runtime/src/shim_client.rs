@@ -1,0 +1,59 @@
+//! berthd's side of the shim protocol.
+
+use crate::proto::{ExitStatus, Request, Response};
+use crate::RuntimeError;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+#[derive(Debug, Clone)]
+pub struct ShimClient {
+    sock: PathBuf,
+}
+
+impl ShimClient {
+    pub fn new(sock: &Path) -> Self {
+        Self {
+            sock: sock.to_path_buf(),
+        }
+    }
+
+    /// Sends `req`; returns the response and the connection (for streams).
+    pub async fn open(&self, req: &Request) -> Result<(Response, BufReader<UnixStream>), RuntimeError> {
+        let mut s = UnixStream::connect(&self.sock).await?;
+        let mut line = serde_json::to_vec(req)?;
+        line.push(b'\n');
+        s.write_all(&line).await?;
+        let mut r = BufReader::new(s);
+        let mut resp = String::new();
+        r.read_line(&mut resp).await?;
+        if resp.is_empty() {
+            return Err(RuntimeError::Shim("connection closed".into()));
+        }
+        let resp: Response = serde_json::from_str(&resp)?;
+        if !resp.ok {
+            return Err(RuntimeError::Shim(resp.error.unwrap_or_default()));
+        }
+        Ok((resp, r))
+    }
+
+    pub async fn call(&self, req: &Request) -> Result<Response, RuntimeError> {
+        Ok(self.open(req).await?.0)
+    }
+
+    pub async fn wait(&self) -> Result<ExitStatus, RuntimeError> {
+        self.call(&Request::Wait)
+            .await?
+            .exit
+            .ok_or_else(|| RuntimeError::Shim("wait: no exit status".into()))
+    }
+
+    pub async fn exec_wait(&self, exec_id: &str) -> Result<ExitStatus, RuntimeError> {
+        self.call(&Request::ExecWait {
+            exec_id: exec_id.to_string(),
+        })
+        .await?
+        .exit
+        .ok_or_else(|| RuntimeError::Shim("exec wait: no exit status".into()))
+    }
+}

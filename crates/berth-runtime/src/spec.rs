@@ -1,0 +1,389 @@
+//! A container's settings → an OCI runtime spec (`config.json`).
+
+use crate::RuntimeError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability the kernel knows, for `--privileged` and `--cap-add ALL`.
+pub const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NetMode {
+    #[default]
+    None,
+    Host,
+}
+
+/// What the engine decided a container runs with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub tty: bool,
+    pub hostname: String,
+    pub readonly_rootfs: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub no_new_privileges: bool,
+    pub seccomp_unconfined: bool,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub cpu_shares: i64,
+    pub pids_limit: i64,
+    pub net: NetMode,
+    pub cgroup_path: String,
+    /// (host file, container path) bind mounts such as /etc/hosts.
+    pub etc_binds: Vec<(PathBuf, String)>,
+}
+
+/// Normalises `net_admin` / `NET_ADMIN` / `CAP_NET_ADMIN` to `CAP_NET_ADMIN`.
+pub fn normalize_cap(c: &str) -> Result<String, RuntimeError> {
+    let up = c.to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    if ALL_CAPS.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(RuntimeError::InvalidCapability(c.to_string()))
+    }
+}
+
+/// The capability set after `--cap-add` / `--cap-drop` (drops win over the defaults,
+/// adds win over drops, as Docker does).
+pub fn capabilities(spec: &RunSpec) -> Result<Vec<String>, RuntimeError> {
+    if spec.privileged {
+        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+    }
+    let adds = spec
+        .cap_add
+        .iter()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let drops = spec
+        .cap_drop
+        .iter()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut caps: Vec<String> = if drops.iter().any(|d| d == "ALL") {
+        vec![]
+    } else {
+        DEFAULT_CAPS
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|c| !drops.contains(c))
+            .collect()
+    };
+    if adds.iter().any(|a| a == "ALL") {
+        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+    }
+    for a in adds {
+        if !caps.contains(&a) {
+            caps.push(a);
+        }
+    }
+    Ok(caps)
+}
+
+fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Value {
+    json!({"destination": dest, "type": kind, "source": source, "options": options})
+}
+
+/// The OCI runtime spec for `spec`.
+pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
+    let caps = capabilities(spec)?;
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", if spec.privileged { "rw" } else { "ro" }],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", if spec.privileged { "rw" } else { "ro" }],
+        ),
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+    ];
+    for (src, dst) in &spec.etc_binds {
+        mounts.push(mount(
+            dst,
+            "bind",
+            &src.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if spec.net == NetMode::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut resources = json!({
+        "devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+            {"allow": true, "type": "c", "access": "m"},
+            {"allow": true, "type": "b", "access": "m"}
+        ]
+    });
+    if spec.privileged {
+        resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    }
+    if spec.memory > 0 {
+        resources["memory"] = json!({"limit": spec.memory});
+        if spec.memory_swap != 0 {
+            resources["memory"]["swap"] = json!(spec.memory_swap);
+        }
+    }
+    let mut cpu = serde_json::Map::new();
+    if spec.nano_cpus > 0 {
+        let period = 100_000i64;
+        cpu.insert("period".into(), json!(period));
+        cpu.insert("quota".into(), json!(spec.nano_cpus * period / 1_000_000_000));
+    } else if spec.cpu_quota > 0 {
+        cpu.insert("quota".into(), json!(spec.cpu_quota));
+        cpu.insert(
+            "period".into(),
+            json!(if spec.cpu_period > 0 { spec.cpu_period } else { 100_000 }),
+        );
+    }
+    if spec.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(spec.cpu_shares));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    if spec.pids_limit > 0 {
+        resources["pids"] = json!({"limit": spec.pids_limit});
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": spec.cgroup_path,
+        "resources": resources,
+    });
+    if !spec.privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        if !spec.seccomp_unconfined {
+            linux["seccomp"] = crate::seccomp::default_profile(&caps);
+        }
+    }
+    let mut user = json!({"uid": spec.uid, "gid": spec.gid});
+    if !spec.additional_gids.is_empty() {
+        user["additionalGids"] = json!(spec.additional_gids);
+    }
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": spec.tty,
+            "user": user,
+            "args": spec.args,
+            "env": spec.env,
+            "cwd": if spec.cwd.is_empty() { "/" } else { &spec.cwd },
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps,
+            },
+            "noNewPrivileges": spec.no_new_privileges,
+            "oomScoreAdj": 0,
+        },
+        "root": {"path": spec.rootfs, "readonly": spec.readonly_rootfs},
+        "hostname": spec.hostname,
+        "mounts": mounts,
+        "linux": linux,
+    }))
+}
+
+/// The `process` object for an exec inside a running container.
+pub fn exec_process(
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+    uid: u32,
+    gid: u32,
+    tty: bool,
+    caps: &[String],
+    no_new_privileges: bool,
+) -> Value {
+    json!({
+        "terminal": tty,
+        "user": {"uid": uid, "gid": gid},
+        "args": args,
+        "env": env,
+        "cwd": if cwd.is_empty() { "/" } else { cwd },
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": no_new_privileges,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_dockers() {
+        let s = RunSpec {
+            args: vec!["true".into()],
+            ..Default::default()
+        };
+        let v = build(&s).unwrap();
+        let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert_eq!(caps.len(), 14);
+        assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(v["linux"]["seccomp"].is_object());
+        assert!(v["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/kcore"));
+        let ns: Vec<_> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        for want in ["pid", "mount", "uts", "ipc", "network", "cgroup"] {
+            assert!(ns.contains(&want), "{want}");
+        }
+    }
+
+    #[test]
+    fn cap_add_drop_and_privileged() {
+        let mut s = RunSpec {
+            cap_add: vec!["sys_admin".into()],
+            cap_drop: vec!["CHOWN".into()],
+            ..Default::default()
+        };
+        let caps = capabilities(&s).unwrap();
+        assert!(caps.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(!caps.contains(&"CAP_CHOWN".to_string()));
+        s.cap_drop = vec!["ALL".into()];
+        assert_eq!(capabilities(&s).unwrap(), vec!["CAP_SYS_ADMIN"]);
+        s.cap_add = vec!["NOPE".into()];
+        assert!(capabilities(&s).is_err());
+        s.privileged = true;
+        let v = build(&s).unwrap();
+        assert!(v["linux"]["seccomp"].is_null());
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"].as_array().unwrap().len(),
+            ALL_CAPS.len()
+        );
+    }
+
+    #[test]
+    fn limits_map_to_resources() {
+        let s = RunSpec {
+            memory: 64 << 20,
+            nano_cpus: 1_500_000_000,
+            pids_limit: 20,
+            net: NetMode::Host,
+            ..Default::default()
+        };
+        let v = build(&s).unwrap();
+        let r = &v["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(r["cpu"]["quota"], 150_000);
+        assert_eq!(r["pids"]["limit"], 20);
+        assert!(!v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
+    }
+}
