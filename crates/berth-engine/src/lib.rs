@@ -1076,86 +1076,99 @@ impl Engine {
     // ---------------------------------------------------------------- wait
 
     /// `POST /containers/{id}/wait`: `not-running` (default), `next-exit`, `removed`.
-    pub async fn wait(&self, key: &str, condition: &str) -> Result<i64> {
+    /// The condition's baseline is taken now, before the returned future runs, so a
+    /// client that waits and then starts never misses the exit.
+    pub fn wait(
+        &self,
+        key: &str,
+        condition: &str,
+    ) -> Result<impl std::future::Future<Output = i64> + Send + 'static> {
         let c = self.find(key)?;
         let mut rx = c.signals.subscribe();
         let start = rx.borrow_and_update().clone();
-        loop {
-            let st = c.state();
-            let sig = rx.borrow().clone();
-            let done = match condition {
-                "next-exit" => sig.exits > start.exits,
-                "removed" => sig.removed,
-                _ => !st.status.is_running() && st.status != Status::Created || sig.exits > start.exits,
-            };
-            if done {
-                return Ok(st.exit_code as i64);
+        let condition = condition.to_string();
+        Ok(async move {
+            loop {
+                let st = c.state();
+                let sig = rx.borrow().clone();
+                let done = match condition.as_str() {
+                    "next-exit" => sig.exits > start.exits,
+                    "removed" => sig.removed,
+                    _ => {
+                        (!st.status.is_running() && st.status != Status::Created)
+                            || sig.exits > start.exits
+                    }
+                };
+                if done {
+                    return st.exit_code as i64;
+                }
+                if rx.changed().await.is_err() {
+                    return c.state().exit_code as i64;
+                }
             }
-            if rx.changed().await.is_err() {
-                return Ok(c.state().exit_code as i64);
-            }
-        }
+        })
     }
 
     // ---------------------------------------------------------------- attach
 
     /// Connects to the container's stdio. Before the container starts (`docker run`
-    /// attaches first), waits for its shim to exist.
-    pub async fn attach(
+    /// attaches first), the returned future waits for its shim; the container's
+    /// start waits for such attaches, which register here, synchronously.
+    pub fn attach(
         &self,
         key: &str,
         stdin: bool,
         stdout: bool,
         stderr: bool,
-    ) -> Result<(tokio::io::BufReader<UnixStream>, bool)> {
+    ) -> Result<(
+        impl std::future::Future<Output = Result<tokio::io::BufReader<UnixStream>>> + Send + 'static,
+        bool,
+    )> {
         let c = self.find(key)?;
         let tty = c.rec.read().expect("rec").config.tty;
         let st = c.state().status;
-        if !st.is_running() {
-            if st != Status::Created && st != Status::Exited {
-                return Err(EngineError::Conflict(
-                    "You cannot attach to a stopped container, start it first".into(),
-                ));
-            }
-            c.attach_pending.fetch_add(1, Ordering::SeqCst);
-            let mut rx = c.signals.subscribe();
-            let base = rx.borrow_and_update().shims;
-            let ready = tokio::time::timeout(Duration::from_secs(3600), async {
-                loop {
-                    if rx.borrow().shims > base || rx.borrow().removed {
-                        return;
-                    }
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-            })
-            .await;
-            let res = if ready.is_ok() && !rx.borrow().removed {
-                self.shim(&c.id())
-                    .open(&Request::Attach {
-                        stdin,
-                        stdout,
-                        stderr,
-                    })
-                    .await
-                    .map(|(_, s)| s)
-                    .map_err(EngineError::from)
-            } else {
-                Err(EngineError::Conflict("container was removed".into()))
-            };
-            c.attach_pending.fetch_sub(1, Ordering::SeqCst);
-            return Ok((res?, tty));
+        let shim = self.shim(&c.id());
+        let req = Request::Attach {
+            stdin,
+            stdout,
+            stderr,
+        };
+        let pending = !st.is_running();
+        if pending && st != Status::Created && st != Status::Exited {
+            return Err(EngineError::Conflict(
+                "You cannot attach to a stopped container, start it first".into(),
+            ));
         }
-        let (_, s) = self
-            .shim(&c.id())
-            .open(&Request::Attach {
-                stdin,
-                stdout,
-                stderr,
-            })
-            .await?;
-        Ok((s, tty))
+        let mut rx = c.signals.subscribe();
+        let base = rx.borrow_and_update().shims;
+        if pending {
+            c.attach_pending.fetch_add(1, Ordering::SeqCst);
+        }
+        let fut = async move {
+            if pending {
+                let ready = tokio::time::timeout(Duration::from_secs(3600), async {
+                    loop {
+                        if rx.borrow().shims > base || rx.borrow().removed {
+                            return;
+                        }
+                        if rx.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                })
+                .await;
+                let removed = rx.borrow().removed;
+                let res = if ready.is_ok() && !removed {
+                    shim.open(&req).await.map(|(_, s)| s).map_err(EngineError::from)
+                } else {
+                    Err(EngineError::Conflict("container was removed".into()))
+                };
+                c.attach_pending.fetch_sub(1, Ordering::SeqCst);
+                return res;
+            }
+            Ok(shim.open(&req).await?.1)
+        };
+        Ok((fut, tty))
     }
 
     pub async fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {

@@ -269,7 +269,7 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
     if !spec.additional_gids.is_empty() {
         user["additionalGids"] = json!(spec.additional_gids);
     }
-    Ok(json!({
+    let mut v = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": spec.tty,
@@ -280,14 +280,24 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
-            "noNewPrivileges": spec.no_new_privileges,
             "oomScoreAdj": 0,
         },
         "root": {"path": spec.rootfs, "readonly": spec.readonly_rootfs},
         "hostname": spec.hostname,
         "mounts": mounts,
         "linux": linux,
-    }))
+    });
+    set_no_new_privileges(&mut v["process"], spec.no_new_privileges);
+    Ok(v)
+}
+
+/// libcontainer loads the seccomp filter while it still holds CAP_SYS_ADMIN only
+/// when `noNewPrivileges` is absent; `false` makes it load after dropping
+/// capabilities, which the kernel refuses. So the key is written only when true.
+fn set_no_new_privileges(process: &mut Value, on: bool) {
+    if on {
+        process["noNewPrivileges"] = json!(true);
+    }
 }
 
 /// The `process` object for an exec inside a running container.
@@ -301,15 +311,16 @@ pub fn exec_process(
     caps: &[String],
     no_new_privileges: bool,
 ) -> Value {
-    json!({
+    let mut p = json!({
         "terminal": tty,
         "user": {"uid": uid, "gid": gid},
         "args": args,
         "env": env,
         "cwd": if cwd.is_empty() { "/" } else { cwd },
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": no_new_privileges,
-    })
+    });
+    set_no_new_privileges(&mut p, no_new_privileges);
+    p
 }
 
 #[cfg(test)]
@@ -327,6 +338,7 @@ mod tests {
         assert_eq!(caps.len(), 14);
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
         assert!(v["linux"]["seccomp"].is_object());
+        assert!(v["process"].get("noNewPrivileges").is_none());
         assert!(v["linux"]["maskedPaths"]
             .as_array()
             .unwrap()

@@ -1,0 +1,519 @@
+#![recursion_limit = "256"]
+//! The Docker Engine API over HTTP: the route table, hijacked streams (attach,
+//! exec) and one map from engine errors to status codes.
+
+mod hijack;
+mod images;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use berth_api::{CreateRequest, ExecConfig, ExecStart, API_VERSION, MIN_API_VERSION};
+use berth_engine::{Engine, EngineError, LogOptions};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub daemon: Arc<DaemonInfo>,
+}
+
+/// Facts about the daemon that `/info` reports.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonInfo {
+    pub id: String,
+    pub data_root: String,
+    pub exec_root: String,
+    pub version: String,
+}
+
+/// One error type for every handler; the status code lives here and nowhere else.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let code = match &e {
+            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::Conflict(_) => StatusCode::CONFLICT,
+            EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            EngineError::NotModified => StatusCode::NOT_MODIFIED,
+            EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+impl From<berth_store::StoreError> for ApiError {
+    fn from(e: berth_store::StoreError) -> Self {
+        EngineError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.0 == StatusCode::NOT_MODIFIED {
+            return StatusCode::NOT_MODIFIED.into_response();
+        }
+        (self.0, axum::Json(json!({"message": self.1}))).into_response()
+    }
+}
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// Query parameters, repeated keys kept (`changes=…&changes=…`).
+pub struct Q(Vec<(String, String)>);
+
+impl Q {
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+    }
+    pub fn str(&self, k: &str) -> String {
+        self.get(k).unwrap_or_default().to_string()
+    }
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    pub fn bool(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("1" | "true" | "True" | "TRUE" | "yes"))
+    }
+    pub fn int(&self, k: &str) -> ApiResult<Option<i64>> {
+        match self.get(k) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad(format!("invalid value for {k}: {v}"))),
+        }
+    }
+    pub fn filters(&self) -> ApiResult<std::collections::HashMap<String, Vec<String>>> {
+        berth_api::parse_filters(self.get("filters").unwrap_or_default()).map_err(ApiError::bad)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Q {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(v) = Query::<Vec<(String, String)>>::from_request_parts(parts, s)
+            .await
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        Ok(Q(v))
+    }
+}
+
+/// Parses a JSON body, answering 400 with the parser's words on bad input.
+fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
+}
+
+fn json_response(v: Value) -> Response {
+    axum::Json(v).into_response()
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn ping() -> Response {
+    let mut r = "OK".into_response();
+    let h = r.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+async fn version(State(s): State<AppState>) -> Response {
+    json_response(json!({
+        "Platform": {"Name": "Berth Engine"},
+        "Components": [{"Name": "Engine", "Version": s.daemon.version,
+            "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                "Os": "linux", "Arch": berth_store::host_arch(), "KernelVersion": kernel_version()}}],
+        "Version": s.daemon.version,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "berth",
+        "GoVersion": "rust",
+        "Os": "linux",
+        "Arch": berth_store::host_arch(),
+        "KernelVersion": kernel_version(),
+        "BuildTime": "",
+    }))
+}
+
+async fn info(State(s): State<AppState>) -> Response {
+    let (total, running, paused, stopped) = s.engine.container_count();
+    let images = s.engine.store.list().len();
+    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    json_response(json!({
+        "ID": s.daemon.id,
+        "Containers": total,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": stopped,
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"]],
+        "Plugins": {"Volume": ["local"], "Network": ["host", "none"], "Log": ["json-file"]},
+        "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+        "CPUShares": true, "PidsLimit": true, "IPv4Forwarding": true,
+        "Debug": false, "NFd": 0, "NGoroutines": 0,
+        "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgv,
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": "Berth",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem,
+        "DockerRootDir": s.daemon.data_root,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
+        "Name": host,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": s.daemon.version,
+        "Runtimes": {"berth": {"path": "berth-shim"}},
+        "DefaultRuntime": "berth",
+        "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
+            "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+        "Warnings": [],
+    }))
+}
+
+// ------------------------------------------------------------------ containers
+
+async fn containers_list(State(s): State<AppState>, q: Q) -> ApiResult {
+    let limit = q.int("limit")?.filter(|n| *n > 0).map(|n| n as usize);
+    let v = s
+        .engine
+        .list(q.bool("all"), limit, q.bool("size"), &q.filters()?)?;
+    Ok(json_response(Value::Array(v)))
+}
+
+async fn container_create(State(s): State<AppState>, q: Q, body: bytes::Bytes) -> ApiResult {
+    let req: CreateRequest = parse_json(&body)?;
+    let name = q.get("name").filter(|n| !n.is_empty());
+    let id = s.engine.create(name, req).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"Id": id, "Warnings": []}))).into_response())
+}
+
+async fn container_inspect(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    Ok(json_response(s.engine.inspect(&id, q.bool("size"))?))
+}
+
+async fn container_start(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    s.engine.start(&id).await?;
+    Ok(no_content())
+}
+
+async fn container_stop(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let sig = q.get("signal").filter(|v| !v.is_empty());
+    s.engine.stop(&id, q.int("t")?, sig).await?;
+    Ok(no_content())
+}
+
+async fn container_restart(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    s.engine.restart(&id, q.int("t")?).await?;
+    Ok(no_content())
+}
+
+async fn container_kill(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    s.engine.kill(&id, &q.str("signal")).await?;
+    Ok(no_content())
+}
+
+async fn container_pause(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    s.engine.pause(&id, true).await?;
+    Ok(no_content())
+}
+
+async fn container_unpause(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    s.engine.pause(&id, false).await?;
+    Ok(no_content())
+}
+
+async fn container_rename(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    s.engine.rename(&id, &q.str("name"))?;
+    Ok(no_content())
+}
+
+async fn container_resize(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let h = q.int("h")?.unwrap_or(0) as u16;
+    let w = q.int("w")?.unwrap_or(0) as u16;
+    s.engine.resize(&id, h, w).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn container_delete(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    s.engine.remove(&id, q.bool("force"), q.bool("v")).await?;
+    Ok(no_content())
+}
+
+async fn containers_prune(State(s): State<AppState>) -> ApiResult {
+    let (ids, space) = s.engine.prune().await?;
+    Ok(json_response(json!({"ContainersDeleted": ids, "SpaceReclaimed": space})))
+}
+
+async fn container_top(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    Ok(json_response(s.engine.top(&id, &q.str("ps_args")).await?))
+}
+
+async fn container_wait(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let cond = q.str("condition");
+    if !matches!(cond.as_str(), "" | "not-running" | "next-exit" | "removed") {
+        return Err(ApiError::bad(format!("invalid condition: \"{cond}\"")));
+    }
+    let fut = s.engine.wait(&id, &cond)?;
+    // Headers go out now; the body when the condition is met. The CLI starts the
+    // container only after it has the headers.
+    let stream = futures_util::stream::once(async move {
+        let code = fut.await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from(format!(
+            "{}\n",
+            json!({"StatusCode": code, "Error": null})
+        )))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+async fn container_logs(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let opts = LogOptions {
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        follow: q.bool("follow"),
+        timestamps: q.bool("timestamps"),
+        tail: q.get("tail").and_then(|t| t.parse().ok()),
+        since: q.get("since").and_then(berth_engine::parse_time).filter(|t| *t > 0.0),
+        until: q.get("until").and_then(berth_engine::parse_time).filter(|t| *t > 0.0),
+    };
+    if !opts.stdout && !opts.stderr {
+        return Err(ApiError::bad(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let tty = s.engine.container_tty(&id)?;
+    let rx = s.engine.logs(&id, opts)?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::io::Error>(bytes::Bytes::from(b)), rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if tty {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
+    );
+    Ok(r)
+}
+
+async fn container_attach(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Q,
+    req: Request,
+) -> ApiResult {
+    let (fut, tty) = s.engine.attach(
+        &id,
+        q.bool("stdin"),
+        q.bool("stdout"),
+        q.bool("stderr"),
+    )?;
+    let keys = hijack::detach_keys(q.get("detachKeys"))?;
+    Ok(hijack::upgrade(req, tty, move |client| async move {
+        match fut.await {
+            Ok(shim) => hijack::pump(client, shim, keys, async {}).await,
+            Err(e) => tracing::debug!("attach: {e}"),
+        }
+    }))
+}
+
+// ------------------------------------------------------------------ exec
+
+async fn exec_create(State(s): State<AppState>, Path(id): Path<String>, body: bytes::Bytes) -> ApiResult {
+    let cfg: ExecConfig = parse_json(&body)?;
+    let exec_id = s.engine.exec_create(&id, cfg)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"Id": exec_id}))).into_response())
+}
+
+async fn exec_start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let start: ExecStart = parse_json(&bytes)?;
+    let req = Request::from_parts(parts, Body::empty());
+    let console = start
+        .console_size
+        .as_ref()
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0], c[1]));
+    let engine = s.engine.clone();
+    let started = engine.exec_start(&id, start.detach, console).await?;
+    let Some((shim, tty)) = started else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    Ok(hijack::upgrade(req, tty, move |client| async move {
+        hijack::pump(client, shim, None, engine.exec_finished(&id)).await;
+    }))
+}
+
+async fn exec_resize(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let h = q.int("h")?.unwrap_or(0) as u16;
+    let w = q.int("w")?.unwrap_or(0) as u16;
+    s.engine.exec_resize(&id, h, w).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn exec_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    Ok(json_response(s.engine.exec_inspect(&id)?))
+}
+
+async fn not_found(req: Request) -> ApiResult {
+    Err(ApiError(
+        StatusCode::NOT_FOUND,
+        format!("page not found: {} {}", req.method(), req.uri().path()),
+    ))
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+        .route("/containers/json", get(containers_list))
+        .route("/containers/create", post(container_create))
+        .route("/containers/prune", post(containers_prune))
+        .route("/containers/{id}/json", get(container_inspect))
+        .route("/containers/{id}/start", post(container_start))
+        .route("/containers/{id}/stop", post(container_stop))
+        .route("/containers/{id}/restart", post(container_restart))
+        .route("/containers/{id}/kill", post(container_kill))
+        .route("/containers/{id}/pause", post(container_pause))
+        .route("/containers/{id}/unpause", post(container_unpause))
+        .route("/containers/{id}/rename", post(container_rename))
+        .route("/containers/{id}/resize", post(container_resize))
+        .route("/containers/{id}/wait", post(container_wait))
+        .route("/containers/{id}/logs", get(container_logs))
+        .route("/containers/{id}/top", get(container_top))
+        .route("/containers/{id}/attach", post(container_attach))
+        .route("/containers/{id}/exec", post(exec_create))
+        .route("/containers/{id}", axum::routing::delete(container_delete))
+        .route("/exec/{id}/start", post(exec_start))
+        .route("/exec/{id}/resize", post(exec_resize))
+        .route("/exec/{id}/json", get(exec_inspect))
+        .route("/images/json", get(images::list))
+        .route("/images/create", post(images::create))
+        .route("/images/load", post(images::load))
+        .route("/images/get", get(images::save_many))
+        .route(
+            "/images/{*rest}",
+            get(images::by_name_get)
+                .post(images::by_name_post)
+                .delete(images::by_name_delete),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Strips `/v1.xx` and refuses versions outside what we speak.
+fn version_gate(mut req: Request) -> Result<Request, Response> {
+    let path = req.uri().path().to_string();
+    let (ver, rest) = berth_api::split_version(&path);
+    if let Some(v) = ver {
+        if berth_api::version_cmp(v, API_VERSION).is_gt() {
+            return Err(ApiError::bad(format!(
+                "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+            ))
+            .into_response());
+        }
+        if berth_api::version_cmp(v, MIN_API_VERSION).is_lt() {
+            return Err(ApiError::bad(format!(
+                "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+            ))
+            .into_response());
+        }
+        let new = match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_string(),
+        };
+        if let Ok(u) = new.parse() {
+            *req.uri_mut() = u;
+        }
+    }
+    Ok(req)
+}
+
+/// The whole API as one service: version gate in front of the routes.
+pub fn app(state: AppState) -> Router {
+    let inner = router(state);
+    Router::new().fallback_service(tower::service_fn(move |req: Request| {
+        let inner = inner.clone();
+        async move {
+            use tower::ServiceExt;
+            match version_gate(req) {
+                Ok(req) => inner.oneshot(req).await,
+                Err(resp) => Ok(resp),
+            }
+        }
+    }))
+}
+

@@ -510,17 +510,15 @@ impl Shim {
         let _ = self.poll.registry().reregister(&mut c.sock, t, want);
     }
 
+    /// The client closed its sending side. Attached clients keep receiving output.
     fn client_eof(&mut self, t: Token) {
         let Some(c) = self.clients.get(&t) else { return };
         match &c.state {
-            ClientState::Attached { stdin: true, .. } => {
-                if self.cfg.stdin_once {
-                    // `docker run -i` without a TTY: the client's EOF is the process's EOF.
-                    if self.init_tty.is_none() {
-                        self.init_stdin = None;
-                    }
+            ClientState::Attached { stdin, .. } => {
+                // `docker run -i` without a TTY: the client's EOF is the process's EOF.
+                if *stdin && self.cfg.stdin_once && self.init_tty.is_none() {
+                    self.init_stdin = None;
                 }
-                self.drop_client(t);
             }
             ClientState::ExecStream(id) => {
                 let id = id.clone();
@@ -530,7 +528,8 @@ impl Shim {
                     }
                 }
             }
-            _ => self.drop_client(t),
+            ClientState::Waiting | ClientState::ExecWaiting(_) => {}
+            ClientState::Request => self.drop_client(t),
         }
     }
 
@@ -780,6 +779,16 @@ impl Shim {
                     t if self.sources.contains_key(&t) => self.on_source(t),
                     t => self.on_client(t, ev.is_readable()),
                 }
+            }
+            // Output read above, and replies, sit in client buffers until flushed.
+            let pending: Vec<Token> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| !c.outbuf.is_empty() || c.close_after_flush)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in pending {
+                self.flush_client(t);
             }
             if self.exit.is_none() && self.init_exit.is_some() {
                 let drained = self.init_open_streams == 0;

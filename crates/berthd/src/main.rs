@@ -1,1 +1,164 @@
-fn main(){}
+//! berthd: the daemon. Argument parsing and wiring only.
+
+use anyhow::{bail, Context, Result};
+use berth_engine::rootfs::HostMounter;
+use berth_engine::{Engine, EngineConfig};
+use berth_server::{AppState, DaemonInfo};
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "berthd", version, about = "Berth container engine daemon")]
+struct Args {
+    /// Daemon socket(s) to listen on: unix:///path or tcp://127.0.0.1:PORT
+    #[arg(short = 'H', long = "host")]
+    host: Vec<String>,
+    /// Root of persisted state
+    #[arg(long, default_value = "/var/lib/berth")]
+    data_root: PathBuf,
+    /// Root of runtime state
+    #[arg(long, default_value = "/run/berth")]
+    exec_root: PathBuf,
+    /// Path of the daemon's pid file
+    #[arg(short = 'p', long)]
+    pidfile: Option<PathBuf>,
+    /// debug, info, warn, error, fatal
+    #[arg(short = 'l', long, default_value = "info")]
+    log_level: String,
+    /// The shim binary (default: berth-shim beside berthd)
+    #[arg(long, env = "BERTH_SHIM")]
+    shim: Option<PathBuf>,
+}
+
+fn shim_path(args: &Args) -> Result<PathBuf> {
+    if let Some(p) = &args.shim {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let p = exe.with_file_name("berth-shim");
+    if !p.exists() {
+        bail!("berth-shim not found beside {}", exe.display());
+    }
+    Ok(p)
+}
+
+fn daemon_id(data_root: &std::path::Path) -> String {
+    let p = data_root.join("engine-id");
+    if let Ok(s) = std::fs::read_to_string(&p) {
+        return s.trim().to_string();
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let _ = std::fs::write(&p, &id);
+    id
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let level = match args.log_level.as_str() {
+        "fatal" => "error",
+        l => l,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth={level},berthd={level},berth_engine={level},berth_server={level}")))
+        .with_writer(std::io::stderr)
+        .init();
+    let hosts = if args.host.is_empty() {
+        vec!["unix:///run/berth/berth.sock".to_string()]
+    } else {
+        args.host.clone()
+    };
+    std::fs::create_dir_all(&args.data_root)?;
+    std::fs::create_dir_all(&args.exec_root)?;
+    if let Some(p) = &args.pidfile {
+        if let Ok(old) = std::fs::read_to_string(p) {
+            if let Ok(pid) = old.trim().parse::<i32>() {
+                // SAFETY: signal 0 only checks that the process exists.
+                if pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } == 0 {
+                    bail!("pid file found, ensure berthd is not running or delete {}", p.display());
+                }
+            }
+        }
+        std::fs::write(p, std::process::id().to_string())?;
+    }
+    let engine = Engine::open(
+        EngineConfig {
+            data_root: args.data_root.clone(),
+            exec_root: args.exec_root.clone(),
+            shim_path: shim_path(&args)?,
+        },
+        Arc::new(HostMounter),
+    )
+    .await
+    .context("opening the engine")?;
+    let state = AppState {
+        engine,
+        daemon: Arc::new(DaemonInfo {
+            id: daemon_id(&args.data_root),
+            data_root: args.data_root.display().to_string(),
+            exec_root: args.exec_root.display().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }),
+    };
+    let app = berth_server::app(state);
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut servers = Vec::new();
+    let mut sockets = Vec::new();
+    for h in &hosts {
+        let mut stop = stop_tx.subscribe();
+        let app = app.clone();
+        if let Some(path) = h.strip_prefix("unix://") {
+            let path = PathBuf::from(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let _ = std::fs::remove_file(&path);
+            let l = tokio::net::UnixListener::bind(&path)
+                .with_context(|| format!("listening on {}", path.display()))?;
+            sockets.push(path);
+            servers.push(tokio::spawn(async move {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.recv().await;
+                    })
+                    .await
+            }));
+        } else if let Some(addr) = h.strip_prefix("tcp://") {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            servers.push(tokio::spawn(async move {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.recv().await;
+                    })
+                    .await
+            }));
+        } else {
+            bail!("unsupported host {h}: use unix:// or tcp://");
+        }
+    }
+    tracing::info!("berthd listening on {}", hosts.join(", "));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down; containers keep running");
+    let _ = stop_tx.send(());
+    // Hijacked streams hold connections open; don't wait on them forever.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        for s in servers {
+            let _ = s.await;
+        }
+    })
+    .await;
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    if let Some(p) = &args.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! `/images/*`: list, inspect, import, tag, rmi, history, save and load.
+
+use crate::{json_response, ApiError, ApiResult, AppState, Q};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::io::Write;
+
+pub async fn list(State(s): State<AppState>, q: Q) -> ApiResult {
+    Ok(json_response(Value::Array(
+        s.engine.images(q.bool("all"), &q.filters()?)?,
+    )))
+}
+
+/// Spools a request body to an unlinked temp file under the data root.
+async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> {
+    let dir = s.engine.data_root().join("tmp");
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::bad(e.to_string()))?;
+    let path = dir.join(format!("upload-{:016x}", rand_u64()));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let _ = std::fs::remove_file(&path);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad(format!("reading body: {e}")))?;
+        f.write_all(&chunk)
+            .map_err(|e| crate::ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    use std::io::Seek;
+    f.rewind().map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(f)
+}
+
+fn rand_u64() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (std::process::id() as u64).rotate_left(32)
+}
+
+fn json_lines(lines: Vec<Value>) -> Response {
+    let body: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub async fn create(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
+    if let Some(img) = q.get("fromImage") {
+        let tag = q.str("tag");
+        let name = if tag.is_empty() { img.to_string() } else { format!("{img}:{tag}") };
+        return Err(crate::ApiError(
+            StatusCode::NOT_FOUND,
+            format!("pull access denied for {img}, repository does not exist or may require 'docker login': no registry is reachable from this daemon ({name})"),
+        ));
+    }
+    if q.get("fromSrc") != Some("-") {
+        return Err(ApiError::bad(
+            "importing from a URL is not supported: no network is reachable; use fromSrc=-",
+        ));
+    }
+    let repo = q.str("repo");
+    let tag = q.str("tag");
+    let reference = match (repo.is_empty(), tag.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some(repo.clone()),
+        (false, false) => Some(format!("{repo}:{tag}")),
+    };
+    if let Some(r) = &reference {
+        berth_store::reference::normalize(r)?;
+    }
+    let mut cfg = berth_api::ImageRunConfig::default();
+    berth_engine::images::apply_changes(&mut cfg, &q.all("changes"))?;
+    let message = q.get("message").filter(|m| !m.is_empty()).map(str::to_string);
+    let file = spool(&s, req.into_body()).await?;
+    let store = s.engine.store.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        store.import(file, cfg, message, reference.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::bad(e.to_string()))??;
+    Ok(json_lines(vec![json!({"status": id})]))
+}
+
+pub async fn load(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
+    let file = spool(&s, req.into_body()).await?;
+    let store = s.engine.store.clone();
+    let rep = tokio::task::spawn_blocking(move || store.load(file))
+        .await
+        .map_err(|e| ApiError::bad(e.to_string()))??;
+    let _ = q.bool("quiet");
+    let mut lines: Vec<Value> = rep
+        .tags
+        .iter()
+        .map(|t| json!({"stream": format!("Loaded image: {t}\n")}))
+        .collect();
+    lines.extend(
+        rep.ids
+            .iter()
+            .map(|i| json!({"stream": format!("Loaded image ID: {i}\n")})),
+    );
+    Ok(json_lines(lines))
+}
+
+async fn save(s: &AppState, names: Vec<String>) -> ApiResult {
+    if names.is_empty() {
+        return Err(ApiError::bad("no images named"));
+    }
+    for n in &names {
+        s.engine.store.get(n)?;
+    }
+    let dir = s.engine.data_root().join("tmp");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("save-{:016x}", rand_u64()));
+    let store = s.engine.store.clone();
+    let p2 = path.clone();
+    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, berth_store::StoreError> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p2)?;
+        let _ = std::fs::remove_file(&p2);
+        let mut w = std::io::BufWriter::new(f);
+        store.save(&names, &mut w)?;
+        let mut f = w.into_inner().map_err(|e| e.into_error())?;
+        use std::io::Seek;
+        f.rewind()?;
+        Ok(f)
+    })
+    .await
+    .map_err(|e| ApiError::bad(e.to_string()))??;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    Ok(r)
+}
+
+pub async fn save_many(State(s): State<AppState>, q: Q) -> ApiResult {
+    save(&s, q.all("names")).await
+}
+
+/// `rest` is `NAME/ACTION`, where NAME may itself hold slashes.
+fn split_action(rest: &str) -> (&str, &str) {
+    match rest.rfind('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    }
+}
+
+pub async fn by_name_get(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult {
+    let (name, action) = split_action(&rest);
+    match action {
+        "json" => Ok(json_response(s.engine.image_inspect(name)?)),
+        "history" => Ok(json_response(s.engine.image_history(name)?)),
+        "get" => save(&s, vec![name.to_string()]).await,
+        _ => Err(crate::ApiError(
+            StatusCode::NOT_FOUND,
+            format!("page not found: GET /images/{rest}"),
+        )),
+    }
+}
+
+pub async fn by_name_post(State(s): State<AppState>, Path(rest): Path<String>, q: Q) -> ApiResult {
+    let (name, action) = split_action(&rest);
+    match action {
+        "tag" => {
+            let repo = q.str("repo");
+            let tag = q.str("tag");
+            let target = if tag.is_empty() { repo } else { format!("{repo}:{tag}") };
+            s.engine.store.tag(name, &target)?;
+            Ok(StatusCode::CREATED.into_response())
+        }
+        "push" => {
+            s.engine.store.get(name)?;
+            Err(crate::ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "pushing is not supported yet: no registry is reachable".into(),
+            ))
+        }
+        _ => Err(crate::ApiError(
+            StatusCode::NOT_FOUND,
+            format!("page not found: POST /images/{rest}"),
+        )),
+    }
+}
+
+pub async fn by_name_delete(State(s): State<AppState>, Path(rest): Path<String>, q: Q) -> ApiResult {
+    Ok(json_response(Value::Array(
+        s.engine.image_delete(&rest, q.bool("force"))?,
+    )))
+}
