@@ -1,1 +1,475 @@
-fn main(){}
+//! berth: the command-line client, with Docker's command grammar.
+
+mod client;
+mod commands;
+mod format;
+mod stream;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "A container engine, Docker-compatible")]
+pub struct Cli {
+    /// Daemon socket to connect to (BERTH_HOST, then DOCKER_HOST)
+    #[arg(short = 'H', long = "host", global = true)]
+    host: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Manage containers
+    Container {
+        #[command(subcommand)]
+        cmd: ContainerCmd,
+    },
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    #[command(flatten)]
+    Short(ShortCmd),
+}
+
+/// The top-level short forms (`berth run`, `berth ps`, `berth images`, …).
+#[derive(Subcommand)]
+pub enum ShortCmd {
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(RunArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Return low-level information on objects
+    Inspect(InspectArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(NamesArgs),
+    /// Attach to a running container
+    Attach(AttachArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Pause all processes within one or more containers
+    Pause(NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(NamesArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Show the Berth version information
+    Version(FormatArgs),
+    /// Display system-wide information
+    Info(FormatArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ContainerCmd {
+    Run(RunArgs),
+    Create(RunArgs),
+    Start(StartArgs),
+    #[command(alias = "list", alias = "ps")]
+    Ls(PsArgs),
+    Logs(LogsArgs),
+    Inspect(InspectArgs),
+    Top(TopArgs),
+    Stop(StopArgs),
+    Kill(KillArgs),
+    Restart(StopArgs),
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    Wait(NamesArgs),
+    Attach(AttachArgs),
+    Exec(ExecArgs),
+    Rename(RenameArgs),
+    Pause(NamesArgs),
+    Unpause(NamesArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ImageCmd {
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    Import(ImportArgs),
+    Load(LoadArgs),
+    Save(SaveArgs),
+    Inspect(InspectArgs),
+    Tag(TagArgs),
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    History(HistoryArgs),
+}
+
+#[derive(Args, Clone, Default)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    #[arg(long = "network", alias = "net")]
+    pub network: Option<String>,
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub cpu_shares: Option<i64>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub privileged: bool,
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    #[arg(long)]
+    pub dns: Vec<String>,
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<i64>,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short = 'a', long)]
+    pub attach: Vec<String>,
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    /// Accepted for compatibility; Berth runs the image's platform.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Accepted for compatibility: images never come from a registry yet.
+    #[arg(long)]
+    pub pull: Option<String>,
+    /// IMAGE [COMMAND] [ARG...]: options end at the image, as in docker.
+    #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
+    pub image_and_cmd: Vec<String>,
+}
+
+impl RunArgs {
+    pub fn image(&self) -> &str {
+        &self.image_and_cmd[0]
+    }
+    pub fn cmd(&self) -> &[String] {
+        &self.image_and_cmd[1..]
+    }
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(short = 'n', long = "last")]
+    pub last: Option<i64>,
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    #[arg(short = 's', long)]
+    pub size: bool,
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub format: String,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long)]
+    pub details: bool,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    #[arg(short = 'f', long, default_value = "")]
+    pub format: String,
+    #[arg(short = 's', long)]
+    pub size: bool,
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct TopArgs {
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    #[arg(short = 't', long = "time", alias = "timeout")]
+    pub time: Option<i64>,
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    #[arg(long = "sig-proxy", default_value_t = true)]
+    pub sig_proxy: bool,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    #[arg(long)]
+    pub privileged: bool,
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    /// CONTAINER COMMAND [ARG...]: options end at the container.
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true, value_name = "CONTAINER COMMAND [ARG...]")]
+    pub container_and_cmd: Vec<String>,
+}
+
+impl ExecArgs {
+    pub fn container(&self) -> &str {
+        &self.container_and_cmd[0]
+    }
+    pub fn cmd(&self) -> &[String] {
+        &self.container_and_cmd[1..]
+    }
+}
+
+#[derive(Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ImagesArgs {
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(long)]
+    pub digests: bool,
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub format: String,
+    pub reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[arg(short = 'c', long = "change")]
+    pub change: Vec<String>,
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// A tar file, or - for STDIN
+    pub file: String,
+    pub reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    #[arg(short = 'i', long)]
+    pub input: Option<String>,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct SaveArgs {
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(long = "no-prune")]
+    pub no_prune: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(short = 'H', long, default_value_t = true)]
+    pub human: bool,
+    #[arg(long, default_value = "")]
+    pub format: String,
+    pub image: String,
+}
+
+#[derive(Args)]
+pub struct FormatArgs {
+    #[arg(short = 'f', long, default_value = "")]
+    pub format: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let host = cli
+        .host
+        .clone()
+        .or_else(|| std::env::var("BERTH_HOST").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unix:///run/berth/berth.sock".into());
+    let c = client::Client::new(&host);
+    let code = commands::dispatch(&c, cli.cmd);
+    std::process::exit(code);
+}

@@ -166,6 +166,7 @@ impl Engine {
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("runtime"))?;
+        std::fs::create_dir_all(cfg.exec_root.join("s"))?;
         let store = Arc::new(Store::open(&cfg.data_root)?);
         let engine = Arc::new(Engine {
             cfg,
@@ -188,8 +189,13 @@ impl Engine {
     fn rootfs(&self, id: &str) -> PathBuf {
         self.xdir(id).join("rootfs")
     }
+    /// Unix socket paths are capped at 108 bytes: shim sockets live in a short
+    /// directory, named by a prefix of the container id.
+    fn shim_socket(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("s").join(format!("{}.sock", &id[..id.len().min(24)]))
+    }
     fn shim(&self, id: &str) -> ShimClient {
-        ShimClient::new(&self.xdir(id).join("shim.sock"))
+        ShimClient::new(&self.shim_socket(id))
     }
 
     fn persist_state(&self, c: &Ctr) -> Result<()> {
@@ -646,9 +652,10 @@ impl Engine {
         let oci = spec::build(&rs).map_err(|e| EngineError::BadRequest(e.to_string()))?;
         let xdir = self.xdir(id);
         std::fs::create_dir_all(xdir.join("bundle"))?;
-        for stale in ["exit", "shim.sock", "init.pid"] {
+        for stale in ["exit", "init.pid"] {
             let _ = std::fs::remove_file(xdir.join(stale));
         }
+        let _ = std::fs::remove_file(self.shim_socket(id));
         let runtime_root = self.cfg.exec_root.join("runtime");
         // A previous run of this container leaves libcontainer state behind.
         let _ = remove_tree(&runtime_root.join(id));
@@ -676,6 +683,7 @@ impl Engine {
             height: 0,
             width: 0,
             cgroup_path: rs.cgroup_path.clone(),
+            socket: self.shim_socket(id).display().to_string(),
         };
         write_atomic(
             &xdir.join("shim.json"),
@@ -721,21 +729,38 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("spawning shim: {e}")))?;
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
+        let mut reader = tokio::io::BufReader::new(stdout);
+        // A shim that dies without a word must not hang us: a process it left
+        // behind may still hold the other end of the pipe.
+        let exited_early = tokio::select! {
+            r = reader.read_line(&mut line) => { r?; false }
+            _ = child.wait() => true,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                let _ = child.start_kill();
+                true
+            }
+        };
+        if exited_early && line.is_empty() {
+            let log = std::fs::read_to_string(xdir.join("shim.log")).unwrap_or_default();
+            return Err(EngineError::Internal(format!(
+                "failed to create task for container: shim exited: {}",
+                log.lines().last().unwrap_or("no output")
+            )));
+        }
         // Reap the shim whenever it ends; it outlives us if we go first.
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
         let line = line.trim();
         if line == "ready" {
-            Ok(())
-        } else {
-            let msg = line.strip_prefix("error ").unwrap_or(line);
-            Err(EngineError::BadRequest(format!(
-                "failed to create task for container: {}",
-                if msg.is_empty() { "shim exited" } else { msg }
-            )))
+            return Ok(());
         }
+        let msg = line.strip_prefix("error ").unwrap_or(line);
+        let msg = if msg.is_empty() { "shim exited" } else { msg };
+        Err(EngineError::BadRequest(format!(
+            "failed to create task for container: {}",
+            docker_exec_error(msg)
+        )))
     }
 
     async fn monitor(self: Arc<Self>, c: Arc<Ctr>) {
@@ -809,6 +834,7 @@ impl Engine {
             if restart {
                 st.failure_count += 1;
                 st.restart_count += 1;
+                st.status = Status::Restarting;
             }
             (restart, rec.host_config.auto_remove && !restart)
         };
@@ -823,10 +849,15 @@ impl Engine {
                 tokio::time::sleep(delay).await;
                 let _op = c.op.lock().await;
                 let st = c.state();
-                if st.status == Status::Exited && !st.manually_stopped {
-                    if let Err(e) = me.start_locked(&c).await {
-                        tracing::warn!("restarting {id}: {e}");
-                    }
+                if st.status != Status::Restarting {
+                    return;
+                }
+                if st.manually_stopped {
+                    c.state.lock().expect("state").status = Status::Exited;
+                    let _ = me.persist_state(&c);
+                    c.bump(|s| s.exits += 1);
+                } else if let Err(e) = me.start_locked(&c).await {
+                    tracing::warn!("restarting {id}: {e}");
                 }
             });
         } else if remove {
@@ -868,7 +899,18 @@ impl Engine {
         if !c.state().status.is_running() {
             return Err(EngineError::NotModified);
         }
-        c.state.lock().expect("state").manually_stopped = true;
+        {
+            let mut st = c.state.lock().expect("state");
+            st.manually_stopped = true;
+            if st.status == Status::Restarting {
+                // Between runs: cancelling the pending restart is the whole stop.
+                st.status = Status::Exited;
+                drop(st);
+                let _ = self.persist_state(&c);
+                c.bump(|s| s.exits += 1);
+                return Ok(());
+            }
+        }
         let _ = self.persist_state(&c);
         let (stop_signal, default_timeout) = {
             let rec = c.rec.read().expect("rec");
@@ -980,6 +1022,11 @@ impl Engine {
     pub async fn remove(&self, key: &str, force: bool, _volumes: bool) -> Result<()> {
         let c = self.find(key)?;
         let name = c.rec.read().expect("rec").name.clone();
+        if c.state().status == Status::Restarting {
+            let mut st = c.state.lock().expect("state");
+            st.manually_stopped = true;
+            st.status = Status::Exited;
+        }
         if c.state().status.is_running() {
             if !force {
                 return Err(EngineError::Conflict(format!(
@@ -1016,6 +1063,7 @@ impl Engine {
         self.mounter.unmount(&self.rootfs(&id))?;
         let _ = remove_tree(&self.cfg.exec_root.join("runtime").join(&id));
         remove_tree(&self.xdir(&id))?;
+        let _ = std::fs::remove_file(self.shim_socket(&id));
         remove_tree(&self.cdir(&id))?;
         self.containers.write().expect("containers").remove(&id);
         {
@@ -1472,6 +1520,28 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| EngineError::BadRequest(format!("Invalid signal: {s}")))
 }
 
+/// Rewrites the runtime's words for an unstartable command into Docker's, which
+/// clients (the docker CLI among them) read to pick exit status 126 or 127.
+fn docker_exec_error(msg: &str) -> String {
+    let quoted = |m: &str, pat: &str| {
+        m.find(pat).and_then(|i| {
+            let rest = &m[i + pat.len()..];
+            rest.find('\'').map(|j| rest[..j].to_string())
+        })
+    };
+    if msg.contains("not found in $PATH") {
+        if let Some(cmd) = quoted(msg, "executable '") {
+            return format!("exec: \"{cmd}\": executable file not found in $PATH: unknown");
+        }
+    }
+    if msg.contains("does not have correct permissions") {
+        if let Some(cmd) = quoted(msg, "executable '") {
+            return format!("exec: \"{cmd}\": permission denied: unknown");
+        }
+    }
+    msg.to_string()
+}
+
 /// Docker's exit statuses for a process that could not be started.
 fn exit_code_for_start_error(msg: &str) -> i32 {
     let m = msg.to_ascii_lowercase();
@@ -1520,6 +1590,14 @@ mod tests {
         assert_eq!(parse_signal("SIGKILL").unwrap(), libc::SIGKILL);
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[test]
+    fn runtime_errors_read_like_dockers() {
+        let m = docker_exec_error("exec process failed: executable 'nope' not found in $PATH");
+        assert_eq!(m, "exec: \"nope\": executable file not found in $PATH: unknown");
+        let m = docker_exec_error("executable '/etc' at path '\"/etc\"' does not have correct permissions");
+        assert!(m.contains("permission denied"));
     }
 
     #[test]

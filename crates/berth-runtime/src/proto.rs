@@ -84,6 +84,9 @@ pub struct ShimConfig {
     pub height: u16,
     pub width: u16,
     pub cgroup_path: String,
+    /// The shim's socket. Unix socket paths are capped at 108 bytes, so sockets
+    /// live in a short directory rather than beside the state.
+    pub socket: String,
 }
 
 /// Docker's multiplexed stream header: stream type, three zero bytes, big-endian size.

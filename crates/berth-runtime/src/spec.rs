@@ -23,7 +23,7 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability the kernel knows, for `--privileged` and `--cap-add ALL`.
+/// Every capability the kernel knows, in its bit order (index = bit number).
 pub const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
     "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
@@ -97,6 +97,28 @@ pub struct RunSpec {
     pub etc_binds: Vec<(PathBuf, String)>,
 }
 
+/// The capabilities this host can grant: its bounding set. A sandbox without
+/// CAP_SYS_RESOURCE (like ours) must not hand it to `--privileged` containers.
+pub fn host_caps() -> &'static [&'static str] {
+    static CAPS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    CAPS.get_or_init(|| {
+        let bnd = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX);
+        ALL_CAPS
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| bnd & (1u64 << bit) != 0)
+            .map(|(_, c)| *c)
+            .collect()
+    })
+}
+
 /// Normalises `net_admin` / `NET_ADMIN` / `CAP_NET_ADMIN` to `CAP_NET_ADMIN`.
 pub fn normalize_cap(c: &str) -> Result<String, RuntimeError> {
     let up = c.to_ascii_uppercase();
@@ -115,7 +137,7 @@ pub fn normalize_cap(c: &str) -> Result<String, RuntimeError> {
 /// adds win over drops, as Docker does).
 pub fn capabilities(spec: &RunSpec) -> Result<Vec<String>, RuntimeError> {
     if spec.privileged {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(host_caps().iter().map(|s| s.to_string()).collect());
     }
     let adds = spec
         .cap_add
@@ -137,7 +159,7 @@ pub fn capabilities(spec: &RunSpec) -> Result<Vec<String>, RuntimeError> {
             .collect()
     };
     if adds.iter().any(|a| a == "ALL") {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(host_caps().iter().map(|s| s.to_string()).collect());
     }
     for a in adds {
         if !caps.contains(&a) {
@@ -374,7 +396,7 @@ mod tests {
         assert!(v["linux"]["seccomp"].is_null());
         assert_eq!(
             v["process"]["capabilities"]["bounding"].as_array().unwrap().len(),
-            ALL_CAPS.len()
+            host_caps().len()
         );
     }
 

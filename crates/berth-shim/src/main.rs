@@ -158,15 +158,19 @@ struct Stdio {
 }
 
 /// Prepares a builder's stdio: a console socket for a TTY, pipes otherwise.
+/// Where a console socket is bound: beside the shim's own, for the same reason.
+fn console_path(cfg: &ShimConfig, name: &str) -> PathBuf {
+    PathBuf::from(format!("{}.{name}.console", cfg.socket.trim_end_matches(".sock")))
+}
+
 fn with_stdio(
     mut b: ContainerBuilder,
-    state_dir: &Path,
-    name: &str,
+    console: &Path,
     tty: bool,
     stdin: bool,
 ) -> Res<(ContainerBuilder, StdioPending)> {
     if tty {
-        let path = state_dir.join(format!("{name}.console.sock"));
+        let path = console.to_path_buf();
         let _ = fs::remove_file(&path);
         let l = std::os::unix::net::UnixListener::bind(&path)?;
         b = b.with_console_socket(Some(&path));
@@ -724,7 +728,8 @@ impl Shim {
         fs::write(&ppath, serde_json::to_vec(process)?)?;
         let b = ContainerBuilder::new(self.cfg.id.clone(), SyscallType::Linux)
             .with_root_path(&self.cfg.runtime_root)?;
-        let (b, pending) = with_stdio(b, &self.state_dir, &format!("exec-{id}"), tty, stdin)?;
+        let short = &id[..id.len().min(12)];
+        let (b, pending) = with_stdio(b, &console_path(&self.cfg, short), tty, stdin)?;
         let pid = b
             .as_tenant()
             .with_process(Some(&ppath))
@@ -809,7 +814,7 @@ impl Shim {
                     .any(|c| !c.outbuf.is_empty() || matches!(c.state, ClientState::Request));
                 let late = self.exit_deadline.is_some_and(|d| Instant::now() > d);
                 if idle || late {
-                    let _ = fs::remove_file(self.state_dir.join("shim.sock"));
+                    let _ = fs::remove_file(&self.cfg.socket);
                     return Ok(());
                 }
             }
@@ -843,14 +848,14 @@ fn response_line(r: &Response) -> Vec<u8> {
 
 fn setup(state_dir: &Path) -> Res<Shim> {
     let cfg: ShimConfig = serde_json::from_slice(&fs::read(state_dir.join("shim.json"))?)?;
-    let sock_path = state_dir.join("shim.sock");
+    let sock_path = PathBuf::from(&cfg.socket);
     let _ = fs::remove_file(&sock_path);
     let std_listener = std::os::unix::net::UnixListener::bind(&sock_path)?;
     std_listener.set_nonblocking(true)?;
 
     let b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
         .with_root_path(&cfg.runtime_root)?;
-    let (b, pending) = with_stdio(b, state_dir, "init", cfg.tty, cfg.open_stdin)?;
+    let (b, pending) = with_stdio(b, &console_path(&cfg, "init"), cfg.tty, cfg.open_stdin)?;
     let container = b
         .as_init(&cfg.bundle)
         .with_systemd(false)

@@ -1,0 +1,183 @@
+"""A real berthd on a temporary socket, data root and exec root, for the whole
+session; everything it started is cleaned up even when tests fail."""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "debug"))
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("berth", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class Daemon:
+    def __init__(self, root):
+        self.root = root
+        self.sock = os.path.join(root, "berth.sock")
+        self.data = os.path.join(root, "data")
+        self.exec_root = os.path.join(root, "exec")
+        self.pidfile = os.path.join(root, "berthd.pid")
+        self.log = os.path.join(root, "berthd.log")
+        self.proc = None
+        self.env = dict(os.environ, DOCKER_HOST="unix://" + self.sock,
+                        BERTH_HOST="unix://" + self.sock)
+        self.env.pop("DOCKER_CONTEXT", None)
+
+    def start(self):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "berthd"), "-H", "unix://" + self.sock,
+             "--data-root", self.data, "--exec-root", self.exec_root,
+             "--pidfile", self.pidfile],
+            stdout=logf, stderr=logf, start_new_session=True)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.api("GET", "/_ping")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("berthd exited: " + open(self.log).read()[-2000:])
+            time.sleep(0.02)
+        raise RuntimeError("berthd did not come up")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def api(self, method, path, body=None, headers=None, timeout=30):
+        c = UnixHTTP(self.sock, timeout=timeout)
+        data = None
+        hdrs = dict(headers or {})
+        if body is not None:
+            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        c.request(method, path, body=data, headers=hdrs)
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        return r.status, raw, {k.lower(): v for k, v in r.getheaders()}
+
+    def run(self, tool, *args, input=None, timeout=60, check=False):
+        exe = "docker" if tool == "docker" else os.path.join(BIN, "berth")
+        p = subprocess.run([exe, *args], input=input, capture_output=True,
+                           env=self.env, timeout=timeout)
+        out = p.stdout.decode(errors="replace")
+        err = p.stderr.decode(errors="replace")
+        if check and p.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} -> {p.returncode}\n{out}\n{err}")
+        return p.returncode, out, err
+
+    def docker(self, *args, **kw):
+        return self.run("docker", *args, **kw)
+
+    def berth(self, *args, **kw):
+        return self.run("berth", *args, **kw)
+
+
+def make_busybox_tar(dest):
+    """A tiny rootfs from Debian's busybox-static: no registry needed."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    root = tempfile.mkdtemp(prefix="bb-rootfs-")
+    try:
+        os.makedirs(os.path.join(root, "bin"))
+        for d in ("etc", "tmp", "root", "proc", "sys", "dev", "usr/bin", "var"):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        os.chmod(os.path.join(root, "tmp"), 0o1777)
+        shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
+        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout.split()
+        for a in applets:
+            if a != "busybox":
+                os.symlink("busybox", os.path.join(root, "bin", a))
+        with open(os.path.join(root, "etc", "passwd"), "w") as f:
+            f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+        with open(os.path.join(root, "etc", "group"), "w") as f:
+            f.write("root:x:0:\nnogroup:x:65534:\n")
+        subprocess.run(["tar", "-C", root, "-cf", dest, "."], check=True)
+    finally:
+        shutil.rmtree(root)
+
+
+def cleanup_leftovers(d):
+    """Ends shims the daemon left (by their pid files) and unmounts what is ours."""
+    containers = os.path.join(d.exec_root, "containers")
+    if os.path.isdir(containers):
+        for cid in os.listdir(containers):
+            pidf = os.path.join(containers, cid, "init.pid")
+            shimf = os.path.join(containers, cid, "shim.pid")
+            for f in (pidf, shimf):
+                try:
+                    pid = int(open(f).read().strip() or 0)
+                    if pid > 0:
+                        os.kill(pid, signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+    time.sleep(0.2)
+    mounts = [l.split()[4] for l in open("/proc/self/mountinfo")]
+    for m in sorted((m for m in mounts if m.startswith(d.root)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    for ctrl in os.listdir("/sys/fs/cgroup"):
+        base = os.path.join("/sys/fs/cgroup", ctrl, "berth")
+        if os.path.isdir(base) and os.path.isdir(containers):
+            for cid in os.listdir(containers):
+                try:
+                    os.rmdir(os.path.join(base, cid))
+                except OSError:
+                    pass
+
+
+@pytest.fixture(scope="session")
+def daemon():
+    root = tempfile.mkdtemp(prefix="berth-it-")
+    d = Daemon(root)
+    try:
+        d.start()
+        tar = os.path.join(root, "busybox.tar")
+        make_busybox_tar(tar)
+        with open(tar, "rb") as f:
+            rc, out, err = d.berth("import", "-", "busybox:latest", input=f.read())
+        assert rc == 0, err
+        d.busybox_tar = tar
+        yield d
+    finally:
+        try:
+            if d.proc and d.proc.poll() is None:
+                st, raw, _ = d.api("GET", "/containers/json?all=1")
+                for c in json.loads(raw):
+                    d.api("DELETE", f"/containers/{c['Id']}?force=1")
+        except Exception:
+            pass
+        d.stop()
+        cleanup_leftovers(d)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def name(request):
+    """A container name unique to the test."""
+    return "t-" + request.node.name.replace("_", "-").replace("[", "-").replace("]", "")[:40]

@@ -1,0 +1,117 @@
+"""The sandbox is real: limits, namespaces, capabilities and seccomp."""
+
+import json
+import os
+import socket
+
+
+def inspect(daemon, name):
+    return json.loads(daemon.docker("inspect", name)[1])[0]
+
+
+def test_memory_limit_oom_kills(daemon, name):
+    rc, out, err = daemon.docker("run", "--name", name, "--memory", "32m", "busybox", "sh", "-c",
+                                 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived')
+    assert rc == 137, (out, err)
+    assert "survived" not in out
+    st = inspect(daemon, name)["State"]
+    assert st["OOMKilled"] is True and st["ExitCode"] == 137
+    daemon.docker("rm", name)
+
+
+def test_pids_limit_stops_fork_bomb(daemon):
+    rc, out, err = daemon.docker("run", "--rm", "--pids-limit", "12", "busybox", "sh", "-c",
+                                 "for i in $(seq 1 40); do sleep 3 & done; wait; echo done")
+    assert "can't fork" in out + err
+
+
+def test_cgroup_limits_are_written(daemon, name):
+    rc, cid, err = daemon.docker("run", "-d", "--name", name, "--memory", "64m", "--cpus", "0.5",
+                                 "--pids-limit", "33", "busybox", "sleep", "60")
+    assert rc == 0, err
+    cid = cid.strip()
+    try:
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            base = f"/sys/fs/cgroup/berth/{cid}"
+            assert open(f"{base}/memory.max").read().strip() == str(64 << 20)
+            assert open(f"{base}/pids.max").read().strip() == "33"
+            assert open(f"{base}/cpu.max").read().split()[0] == "50000"
+        else:
+            mem = f"/sys/fs/cgroup/memory/berth/{cid}/memory.limit_in_bytes"
+            assert open(mem).read().strip() == str(64 << 20)
+            assert open(f"/sys/fs/cgroup/pids/berth/{cid}/pids.max").read().strip() == "33"
+            assert open(f"/sys/fs/cgroup/cpu/berth/{cid}/cpu.cfs_quota_us").read().strip() == "50000"
+    finally:
+        daemon.docker("rm", "-f", name)
+
+
+def test_cannot_see_host_processes_hostname_or_files(daemon, tmp_path):
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("secret")
+    rc, out, err = daemon.docker("run", "--rm", "busybox", "sh", "-c",
+                                 f"ps -o pid,comm; echo HOST=$(hostname); "
+                                 f"ls {marker} 2>&1; ls /proc | grep -c '^[0-9]'")
+    assert rc == 0, err
+    pids = [l.split()[0] for l in out.splitlines()[1:] if l.split() and l.split()[0].isdigit()]
+    assert pids[0] == "1"
+    assert all(int(p) < 50 for p in pids)
+    assert f"HOST={socket.gethostname()}" not in out
+    assert "No such file" in out
+    assert int(out.strip().splitlines()[-1]) < 10
+
+
+def test_cap_sys_admin_is_dropped_by_default(daemon):
+    rc, out, err = daemon.docker("run", "--rm", "busybox", "sh", "-c",
+                                 "mkdir -p /tmp/m; mount -t tmpfs none /tmp/m && echo MOUNTED; "
+                                 "grep CapEff /proc/self/status")
+    assert "MOUNTED" not in out
+    capeff = int(out.split("CapEff:")[1].split()[0], 16)
+    assert not capeff & (1 << 21), "CAP_SYS_ADMIN is bit 21"
+    assert capeff & (1 << 0), "CAP_CHOWN stays"
+    rc, out, err = daemon.docker("run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c",
+                                 "mkdir -p /tmp/m; mount -t tmpfs none /tmp/m && echo MOUNTED")
+    assert "MOUNTED" in out, err
+    rc, out, err = daemon.docker("run", "--rm", "--cap-drop", "CHOWN", "busybox", "sh", "-c",
+                                 "chown 65534 /tmp && echo CHOWNED")
+    assert "CHOWNED" not in out
+
+
+def test_seccomp_blocks_syscalls_with_eperm(daemon):
+    # unshare(CLONE_NEWUSER) needs no capability, so only seccomp can refuse it.
+    rc, out, err = daemon.docker("run", "--rm", "busybox", "sh", "-c",
+                                 "grep Seccomp: /proc/self/status; unshare -r true")
+    assert rc != 0
+    assert "Operation not permitted" in out + err
+    assert "Seccomp:\t2" in out
+    rc, out, err = daemon.docker("run", "--rm", "--security-opt", "seccomp=unconfined",
+                                 "busybox", "unshare", "-r", "true")
+    assert rc == 0, err
+
+
+def test_privileged_and_read_only_and_no_new_privileges(daemon):
+    rc, out, err = daemon.docker("run", "--rm", "--privileged", "busybox", "sh", "-c",
+                                 "mkdir -p /tmp/m; mount -t tmpfs none /tmp/m && echo MOUNTED")
+    assert "MOUNTED" in out, err
+    rc, out, err = daemon.docker("run", "--rm", "--read-only", "busybox", "sh", "-c",
+                                 "touch /x 2>&1; touch /tmp/x 2>&1; echo rc=$?")
+    assert "Read-only file system" in out
+    rc, out, err = daemon.docker("run", "--rm", "--security-opt", "no-new-privileges",
+                                 "busybox", "grep", "NoNewPrivs", "/proc/self/status")
+    assert out.split()[-1] == "1", out + err
+
+
+def test_masked_paths_and_readonly_proc(daemon):
+    rc, out, err = daemon.docker("run", "--rm", "busybox", "sh", "-c",
+                                 "wc -c < /proc/kcore; echo 1 > /proc/sys/kernel/domainname 2>&1; echo rc=$?")
+    assert out.splitlines()[0].strip() == "0"
+    assert "rc=1" in out or "Read-only" in out
+
+
+def test_network_none_and_host(daemon):
+    rc, out, _ = daemon.docker("run", "--rm", "busybox", "ls", "/sys/class/net")
+    assert out.split() == ["lo"]
+    host_ifaces = sorted(os.listdir("/sys/class/net"))
+    rc, out, _ = daemon.docker("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
+    assert sorted(out.split()) == host_ifaces
+    rc, out, _ = daemon.docker("run", "--rm", "--network", "host", "busybox", "hostname")
+    assert out.strip() == socket.gethostname()
