@@ -22,17 +22,17 @@ def test_interactive_tty_shell(daemon):
                           env=daemon.env, dimensions=(33, 101), timeout=20, encoding="utf-8")
     try:
         child.expect(r"# ")
-        child.sendline("ls /; echo END-LS")
-        child.expect("END-LS\r\n")
+        child.sendline("ls /; echo END-$((40+2))")
+        child.expect("END-42\r\n")
         assert "bin" in child.before and "etc" in child.before
-        child.sendline("ps aux; echo END-PS")
-        child.expect("END-PS\r\n")
+        child.sendline("ps aux; echo END-$((40+3))")
+        child.expect("END-43\r\n")
         rows = [l.split() for l in child.before.splitlines() if l.strip() and l.split()[0].isdigit()]
         # Only the container's processes: its shell as PID 1, and ps.
         assert rows[0][0] == "1" and rows[0][-1] == "sh", rows
         assert all(int(r[0]) < 100 for r in rows), rows
-        child.sendline("cat /etc/hostname; stty size; echo END-H")
-        child.expect("END-H\r\n")
+        child.sendline("cat /etc/hostname; stty size; echo END-$((40+4))")
+        child.expect("END-44\r\n")
         assert "33 101" in child.before
         host = child.before.split("\r\n")[-3].strip()
         assert len(host) == 12
