@@ -157,11 +157,17 @@ impl Client {
     pub fn connect(&self) -> Result<Conn> {
         if let Some(p) = self.host.strip_prefix("unix://") {
             UnixStream::connect(p).map(Conn::Unix).map_err(|e| {
-                anyhow!("Cannot connect to the Berth daemon at {}. Is berthd running? ({e})", self.host)
+                anyhow!(
+                    "Cannot connect to the Berth daemon at {}. Is berthd running? ({e})",
+                    self.host
+                )
             })
         } else if let Some(a) = self.host.strip_prefix("tcp://") {
             TcpStream::connect(a).map(Conn::Tcp).map_err(|e| {
-                anyhow!("Cannot connect to the Berth daemon at {}. Is berthd running? ({e})", self.host)
+                anyhow!(
+                    "Cannot connect to the Berth daemon at {}. Is berthd running? ({e})",
+                    self.host
+                )
             })
         } else {
             bail!("unsupported host {}: use unix:// or tcp://", self.host)
@@ -185,12 +191,17 @@ impl Client {
         }
         match &body {
             Some((ct, Body::Bytes(b))) => {
-                head.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n", b.len()));
+                head.push_str(&format!(
+                    "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                    b.len()
+                ));
                 conn.write_all(head.as_bytes())?;
                 conn.write_all(b)?;
             }
             Some((ct, Body::Stream(_))) => {
-                head.push_str(&format!("Content-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\n"));
+                head.push_str(&format!(
+                    "Content-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                ));
                 conn.write_all(head.as_bytes())?;
             }
             None => {
@@ -241,16 +252,22 @@ impl Client {
         if status == 101 {
             // Anything already buffered belongs to the stream.
             let buffered = r.buffer().to_vec();
-            let body: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(buffered).chain(r.into_inner()));
+            let body: Box<dyn Read + Send> =
+                Box::new(std::io::Cursor::new(buffered).chain(r.into_inner()));
             return Ok((Response { body }, Some(raw)));
         }
-        let body: Box<dyn Read + Send> = if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            Box::new(Chunked { inner: r, left: 0, done: false })
-        } else if let Some(n) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
-            Box::new(r.take(n))
-        } else {
-            Box::new(r)
-        };
+        let body: Box<dyn Read + Send> =
+            if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                Box::new(Chunked {
+                    inner: r,
+                    left: 0,
+                    done: false,
+                })
+            } else if let Some(n) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
+                Box::new(r.take(n))
+            } else {
+                Box::new(r)
+            };
         let resp = Response { body };
         if status >= 400 {
             let b = resp.bytes().unwrap_or_default();
@@ -275,15 +292,27 @@ impl Client {
     pub fn post_json(&self, path: &str, v: &serde_json::Value) -> Result<Response> {
         let b = serde_json::to_vec(v)?;
         Ok(self
-            .send("POST", path, Some(("application/json", Body::Bytes(b))), false)?
+            .send(
+                "POST",
+                path,
+                Some(("application/json", Body::Bytes(b))),
+                false,
+            )?
             .0)
     }
     pub fn post_stream(&self, path: &str, ct: &str, r: Box<dyn Read>) -> Result<Response> {
-        Ok(self.send("POST", path, Some((ct, Body::Stream(r))), false)?.0)
+        Ok(self
+            .send("POST", path, Some((ct, Body::Stream(r))), false)?
+            .0)
     }
     /// Sends with `Upgrade: tcp`; returns the stream's reader and a handle to write.
     pub fn hijack(&self, path: &str, body: Option<serde_json::Value>) -> Result<(Response, Conn)> {
-        let b = body.map(|v| ("application/json", Body::Bytes(serde_json::to_vec(&v).unwrap_or_default())));
+        let b = body.map(|v| {
+            (
+                "application/json",
+                Body::Bytes(serde_json::to_vec(&v).unwrap_or_default()),
+            )
+        });
         let (resp, raw) = self.send("POST", path, b, true)?;
         Ok((resp, raw.ok_or_else(|| anyhow!("no connection"))?))
     }

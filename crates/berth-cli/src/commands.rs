@@ -26,7 +26,9 @@ pub fn dispatch(c: &Client, cmd: Cmd) -> i32 {
             // Only the daemon's account of a failed start picks 126 or 127.
             if fail_code == 125 && daemon.is_some() {
                 let m = msg.to_ascii_lowercase();
-                if m.contains("executable file not found") || m.contains("no such file or directory") {
+                if m.contains("executable file not found")
+                    || m.contains("no such file or directory")
+                {
                     return 127;
                 }
                 if m.contains("permission denied") {
@@ -118,9 +120,7 @@ fn ram_bytes(s: &str) -> Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("invalid size: '{s}'"))?;
+    let n: f64 = num.parse().map_err(|_| anyhow!("invalid size: '{s}'"))?;
     Ok((n * mult as f64) as i64)
 }
 
@@ -161,7 +161,12 @@ fn create_body(a: &RunArgs) -> Result<Value> {
         })
         .collect();
     let (name, max) = match a.restart.split_once(':') {
-        Some((n, m)) => (n.to_string(), m.parse::<i64>().map_err(|_| anyhow!("invalid restart policy format: maximum retry count must be an integer"))?),
+        Some((n, m)) => (
+            n.to_string(),
+            m.parse::<i64>().map_err(|_| {
+                anyhow!("invalid restart policy format: maximum retry count must be an integer")
+            })?,
+        ),
         None => (a.restart.clone(), 0),
     };
     let log_cfg: serde_json::Map<String, Value> = a
@@ -169,7 +174,9 @@ fn create_body(a: &RunArgs) -> Result<Value> {
         .iter()
         .filter_map(|o| o.split_once('=').map(|(k, v)| (k.to_string(), json!(v))))
         .collect();
-    let attach = |s: &str| !a.detach && (a.attach.is_empty() || a.attach.iter().any(|x| x.eq_ignore_ascii_case(s)));
+    let attach = |s: &str| {
+        !a.detach && (a.attach.is_empty() || a.attach.iter().any(|x| x.eq_ignore_ascii_case(s)))
+    };
     let mut cfg = json!({
         "Image": a.image(),
         "Tty": a.tty,
@@ -278,7 +285,13 @@ struct Session {
 }
 
 /// Starts moving bytes between our terminal and a hijacked stream.
-fn session(resp: crate::client::Response, conn: crate::client::Conn, tty: bool, stdin: bool, keys: Vec<u8>) -> Session {
+fn session(
+    resp: crate::client::Response,
+    conn: crate::client::Conn,
+    tty: bool,
+    stdin: bool,
+    keys: Vec<u8>,
+) -> Session {
     let (tx, rx) = std::sync::mpsc::channel();
     if stdin {
         std::thread::spawn(move || {
@@ -288,7 +301,11 @@ fn session(resp: crate::client::Response, conn: crate::client::Conn, tty: bool, 
     }
     let out = std::thread::spawn(move || {
         let body = resp.body;
-        let _ = if tty { stream::raw_copy(body) } else { stream::demux(body) };
+        let _ = if tty {
+            stream::raw_copy(body)
+        } else {
+            stream::demux(body)
+        };
     });
     Session { out, detached: rx }
 }
@@ -366,11 +383,20 @@ fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
         ("stdin", if stdin { "1" } else { "0" }.into()),
         ("stdout", "1".into()),
         ("stderr", "1".into()),
-        ("detachKeys", a.detach_keys.clone().unwrap_or_else(|| "ctrl-p,ctrl-q".into())),
+        (
+            "detachKeys",
+            a.detach_keys
+                .clone()
+                .unwrap_or_else(|| "ctrl-p,ctrl-q".into()),
+        ),
     ]);
     let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
     let waiter = wait_handle(c, &id, if a.rm { "removed" } else { "next-exit" })?;
-    let _raw = if a.tty && stdin && stream::is_tty(0) { Some(stream::RawMode::enable()) } else { None };
+    let _raw = if a.tty && stdin && stream::is_tty(0) {
+        Some(stream::RawMode::enable())
+    } else {
+        None
+    };
     let sess = session(resp, conn, a.tty, stdin, keys);
     if let Err(e) = c.post(&format!("/containers/{id}/start")) {
         drop(_raw);
@@ -390,7 +416,9 @@ fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
 fn start(c: &Client, a: StartArgs) -> Result<i32> {
     if a.attach || a.interactive {
         let id = a.containers[0].clone();
-        let info = c.get(&format!("/containers/{}/json", urlencode(&id)))?.json()?;
+        let info = c
+            .get(&format!("/containers/{}/json", urlencode(&id)))?
+            .json()?;
         let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
         let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
         let q = query(&[
@@ -401,8 +429,18 @@ fn start(c: &Client, a: StartArgs) -> Result<i32> {
         ]);
         let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
         let waiter = wait_handle(c, &id, "next-exit")?;
-        let _raw = if tty && stdin && stream::is_tty(0) { Some(stream::RawMode::enable()) } else { None };
-        let sess = session(resp, conn, tty, stdin, detach_key_bytes(a.detach_keys.as_deref()));
+        let _raw = if tty && stdin && stream::is_tty(0) {
+            Some(stream::RawMode::enable())
+        } else {
+            None
+        };
+        let sess = session(
+            resp,
+            conn,
+            tty,
+            stdin,
+            detach_key_bytes(a.detach_keys.as_deref()),
+        );
         c.post(&format!("/containers/{id}/start"))?;
         if sess.finish() {
             return Ok(0);
@@ -464,7 +502,11 @@ fn ps(c: &Client, a: PsArgs) -> Result<i32> {
         let mut out = String::new();
         for v in &list {
             let id = v["Id"].as_str().unwrap_or_default();
-            out.push_str(if a.no_trunc { id } else { &id[..12.min(id.len())] });
+            out.push_str(if a.no_trunc {
+                id
+            } else {
+                &id[..12.min(id.len())]
+            });
             out.push('\n');
         }
         print!("{out}");
@@ -550,7 +592,9 @@ fn ps(c: &Client, a: PsArgs) -> Result<i32> {
 }
 
 fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
-    let info = c.get(&format!("/containers/{}/json", urlencode(&a.container)))?.json()?;
+    let info = c
+        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
+        .json()?;
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let mut q = vec![
         ("stdout", "1".to_string()),
@@ -569,7 +613,11 @@ fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
     if let Some(u) = &a.until {
         q.push(("until", to_unix(u)?));
     }
-    let resp = c.get(&format!("/containers/{}/logs{}", urlencode(&a.container), query(&q)))?;
+    let resp = c.get(&format!(
+        "/containers/{}/logs{}",
+        urlencode(&a.container),
+        query(&q)
+    ))?;
     if tty {
         stream::raw_copy(resp.body)?;
     } else {
@@ -584,10 +632,19 @@ fn to_unix(s: &str) -> Result<String> {
         return Ok(s.to_string());
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos()));
+        return Ok(format!(
+            "{}.{:09}",
+            t.timestamp(),
+            t.timestamp_subsec_nanos()
+        ));
     }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| anyhow!("invalid value for since: {s}"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("invalid value for since: {s}"))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60.0,
@@ -615,7 +672,9 @@ fn inspect(c: &Client, a: InspectArgs, kind: Option<&str>) -> Result<i32> {
         match got.and_then(|r| r.json()) {
             Ok(v) => out.push(v),
             Err(e) => {
-                let missing = kind.map(|k| if k == "image" { "image" } else { "container" }).unwrap_or("object");
+                let missing = kind
+                    .map(|k| if k == "image" { "image" } else { "container" })
+                    .unwrap_or("object");
                 match e.downcast_ref::<DaemonError>() {
                     Some(d) if d.status == 404 => eprintln!("Error: No such {missing}: {n}"),
                     _ => eprintln!("{e}"),
@@ -631,7 +690,11 @@ fn inspect(c: &Client, a: InspectArgs, kind: Option<&str>) -> Result<i32> {
         serde::Serialize::serialize(&Value::Array(out), &mut ser)?;
         println!("{}", String::from_utf8_lossy(&buf));
     } else {
-        let f = if a.format == "json" { "{{json .}}".to_string() } else { a.format.clone() };
+        let f = if a.format == "json" {
+            "{{json .}}".to_string()
+        } else {
+            a.format.clone()
+        };
         for v in &out {
             println!("{}", crate::format::render(&f, v)?);
         }
@@ -640,8 +703,14 @@ fn inspect(c: &Client, a: InspectArgs, kind: Option<&str>) -> Result<i32> {
 }
 
 fn top(c: &Client, a: TopArgs) -> Result<i32> {
-    let q = if a.ps_args.is_empty() { String::new() } else { query(&[("ps_args", a.ps_args.join(" "))]) };
-    let v = c.get(&format!("/containers/{}/top{q}", urlencode(&a.container)))?.json()?;
+    let q = if a.ps_args.is_empty() {
+        String::new()
+    } else {
+        query(&[("ps_args", a.ps_args.join(" "))])
+    };
+    let v = c
+        .get(&format!("/containers/{}/top{q}", urlencode(&a.container)))?
+        .json()?;
     let mut lines = vec![v["Titles"]
         .as_array()
         .into_iter()
@@ -674,7 +743,11 @@ fn stop(c: &Client, a: StopArgs, restart: bool) -> Result<i32> {
     let action = if restart { "restart" } else { "stop" };
     let mut code = 0;
     for n in &a.containers {
-        match c.post(&format!("/containers/{}/{action}{}", urlencode(n), query(&q))) {
+        match c.post(&format!(
+            "/containers/{}/{action}{}",
+            urlencode(n),
+            query(&q)
+        )) {
             Ok(_) => println!("{n}"),
             Err(e) => {
                 eprintln!("{e}");
@@ -688,7 +761,11 @@ fn stop(c: &Client, a: StopArgs, restart: bool) -> Result<i32> {
 fn kill(c: &Client, a: KillArgs) -> Result<i32> {
     let mut code = 0;
     for n in &a.containers {
-        match c.post(&format!("/containers/{}/kill{}", urlencode(n), query(&[("signal", a.signal.clone())]))) {
+        match c.post(&format!(
+            "/containers/{}/kill{}",
+            urlencode(n),
+            query(&[("signal", a.signal.clone())])
+        )) {
             Ok(_) => println!("{n}"),
             Err(e) => {
                 eprintln!("{e}");
@@ -702,7 +779,10 @@ fn kill(c: &Client, a: KillArgs) -> Result<i32> {
 fn rm(c: &Client, a: RmArgs) -> Result<i32> {
     let mut code = 0;
     for n in &a.containers {
-        let q = query(&[("force", (a.force as u8).to_string()), ("v", (a.volumes as u8).to_string())]);
+        let q = query(&[
+            ("force", (a.force as u8).to_string()),
+            ("v", (a.volumes as u8).to_string()),
+        ]);
         match c.delete(&format!("/containers/{}{q}", urlencode(n))) {
             Ok(_) => println!("{n}"),
             Err(e) => {
@@ -717,7 +797,10 @@ fn rm(c: &Client, a: RmArgs) -> Result<i32> {
 fn wait(c: &Client, a: NamesArgs) -> Result<i32> {
     let mut code = 0;
     for n in &a.containers {
-        match c.post(&format!("/containers/{}/wait", urlencode(n))).and_then(|r| r.json()) {
+        match c
+            .post(&format!("/containers/{}/wait", urlencode(n)))
+            .and_then(|r| r.json())
+        {
             Ok(v) => println!("{}", v["StatusCode"]),
             Err(e) => {
                 eprintln!("{e}");
@@ -729,7 +812,9 @@ fn wait(c: &Client, a: NamesArgs) -> Result<i32> {
 }
 
 fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
-    let info = c.get(&format!("/containers/{}/json", urlencode(&a.container)))?.json()?;
+    let info = c
+        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
+        .json()?;
     if !info["State"]["Running"].as_bool().unwrap_or(false) {
         bail!("You cannot attach to a stopped container, start it first");
     }
@@ -741,14 +826,29 @@ fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
         ("stdin", if stdin { "1" } else { "0" }.into()),
         ("stdout", "1".into()),
         ("stderr", "1".into()),
-        ("detachKeys", a.detach_keys.clone().unwrap_or_else(|| "ctrl-p,ctrl-q".into())),
+        (
+            "detachKeys",
+            a.detach_keys
+                .clone()
+                .unwrap_or_else(|| "ctrl-p,ctrl-q".into()),
+        ),
     ]);
     let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
-    let _raw = if tty && stdin && stream::is_tty(0) { Some(stream::RawMode::enable()) } else { None };
+    let _raw = if tty && stdin && stream::is_tty(0) {
+        Some(stream::RawMode::enable())
+    } else {
+        None
+    };
     if tty && stream::is_tty(0) {
         resize_loop(c, format!("/containers/{id}/resize"));
     }
-    let sess = session(resp, conn, tty, stdin, detach_key_bytes(a.detach_keys.as_deref()));
+    let sess = session(
+        resp,
+        conn,
+        tty,
+        stdin,
+        detach_key_bytes(a.detach_keys.as_deref()),
+    );
     if sess.finish() {
         return Ok(0);
     }
@@ -773,22 +873,38 @@ fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
         "ConsoleSize": if tty { stream::window_size().map(|(h, w)| json!([h, w])).unwrap_or(Value::Null) } else { Value::Null },
     });
     let v = c
-        .post_json(&format!("/containers/{}/exec", urlencode(a.container())), &body)?
+        .post_json(
+            &format!("/containers/{}/exec", urlencode(a.container())),
+            &body,
+        )?
         .json()?;
     let exec_id = v["Id"].as_str().unwrap_or_default().to_string();
     if a.detach {
-        c.post_json(&format!("/exec/{exec_id}/start"), &json!({"Detach": true, "Tty": a.tty}))?;
+        c.post_json(
+            &format!("/exec/{exec_id}/start"),
+            &json!({"Detach": true, "Tty": a.tty}),
+        )?;
         return Ok(0);
     }
     let (resp, conn) = c.hijack(
         &format!("/exec/{exec_id}/start"),
         Some(json!({"Detach": false, "Tty": a.tty})),
     )?;
-    let _raw = if a.tty && a.interactive && stream::is_tty(0) { Some(stream::RawMode::enable()) } else { None };
+    let _raw = if a.tty && a.interactive && stream::is_tty(0) {
+        Some(stream::RawMode::enable())
+    } else {
+        None
+    };
     if tty {
         resize_loop(c, format!("/exec/{exec_id}/resize"));
     }
-    let sess = session(resp, conn, a.tty, a.interactive, detach_key_bytes(a.detach_keys.as_deref()));
+    let sess = session(
+        resp,
+        conn,
+        a.tty,
+        a.interactive,
+        detach_key_bytes(a.detach_keys.as_deref()),
+    );
     sess.finish();
     drop(_raw);
     let v = c.get(&format!("/exec/{exec_id}/json"))?.json()?;
@@ -813,12 +929,23 @@ fn confirm(prompt: &str) -> bool {
 }
 
 fn prune(c: &Client, a: PruneArgs) -> Result<i32> {
-    if !a.force && !confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?") {
+    if !a.force
+        && !confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )
+    {
         return Ok(0);
     }
-    let q = if a.filter.is_empty() { String::new() } else { query(&[("filters", filters_json(&a.filter)?)]) };
+    let q = if a.filter.is_empty() {
+        String::new()
+    } else {
+        query(&[("filters", filters_json(&a.filter)?)])
+    };
     let v = c.post(&format!("/containers/prune{q}"))?.json()?;
-    let ids = v["ContainersDeleted"].as_array().cloned().unwrap_or_default();
+    let ids = v["ContainersDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !ids.is_empty() {
         println!("Deleted Containers:");
         for i in ids {
@@ -826,7 +953,10 @@ fn prune(c: &Client, a: PruneArgs) -> Result<i32> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0)));
+    println!(
+        "Total reclaimed space: {}",
+        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
     Ok(0)
 }
 
@@ -846,7 +976,11 @@ fn images(c: &Client, a: ImagesArgs) -> Result<i32> {
     let mut rows = Vec::new();
     for v in list.as_array().into_iter().flatten() {
         let id = v["Id"].as_str().unwrap_or_default();
-        let shown_id = if a.no_trunc { id.to_string() } else { short_id(id) };
+        let shown_id = if a.no_trunc {
+            id.to_string()
+        } else {
+            short_id(id)
+        };
         let created = v["Created"].as_i64().unwrap_or(0);
         let tags: Vec<String> = v["RepoTags"]
             .as_array()
@@ -854,7 +988,11 @@ fn images(c: &Client, a: ImagesArgs) -> Result<i32> {
             .flatten()
             .filter_map(|t| t.as_str().map(str::to_string))
             .collect();
-        let tags = if tags.is_empty() { vec!["<none>:<none>".to_string()] } else { tags };
+        let tags = if tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            tags
+        };
         for t in tags {
             let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
             rows.push(json!({
@@ -924,7 +1062,11 @@ fn import(c: &Client, a: ImportArgs) -> Result<i32> {
     if let Some(m) = &a.message {
         q.push(("message", m.clone()));
     }
-    let resp = c.post_stream(&format!("/images/create{}", query(&q)), "application/x-tar", reader)?;
+    let resp = c.post_stream(
+        &format!("/images/create{}", query(&q)),
+        "application/x-tar",
+        reader,
+    )?;
     let body = resp.bytes()?;
     for line in String::from_utf8_lossy(&body).lines() {
         if let Ok(v) = serde_json::from_str::<Value>(line) {
@@ -949,7 +1091,11 @@ fn load(c: &Client, a: LoadArgs) -> Result<i32> {
             Box::new(std::io::stdin())
         }
     };
-    let resp = c.post_stream(&format!("/images/load?quiet={}", a.quiet as u8), "application/x-tar", reader)?;
+    let resp = c.post_stream(
+        &format!("/images/load?quiet={}", a.quiet as u8),
+        "application/x-tar",
+        reader,
+    )?;
     let body = resp.bytes()?;
     for line in String::from_utf8_lossy(&body).lines() {
         if let Ok(v) = serde_json::from_str::<Value>(line) {
@@ -986,11 +1132,19 @@ fn save(c: &Client, a: SaveArgs) -> Result<i32> {
 }
 
 fn tag(c: &Client, a: TagArgs) -> Result<i32> {
-    let (repo, tag) = match a.target.rfind(':').filter(|&i| !a.target[i + 1..].contains('/')) {
+    let (repo, tag) = match a
+        .target
+        .rfind(':')
+        .filter(|&i| !a.target[i + 1..].contains('/'))
+    {
         Some(i) => (a.target[..i].to_string(), a.target[i + 1..].to_string()),
         None => (a.target.clone(), "latest".to_string()),
     };
-    c.post(&format!("/images/{}/tag{}", a.source, query(&[("repo", repo), ("tag", tag)])))?;
+    c.post(&format!(
+        "/images/{}/tag{}",
+        a.source,
+        query(&[("repo", repo), ("tag", tag)])
+    ))?;
     Ok(0)
 }
 
@@ -998,7 +1152,10 @@ fn rmi(c: &Client, a: RmiArgs) -> Result<i32> {
     let mut code = 0;
     for i in &a.images {
         match c
-            .delete(&format!("/images/{i}{}", query(&[("force", (a.force as u8).to_string())])))
+            .delete(&format!(
+                "/images/{i}{}",
+                query(&[("force", (a.force as u8).to_string())])
+            ))
             .and_then(|r| r.json())
         {
             Ok(v) => {
@@ -1051,7 +1208,13 @@ fn history(c: &Client, a: HistoryArgs) -> Result<i32> {
         &a.format,
         "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
         &rows,
-        &[("ID", "IMAGE"), ("CreatedSince", "CREATED"), ("CreatedBy", "CREATED BY"), ("Size", "SIZE"), ("Comment", "COMMENT")],
+        &[
+            ("ID", "IMAGE"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedBy", "CREATED BY"),
+            ("Size", "SIZE"),
+            ("Comment", "COMMENT"),
+        ],
     )?;
     Ok(0)
 }
@@ -1085,18 +1248,45 @@ fn info(c: &Client, a: FormatArgs) -> Result<i32> {
     println!("  Paused: {}", v["ContainersPaused"]);
     println!("  Stopped: {}", v["ContainersStopped"]);
     println!(" Images: {}", v["Images"]);
-    println!(" Server Version: {}", v["ServerVersion"].as_str().unwrap_or_default());
-    println!(" Storage Driver: {}", v["Driver"].as_str().unwrap_or_default());
-    println!(" Logging Driver: {}", v["LoggingDriver"].as_str().unwrap_or_default());
-    println!(" Cgroup Driver: {}", v["CgroupDriver"].as_str().unwrap_or_default());
-    println!(" Cgroup Version: {}", v["CgroupVersion"].as_str().unwrap_or_default());
-    println!(" Kernel Version: {}", v["KernelVersion"].as_str().unwrap_or_default());
-    println!(" Operating System: {}", v["OperatingSystem"].as_str().unwrap_or_default());
+    println!(
+        " Server Version: {}",
+        v["ServerVersion"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Storage Driver: {}",
+        v["Driver"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Logging Driver: {}",
+        v["LoggingDriver"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Cgroup Driver: {}",
+        v["CgroupDriver"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Cgroup Version: {}",
+        v["CgroupVersion"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Kernel Version: {}",
+        v["KernelVersion"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Operating System: {}",
+        v["OperatingSystem"].as_str().unwrap_or_default()
+    );
     println!(" CPUs: {}", v["NCPU"]);
-    println!(" Total Memory: {}", human_size(v["MemTotal"].as_f64().unwrap_or(0.0)));
+    println!(
+        " Total Memory: {}",
+        human_size(v["MemTotal"].as_f64().unwrap_or(0.0))
+    );
     println!(" Name: {}", v["Name"].as_str().unwrap_or_default());
     println!(" ID: {}", v["ID"].as_str().unwrap_or_default());
-    println!(" Berth Root Dir: {}", v["DockerRootDir"].as_str().unwrap_or_default());
+    println!(
+        " Berth Root Dir: {}",
+        v["DockerRootDir"].as_str().unwrap_or_default()
+    );
     println!(" Live Restore Enabled: {}", v["LiveRestoreEnabled"]);
     Ok(0)
 }

@@ -21,7 +21,11 @@ pub fn to_gtmpl(v: &J) -> Value {
         }
         J::String(s) => Value::String(s.clone()),
         J::Array(a) => Value::Array(a.iter().map(to_gtmpl).collect()),
-        J::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect::<HashMap<_, _>>()),
+        J::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), to_gtmpl(v)))
+                .collect::<HashMap<_, _>>(),
+        ),
     }
 }
 
@@ -40,7 +44,11 @@ fn to_json(v: &Value) -> J {
         Value::Object(o) | Value::Map(o) => {
             let mut keys: Vec<&String> = o.keys().collect();
             keys.sort();
-            J::Object(keys.into_iter().map(|k| (k.clone(), to_json(&o[k]))).collect())
+            J::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), to_json(&o[k])))
+                    .collect(),
+            )
         }
     }
 }
@@ -90,17 +98,29 @@ fn f_title(a: &[Value]) -> Result<Value, FuncError> {
 fn f_split(a: &[Value]) -> Result<Value, FuncError> {
     let t = s(arg(a, 0, "split")?);
     let sep = s(arg(a, 1, "split")?);
-    Ok(Value::Array(t.split(sep.as_str()).map(|p| Value::String(p.into())).collect()))
+    Ok(Value::Array(
+        t.split(sep.as_str())
+            .map(|p| Value::String(p.into()))
+            .collect(),
+    ))
 }
 fn f_pad(a: &[Value]) -> Result<Value, FuncError> {
     let t = s(arg(a, 0, "pad")?);
     let n = |v: &Value| v.to_string().parse::<usize>().unwrap_or(0);
     let (l, r) = (n(arg(a, 1, "pad")?), n(arg(a, 2, "pad")?));
-    Ok(Value::String(format!("{}{}{}", " ".repeat(l), t, " ".repeat(r))))
+    Ok(Value::String(format!(
+        "{}{}{}",
+        " ".repeat(l),
+        t,
+        " ".repeat(r)
+    )))
 }
 fn f_truncate(a: &[Value]) -> Result<Value, FuncError> {
     let t = s(arg(a, 0, "truncate")?);
-    let n = arg(a, 1, "truncate")?.to_string().parse::<usize>().unwrap_or(0);
+    let n = arg(a, 1, "truncate")?
+        .to_string()
+        .parse::<usize>()
+        .unwrap_or(0);
     Ok(Value::String(t.chars().take(n).collect()))
 }
 
@@ -158,8 +178,16 @@ pub fn align(lines: &[String]) -> String {
 /// Prints `rows` with a user's `--format` (or `default`, a `table …` template).
 /// `headers` maps field names to column titles for `table` formats.
 pub fn print_rows(format: &str, default: &str, rows: &[J], headers: &[(&str, &str)]) -> Result<()> {
-    let f = if format.is_empty() || format == "table" { default.to_string() } else { format.to_string() };
-    let f = if f == "json" { "{{json .}}".to_string() } else { f };
+    let f = if format.is_empty() || format == "table" {
+        default.to_string()
+    } else {
+        format.to_string()
+    };
+    let f = if f == "json" {
+        "{{json .}}".to_string()
+    } else {
+        f
+    };
     let f = unescape(&f);
     if let Some(rest) = f.strip_prefix("table") {
         let rest = rest.trim_start();
@@ -193,9 +221,19 @@ pub fn human_size(n: f64) -> String {
         i += 1;
     }
     // Go's %.3g: three significant digits, trailing zeros dropped.
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     let t = format!("{v:.digits$}");
-    let t = if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.').to_string() } else { t };
+    let t = if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
+    };
     format!("{t}{}", units[i])
 }
 
@@ -247,10 +285,16 @@ mod tests {
         let ctx = json!({"ID": "abc", "Names": ["x", "y"], "Config": {"Cmd": ["sh", "-c"]}});
         assert_eq!(render("{{.ID}}", &ctx).unwrap(), "abc");
         assert_eq!(render("{{join .Names \",\"}}", &ctx).unwrap(), "x,y");
-        assert_eq!(render("{{json .Config.Cmd}}", &ctx).unwrap(), "[\"sh\",\"-c\"]");
+        assert_eq!(
+            render("{{json .Config.Cmd}}", &ctx).unwrap(),
+            "[\"sh\",\"-c\"]"
+        );
         assert_eq!(render("{{upper .ID}}", &ctx).unwrap(), "ABC");
         assert_eq!(render("{{index .Names 1}}", &ctx).unwrap(), "y");
-        assert_eq!(render("{{range .Names}}[{{.}}]{{end}}", &ctx).unwrap(), "[x][y]");
+        assert_eq!(
+            render("{{range .Names}}[{{.}}]{{end}}", &ctx).unwrap(),
+            "[x][y]"
+        );
         assert!(render("{{.ID", &ctx).is_err());
     }
 

@@ -8,7 +8,11 @@ mod stream;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "A container engine, Docker-compatible")]
+#[command(
+    name = "berth",
+    version,
+    about = "A container engine, Docker-compatible"
+)]
 pub struct Cli {
     /// Daemon socket to connect to (BERTH_HOST, then DOCKER_HOST)
     #[arg(short = 'H', long = "host", global = true)]
@@ -208,7 +212,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub pull: Option<String>,
     /// IMAGE [COMMAND] [ARG...]: options end at the image, as in docker.
-    #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "IMAGE [COMMAND] [ARG...]"
+    )]
     pub image_and_cmd: Vec<String>,
 }
 

@@ -12,7 +12,11 @@ pub fn demux<R: Read>(mut r: R) -> std::io::Result<()> {
     let err = std::io::stderr();
     loop {
         if let Err(e) = r.read_exact(&mut head) {
-            return if e.kind() == std::io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
+            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Ok(())
+            } else {
+                Err(e)
+            };
         }
         let mut n = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
         while n > 0 {
@@ -87,7 +91,11 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(orig) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, orig);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                orig,
+            );
         }
     }
 }

@@ -122,16 +122,16 @@ impl Engine {
             .iter()
             .flatten()
             .any(|s| s.starts_with("no-new-privileges"));
-        let mut process = spec::exec_process(
-            &ex.config.cmd,
-            &env,
-            &cwd,
-            u.uid,
-            u.gid,
-            ex.config.tty,
-            &caps,
-            nnp,
-        );
+        let mut process = spec::exec_process(&spec::ExecProcess {
+            args: &ex.config.cmd,
+            env: &env,
+            cwd: &cwd,
+            uid: u.uid,
+            gid: u.gid,
+            tty: ex.config.tty,
+            caps: &caps,
+            no_new_privileges: nnp,
+        });
         if let Some((h, w)) = console.or_else(|| {
             ex.config
                 .console_size
@@ -166,7 +166,9 @@ impl Engine {
 
     /// Collects the exit code of a finished exec.
     pub async fn exec_finished(&self, exec_id: &str) {
-        let Ok(ex) = self.exec_get(exec_id) else { return };
+        let Ok(ex) = self.exec_get(exec_id) else {
+            return;
+        };
         let code = self
             .shim(&ex.container_id)
             .exec_wait(exec_id)

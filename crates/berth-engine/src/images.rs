@@ -52,13 +52,20 @@ pub fn apply_changes(cfg: &mut ImageRunConfig, changes: &[String]) -> Result<()>
             "EXPOSE" => {
                 let ports = cfg.exposed_ports.get_or_insert_with(HashMap::new);
                 for p in rest.split_whitespace() {
-                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
                     ports.insert(p, json!({}));
                 }
             }
             "VOLUME" => {
                 let vols = cfg.volumes.get_or_insert_with(HashMap::new);
-                for v in words_or_json(rest).into_iter().filter(|v| v.starts_with('/')) {
+                for v in words_or_json(rest)
+                    .into_iter()
+                    .filter(|v| v.starts_with('/'))
+                {
                     vols.insert(v, json!({}));
                 }
             }
@@ -92,7 +99,10 @@ impl Engine {
     pub fn images(&self, all: bool, filters: &HashMap<String, Vec<String>>) -> Result<Vec<Value>> {
         let _ = all;
         for k in filters.keys() {
-            if !matches!(k.as_str(), "dangling" | "label" | "reference" | "before" | "since" | "until") {
+            if !matches!(
+                k.as_str(),
+                "dangling" | "label" | "reference" | "before" | "since" | "until"
+            ) {
                 return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
             }
         }
@@ -133,8 +143,15 @@ impl Engine {
         let img = self.store.get(name)?;
         let cfg = &img.config;
         let dirs = self.store.lower_dirs(&img)?;
-        let upper = dirs.first().map(|d| d.display().to_string()).unwrap_or_default();
-        let lower: Vec<String> = dirs.iter().skip(1).map(|d| d.display().to_string()).collect();
+        let upper = dirs
+            .first()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let lower: Vec<String> = dirs
+            .iter()
+            .skip(1)
+            .map(|d| d.display().to_string())
+            .collect();
         let mut run_cfg = serde_json::to_value(&cfg.config).unwrap_or_default();
         for k in ["Hostname", "Domainname", "User", "WorkingDir"] {
             if run_cfg.get(k).is_none() {
@@ -168,9 +185,7 @@ impl Engine {
     }
 
     pub fn image_delete(&self, name: &str, force: bool) -> Result<Vec<Value>> {
-        let items = self
-            .store
-            .delete(name, force, &|id| self.image_users(id))?;
+        let items = self.store.delete(name, force, &|id| self.image_users(id))?;
         Ok(items
             .into_iter()
             .map(|i| match i {

@@ -192,7 +192,10 @@ impl Engine {
     /// Unix socket paths are capped at 108 bytes: shim sockets live in a short
     /// directory, named by a prefix of the container id.
     fn shim_socket(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("s").join(format!("{}.sock", &id[..id.len().min(24)]))
+        self.cfg
+            .exec_root
+            .join("s")
+            .join(format!("{}.sock", &id[..id.len().min(24)]))
     }
     fn shim(&self, id: &str) -> ShimClient {
         ShimClient::new(&self.shim_socket(id))
@@ -248,7 +251,9 @@ impl Engine {
             }
         }
         if !key.is_empty() {
-            let mut hits = cs.range(key.to_string()..).take_while(|(k, _)| k.starts_with(key));
+            let mut hits = cs
+                .range(key.to_string()..)
+                .take_while(|(k, _)| k.starts_with(key));
             if let Some((_, c)) = hits.next() {
                 if hits.next().is_none() {
                     return Ok(c.clone());
@@ -293,7 +298,10 @@ impl Engine {
             let id = rec.id.clone();
             let live = if st.status.is_running() {
                 match self.shim(&id).call(&Request::State).await {
-                    Ok(r) if r.status.as_deref() == Some("running") || r.status.as_deref() == Some("paused") => {
+                    Ok(r)
+                        if r.status.as_deref() == Some("running")
+                            || r.status.as_deref() == Some("paused") =>
+                    {
                         st.status = if r.status.as_deref() == Some("paused") {
                             Status::Paused
                         } else {
@@ -364,13 +372,19 @@ impl Engine {
                 "conflicting options: cannot specify both --restart and --rm".into(),
             ));
         }
-        if !matches!(rp.name.as_str(), "" | "no" | "always" | "unless-stopped" | "on-failure") {
+        if !matches!(
+            rp.name.as_str(),
+            "" | "no" | "always" | "unless-stopped" | "on-failure"
+        ) {
             return Err(EngineError::BadRequest(format!(
                 "invalid restart policy: unknown policy '{}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'",
                 rp.name
             )));
         }
-        if !matches!(host_config.network_mode.as_str(), "" | "default" | "none" | "host" | "bridge") {
+        if !matches!(
+            host_config.network_mode.as_str(),
+            "" | "default" | "none" | "host" | "bridge"
+        ) {
             return Err(EngineError::NotFound(format!(
                 "network {} not found",
                 host_config.network_mode
@@ -604,9 +618,11 @@ impl Engine {
             privileged: hc.privileged,
             cap_add: hc.cap_add.clone().unwrap_or_default(),
             cap_drop: hc.cap_drop.clone().unwrap_or_default(),
-            no_new_privileges: sec
-                .iter()
-                .any(|s| s == "no-new-privileges" || s == "no-new-privileges:true" || s == "no-new-privileges=true"),
+            no_new_privileges: sec.iter().any(|s| {
+                s == "no-new-privileges"
+                    || s == "no-new-privileges:true"
+                    || s == "no-new-privileges=true"
+            }),
             seccomp_unconfined: sec
                 .iter()
                 .any(|s| s == "seccomp=unconfined" || s == "seccomp:unconfined"),
@@ -634,13 +650,22 @@ impl Engine {
             let mut st = c.state.lock().expect("state");
             st.error = e.to_string();
             if st.status != Status::Exited {
-                st.status = if st.started_at.is_some() { Status::Exited } else { Status::Created };
+                st.status = if st.started_at.is_some() {
+                    Status::Exited
+                } else {
+                    Status::Created
+                };
             }
             st.exit_code = exit_code_for_start_error(&st.error);
             drop(st);
             let _ = self.persist_state(c);
             let _ = self.mounter.unmount(&self.rootfs(&rec.id));
             c.bump(|s| s.exits += 1);
+            // As dockerd does: `run --rm` whose start fails leaves nothing behind,
+            // and the CLI waits for that removal before it exits.
+            if rec.host_config.auto_remove {
+                self.spawn_auto_remove(rec.id.clone());
+            }
         }
         res
     }
@@ -663,7 +688,12 @@ impl Engine {
             &xdir.join("bundle/config.json"),
             &serde_json::to_vec(&oci).map_err(|e| EngineError::Internal(e.to_string()))?,
         )?;
-        let log_opts = rec.host_config.log_config.config.clone().unwrap_or_default();
+        let log_opts = rec
+            .host_config
+            .log_config
+            .config
+            .clone()
+            .unwrap_or_default();
         let shim_cfg = berth_runtime::proto::ShimConfig {
             id: id.clone(),
             bundle: xdir.join("bundle").display().to_string(),
@@ -843,7 +873,8 @@ impl Engine {
         c.bump(|s| s.exits += 1);
         if restart {
             let fails = c.state().failure_count.min(10);
-            let delay = Duration::from_millis(100u64 << fails.saturating_sub(1)).min(Duration::from_secs(60));
+            let delay = Duration::from_millis(100u64 << fails.saturating_sub(1))
+                .min(Duration::from_secs(60));
             let me = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -861,13 +892,18 @@ impl Engine {
                 }
             });
         } else if remove {
-            let me = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.remove(&id, true, false).await {
-                    tracing::warn!("auto-remove {id}: {e}");
-                }
-            });
+            self.spawn_auto_remove(id);
         }
+    }
+
+    /// Removal runs apart: the caller may hold the container's op lock.
+    fn spawn_auto_remove(self: &Arc<Self>, id: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.remove(&id, true, false).await {
+                tracing::warn!("auto-remove {id}: {e}");
+            }
+        });
     }
 
     // ---------------------------------------------------------------- stop / kill
@@ -935,7 +971,11 @@ impl Engine {
                 all: false,
             })
             .await;
-        if t >= 0 && self.wait_exit(&c, Some(Duration::from_secs(t as u64))).await {
+        if t >= 0
+            && self
+                .wait_exit(&c, Some(Duration::from_secs(t as u64)))
+                .await
+        {
             return Ok(());
         }
         if t < 0 {
@@ -1004,13 +1044,19 @@ impl Engine {
                 c.state.lock().expect("state").status = Status::Running;
             }
             (true, Status::Paused) => {
-                return Err(EngineError::Conflict(format!("Container {id} is already paused")))
+                return Err(EngineError::Conflict(format!(
+                    "Container {id} is already paused"
+                )))
             }
             (false, _) => {
-                return Err(EngineError::Conflict(format!("Container {id} is not paused")))
+                return Err(EngineError::Conflict(format!(
+                    "Container {id} is not paused"
+                )))
             }
             (true, _) => {
-                return Err(EngineError::Conflict(format!("Container {id} is not running")))
+                return Err(EngineError::Conflict(format!(
+                    "Container {id} is not running"
+                )))
             }
         }
         self.persist_state(&c)?;
@@ -1086,7 +1132,12 @@ impl Engine {
             .read()
             .expect("containers")
             .values()
-            .filter(|c| matches!(c.state().status, Status::Exited | Status::Created | Status::Dead))
+            .filter(|c| {
+                matches!(
+                    c.state().status,
+                    Status::Exited | Status::Created | Status::Dead
+                )
+            })
             .map(|c| c.id())
             .collect();
         let mut out = Vec::new();
@@ -1207,7 +1258,10 @@ impl Engine {
                 .await;
                 let removed = rx.borrow().removed;
                 let res = if ready.is_ok() && !removed {
-                    shim.open(&req).await.map(|(_, s)| s).map_err(EngineError::from)
+                    shim.open(&req)
+                        .await
+                        .map(|(_, s)| s)
+                        .map_err(EngineError::from)
                 } else {
                     Err(EngineError::Conflict("container was removed".into()))
                 };
@@ -1251,7 +1305,9 @@ impl Engine {
         let dir = self.cdir(&rec.id);
         let mut config = serde_json::to_value(&rec.config).unwrap_or_default();
         config["Image"] = json!(rec.image);
-        let net_mode = if rec.host_config.network_mode.is_empty() || rec.host_config.network_mode == "default" {
+        let net_mode = if rec.host_config.network_mode.is_empty()
+            || rec.host_config.network_mode == "default"
+        {
             "none".to_string()
         } else {
             rec.host_config.network_mode.clone()
@@ -1271,7 +1327,12 @@ impl Engine {
             .get(&rec.image_id)
             .ok()
             .and_then(|i| self.store.lower_dirs(&i).ok())
-            .map(|d| d.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"))
+            .map(|d| {
+                d.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
             .unwrap_or_default();
         let mut v = json!({
             "Id": rec.id,
@@ -1349,8 +1410,19 @@ impl Engine {
         for k in filters.keys() {
             if !matches!(
                 k.as_str(),
-                "id" | "name" | "label" | "status" | "exited" | "ancestor" | "before" | "since"
-                    | "network" | "volume" | "health" | "is-task" | "publish" | "expose"
+                "id" | "name"
+                    | "label"
+                    | "status"
+                    | "exited"
+                    | "ancestor"
+                    | "before"
+                    | "since"
+                    | "network"
+                    | "volume"
+                    | "health"
+                    | "is-task"
+                    | "publish"
+                    | "expose"
             ) {
                 return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
             }
@@ -1404,7 +1476,9 @@ impl Engine {
             if command.is_empty() {
                 command = String::new();
             }
-            let net_mode = if rec.host_config.network_mode.is_empty() || rec.host_config.network_mode == "default" {
+            let net_mode = if rec.host_config.network_mode.is_empty()
+                || rec.host_config.network_mode == "default"
+            {
                 "none".to_string()
             } else {
                 rec.host_config.network_mode.clone()
@@ -1514,7 +1588,11 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         }
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
         .map_err(|_| EngineError::BadRequest(format!("Invalid signal: {s}")))
@@ -1555,7 +1633,9 @@ fn exit_code_for_start_error(msg: &str) -> i32 {
 }
 
 pub(crate) fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),
@@ -1595,14 +1675,22 @@ mod tests {
     #[test]
     fn runtime_errors_read_like_dockers() {
         let m = docker_exec_error("exec process failed: executable 'nope' not found in $PATH");
-        assert_eq!(m, "exec: \"nope\": executable file not found in $PATH: unknown");
-        let m = docker_exec_error("executable '/etc' at path '\"/etc\"' does not have correct permissions");
+        assert_eq!(
+            m,
+            "exec: \"nope\": executable file not found in $PATH: unknown"
+        );
+        let m = docker_exec_error(
+            "executable '/etc' at path '\"/etc\"' does not have correct permissions",
+        );
         assert!(m.contains("permission denied"));
     }
 
     #[test]
     fn start_errors_map_to_docker_exit_codes() {
-        assert_eq!(exit_code_for_start_error("exec: \"nope\": executable file not found in $PATH"), 127);
+        assert_eq!(
+            exit_code_for_start_error("exec: \"nope\": executable file not found in $PATH"),
+            127
+        );
         assert_eq!(exit_code_for_start_error("permission denied"), 126);
     }
 }

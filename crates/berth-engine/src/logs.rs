@@ -89,7 +89,9 @@ impl Engine {
             let mut pos = 0u64;
             let mut ino = 0u64;
             for f in &files {
-                let Ok(file) = std::fs::File::open(f) else { continue };
+                let Ok(file) = std::fs::File::open(f) else {
+                    continue;
+                };
                 if f == &path {
                     ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
                 }
@@ -110,7 +112,10 @@ impl Engine {
                     l.clear();
                 }
             }
-            let skip = opts.tail.map(|t| lines.len().saturating_sub(t)).unwrap_or(0);
+            let skip = opts
+                .tail
+                .map(|t| lines.len().saturating_sub(t))
+                .unwrap_or(0);
             for b in lines.into_iter().skip(skip) {
                 if tx.blocking_send(b).is_err() {
                     return;
@@ -122,9 +127,13 @@ impl Engine {
             let mut rx_closed = false;
             while !rx_closed {
                 let running = c.state().status.is_running();
-                let Ok(mut file) = std::fs::File::open(&path) else { return };
+                let Ok(mut file) = std::fs::File::open(&path) else {
+                    return;
+                };
                 let meta = file.metadata().ok();
-                if meta.as_ref().map(|m| m.ino()) != Some(ino) || meta.as_ref().map(|m| m.len()) < Some(pos) {
+                if meta.as_ref().map(|m| m.ino()) != Some(ino)
+                    || meta.as_ref().map(|m| m.len()) < Some(pos)
+                {
                     // Rotated: start the new file from its beginning.
                     ino = meta.map(|m| m.ino()).unwrap_or(0);
                     pos = 0;
@@ -176,7 +185,10 @@ mod tests {
             stderr: true,
             ..Default::default()
         };
-        assert_eq!(render(&e, &all, false).unwrap(), b"\x02\0\0\0\0\0\0\x03hi\n");
+        assert_eq!(
+            render(&e, &all, false).unwrap(),
+            b"\x02\0\0\0\0\0\0\x03hi\n"
+        );
         assert_eq!(render(&e, &all, true).unwrap(), b"hi\n");
         let only_out = LogOptions {
             stdout: true,

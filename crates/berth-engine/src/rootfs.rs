@@ -41,7 +41,9 @@ impl Mounter for HostMounter {
         let opts = m.options();
         if opts.len() >= 4000 {
             // The kernel takes one page of options; deep images need shorter paths.
-            return Err(std::io::Error::other("too many layers for one overlay mount"));
+            return Err(std::io::Error::other(
+                "too many layers for one overlay mount",
+            ));
         }
         nix::mount::mount(
             Some("overlay"),

@@ -29,7 +29,9 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, String> {
     let entry = lookup(&passwd, u);
     let uid = match (u.parse::<u32>(), &entry) {
         (Ok(n), _) => n,
-        (Err(_), Some(e)) => e[2].parse().map_err(|_| format!("bad passwd entry for {u}"))?,
+        (Err(_), Some(e)) => e[2]
+            .parse()
+            .map_err(|_| format!("bad passwd entry for {u}"))?,
         (Err(_), None) => {
             return Err(format!(
                 "unable to find user {u}: no matching entries in passwd file"
@@ -89,7 +91,11 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nwww:x:33:\nadm:x:4:www\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nwww:x:33:\nadm:x:4:www\n",
+        )
+        .unwrap();
         let r = resolve(d.path(), "www").unwrap();
         assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (33, 33, vec![4]));
         assert_eq!(r.home, "/var/www");

@@ -10,8 +10,15 @@ pub enum Request {
     /// Start the created container's process.
     Start,
     /// Stream output (Docker's 8-byte frames without a TTY) and take stdin.
-    Attach { stdin: bool, stdout: bool, stderr: bool },
-    Kill { signal: i32, all: bool },
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    Kill {
+        signal: i32,
+        all: bool,
+    },
     Resize {
         exec_id: Option<String>,
         height: u16,
@@ -29,7 +36,9 @@ pub enum Request {
         detach: bool,
     },
     /// Answered when the exec process has exited.
-    ExecWait { exec_id: String },
+    ExecWait {
+        exec_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

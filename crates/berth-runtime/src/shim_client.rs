@@ -19,7 +19,10 @@ impl ShimClient {
     }
 
     /// Sends `req`; returns the response and the connection (for streams).
-    pub async fn open(&self, req: &Request) -> Result<(Response, BufReader<UnixStream>), RuntimeError> {
+    pub async fn open(
+        &self,
+        req: &Request,
+    ) -> Result<(Response, BufReader<UnixStream>), RuntimeError> {
         let mut s = UnixStream::connect(&self.sock).await?;
         let mut line = serde_json::to_vec(req)?;
         line.push(b'\n');

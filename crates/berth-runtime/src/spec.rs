@@ -25,15 +25,47 @@ pub const DEFAULT_CAPS: &[&str] = &[
 
 /// Every capability the kernel knows, in its bit order (index = bit number).
 pub const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 const MASKED_PATHS: &[&str] = &[
@@ -125,7 +157,11 @@ pub fn normalize_cap(c: &str) -> Result<String, RuntimeError> {
     if up == "ALL" {
         return Ok(up);
     }
-    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
     if ALL_CAPS.contains(&full.as_str()) {
         Ok(full)
     } else {
@@ -188,21 +224,44 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
         mount(
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", if spec.privileged { "rw" } else { "ro" }],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                if spec.privileged { "rw" } else { "ro" },
+            ],
         ),
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", if spec.privileged { "rw" } else { "ro" }],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                "relatime",
+                if spec.privileged { "rw" } else { "ro" },
+            ],
         ),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
         mount(
             "/dev/shm",
             "tmpfs",
@@ -258,12 +317,19 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
     if spec.nano_cpus > 0 {
         let period = 100_000i64;
         cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!(spec.nano_cpus * period / 1_000_000_000));
+        cpu.insert(
+            "quota".into(),
+            json!(spec.nano_cpus * period / 1_000_000_000),
+        );
     } else if spec.cpu_quota > 0 {
         cpu.insert("quota".into(), json!(spec.cpu_quota));
         cpu.insert(
             "period".into(),
-            json!(if spec.cpu_period > 0 { spec.cpu_period } else { 100_000 }),
+            json!(if spec.cpu_period > 0 {
+                spec.cpu_period
+            } else {
+                100_000
+            }),
         );
     }
     if spec.cpu_shares > 0 {
@@ -322,26 +388,31 @@ fn set_no_new_privileges(process: &mut Value, on: bool) {
     }
 }
 
+/// What an exec inside a running container runs, and as whom.
+#[derive(Debug, Clone, Default)]
+pub struct ExecProcess<'a> {
+    pub args: &'a [String],
+    pub env: &'a [String],
+    pub cwd: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+    pub tty: bool,
+    pub caps: &'a [String],
+    pub no_new_privileges: bool,
+}
+
 /// The `process` object for an exec inside a running container.
-pub fn exec_process(
-    args: &[String],
-    env: &[String],
-    cwd: &str,
-    uid: u32,
-    gid: u32,
-    tty: bool,
-    caps: &[String],
-    no_new_privileges: bool,
-) -> Value {
+pub fn exec_process(e: &ExecProcess) -> Value {
+    let caps = e.caps;
     let mut p = json!({
-        "terminal": tty,
-        "user": {"uid": uid, "gid": gid},
-        "args": args,
-        "env": env,
-        "cwd": if cwd.is_empty() { "/" } else { cwd },
+        "terminal": e.tty,
+        "user": {"uid": e.uid, "gid": e.gid},
+        "args": e.args,
+        "env": e.env,
+        "cwd": if e.cwd.is_empty() { "/" } else { e.cwd },
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
     });
-    set_no_new_privileges(&mut p, no_new_privileges);
+    set_no_new_privileges(&mut p, e.no_new_privileges);
     p
 }
 
@@ -395,7 +466,10 @@ mod tests {
         let v = build(&s).unwrap();
         assert!(v["linux"]["seccomp"].is_null());
         assert_eq!(
-            v["process"]["capabilities"]["bounding"].as_array().unwrap().len(),
+            v["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
             host_caps().len()
         );
     }

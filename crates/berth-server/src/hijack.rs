@@ -29,13 +29,19 @@ pub fn detach_keys(spec: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
                 b"]" => 29,
                 b"^" => 30,
                 b"_" => 31,
-                _ => return Err(ApiError::bad(format!("Invalid detach keys ({spec}) provided"))),
+                _ => {
+                    return Err(ApiError::bad(format!(
+                        "Invalid detach keys ({spec}) provided"
+                    )))
+                }
             };
             out.push(b);
         } else if k.len() == 1 {
             out.push(k.as_bytes()[0]);
         } else {
-            return Err(ApiError::bad(format!("Invalid detach keys ({spec}) provided")));
+            return Err(ApiError::bad(format!(
+                "Invalid detach keys ({spec}) provided"
+            )));
         }
     }
     Ok(Some(out))
@@ -139,7 +145,9 @@ where
         let _ = cw.shutdown().await;
     };
     let input = async {
-        let mut scan = detach.filter(|k| !k.is_empty()).map(|keys| DetachScanner { keys, matched: 0 });
+        let mut scan = detach
+            .filter(|k| !k.is_empty())
+            .map(|keys| DetachScanner { keys, matched: 0 });
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match cr.read(&mut buf).await {

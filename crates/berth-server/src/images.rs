@@ -49,15 +49,21 @@ fn rand_u64() -> u64 {
 fn json_lines(lines: Vec<Value>) -> Response {
     let body: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
     let mut r = Response::new(Body::from(body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 pub async fn create(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
     if let Some(img) = q.get("fromImage") {
         let tag = q.str("tag");
-        let name = if tag.is_empty() { img.to_string() } else { format!("{img}:{tag}") };
+        let name = if tag.is_empty() {
+            img.to_string()
+        } else {
+            format!("{img}:{tag}")
+        };
         return Err(crate::ApiError(
             StatusCode::NOT_FOUND,
             format!("pull access denied for {img}, repository does not exist or may require 'docker login': no registry is reachable from this daemon ({name})"),
@@ -80,14 +86,16 @@ pub async fn create(State(s): State<AppState>, q: Q, req: Request) -> ApiResult 
     }
     let mut cfg = berth_api::ImageRunConfig::default();
     berth_engine::images::apply_changes(&mut cfg, &q.all("changes"))?;
-    let message = q.get("message").filter(|m| !m.is_empty()).map(str::to_string);
+    let message = q
+        .get("message")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
     let file = spool(&s, req.into_body()).await?;
     let store = s.engine.store.clone();
-    let id = tokio::task::spawn_blocking(move || {
-        store.import(file, cfg, message, reference.as_deref())
-    })
-    .await
-    .map_err(|e| ApiError::bad(e.to_string()))??;
+    let id =
+        tokio::task::spawn_blocking(move || store.import(file, cfg, message, reference.as_deref()))
+            .await
+            .map_err(|e| ApiError::bad(e.to_string()))??;
     Ok(json_lines(vec![json!({"status": id})]))
 }
 
@@ -123,26 +131,29 @@ async fn save(s: &AppState, names: Vec<String>) -> ApiResult {
     let path = dir.join(format!("save-{:016x}", rand_u64()));
     let store = s.engine.store.clone();
     let p2 = path.clone();
-    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, berth_store::StoreError> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&p2)?;
-        let _ = std::fs::remove_file(&p2);
-        let mut w = std::io::BufWriter::new(f);
-        store.save(&names, &mut w)?;
-        let mut f = w.into_inner().map_err(|e| e.into_error())?;
-        use std::io::Seek;
-        f.rewind()?;
-        Ok(f)
-    })
-    .await
-    .map_err(|e| ApiError::bad(e.to_string()))??;
+    let file =
+        tokio::task::spawn_blocking(move || -> Result<std::fs::File, berth_store::StoreError> {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&p2)?;
+            let _ = std::fs::remove_file(&p2);
+            let mut w = std::io::BufWriter::new(f);
+            store.save(&names, &mut w)?;
+            let mut f = w.into_inner().map_err(|e| e.into_error())?;
+            use std::io::Seek;
+            f.rewind()?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| ApiError::bad(e.to_string()))??;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
     Ok(r)
 }
 
@@ -177,7 +188,11 @@ pub async fn by_name_post(State(s): State<AppState>, Path(rest): Path<String>, q
         "tag" => {
             let repo = q.str("repo");
             let tag = q.str("tag");
-            let target = if tag.is_empty() { repo } else { format!("{repo}:{tag}") };
+            let target = if tag.is_empty() {
+                repo
+            } else {
+                format!("{repo}:{tag}")
+            };
             s.engine.store.tag(name, &target)?;
             Ok(StatusCode::CREATED.into_response())
         }
@@ -195,7 +210,11 @@ pub async fn by_name_post(State(s): State<AppState>, Path(rest): Path<String>, q
     }
 }
 
-pub async fn by_name_delete(State(s): State<AppState>, Path(rest): Path<String>, q: Q) -> ApiResult {
+pub async fn by_name_delete(
+    State(s): State<AppState>,
+    Path(rest): Path<String>,
+    q: Q,
+) -> ApiResult {
     Ok(json_response(Value::Array(
         s.engine.image_delete(&rest, q.bool("force"))?,
     )))

@@ -32,6 +32,7 @@ pub struct DaemonInfo {
 }
 
 /// One error type for every handler; the status code lives here and nowhere else.
+#[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
 impl ApiError {
@@ -141,7 +142,10 @@ async fn ping() -> Response {
     h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Swarm", HeaderValue::from_static("inactive"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
@@ -173,7 +177,11 @@ async fn version(State(s): State<AppState>) -> Response {
 async fn info(State(s): State<AppState>) -> Response {
     let (total, running, paused, stopped) = s.engine.container_count();
     let images = s.engine.store.list().len();
-    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
+    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().to_string())
         .unwrap_or_default();
@@ -242,7 +250,11 @@ async fn container_create(State(s): State<AppState>, q: Q, body: bytes::Bytes) -
     let req: CreateRequest = parse_json(&body)?;
     let name = q.get("name").filter(|n| !n.is_empty());
     let id = s.engine.create(name, req).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"Id": id, "Warnings": []}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"Id": id, "Warnings": []})),
+    )
+        .into_response())
 }
 
 async fn container_inspect(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
@@ -299,7 +311,9 @@ async fn container_delete(State(s): State<AppState>, Path(id): Path<String>, q: 
 
 async fn containers_prune(State(s): State<AppState>) -> ApiResult {
     let (ids, space) = s.engine.prune().await?;
-    Ok(json_response(json!({"ContainersDeleted": ids, "SpaceReclaimed": space})))
+    Ok(json_response(
+        json!({"ContainersDeleted": ids, "SpaceReclaimed": space}),
+    ))
 }
 
 async fn container_top(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
@@ -322,8 +336,10 @@ async fn container_wait(State(s): State<AppState>, Path(id): Path<String>, q: Q)
         )))
     });
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
@@ -334,8 +350,14 @@ async fn container_logs(State(s): State<AppState>, Path(id): Path<String>, q: Q)
         follow: q.bool("follow"),
         timestamps: q.bool("timestamps"),
         tail: q.get("tail").and_then(|t| t.parse().ok()),
-        since: q.get("since").and_then(berth_engine::parse_time).filter(|t| *t > 0.0),
-        until: q.get("until").and_then(berth_engine::parse_time).filter(|t| *t > 0.0),
+        since: q
+            .get("since")
+            .and_then(berth_engine::parse_time)
+            .filter(|t| *t > 0.0),
+        until: q
+            .get("until")
+            .and_then(berth_engine::parse_time)
+            .filter(|t| *t > 0.0),
     };
     if !opts.stdout && !opts.stderr {
         return Err(ApiError::bad(
@@ -367,12 +389,9 @@ async fn container_attach(
     q: Q,
     req: Request,
 ) -> ApiResult {
-    let (fut, tty) = s.engine.attach(
-        &id,
-        q.bool("stdin"),
-        q.bool("stdout"),
-        q.bool("stderr"),
-    )?;
+    let (fut, tty) = s
+        .engine
+        .attach(&id, q.bool("stdin"), q.bool("stdout"), q.bool("stderr"))?;
     let keys = hijack::detach_keys(q.get("detachKeys"))?;
     Ok(hijack::upgrade(req, tty, move |client| async move {
         match fut.await {
@@ -384,17 +403,17 @@ async fn container_attach(
 
 // ------------------------------------------------------------------ exec
 
-async fn exec_create(State(s): State<AppState>, Path(id): Path<String>, body: bytes::Bytes) -> ApiResult {
+async fn exec_create(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult {
     let cfg: ExecConfig = parse_json(&body)?;
     let exec_id = s.engine.exec_create(&id, cfg)?;
     Ok((StatusCode::CREATED, axum::Json(json!({"Id": exec_id}))).into_response())
 }
 
-async fn exec_start(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    req: Request,
-) -> ApiResult {
+async fn exec_start(State(s): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -475,21 +494,19 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Strips `/v1.xx` and refuses versions outside what we speak.
-fn version_gate(mut req: Request) -> Result<Request, Response> {
+fn version_gate(mut req: Request) -> Result<Request, ApiError> {
     let path = req.uri().path().to_string();
     let (ver, rest) = berth_api::split_version(&path);
     if let Some(v) = ver {
         if berth_api::version_cmp(v, API_VERSION).is_gt() {
             return Err(ApiError::bad(format!(
                 "client version {v} is too new. Maximum supported API version is {API_VERSION}"
-            ))
-            .into_response());
+            )));
         }
         if berth_api::version_cmp(v, MIN_API_VERSION).is_lt() {
             return Err(ApiError::bad(format!(
                 "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
-            ))
-            .into_response());
+            )));
         }
         let new = match req.uri().query() {
             Some(q) => format!("{rest}?{q}"),
@@ -511,9 +528,8 @@ pub fn app(state: AppState) -> Router {
             use tower::ServiceExt;
             match version_gate(req) {
                 Ok(req) => inner.oneshot(req).await,
-                Err(resp) => Ok(resp),
+                Err(e) => Ok(e.into_response()),
             }
         }
     }))
 }
-

@@ -58,7 +58,11 @@ struct Source {
 
 enum ClientState {
     Request,
-    Attached { stdin: bool, stdout: bool, stderr: bool },
+    Attached {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
     Waiting,
     ExecWaiting(String),
     ExecStream(String),
@@ -138,7 +142,12 @@ fn recv_console(listener: &std::os::unix::net::UnixListener) -> Res<OwnedFd> {
     let mut buf = [0u8; 4096];
     let mut iov = [io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )?;
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(&fd) = fds.first() {
@@ -160,7 +169,10 @@ struct Stdio {
 /// Prepares a builder's stdio: a console socket for a TTY, pipes otherwise.
 /// Where a console socket is bound: beside the shim's own, for the same reason.
 fn console_path(cfg: &ShimConfig, name: &str) -> PathBuf {
-    PathBuf::from(format!("{}.{name}.console", cfg.socket.trim_end_matches(".sock")))
+    PathBuf::from(format!(
+        "{}.{name}.console",
+        cfg.socket.trim_end_matches(".sock")
+    ))
 }
 
 fn with_stdio(
@@ -257,8 +269,13 @@ impl Shim {
             if let ClientState::Attached { stdout, stderr, .. } = c.state {
                 if (stream == 0 && stdout) || (stream == 1 && stderr) {
                     if !tty {
-                        let kind = if stream == 0 { proto::STDOUT } else { proto::STDERR };
-                        c.outbuf.extend_from_slice(&proto::frame_header(kind, data.len()));
+                        let kind = if stream == 0 {
+                            proto::STDOUT
+                        } else {
+                            proto::STDERR
+                        };
+                        c.outbuf
+                            .extend_from_slice(&proto::frame_header(kind, data.len()));
                     }
                     c.outbuf.extend_from_slice(data);
                     if c.outbuf.len() > MAX_CLIENT_BACKLOG {
@@ -277,8 +294,13 @@ impl Shim {
         for c in self.clients.values_mut() {
             if matches!(&c.state, ClientState::ExecStream(x) if x == id) {
                 if !tty {
-                    let kind = if stream == 0 { proto::STDOUT } else { proto::STDERR };
-                    c.outbuf.extend_from_slice(&proto::frame_header(kind, data.len()));
+                    let kind = if stream == 0 {
+                        proto::STDOUT
+                    } else {
+                        proto::STDERR
+                    };
+                    c.outbuf
+                        .extend_from_slice(&proto::frame_header(kind, data.len()));
                 }
                 c.outbuf.extend_from_slice(data);
             }
@@ -288,7 +310,9 @@ impl Shim {
     fn on_source(&mut self, t: Token) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let Some(src) = self.sources.get(&t) else { return };
+            let Some(src) = self.sources.get(&t) else {
+                return;
+            };
             let n = nix::unistd::read(src.fd.as_raw_fd(), &mut buf);
             let (owner, stream) = (src.owner.clone(), src.stream);
             match n {
@@ -311,7 +335,9 @@ impl Shim {
     }
 
     fn close_source(&mut self, t: Token) {
-        let Some(src) = self.sources.remove(&t) else { return };
+        let Some(src) = self.sources.remove(&t) else {
+            return;
+        };
         let _ = self
             .poll
             .registry()
@@ -364,7 +390,9 @@ impl Shim {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => self.on_exit(pid.as_raw(), code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.on_exit(pid.as_raw(), 128 + sig as i32),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.on_exit(pid.as_raw(), 128 + sig as i32)
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             }
@@ -464,7 +492,9 @@ impl Shim {
         if readable {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                let Some(c) = self.clients.get_mut(&t) else { return };
+                let Some(c) = self.clients.get_mut(&t) else {
+                    return;
+                };
                 if c.read_closed {
                     break;
                 }
@@ -488,7 +518,9 @@ impl Shim {
     }
 
     fn flush_client(&mut self, t: Token) {
-        let Some(c) = self.clients.get_mut(&t) else { return };
+        let Some(c) = self.clients.get_mut(&t) else {
+            return;
+        };
         while !c.outbuf.is_empty() {
             match c.sock.write_vectored(&[IoSlice::new(&c.outbuf)]) {
                 Ok(n) => {
@@ -516,7 +548,9 @@ impl Shim {
 
     /// The client closed its sending side. Attached clients keep receiving output.
     fn client_eof(&mut self, t: Token) {
-        let Some(c) = self.clients.get(&t) else { return };
+        let Some(c) = self.clients.get(&t) else {
+            return;
+        };
         match &c.state {
             ClientState::Attached { stdin, .. } => {
                 // `docker run -i` without a TTY: the client's EOF is the process's EOF.
@@ -538,7 +572,9 @@ impl Shim {
     }
 
     fn client_data(&mut self, t: Token, data: &[u8]) {
-        let Some(c) = self.clients.get_mut(&t) else { return };
+        let Some(c) = self.clients.get_mut(&t) else {
+            return;
+        };
         match &c.state {
             ClientState::Request => {
                 c.inbuf.extend_from_slice(data);
@@ -595,7 +631,9 @@ impl Shim {
         if berth_runtime::cgroups::is_unified() {
             Path::new("/sys/fs/cgroup").join(rel).join("cgroup.freeze")
         } else {
-            Path::new("/sys/fs/cgroup/freezer").join(rel).join("freezer.state")
+            Path::new("/sys/fs/cgroup/freezer")
+                .join(rel)
+                .join("freezer.state")
         }
     }
 

@@ -325,7 +325,10 @@ impl Store {
             .collect();
         let using = users(&id);
         let mut out = Vec::new();
-        if let Some(r) = by_ref.clone().filter(|_| tags.len() > 1 || !using.is_empty()) {
+        if let Some(r) = by_ref
+            .clone()
+            .filter(|_| tags.len() > 1 || !using.is_empty())
+        {
             // More names remain, or a container holds it: untagging is all we do.
             if tags.len() == 1 {
                 if let Some(u) = using.iter().find(|u| u.running || !force) {
@@ -465,7 +468,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
         let id = s
-            .import(&rootfs_tar()[..], ImageRunConfig::default(), None, Some("a"))
+            .import(
+                &rootfs_tar()[..],
+                ImageRunConfig::default(),
+                None,
+                Some("a"),
+            )
             .unwrap();
         let running = |_: &str| {
             vec![ImageUser {

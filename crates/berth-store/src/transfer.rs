@@ -56,7 +56,9 @@ impl Store {
             let img = self.get(name)?;
             let tags: Vec<String> = match reference::normalize(name) {
                 Ok(r) if img.repo_tags.contains(&r) => vec![r],
-                _ if name.starts_with("sha256:") || img.id[7..].starts_with(name.as_str()) => vec![],
+                _ if name.starts_with("sha256:") || img.id[7..].starts_with(name.as_str()) => {
+                    vec![]
+                }
                 _ => img.repo_tags.clone(),
             };
             let mut layer_paths = Vec::new();
@@ -113,7 +115,9 @@ impl Store {
         append_bytes(
             &mut b,
             "index.json",
-            &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index}))?,
+            &serde_json::to_vec(
+                &json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index}),
+            )?,
         )?;
         append_bytes(&mut b, "manifest.json", &serde_json::to_vec(&manifests)?)?;
         b.into_inner()?.flush()?;
@@ -132,9 +136,7 @@ impl Store {
             if !e.header().entry_type().is_file() {
                 continue;
             }
-            let path = clean_entry_path(&e.path()?)?
-                .to_string_lossy()
-                .to_string();
+            let path = clean_entry_path(&e.path()?)?.to_string_lossy().to_string();
             match path.as_str() {
                 "manifest.json" => {
                     let mut s = Vec::new();
@@ -176,7 +178,10 @@ impl Store {
             for m in ix["manifests"].as_array().cloned().unwrap_or_default() {
                 let md = m["digest"].as_str().unwrap_or_default();
                 let man: serde_json::Value = serde_json::from_slice(&self.content.read(md)?)?;
-                let cfg = man["config"]["digest"].as_str().unwrap_or_default().to_string();
+                let cfg = man["config"]["digest"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let layers = man["layers"]
                     .as_array()
                     .cloned()
@@ -223,7 +228,9 @@ impl Store {
             if tags.is_empty() {
                 report.ids.push(id);
             }
-            report.tags.extend(tags.iter().filter_map(|t| reference::normalize(t).ok()));
+            report
+                .tags
+                .extend(tags.iter().filter_map(|t| reference::normalize(t).ok()));
         }
         Ok(report)
     }

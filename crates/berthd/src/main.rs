@@ -61,7 +61,9 @@ async fn main() -> Result<()> {
         l => l,
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth={level},berthd={level},berth_engine={level},berth_server={level}")))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "berth={level},berthd={level},berth_engine={level},berth_server={level}"
+        )))
         .with_writer(std::io::stderr)
         .init();
     let hosts = if args.host.is_empty() {
@@ -76,7 +78,10 @@ async fn main() -> Result<()> {
             if let Ok(pid) = old.trim().parse::<i32>() {
                 // SAFETY: signal 0 only checks that the process exists.
                 if pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } == 0 {
-                    bail!("pid file found, ensure berthd is not running or delete {}", p.display());
+                    bail!(
+                        "pid file found, ensure berthd is not running or delete {}",
+                        p.display()
+                    );
                 }
             }
         }
