@@ -102,25 +102,8 @@ class Daemon:
 
 def make_busybox_tar(dest):
     """A tiny rootfs from Debian's busybox-static: no registry needed."""
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    root = tempfile.mkdtemp(prefix="bb-rootfs-")
-    try:
-        os.makedirs(os.path.join(root, "bin"))
-        for d in ("etc", "tmp", "root", "proc", "sys", "dev", "usr/bin", "var"):
-            os.makedirs(os.path.join(root, d), exist_ok=True)
-        os.chmod(os.path.join(root, "tmp"), 0o1777)
-        shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
-        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout.split()
-        for a in applets:
-            if a != "busybox":
-                os.symlink("busybox", os.path.join(root, "bin", a))
-        with open(os.path.join(root, "etc", "passwd"), "w") as f:
-            f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-        with open(os.path.join(root, "etc", "group"), "w") as f:
-            f.write("root:x:0:\nnogroup:x:65534:\n")
-        subprocess.run(["tar", "-C", root, "-cf", dest, "."], check=True)
-    finally:
-        shutil.rmtree(root)
+    with open(dest, "wb") as f:
+        subprocess.run([os.path.join(REPO, "scripts", "busybox-rootfs")], stdout=f, check=True)
 
 
 def cleanup_leftovers(d):
