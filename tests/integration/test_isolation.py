@@ -76,6 +76,39 @@ def test_cap_sys_admin_is_dropped_by_default(daemon):
     assert "CHOWNED" not in out
 
 
+def caps_of(out):
+    return {l.split(":")[0]: l.split()[1] for l in out.splitlines() if l.startswith("Cap")}
+
+
+DOCKER_DEFAULT_CAPS = "00000000a80425fb"
+
+
+def test_capability_sets_are_dockers_after_the_seccomp_filter_is_in(daemon, name):
+    """berth-shim lends CAP_SYS_ADMIN/CAP_SETPCAP to install the cached seccomp
+    filter; none of it may be left once the process runs."""
+    rc, out, err = daemon.docker("run", "--rm", "busybox", "cat", "/proc/self/status")
+    assert rc == 0, err
+    c = caps_of(out)
+    assert c["CapBnd"] == c["CapPrm"] == c["CapEff"] == DOCKER_DEFAULT_CAPS, c
+    assert c["CapInh"] == c["CapAmb"] == "0000000000000000"
+    assert "Seccomp:\t2" in out
+    rc, out, err = daemon.docker("run", "--rm", "-u", "nobody", "busybox", "cat", "/proc/self/status")
+    c = caps_of(out)
+    assert c["CapEff"] == c["CapPrm"] == "0000000000000000" and c["CapBnd"] == DOCKER_DEFAULT_CAPS, c
+    rc, out, err = daemon.docker("run", "--rm", "--cap-drop", "SETPCAP", "busybox", "cat", "/proc/self/status")
+    c = caps_of(out)
+    assert c["CapBnd"] == c["CapEff"] == "00000000a80424fb", c
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)
+    rc, out, err = daemon.docker("exec", name, "cat", "/proc/self/status")
+    c = caps_of(out)
+    assert c["CapBnd"] == c["CapEff"] == DOCKER_DEFAULT_CAPS and "Seccomp:\t2" in out, (c, err)
+    rc, out, err = daemon.docker("exec", "-u", "nobody", name, "cat", "/proc/self/status")
+    assert caps_of(out)["CapEff"] == "0000000000000000"
+    rc, out, err = daemon.docker("exec", name, "unshare", "-r", "true")
+    assert rc != 0 and "Operation not permitted" in err + out
+    daemon.docker("rm", "-f", name)
+
+
 def test_seccomp_blocks_syscalls_with_eperm(daemon):
     # unshare(CLONE_NEWUSER) needs no capability, so only seccomp can refuse it.
     rc, out, err = daemon.docker("run", "--rm", "busybox", "sh", "-c",

@@ -96,6 +96,9 @@ pub struct ShimConfig {
     /// The shim's socket. Unix socket paths are capped at 108 bytes, so sockets
     /// live in a short directory rather than beside the state.
     pub socket: String,
+    /// Where compiled seccomp programs are kept, named by the profile's sha256.
+    #[serde(default)]
+    pub seccomp_cache: String,
 }
 
 /// Docker's multiplexed stream header: stream type, three zero bytes, big-endian size.

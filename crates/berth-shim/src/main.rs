@@ -4,6 +4,7 @@
 //! writes the exit status to `<state>/exit` before it exits, so nothing is lost
 //! while berthd is down.
 
+mod filter;
 mod log;
 
 use berth_runtime::proto::{self, ExitStatus, Request, Response, ShimConfig};
@@ -22,6 +23,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
@@ -86,6 +88,8 @@ struct Exec {
 }
 
 struct Shim {
+    /// The container's compiled seccomp filter; execs get it too.
+    filter: Option<Arc<filter::Filter>>,
     cfg: ShimConfig,
     state_dir: PathBuf,
     container: Container,
@@ -236,13 +240,12 @@ impl StdioPending {
     }
 }
 
+/// Atomic, not durable: the exec root does not outlive a reboot, and the
+/// page cache outlives a crash of berthd or of this shim.
 fn write_exit_file(state_dir: &Path, st: &ExitStatus) -> io::Result<()> {
     let tmp = state_dir.join("exit.tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(st).unwrap_or_default())?;
-    f.sync_all()?;
-    fs::rename(&tmp, state_dir.join("exit"))?;
-    fs::File::open(state_dir)?.sync_all()
+    fs::write(&tmp, serde_json::to_vec(st).unwrap_or_default())?;
+    fs::rename(&tmp, state_dir.join("exit"))
 }
 
 impl Shim {
@@ -762,10 +765,16 @@ impl Shim {
             return Err("container is not running".into());
         }
         let tty = process["terminal"].as_bool().unwrap_or(false);
+        let mut process = process.clone();
+        let filter = match &self.filter {
+            Some(f) => Some(Arc::new(filter::for_process(f, &mut process)?)),
+            None => None,
+        };
         let ppath = self.state_dir.join(format!("exec-{id}.json"));
-        fs::write(&ppath, serde_json::to_vec(process)?)?;
+        fs::write(&ppath, serde_json::to_vec(&process)?)?;
         let b = ContainerBuilder::new(self.cfg.id.clone(), SyscallType::Linux)
-            .with_root_path(&self.cfg.runtime_root)?;
+            .with_root_path(&self.cfg.runtime_root)?
+            .with_executor(filter::FilterExecutor(filter));
         let short = &id[..id.len().min(12)];
         let (b, pending) = with_stdio(b, &console_path(&self.cfg, short), tty, stdin)?;
         let pid = b
@@ -884,6 +893,24 @@ fn response_line(r: &Response) -> Vec<u8> {
     v
 }
 
+/// Moves the bundle's seccomp profile out of libcontainer's way (see filter.rs).
+fn take_seccomp(cfg: &ShimConfig) -> Res<Option<Arc<filter::Filter>>> {
+    let path = Path::new(&cfg.bundle).join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)?;
+    let cache = if cfg.seccomp_cache.is_empty() {
+        Path::new(&cfg.runtime_root).with_file_name("seccomp")
+    } else {
+        PathBuf::from(&cfg.seccomp_cache)
+    };
+    let Some(f) = filter::take_from_spec(&mut spec, &cache)? else {
+        return Ok(None);
+    };
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, serde_json::to_vec(&spec)?)?;
+    fs::rename(&tmp, &path)?;
+    Ok(Some(Arc::new(f)))
+}
+
 fn setup(state_dir: &Path) -> Res<Shim> {
     let cfg: ShimConfig = serde_json::from_slice(&fs::read(state_dir.join("shim.json"))?)?;
     let sock_path = PathBuf::from(&cfg.socket);
@@ -891,8 +918,10 @@ fn setup(state_dir: &Path) -> Res<Shim> {
     let std_listener = std::os::unix::net::UnixListener::bind(&sock_path)?;
     std_listener.set_nonblocking(true)?;
 
+    let filter = take_seccomp(&cfg)?;
     let b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
-        .with_root_path(&cfg.runtime_root)?;
+        .with_root_path(&cfg.runtime_root)?
+        .with_executor(filter::FilterExecutor(filter.clone()));
     let (b, pending) = with_stdio(b, &console_path(&cfg, "init"), cfg.tty, cfg.open_stdin)?;
     let container = b
         .as_init(&cfg.bundle)
@@ -925,6 +954,7 @@ fn setup(state_dir: &Path) -> Res<Shim> {
     )?;
     let log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
     let mut shim = Shim {
+        filter,
         init_open_streams: stdio.outputs.len(),
         init_tty: stdio.tty,
         init_stdin: stdio.stdin,
