@@ -16,7 +16,7 @@ use berth_api::{ContainerConfig, CreateRequest, ImageRunConfig};
 use berth_runtime::proto::{ExitStatus, Request};
 use berth_runtime::shim_client::ShimClient;
 use berth_runtime::spec::{self, NetMode, RunSpec};
-use berth_store::fsutil::{remove_tree, write_atomic};
+use berth_store::fsutil::{remove_tree, write_atomic, write_replace};
 use berth_store::Store;
 use record::{Record, State, Status};
 use rootfs::{Mounter, OverlayMount};
@@ -684,7 +684,7 @@ impl Engine {
         let runtime_root = self.cfg.exec_root.join("runtime");
         // A previous run of this container leaves libcontainer state behind.
         let _ = remove_tree(&runtime_root.join(id));
-        write_atomic(
+        write_replace(
             &xdir.join("bundle/config.json"),
             &serde_json::to_vec(&oci).map_err(|e| EngineError::Internal(e.to_string()))?,
         )?;
@@ -714,20 +714,25 @@ impl Engine {
             width: 0,
             cgroup_path: rs.cgroup_path.clone(),
             socket: self.shim_socket(id).display().to_string(),
+            seccomp_cache: self.cfg.exec_root.join("seccomp").display().to_string(),
         };
-        write_atomic(
+        write_replace(
             &xdir.join("shim.json"),
             &serde_json::to_vec(&shim_cfg).map_err(|e| EngineError::Internal(e.to_string()))?,
         )?;
         self.spawn_shim(&xdir).await?;
+        let mut rx = c.signals.subscribe();
         c.bump(|s| s.shims += 1);
-        // `docker run` attaches before it starts: let those attaches connect first.
-        for _ in 0..400 {
-            if c.attach_pending.load(Ordering::SeqCst) == 0 {
-                break;
+        // `docker run` attaches before it starts: let those attaches connect
+        // first (each one bumps the signals when it has), for at most 2 s.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while c.attach_pending.load(Ordering::SeqCst) > 0 {
+                if rx.changed().await.is_err() {
+                    return;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        })
+        .await;
         let resp = self.shim(id).call(&Request::Start).await?;
         {
             let mut st = c.state.lock().expect("state");
@@ -798,16 +803,27 @@ impl Engine {
         let exit = match self.shim(&id).wait().await {
             Ok(e) => e,
             Err(_) => {
-                // The shim is gone: its exit file, if any, has the truth.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                std::fs::read(self.xdir(&id).join("exit"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or(ExitStatus {
-                        exit_code: 255,
-                        oom_killed: false,
-                        finished_at: now(),
-                    })
+                // The shim is gone, usually because a short-lived container ended
+                // before we asked; it writes its exit file before it closes its
+                // socket. Without the file it died: look once more, then give up.
+                let path = self.xdir(&id).join("exit");
+                let read = || {
+                    std::fs::read(&path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<ExitStatus>(&b).ok())
+                };
+                let found = match read() {
+                    Some(e) => Some(e),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        read()
+                    }
+                };
+                found.unwrap_or(ExitStatus {
+                    exit_code: 255,
+                    oom_killed: false,
+                    finished_at: now(),
+                })
             }
         };
         self.handle_exit(c, exit, true).await;
@@ -1266,6 +1282,7 @@ impl Engine {
                     Err(EngineError::Conflict("container was removed".into()))
                 };
                 c.attach_pending.fetch_sub(1, Ordering::SeqCst);
+                c.bump(|_| {});
                 return res;
             }
             Ok(shim.open(&req).await?.1)
