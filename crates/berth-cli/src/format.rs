@@ -124,23 +124,37 @@ fn f_truncate(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(t.chars().take(n).collect()))
 }
 
+/// A parsed Go template with docker's extra functions.
+pub struct Tmpl(gtmpl::Template);
+
+impl Tmpl {
+    pub fn parse(tmpl: &str) -> Result<Self> {
+        let mut t = gtmpl::Template::default();
+        t.add_funcs(&[
+            ("json", f_json as gtmpl_value::Func),
+            ("join", f_join),
+            ("lower", f_lower),
+            ("upper", f_upper),
+            ("title", f_title),
+            ("split", f_split),
+            ("pad", f_pad),
+            ("truncate", f_truncate),
+        ]);
+        t.parse(tmpl)
+            .map_err(|e| anyhow!("template parsing error: {e}"))?;
+        Ok(Tmpl(t))
+    }
+
+    pub fn render(&self, ctx: &J) -> Result<String> {
+        self.0
+            .render(&gtmpl::Context::from(to_gtmpl(ctx)))
+            .map_err(|e| anyhow!("template: {e}"))
+    }
+}
+
 /// Renders one Go template against `ctx`.
 pub fn render(tmpl: &str, ctx: &J) -> Result<String> {
-    let mut t = gtmpl::Template::default();
-    t.add_funcs(&[
-        ("json", f_json as gtmpl_value::Func),
-        ("join", f_join),
-        ("lower", f_lower),
-        ("upper", f_upper),
-        ("title", f_title),
-        ("split", f_split),
-        ("pad", f_pad),
-        ("truncate", f_truncate),
-    ]);
-    t.parse(tmpl)
-        .map_err(|e| anyhow!("template parsing error: {e}"))?;
-    t.render(&gtmpl::Context::from(to_gtmpl(ctx)))
-        .map_err(|e| anyhow!("template: {e}"))
+    Tmpl::parse(tmpl)?.render(ctx)
 }
 
 /// Docker lets users type `\t` and `\n` in formats.
@@ -195,15 +209,17 @@ pub fn print_rows(format: &str, default: &str, rows: &[J], headers: &[(&str, &st
         for (k, v) in headers {
             hctx.insert(k.to_string(), J::String(v.to_string()));
         }
-        let mut lines = vec![render(rest, &J::Object(hctx))?];
+        let t = Tmpl::parse(rest)?;
+        let mut lines = vec![t.render(&J::Object(hctx))?];
         for r in rows {
-            lines.push(render(rest, r)?);
+            lines.push(t.render(r)?);
         }
         print!("{}", align(&lines));
     } else {
+        let t = Tmpl::parse(&f)?;
         let mut out = String::new();
         for r in rows {
-            out.push_str(&render(&f, r)?);
+            out.push_str(&t.render(r)?);
             out.push('\n');
         }
         print!("{out}");

@@ -351,7 +351,12 @@ mod tests {
         assert_eq!(entries.len(), 1, "one cache entry, no temp files left");
         assert_eq!(cached_program(&profile(), dir.path()).unwrap(), bpf);
         // A damaged entry is recompiled, never installed.
-        let entry = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let entry = fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let mut bytes = fs::read(&entry).unwrap();
         bytes.truncate(bytes.len() - 8);
         fs::write(&entry, &bytes).unwrap();
