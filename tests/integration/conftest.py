@@ -1,6 +1,7 @@
 """A real berthd on a temporary socket, data root and exec root, for the whole
 session; everything it started is cleaned up even when tests fail."""
 
+import hashlib
 import http.client
 import json
 import os
@@ -93,6 +94,9 @@ class Daemon:
             raise AssertionError(f"{tool} {' '.join(args)} -> {p.returncode}\n{out}\n{err}")
         return p.returncode, out, err
 
+    def cli_path(self, tool):
+        return "docker" if tool == "docker" else os.path.join(BIN, "berth")
+
     def docker(self, *args, **kw):
         return self.run("docker", *args, **kw)
 
@@ -163,4 +167,6 @@ def daemon():
 @pytest.fixture
 def name(request):
     """A container name unique to the test."""
-    return "t-" + request.node.name.replace("_", "-").replace("[", "-").replace("]", "")[:40]
+    base = request.node.name.replace("_", "-").replace("[", "-").replace("]", "")
+    tag = hashlib.sha1(request.node.name.encode()).hexdigest()[:6]
+    return f"t-{base[:32]}-{tag}"

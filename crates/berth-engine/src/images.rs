@@ -107,20 +107,21 @@ impl Engine {
             }
         }
         let mut out = Vec::new();
-        for img in self.store.list() {
+        for mut img in self.store.list() {
             if let Some(d) = filters.get("dangling").and_then(|v| v.first()) {
                 if (d == "true") != img.repo_tags.is_empty() {
                     continue;
                 }
             }
             if let Some(refs) = filters.get("reference") {
-                let hit = img.repo_tags.iter().any(|t| {
+                // As dockerd: only the tags that match are listed.
+                img.repo_tags.retain(|t| {
                     refs.iter().any(|r| {
                         let (repo, _) = berth_store::reference::split(t);
                         glob(r, t) || glob(r, repo)
                     })
                 });
-                if !hit {
+                if img.repo_tags.is_empty() {
                     continue;
                 }
             }
@@ -185,7 +186,9 @@ impl Engine {
     }
 
     pub fn image_delete(&self, name: &str, force: bool) -> Result<Vec<Value>> {
-        let items = self.store.delete(name, force, &|id| self.image_users(id))?;
+        let items = self
+            .store
+            .delete(name, force, &|id| self.image_users(id), &self.held_layers())?;
         Ok(items
             .into_iter()
             .map(|i| match i {

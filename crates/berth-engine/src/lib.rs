@@ -355,8 +355,17 @@ impl Engine {
     pub async fn create(&self, name: Option<&str>, req: CreateRequest) -> Result<String> {
         let CreateRequest {
             mut config,
-            host_config,
+            mut host_config,
         } = req;
+        match host_config.log_config.kind.as_str() {
+            "" => host_config.log_config.kind = "json-file".into(),
+            "json-file" => {}
+            other => {
+                return Err(EngineError::BadRequest(format!(
+                    "logger: no log driver named '{other}' is registered"
+                )))
+            }
+        }
         if config.image.is_empty() {
             return Err(EngineError::BadRequest("No image specified".into()));
         }
@@ -484,6 +493,7 @@ impl Engine {
             config,
             host_config,
             log_path,
+            layers: image.chain.clone(),
         };
         {
             // Check and claim the name in one step: two creates race for it.
@@ -538,9 +548,13 @@ impl Engine {
     fn prepare_rootfs(&self, rec: &Record) -> Result<PathBuf> {
         let target = self.rootfs(&rec.id);
         if !self.mounter.is_mounted(&target) {
-            let image = self.store.get(&rec.image_id)?;
+            let lower = if rec.layers.is_empty() {
+                self.store.lower_dirs(&self.store.get(&rec.image_id)?)?
+            } else {
+                self.store.chain_dirs(&rec.layers)?
+            };
             let m = OverlayMount {
-                lower: self.store.lower_dirs(&image)?,
+                lower,
                 upper: self.cdir(&rec.id).join("rw/upper"),
                 work: self.cdir(&rec.id).join("rw/work"),
                 target: target.clone(),
@@ -673,6 +687,17 @@ impl Engine {
     async fn launch(self: &Arc<Self>, c: &Arc<Ctr>, rec: &Record) -> Result<()> {
         let id = &rec.id;
         let rootfs = self.prepare_rootfs(rec)?;
+        if !rec.config.working_dir.is_empty() {
+            // As dockerd does: a missing working directory is created (root, 0755).
+            rootfs::secure_join(&rootfs, &rec.config.working_dir)
+                .and_then(std::fs::create_dir_all)
+                .map_err(|e| {
+                    EngineError::BadRequest(format!(
+                        "cannot create working directory {}: {e}",
+                        rec.config.working_dir
+                    ))
+                })?;
+        }
         let rs = self.run_spec(rec, &rootfs)?;
         let oci = spec::build(&rs).map_err(|e| EngineError::BadRequest(e.to_string()))?;
         let xdir = self.xdir(id);
@@ -1139,7 +1164,22 @@ impl Engine {
             .expect("execs")
             .retain(|_, e| e.container_id != id);
         c.bump(|s| s.removed = true);
+        let rec = c.rec.read().expect("rec").clone();
+        if self.store.get(&rec.image_id).is_err() {
+            // Its image went with `rmi -f`: the layers may now be free.
+            self.store.gc_layers(&rec.layers, &self.held_layers());
+        }
         Ok(())
+    }
+
+    /// Every layer some container mounts.
+    pub(crate) fn held_layers(&self) -> std::collections::HashSet<String> {
+        self.containers
+            .read()
+            .expect("containers")
+            .values()
+            .flat_map(|c| c.rec.read().expect("rec").layers.clone())
+            .collect()
     }
 
     pub async fn prune(&self) -> Result<(Vec<String>, u64)> {

@@ -64,6 +64,10 @@ pub struct Record {
     pub path: String,
     pub args: Vec<String>,
     pub log_path: String,
+    /// The image's layer chain (chain ids, base first), so that the container
+    /// keeps its filesystem when `rmi -f` removes a stopped container's image.
+    #[serde(default)]
+    pub layers: Vec<String>,
 }
 
 /// Go's `units.HumanDuration`, which docker uses for "Up 3 seconds".

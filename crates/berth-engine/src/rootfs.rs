@@ -2,7 +2,7 @@
 //! writable layer of its own. Mounts go through a trait so that the engine's
 //! logic runs without root in tests.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayMount {
@@ -67,5 +67,75 @@ impl Mounter for HostMounter {
         std::fs::read_to_string("/proc/self/mountinfo")
             .map(|s| s.lines().any(|l| l.split(' ').nth(4) == Some(t.as_str())))
             .unwrap_or(false)
+    }
+}
+
+/// Resolves `path` inside `root` as the container would see it: symlinks are
+/// followed with `root` as `/`, and `..` never climbs above it. Components that
+/// do not exist yet are appended as they are. (The image is untrusted: a link
+/// such as `/etc/passwd -> /../../host/file` must not lead out.)
+pub fn secure_join(root: &Path, path: &str) -> std::io::Result<PathBuf> {
+    let mut pending: Vec<std::ffi::OsString> = Path::new(path)
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            cur.pop();
+            continue;
+        }
+        let candidate = cur.join(&part);
+        match std::fs::symlink_metadata(root.join(&candidate)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(std::io::Error::other(format!(
+                        "too many levels of symbolic links in {path}"
+                    )));
+                }
+                let target = std::fs::read_link(root.join(&candidate))?;
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push(n.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => cur = candidate,
+        }
+    }
+    Ok(root.join(cur))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_and_dotdot_stay_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("etc/real")).unwrap();
+        symlink("/../../../", root.join("escape")).unwrap();
+        symlink("real", root.join("etc/rel")).unwrap();
+        symlink("/etc/real", root.join("abs")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(secure_join(&root, "/escape/etc").unwrap(), root.join("etc"));
+        assert_eq!(secure_join(&root, "../../etc/rel/x").unwrap(), root.join("etc/real/x"));
+        assert_eq!(secure_join(&root, "/abs/new/dir").unwrap(), root.join("etc/real/new/dir"));
+        assert_eq!(secure_join(&root, "/").unwrap(), root.join(""));
+        assert!(secure_join(&root, "/loop/x").is_err());
     }
 }

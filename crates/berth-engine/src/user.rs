@@ -19,8 +19,13 @@ fn lookup(file: &str, key: &str) -> Option<Vec<String>> {
 /// Resolves `spec` against the rootfs' /etc/passwd and /etc/group. Numeric ids
 /// need no entry; names do.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, String> {
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let read = |p: &str| {
+        crate::rootfs::secure_join(rootfs, p)
+            .and_then(std::fs::read_to_string)
+            .unwrap_or_default()
+    };
+    let passwd = read("/etc/passwd");
+    let group = read("/etc/group");
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

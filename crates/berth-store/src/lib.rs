@@ -14,7 +14,7 @@ use content::{ContentStore, Descriptor};
 use fsutil::write_atomic;
 use layer::LayerStore;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -199,12 +199,7 @@ impl Store {
 
     /// Layer directories for an overlay mount, topmost first.
     pub fn lower_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, StoreError> {
-        image
-            .chain
-            .iter()
-            .rev()
-            .map(|c| self.layers.diff_path(c))
-            .collect()
+        self.chain_dirs(&image.chain)
     }
 
     /// Registers an image whose layers are already unpacked. Returns its id.
@@ -305,11 +300,16 @@ impl Store {
 
     /// `docker rmi`: untag first; delete the image once no tag and no container
     /// refers to it; free its layers once no other image shares them.
+    /// Docker's `rmi`: untags, and deletes the image once no name is left.
+    /// `users` tells which containers run from an image; `held` is every layer
+    /// (chain id) that some container still mounts, which survives even when
+    /// its image goes (`rmi -f` of an image a stopped container uses).
     pub fn delete(
         &self,
         name: &str,
         force: bool,
         users: &dyn Fn(&str) -> Vec<ImageUser>,
+        held: &HashSet<String>,
     ) -> Result<Vec<DeleteItem>, StoreError> {
         let mut idx = self.index.write().expect("index lock");
         let id = Self::resolve_id(&idx, name)
@@ -370,34 +370,51 @@ impl Store {
             idx.refs.remove(t);
             out.push(DeleteItem::Untagged(t.clone()));
         }
-        if using.is_empty() {
-            let entry = idx.images.remove(&id);
-            self.persist(&idx)?;
-            self.configs.write().expect("configs lock").remove(&id);
-            out.push(DeleteItem::Deleted(id.clone()));
-            if let Some(e) = entry {
-                let still: std::collections::HashSet<&String> =
-                    idx.images.values().flat_map(|e| e.chain.iter()).collect();
-                let diffs_kept: std::collections::HashSet<String> = self
-                    .configs
-                    .read()
-                    .expect("configs lock")
-                    .values()
-                    .flat_map(|c| c.rootfs.diff_ids.iter().cloned())
-                    .collect();
-                for c in e.chain.iter().filter(|c| !still.contains(c)) {
-                    let diff = self.layers.get(c).map(|m| m.diff_id);
-                    self.layers.remove(c)?;
-                    if let Some(diff) = diff.filter(|d| !diffs_kept.contains(d)) {
-                        let _ = self.content.delete(&diff);
-                    }
-                }
-                let _ = self.content.delete(&id);
-            }
-        } else {
-            self.persist(&idx)?;
+        let entry = idx.images.remove(&id);
+        self.persist(&idx)?;
+        self.configs.write().expect("configs lock").remove(&id);
+        out.push(DeleteItem::Deleted(id.clone()));
+        let _ = self.content.delete(&id);
+        if let Some(e) = entry {
+            self.collect_layers(&idx, &e.chain, held);
         }
         Ok(out)
+    }
+
+    /// Frees those of `candidates` (a container's layers, once it is removed)
+    /// that no image and no container (`held`) refers to any more. Only named
+    /// candidates are considered: an import in flight has layers that no
+    /// index entry names yet.
+    pub fn gc_layers(&self, candidates: &[String], held: &HashSet<String>) {
+        let idx = self.index.write().expect("index lock");
+        self.collect_layers(&idx, candidates, held);
+    }
+
+    fn collect_layers(&self, idx: &Index, candidates: &[String], held: &HashSet<String>) {
+        let used: HashSet<&String> = idx.images.values().flat_map(|e| e.chain.iter()).collect();
+        let diffs_kept: HashSet<String> = self
+            .configs
+            .read()
+            .expect("configs lock")
+            .values()
+            .flat_map(|c| c.rootfs.diff_ids.iter().cloned())
+            .collect();
+        for c in candidates {
+            if used.contains(c) || held.contains(c) {
+                continue;
+            }
+            let diff = self.layers.get(c).map(|m| m.diff_id);
+            if self.layers.remove(c).is_ok() {
+                if let Some(diff) = diff.filter(|d| !diffs_kept.contains(d)) {
+                    let _ = self.content.delete(&diff);
+                }
+            }
+        }
+    }
+
+    /// The directories of a layer chain (base first in `chain`), top layer first.
+    pub fn chain_dirs(&self, chain: &[String]) -> Result<Vec<PathBuf>, StoreError> {
+        chain.iter().rev().map(|c| self.layers.diff_path(c)).collect()
     }
 }
 
@@ -446,15 +463,16 @@ mod tests {
         let s = Store::open(d.path()).unwrap();
         assert_eq!(s.get("mine:v1").unwrap().id, id);
         let none = |_: &str| Vec::new();
-        let err = s.delete(&id, false, &none).unwrap_err();
+        let held = HashSet::new();
+        let err = s.delete(&id, false, &none, &held).unwrap_err();
         assert!(err.to_string().contains("multiple repositories"), "{err}");
         assert_eq!(
-            s.delete("mine:v1", false, &none).unwrap(),
+            s.delete("mine:v1", false, &none, &held).unwrap(),
             vec![DeleteItem::Untagged("mine:v1".into())]
         );
         let dir = s.lower_dirs(&img).unwrap()[0].clone();
         assert!(dir.exists());
-        let out = s.delete("busybox", false, &none).unwrap();
+        let out = s.delete("busybox", false, &none, &held).unwrap();
         assert_eq!(out.len(), 2);
         assert!(!dir.exists(), "layer freed");
         assert!(matches!(
@@ -481,8 +499,25 @@ mod tests {
                 running: true,
             }]
         };
-        let err = s.delete(&id, true, &running).unwrap_err();
+        let held: HashSet<String> = s.get("a").unwrap().chain.into_iter().collect();
+        let err = s.delete(&id, true, &running, &held).unwrap_err();
         assert!(err.to_string().contains("cannot be forced"), "{err}");
         assert!(s.get("a").is_ok());
+        // A stopped user only yields to force; its layers outlive the image.
+        let stopped = |_: &str| {
+            vec![ImageUser {
+                container_id: "c0ffee".repeat(10),
+                running: false,
+            }]
+        };
+        let err = s.delete(&id, false, &stopped, &held).unwrap_err();
+        assert!(err.to_string().contains("must be forced"), "{err}");
+        let chain: Vec<String> = held.iter().cloned().collect();
+        s.delete(&id, true, &stopped, &held).unwrap();
+        assert!(s.get(&id).is_err());
+        let dirs = s.chain_dirs(&chain).unwrap();
+        assert!(dirs[0].exists(), "held layers stay");
+        s.gc_layers(&chain, &HashSet::new());
+        assert!(!dirs[0].exists(), "and go once nothing holds them");
     }
 }
