@@ -61,3 +61,69 @@ def test_restart_always_comes_back_after_daemon_restart(daemon):
         assert st["RestartCount"] >= 2
     finally:
         daemon.berth("rm", "-f", "always")
+
+
+def test_attach_and_follow_work_again_after_kill9(daemon):
+    import pexpect
+    daemon.docker("run", "-dit", "--name", "talker", "busybox", "sh", check=True)
+    daemon.docker("run", "-d", "--name", "counter", "busybox", "sh", "-c",
+                  "i=0; while true; do echo c=$i; i=$((i+1)); sleep 0.1; done", check=True)
+    try:
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        child = pexpect.spawn("docker", ["attach", "talker"], env=daemon.env, timeout=20,
+                              encoding="utf-8")
+        child.sendline("echo back-$((6*7))")
+        child.expect("back-42")
+        child.sendcontrol("p")
+        child.sendcontrol("q")
+        child.expect(pexpect.EOF)
+        child.close()
+        seen = len(daemon.docker("logs", "counter")[1].split())
+        child = pexpect.spawn("docker", ["logs", "-f", "counter"], env=daemon.env, timeout=20,
+                              encoding="utf-8")
+        child.expect(f"c={seen + 5}\r\n")
+        child.terminate(force=True)
+        child.close()
+    finally:
+        daemon.docker("rm", "-f", "talker", "counter")
+
+
+def test_kill9_during_a_burst_of_creates_loses_nothing(daemon):
+    """SIGKILL while containers are being created, started and removed: every
+    record that survives loads, and every container it lists is whole."""
+    import subprocess
+    import threading
+    stop = threading.Event()
+
+    def burst():
+        i = 0
+        while not stop.is_set():
+            daemon.berth("run", "-d", "--name", f"burst-{i}", "busybox", "sleep", "30")
+            daemon.berth("rm", "-f", f"burst-{i - 3}")
+            i += 1
+
+    t = threading.Thread(target=burst)
+    t.start()
+    try:
+        time.sleep(1.5)
+        daemon.stop(signal.SIGKILL)
+        stop.set()
+        t.join(60)
+        daemon.start()
+        rc, out, err = daemon.berth("ps", "-a", "--format", "{{.ID}} {{.State}}")
+        assert rc == 0, err
+        rows = [l.split() for l in out.splitlines()]
+        assert rows, "the burst made containers"
+        for cid, state in rows:
+            st = json.loads(daemon.berth("inspect", cid)[1])[0]["State"]
+            if state == "running":
+                assert st["Pid"] > 0
+                assert subprocess.run(["kill", "-0", str(st["Pid"])]).returncode == 0
+        log = open(daemon.log).read()
+        assert "corrupt" not in log.lower() and "panicked" not in log
+    finally:
+        stop.set()
+        ids = daemon.berth("ps", "-aq")[1].split()
+        if ids:
+            daemon.berth("rm", "-f", *ids)

@@ -186,9 +186,9 @@ impl Engine {
     }
 
     pub fn image_delete(&self, name: &str, force: bool) -> Result<Vec<Value>> {
-        let items = self
-            .store
-            .delete(name, force, &|id| self.image_users(id), &self.held_layers())?;
+        let items =
+            self.store
+                .delete(name, force, &|id| self.image_users(id), &self.held_layers())?;
         Ok(items
             .into_iter()
             .map(|i| match i {

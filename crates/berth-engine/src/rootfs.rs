@@ -133,8 +133,14 @@ mod tests {
         symlink("/etc/real", root.join("abs")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
         assert_eq!(secure_join(&root, "/escape/etc").unwrap(), root.join("etc"));
-        assert_eq!(secure_join(&root, "../../etc/rel/x").unwrap(), root.join("etc/real/x"));
-        assert_eq!(secure_join(&root, "/abs/new/dir").unwrap(), root.join("etc/real/new/dir"));
+        assert_eq!(
+            secure_join(&root, "../../etc/rel/x").unwrap(),
+            root.join("etc/real/x")
+        );
+        assert_eq!(
+            secure_join(&root, "/abs/new/dir").unwrap(),
+            root.join("etc/real/new/dir")
+        );
         assert_eq!(secure_join(&root, "/").unwrap(), root.join(""));
         assert!(secure_join(&root, "/loop/x").is_err());
     }

@@ -414,7 +414,11 @@ impl Store {
 
     /// The directories of a layer chain (base first in `chain`), top layer first.
     pub fn chain_dirs(&self, chain: &[String]) -> Result<Vec<PathBuf>, StoreError> {
-        chain.iter().rev().map(|c| self.layers.diff_path(c)).collect()
+        chain
+            .iter()
+            .rev()
+            .map(|c| self.layers.diff_path(c))
+            .collect()
     }
 }
 
