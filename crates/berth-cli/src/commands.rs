@@ -58,6 +58,8 @@ fn container(c: &Client, cmd: ContainerCmd) -> (Result<i32>, i32) {
         C::Attach(a) => (attach(c, a), 1),
         C::Exec(a) => (exec(c, a), 126),
         C::Rename(a) => (rename(c, a), 1),
+        C::Commit(a) => (commit(c, a), 1),
+        C::Diff(a) => (diff(c, a), 1),
         C::Pause(a) => (each(c, &a.containers, "pause"), 1),
         C::Unpause(a) => (each(c, &a.containers, "unpause"), 1),
         C::Prune(a) => (prune(c, a), 1),
@@ -96,6 +98,8 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
         S::Attach(a) => container(c, ContainerCmd::Attach(a)),
         S::Exec(a) => container(c, ContainerCmd::Exec(a)),
         S::Rename(a) => container(c, ContainerCmd::Rename(a)),
+        S::Commit(a) => container(c, ContainerCmd::Commit(a)),
+        S::Diff(a) => container(c, ContainerCmd::Diff(a)),
         S::Pause(a) => container(c, ContainerCmd::Pause(a)),
         S::Unpause(a) => container(c, ContainerCmd::Unpause(a)),
         S::Images(a) => image(c, ImageCmd::Ls(a)),
@@ -917,6 +921,58 @@ fn rename(c: &Client, a: RenameArgs) -> Result<i32> {
         urlencode(&a.container),
         query(&[("name", a.new_name.clone())])
     ))?;
+    Ok(0)
+}
+
+fn commit(c: &Client, a: CommitArgs) -> Result<i32> {
+    let mut q = vec![("container", a.container.clone())];
+    if let Some(r) = &a.reference {
+        let (repo, tag) = split_reference(r);
+        q.push(("repo", repo));
+        q.push(("tag", tag));
+    }
+    if let Some(m) = &a.message {
+        q.push(("comment", m.clone()));
+    }
+    if let Some(au) = &a.author {
+        q.push(("author", au.clone()));
+    }
+    for ch in &a.change {
+        q.push(("changes", ch.clone()));
+    }
+    q.push(("pause", if a.pause { "1" } else { "0" }.to_string()));
+    let v = c
+        .post_json(&format!("/commit{}", query(&q)), &json!({}))?
+        .json()?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(0)
+}
+
+/// `repo[:tag]`, where a `:` inside a registry's host:port is not a tag.
+fn split_reference(r: &str) -> (String, String) {
+    match r.rfind(':') {
+        Some(i) if !r[i + 1..].contains('/') => (r[..i].to_string(), r[i + 1..].to_string()),
+        _ => (r.to_string(), String::new()),
+    }
+}
+
+fn diff(c: &Client, a: DiffArgs) -> Result<i32> {
+    let v = c
+        .get(&format!("/containers/{}/changes", urlencode(&a.container)))?
+        .json()?;
+    let mut out = String::new();
+    for ch in v.as_array().into_iter().flatten() {
+        let kind = match ch["Kind"].as_u64() {
+            Some(0) => 'C',
+            Some(1) => 'A',
+            _ => 'D',
+        };
+        out.push_str(&format!(
+            "{kind} {}\n",
+            ch["Path"].as_str().unwrap_or_default()
+        ));
+    }
+    print!("{out}");
     Ok(0)
 }
 

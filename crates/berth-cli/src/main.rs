@@ -15,7 +15,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Daemon socket to connect to (BERTH_HOST, then DOCKER_HOST)
-    #[arg(short = 'H', long = "host", global = true)]
+    #[arg(short = 'H', long = "host")]
     host: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -70,6 +70,10 @@ pub enum ShortCmd {
     Exec(ExecArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -111,6 +115,8 @@ pub enum ContainerCmd {
     Attach(AttachArgs),
     Exec(ExecArgs),
     Rename(RenameArgs),
+    Commit(CommitArgs),
+    Diff(DiffArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     /// Remove all stopped containers
@@ -381,6 +387,29 @@ pub struct RenameArgs {
 }
 
 #[derive(Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short = 'c', long = "change")]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short = 'p', long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
+    pub container: String,
+    pub reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+#[derive(Args)]
 pub struct PruneArgs {
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -480,4 +509,17 @@ fn main() {
     let c = client::Client::new(&host);
     let code = commands::dispatch(&c, cli.cmd);
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        // clap checks flag clashes (e.g. `-H` for host and for `history --human`)
+        // only when a subcommand is parsed; check the whole tree at once.
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -200,22 +200,56 @@ impl Engine {
 
     pub fn image_history(&self, name: &str) -> Result<Value> {
         let img = self.store.get(name)?;
-        let n = img.config.history.len();
-        let rows: Vec<Value> = img
-            .config
-            .history
+        let hist = &img.config.history;
+        // Each history entry that made a layer owns the next layer of the chain.
+        let mut sizes = Vec::with_capacity(hist.len());
+        let mut layer = 0;
+        for h in hist {
+            if h.empty_layer {
+                sizes.push(0);
+            } else {
+                let size = img
+                    .chain
+                    .get(layer)
+                    .and_then(|c| self.store.layers.get(c))
+                    .map(|m| m.size)
+                    .unwrap_or(0);
+                sizes.push(size);
+                layer += 1;
+            }
+        }
+        // Rows that end where a local image ends carry that image's id, as
+        // Docker shows parents and build steps it still has.
+        let others = self.store.list();
+        let id_at = |i: usize| -> Option<&berth_store::Image> {
+            others.iter().find(|o| {
+                o.config.history.len() == i + 1
+                    && o.config.history[..] == hist[..=i]
+                    && img
+                        .config
+                        .rootfs
+                        .diff_ids
+                        .starts_with(&o.config.rootfs.diff_ids)
+            })
+        };
+        let rows: Vec<Value> = hist
             .iter()
             .enumerate()
             .rev()
             .map(|(i, h)| {
+                let owner = if i + 1 == hist.len() {
+                    Some(&img)
+                } else {
+                    id_at(i)
+                };
                 json!({
-                    "Id": if i + 1 == n { img.id.clone() } else { "<missing>".into() },
+                    "Id": owner.map(|o| o.id.clone()).unwrap_or_else(|| "<missing>".into()),
                     "Created": h.created.as_deref()
                         .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
                         .map(|t| t.timestamp()).unwrap_or(0),
                     "CreatedBy": h.created_by.clone().unwrap_or_default(),
-                    "Tags": if i + 1 == n { json!(img.repo_tags) } else { Value::Null },
-                    "Size": if h.empty_layer { 0 } else { img.size },
+                    "Tags": owner.map(|o| json!(o.repo_tags)).unwrap_or(Value::Null),
+                    "Size": sizes[i],
                     "Comment": h.comment.clone().unwrap_or_default(),
                 })
             })

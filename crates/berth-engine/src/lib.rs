@@ -3,6 +3,7 @@
 //! reads, records on disk, restart policies, and the wiring of store, runtime and
 //! shim. HTTP stays outside: callers see typed results and [`EngineError`].
 
+pub mod commit;
 mod exec;
 pub mod images;
 mod logs;
@@ -548,13 +549,12 @@ impl Engine {
     fn prepare_rootfs(&self, rec: &Record) -> Result<PathBuf> {
         let target = self.rootfs(&rec.id);
         if !self.mounter.is_mounted(&target) {
-            let lower = if rec.layers.is_empty() {
-                self.store.lower_dirs(&self.store.get(&rec.image_id)?)?
-            } else {
-                self.store.chain_dirs(&rec.layers)?
-            };
+            let init = self.cdir(&rec.id).join("init");
+            if !init.exists() {
+                rootfs::make_init_layer(&init)?;
+            }
             let m = OverlayMount {
-                lower,
+                lower: self.lower_dirs_of(rec)?,
                 upper: self.cdir(&rec.id).join("rw/upper"),
                 work: self.cdir(&rec.id).join("rw/work"),
                 target: target.clone(),
@@ -564,6 +564,18 @@ impl Engine {
                 .map_err(|e| EngineError::Internal(format!("mounting rootfs: {e}")))?;
         }
         Ok(target)
+    }
+
+    /// The read-only layers under a container's writable one, top first: its
+    /// init layer (mount points the engine needs), then the image's layers.
+    pub(crate) fn lower_dirs_of(&self, rec: &Record) -> Result<Vec<PathBuf>> {
+        let mut dirs = vec![self.cdir(&rec.id).join("init")];
+        if rec.layers.is_empty() {
+            dirs.extend(self.store.lower_dirs(&self.store.get(&rec.image_id)?)?);
+        } else {
+            dirs.extend(self.store.chain_dirs(&rec.layers)?);
+        }
+        Ok(dirs)
     }
 
     fn write_etc_files(&self, rec: &Record) -> Result<Vec<(PathBuf, String)>> {

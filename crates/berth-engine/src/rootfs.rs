@@ -70,6 +70,21 @@ impl Mounter for HostMounter {
     }
 }
 
+/// The layer between a container's image and its writable layer, as dockerd
+/// keeps one: the mount points the engine binds over, present from the start
+/// so that they never show up as the container's own changes.
+pub fn make_init_layer(dir: &Path) -> std::io::Result<()> {
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    for d in ["etc", "dev/pts", "dev/shm", "proc", "sys"] {
+        std::fs::create_dir_all(tmp.join(d))?;
+    }
+    for f in ["etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"] {
+        std::fs::write(tmp.join(f), b"")?;
+    }
+    std::fs::rename(&tmp, dir)
+}
+
 /// Resolves `path` inside `root` as the container would see it: symlinks are
 /// followed with `root` as `/`, and `..` never climbs above it. Components that
 /// do not exist yet are appended as they are. (The image is untrusted: a link

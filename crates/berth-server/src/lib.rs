@@ -316,6 +316,56 @@ async fn containers_prune(State(s): State<AppState>) -> ApiResult {
     ))
 }
 
+async fn container_changes(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let list: Vec<Value> = s
+        .engine
+        .changes(&id)?
+        .into_iter()
+        .map(|c| json!({"Path": c.path, "Kind": c.kind as u8}))
+        .collect();
+    Ok(json_response(if list.is_empty() {
+        Value::Null
+    } else {
+        json!(list)
+    }))
+}
+
+async fn commit(State(s): State<AppState>, q: Q, body: bytes::Bytes) -> ApiResult {
+    let config: Option<berth_api::ContainerConfig> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(parse_json(&body)?)
+    };
+    let container = q.str("container");
+    if container.is_empty() {
+        return Err(ApiError::bad("No container specified"));
+    }
+    let repo = q.str("repo");
+    let tag = q.str("tag");
+    let reference = match (repo.is_empty(), tag.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => repo,
+        (false, false) => format!("{repo}:{tag}"),
+    };
+    let opts = berth_engine::commit::CommitOptions {
+        reference,
+        comment: q.str("comment"),
+        author: q.str("author"),
+        changes: q
+            .all("changes")
+            .iter()
+            .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
+            .collect(),
+        // Docker pauses by default; `pause=0` opts out.
+        pause: q
+            .get("pause")
+            .is_none_or(|p| matches!(p, "1" | "true" | "True")),
+        config,
+    };
+    let id = s.engine.commit(&container, opts).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"Id": id}))).into_response())
+}
+
 async fn container_top(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
     Ok(json_response(s.engine.top(&id, &q.str("ps_args")).await?))
 }
@@ -473,6 +523,8 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/wait", post(container_wait))
         .route("/containers/{id}/logs", get(container_logs))
         .route("/containers/{id}/top", get(container_top))
+        .route("/containers/{id}/changes", get(container_changes))
+        .route("/commit", post(commit))
         .route("/containers/{id}/attach", post(container_attach))
         .route("/containers/{id}/exec", post(exec_create))
         .route("/containers/{id}", axum::routing::delete(container_delete))

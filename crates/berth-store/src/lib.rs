@@ -3,6 +3,7 @@
 //!
 //! Layers are returned as directories (data); mounting them is the caller's job.
 
+pub mod changes;
 pub mod content;
 pub mod fsutil;
 pub mod layer;
@@ -16,6 +17,7 @@ use layer::LayerStore;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -254,6 +256,21 @@ impl Store {
         Ok((desc, meta.chain_id))
     }
 
+    /// Stores the changes in a container's writable directory as a layer on
+    /// top of `parent` (a chain id). Returns the layer blob and its chain id.
+    pub fn add_layer_from_dir(
+        &self,
+        parent: Option<&str>,
+        upper: &Path,
+    ) -> Result<(Descriptor, String), StoreError> {
+        // Spooled: the tar's digest is known only at its end, and the layer is
+        // unpacked from the verified blob, never from the live directory.
+        let mut spool = tempfile_in(self.index_path.parent().unwrap_or(Path::new("/tmp")))?;
+        changes::write_layer_tar(upper, &mut spool)?;
+        std::io::Seek::seek(&mut spool, std::io::SeekFrom::Start(0))?;
+        self.add_layer(parent, spool)
+    }
+
     /// `docker import`: a rootfs tar becomes a one-layer image.
     pub fn import<R: Read>(
         &self,
@@ -420,6 +437,16 @@ impl Store {
             .map(|c| self.layers.diff_path(c))
             .collect()
     }
+}
+
+/// An unnamed temporary file under `dir` (same filesystem as the store).
+fn tempfile_in(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
 }
 
 pub fn host_arch() -> &'static str {
