@@ -77,6 +77,7 @@ fn image(c: &Client, cmd: ImageCmd) -> (Result<i32>, i32) {
         I::Tag(a) => (tag(c, a), 1),
         I::Rm(a) => (rmi(c, a), 1),
         I::History(a) => (history(c, a), 1),
+        I::Build(a) => (crate::build::build(c, a), 1),
     }
 }
 
@@ -99,6 +100,7 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
         S::Exec(a) => container(c, ContainerCmd::Exec(a)),
         S::Rename(a) => container(c, ContainerCmd::Rename(a)),
         S::Commit(a) => container(c, ContainerCmd::Commit(a)),
+        S::Build(a) => image(c, ImageCmd::Build(a)),
         S::Diff(a) => container(c, ContainerCmd::Diff(a)),
         S::Pause(a) => container(c, ContainerCmd::Pause(a)),
         S::Unpause(a) => container(c, ContainerCmd::Unpause(a)),
@@ -1103,13 +1105,10 @@ fn import(c: &Client, a: ImportArgs) -> Result<i32> {
     };
     let mut q: Vec<(&str, String)> = vec![("fromSrc", "-".into())];
     if let Some(r) = &a.reference {
-        // The daemon splits repo and tag; a registry port is not a tag.
-        match r.rfind(':').filter(|&i| !r[i + 1..].contains('/')) {
-            Some(i) => {
-                q.push(("repo", r[..i].to_string()));
-                q.push(("tag", r[i + 1..].to_string()));
-            }
-            None => q.push(("repo", r.clone())),
+        let (repo, tag) = split_reference(r);
+        q.push(("repo", repo));
+        if !tag.is_empty() {
+            q.push(("tag", tag));
         }
     }
     for ch in &a.change {

@@ -1,5 +1,6 @@
 //! berth: the command-line client, with Docker's command grammar.
 
+mod build;
 mod client;
 mod commands;
 mod format;
@@ -70,6 +71,8 @@ pub enum ShortCmd {
     Exec(ExecArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// Create a new image from a container's changes
     Commit(CommitArgs),
     /// Inspect changes to files or directories on a container's filesystem
@@ -135,6 +138,7 @@ pub enum ImageCmd {
     #[command(alias = "remove")]
     Rm(RmiArgs),
     History(HistoryArgs),
+    Build(BuildArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -402,6 +406,51 @@ pub struct CommitArgs {
     pub pause: bool,
     pub container: String,
     pub reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the "name:tag" format
+    #[arg(short = 't', long = "tag")]
+    pub tag: Vec<String>,
+    /// Name of the Dockerfile (default: "PATH/Dockerfile"; "-" reads stdin)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    pub build_arg: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Set metadata for an image
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Suppress the build output and print image ID on success
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<String>,
+    /// Networking mode for the RUN instructions during build
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Always attempt to pull a newer version of the image (no registry here: ignored)
+    #[arg(long)]
+    pub pull: bool,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long = "force-rm")]
+    pub force_rm: bool,
+    /// PATH | URL | -
+    pub context: String,
 }
 
 #[derive(Args)]

@@ -32,6 +32,8 @@ pub(crate) fn run_config_of(c: &ContainerConfig) -> ImageRunConfig {
         working_dir: c.working_dir.clone(),
         labels: c.labels.clone().filter(|l| !l.is_empty()),
         stop_signal: c.stop_signal.clone(),
+        on_build: c.on_build.clone().filter(|o| !o.is_empty()),
+        ..Default::default()
     }
 }
 

@@ -97,7 +97,6 @@ impl Engine {
     }
 
     pub fn images(&self, all: bool, filters: &HashMap<String, Vec<String>>) -> Result<Vec<Value>> {
-        let _ = all;
         for k in filters.keys() {
             if !matches!(
                 k.as_str(),
@@ -107,7 +106,23 @@ impl Engine {
             }
         }
         let mut out = Vec::new();
-        for mut img in self.store.list() {
+        let list = self.store.list();
+        // Untagged parents of other images (build steps) show only with -a, as
+        // dockerd hides intermediate images.
+        let is_parent = |img: &berth_store::Image| {
+            list.iter().any(|o| {
+                o.config.history.len() > img.config.history.len()
+                    && o.config.history.starts_with(&img.config.history)
+                    && o.config
+                        .rootfs
+                        .diff_ids
+                        .starts_with(&img.config.rootfs.diff_ids)
+            })
+        };
+        for mut img in list.clone() {
+            if !all && img.repo_tags.is_empty() && is_parent(&img) {
+                continue;
+            }
             if let Some(d) = filters.get("dangling").and_then(|v| v.first()) {
                 if (d == "true") != img.repo_tags.is_empty() {
                     continue;

@@ -3,6 +3,7 @@
 //! reads, records on disk, restart policies, and the wiring of store, runtime and
 //! shim. HTTP stays outside: callers see typed results and [`EngineError`].
 
+pub mod build;
 pub mod commit;
 mod exec;
 pub mod images;
@@ -119,6 +120,8 @@ pub struct Engine {
     containers: RwLock<BTreeMap<String, Arc<Ctr>>>,
     names: RwLock<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
+    /// One build at a time: builds share the cache file and the disk.
+    build_lock: tokio::sync::Mutex<()>,
 }
 
 fn now() -> String {
@@ -176,6 +179,7 @@ impl Engine {
             containers: RwLock::new(BTreeMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            build_lock: tokio::sync::Mutex::new(()),
         });
         engine.clone().restore().await;
         Ok(engine)

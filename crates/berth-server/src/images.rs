@@ -16,7 +16,7 @@ pub async fn list(State(s): State<AppState>, q: Q) -> ApiResult {
 }
 
 /// Spools a request body to an unlinked temp file under the data root.
-async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> {
+pub(crate) async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> {
     let dir = s.engine.data_root().join("tmp");
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::bad(e.to_string()))?;
     let path = dir.join(format!("upload-{:016x}", rand_u64()));

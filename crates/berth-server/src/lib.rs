@@ -31,6 +31,60 @@ pub struct DaemonInfo {
     pub version: String,
 }
 
+/// The connection's socket, so that long streams (builds) notice a client
+/// that went away even while they have nothing to write.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnFd(pub std::os::fd::RawFd);
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
+    > for ConnFd
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        use std::os::fd::AsRawFd;
+        ConnFd(s.io().as_raw_fd())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ConnFd
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        use std::os::fd::AsRawFd;
+        ConnFd(s.io().as_raw_fd())
+    }
+}
+
+/// Resolves when the peer of `fd` (a dup of a live connection) hangs up.
+fn watch_hangup(
+    fd: std::os::fd::OwnedFd,
+    done: tokio::sync::watch::Receiver<bool>,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::task::spawn_blocking(move || {
+        use std::os::fd::AsRawFd;
+        loop {
+            if *done.borrow() {
+                return;
+            }
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; the fd is ours (a dup) for the whole call.
+            let n = unsafe { libc::poll(&mut p, 1, 250) };
+            if n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                let _ = tx.send(true);
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// One error type for every handler; the status code lives here and nowhere else.
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
@@ -366,6 +420,98 @@ async fn commit(State(s): State<AppState>, q: Q, body: bytes::Bytes) -> ApiResul
     Ok((StatusCode::CREATED, axum::Json(json!({"Id": id}))).into_response())
 }
 
+async fn build(
+    State(s): State<AppState>,
+    conn: Option<axum::Extension<axum::extract::ConnectInfo<ConnFd>>>,
+    q: Q,
+    body: Body,
+) -> ApiResult {
+    if q.get("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::bad(
+            "building from a remote context is not supported: no network is reachable",
+        ));
+    }
+    let json_map = |k: &str| -> ApiResult<std::collections::HashMap<String, Option<String>>> {
+        match q.get(k) {
+            None | Some("") => Ok(Default::default()),
+            Some(v) => {
+                serde_json::from_str(v).map_err(|e| ApiError::bad(format!("invalid {k}: {e}")))
+            }
+        }
+    };
+    let labels = json_map("labels")?
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
+    let opts = berth_engine::build::BuildOptions {
+        tags: q.all("t"),
+        dockerfile: q.str("dockerfile"),
+        build_args: json_map("buildargs")?,
+        target: q.str("target"),
+        no_cache: q.bool("nocache"),
+        labels,
+        quiet: q.bool("q"),
+        network: q.str("networkmode"),
+        force_remove: q.bool("forcerm"),
+        cancel: None,
+    };
+    let ctx = s.engine.new_context_dir();
+    let file = images::spool(&s, body).await?;
+    {
+        let dir = ctx.clone();
+        let res =
+            tokio::task::spawn_blocking(move || berth_engine::build::extract_context(file, &dir))
+                .await
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Err(e) = res {
+            let _ = std::fs::remove_dir_all(&ctx);
+            return Err(e.into());
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(64);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let mut opts = opts;
+    if let Some(axum::Extension(axum::extract::ConnectInfo(ConnFd(fd)))) = conn {
+        // SAFETY: the connection is alive while its request is being handled.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if let Ok(dup) = borrowed.try_clone_to_owned() {
+            opts.cancel = Some(watch_hangup(dup, done_rx));
+        }
+    }
+    let engine = s.engine.clone();
+    tokio::spawn(async move {
+        let res = engine.build(&ctx, opts, tx.clone()).await;
+        let _ = done_tx.send(true);
+        if let Err(e) = res {
+            let msg = e.to_string();
+            let code = match &e {
+                berth_engine::EngineError::BadRequest(m) => m
+                    .rsplit_once("returned a non-zero code: ")
+                    .and_then(|(_, c)| c.parse::<i64>().ok())
+                    .unwrap_or(1),
+                _ => 1,
+            };
+            let _ = tx
+                .send(json!({"errorDetail": {"code": code, "message": msg}, "error": msg}))
+                .await;
+        }
+        let _ = tokio::task::spawn_blocking(move || berth_store::fsutil::remove_tree(&ctx)).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let v = rx.recv().await?;
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(format!("{v}\r\n"))),
+            rx,
+        ))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
 async fn container_top(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
     Ok(json_response(s.engine.top(&id, &q.str("ps_args")).await?))
 }
@@ -525,6 +671,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/top", get(container_top))
         .route("/containers/{id}/changes", get(container_changes))
         .route("/commit", post(commit))
+        .route("/build", post(build))
         .route("/containers/{id}/attach", post(container_attach))
         .route("/containers/{id}/exec", post(exec_create))
         .route("/containers/{id}", axum::routing::delete(container_delete))

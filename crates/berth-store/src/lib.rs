@@ -389,13 +389,67 @@ impl Store {
         }
         let entry = idx.images.remove(&id);
         self.persist(&idx)?;
-        self.configs.write().expect("configs lock").remove(&id);
+        let deleted_config = self.configs.write().expect("configs lock").remove(&id);
         out.push(DeleteItem::Deleted(id.clone()));
         let _ = self.content.delete(&id);
         if let Some(e) = entry {
             self.collect_layers(&idx, &e.chain, held);
         }
+        // As dockerd (without --no-prune): untagged parents that nothing else
+        // needs go with their child.
+        let mut child = deleted_config;
+        while let Some(cfg) = child {
+            let Some(pid) = self.parent_of(&idx, &cfg) else {
+                break;
+            };
+            let tagged = idx.refs.values().any(|v| *v == pid);
+            let has_children = self.children_of(&idx, &pid) > 0;
+            if tagged || has_children || !users(&pid).is_empty() {
+                break;
+            }
+            let entry = idx.images.remove(&pid);
+            self.persist(&idx)?;
+            let pcfg = self.configs.write().expect("configs lock").remove(&pid);
+            let _ = self.content.delete(&pid);
+            out.push(DeleteItem::Deleted(pid.clone()));
+            if let Some(e) = entry {
+                self.collect_layers(&idx, &e.chain, held);
+            }
+            child = pcfg;
+        }
         Ok(out)
+    }
+
+    /// The image this one was built on: the local image whose history and
+    /// layers are the longest strict prefix of `cfg`'s.
+    fn parent_of(&self, idx: &Index, cfg: &ImageConfigBlob) -> Option<String> {
+        let configs = self.configs.read().expect("configs lock");
+        idx.images
+            .keys()
+            .filter_map(|id| configs.get(id).map(|c| (id, c)))
+            .filter(|(_, c)| {
+                c.history.len() < cfg.history.len()
+                    && cfg.history.starts_with(&c.history)
+                    && cfg.rootfs.diff_ids.starts_with(&c.rootfs.diff_ids)
+            })
+            .max_by_key(|(_, c)| c.history.len())
+            .map(|(id, _)| id.clone())
+    }
+
+    /// How many local images were built on `id`.
+    fn children_of(&self, idx: &Index, id: &str) -> usize {
+        let configs = self.configs.read().expect("configs lock");
+        let Some(p) = configs.get(id) else { return 0 };
+        idx.images
+            .keys()
+            .filter(|o| *o != id)
+            .filter_map(|o| configs.get(o))
+            .filter(|c| {
+                c.history.len() > p.history.len()
+                    && c.history.starts_with(&p.history)
+                    && c.rootfs.diff_ids.starts_with(&p.rootfs.diff_ids)
+            })
+            .count()
     }
 
     /// Frees those of `candidates` (a container's layers, once it is removed)

@@ -149,22 +149,28 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("listening on {}", path.display()))?;
             sockets.push(path);
             servers.push(tokio::spawn(async move {
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.recv().await;
-                    })
-                    .await
+                axum::serve(
+                    l,
+                    app.into_make_service_with_connect_info::<berth_server::ConnFd>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stop.recv().await;
+                })
+                .await
             }));
         } else if let Some(addr) = h.strip_prefix("tcp://") {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
             servers.push(tokio::spawn(async move {
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.recv().await;
-                    })
-                    .await
+                axum::serve(
+                    l,
+                    app.into_make_service_with_connect_info::<berth_server::ConnFd>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stop.recv().await;
+                })
+                .await
             }));
         } else {
             bail!("unsupported host {h}: use unix:// or tcp://");

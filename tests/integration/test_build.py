@@ -1,0 +1,234 @@
+"""Dockerfile builds through the docker CLI (classic builder, DOCKER_BUILDKIT=0)
+and berth: the tutorial's hello app, the cache, history, multi-stage,
+.dockerignore, hostile contexts and failures."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+DOCKERFILE = """\
+FROM busybox
+RUN mkdir -p /opt/node && printf '#!/bin/sh\\ncat "$1"\\n' > /opt/node/node && chmod +x /opt/node/node
+COPY . /app
+WORKDIR /app
+CMD ["/opt/node/node", "index.js"]
+"""
+
+
+def build(daemon, tool, *args, input=None):
+    env = dict(daemon.env, DOCKER_BUILDKIT="0")
+    exe = daemon.cli_path(tool)
+    p = subprocess.run([exe, "build", *args], env=env, capture_output=True, input=input, timeout=120)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+@pytest.fixture
+def app(tmp_path):
+    (tmp_path / "index.js").write_text('console.log("hello world")\n')
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    return tmp_path
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_tutorial_build_cache_and_history(daemon, tool, app):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    tag1, tag2 = f"hello-{tool}:v0.1", f"hello-{tool}:v0.2"
+    rc, out, err = build(daemon, tool, "-t", tag1, str(app))
+    assert rc == 0, out + err
+    assert "Step 1/5 : FROM busybox" in out and "Step 5/5 : CMD" in out
+    assert f"Successfully tagged {tag1}" in out
+    assert "Successfully built" in out
+    rc, out, err = run("run", "--rm", tag1)
+    assert out == 'console.log("hello world")\n', err
+    # One changed source file: the steps before COPY come from the cache.
+    with open(app / "index.js", "a") as f:
+        f.write(f'console.log("v0.2 by {tool}")\n')
+    rc, out2, err = build(daemon, tool, "-t", tag2, str(app))
+    assert rc == 0, out2 + err
+    steps = out2.split("Step ")[1:]
+    assert " ---> Using cache" in steps[1], "RUN is cached"
+    assert " ---> Using cache" not in steps[2], "COPY sees the change"
+    assert run("run", "--rm", tag2)[1].endswith(f'console.log("v0.2 by {tool}")\n')
+    # A fully cached rebuild gives the same image.
+    rc, out3, _ = build(daemon, tool, "-q", str(app))
+    id2 = json.loads(run("image", "inspect", tag2)[1])[0]["Id"]
+    assert out3.strip() == id2
+    # history: one row per instruction, the base layer at the bottom.
+    rc, out, err = run("image", "history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", tag2)
+    rows = [l.split("|") for l in out.splitlines()]
+    assert len(rows) == 5, rows  # busybox's one entry, then RUN, COPY, WORKDIR, CMD
+    assert "CMD" in rows[0][0] and "WORKDIR /app" in rows[1][0]
+    assert "COPY" in rows[2][0] and "mkdir -p /opt/node" in rows[3][0]
+    assert rows[1][1] in ("0B", "0 B")
+    # The layers: the base image's first, then RUN's and COPY's.
+    rc, out, _ = run("image", "inspect", "--format", "{{json .RootFS.Layers}}", tag2)
+    layers = json.loads(out)
+    base = json.loads(run("image", "inspect", "busybox")[1])[0]["RootFS"]["Layers"]
+    assert layers[0] == base[0] and len(layers) == 3
+    v1_layers = json.loads(run("image", "inspect", tag1)[1])[0]["RootFS"]["Layers"]
+    assert v1_layers[:2] == layers[:2], "v0.2 shares the unchanged layers"
+    # Intermediate images are hidden from `images` but listed with -a.
+    assert "<none>" not in run("images")[1]
+    assert "<none>" in run("images", "-a")[1]
+    run("rmi", tag1, tag2)
+
+
+def test_multi_stage_builds_only_what_the_target_needs(daemon, tmp_path):
+    (tmp_path / "Dockerfile").write_text("""\
+ARG GREETING=hi
+FROM busybox AS unused
+RUN echo never > /never
+FROM busybox AS build
+ARG GREETING
+ENV WHO=world
+RUN echo "$GREETING $WHO" > /out.txt
+FROM busybox
+COPY --from=build /out.txt /result/
+RUN cat /result/out.txt
+""")
+    rc, out, err = build(daemon, "docker", "--build-arg", "GREETING=hello", "-t", "ms:1", str(tmp_path))
+    assert rc == 0, out + err
+    assert "echo never" not in out, "a stage nobody needs is skipped"
+    assert "hello world" in out
+    assert daemon.docker("run", "--rm", "ms:1", "cat", "/result/out.txt")[1] == "hello world\n"
+    rc, out, err = build(daemon, "berth", "--target", "build", "-t", "ms:build", str(tmp_path))
+    assert rc == 0, out + err
+    assert daemon.berth("run", "--rm", "ms:build", "sh", "-c", "echo $WHO")[1] == "world\n"
+    daemon.docker("rmi", "ms:1", "ms:build")
+
+
+def test_instructions_and_substitution(daemon, tmp_path):
+    (tmp_path / "a.txt").write_text("A")
+    (tmp_path / "b.txt").write_text("B")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.txt").write_text("C")
+    tf = io.BytesIO()
+    with tarfile.open(fileobj=tf, mode="w") as t:
+        data = b"from-tar"
+        info = tarfile.TarInfo("unpacked/inside.txt")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    (tmp_path / "pkg.tar").write_bytes(tf.getvalue())
+    (tmp_path / "Dockerfile").write_text("""\
+FROM busybox
+ENV BASE=/srv DIR=data
+WORKDIR ${BASE}/${DIR:-none}
+COPY *.txt ./
+COPY --chown=65534:65534 --chmod=600 sub /owned/
+ADD pkg.tar /opt/
+LABEL version="1.0" tier=web
+EXPOSE 8080 53/udp
+USER nobody
+VOLUME ["/cache"]
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s CMD true
+RUN <<EOF
+echo heredoc > /tmp/h
+EOF
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo $BASE"]
+""")
+    rc, out, err = build(daemon, "docker", "-t", "inst:1", str(tmp_path))
+    assert rc == 0, out + err
+    info = json.loads(daemon.docker("image", "inspect", "inst:1")[1])[0]["Config"]
+    assert info["WorkingDir"] == "/srv/data"
+    assert info["Labels"] == {"version": "1.0", "tier": "web"}
+    assert set(info["ExposedPorts"]) == {"8080/tcp", "53/udp"}
+    assert info["User"] == "nobody" and info["StopSignal"] == "SIGINT"
+    assert "/cache" in info["Volumes"]
+    assert info["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+    assert info["Healthcheck"]["Interval"] == 5_000_000_000
+    assert info["Entrypoint"] == ["/bin/sh", "-c"] and info["Cmd"] == ["echo $BASE"]
+    rc, out, err = daemon.docker("run", "--rm", "--user", "root", "--entrypoint", "sh", "inst:1", "-c",
+                                 "cat a.txt b.txt; echo; stat -c '%u:%g %a' /owned/c.txt; "
+                                 "cat /opt/unpacked/inside.txt; echo; cat /tmp/h")
+    assert out.split("\n")[:4] == ["AB", "65534:65534 600", "from-tar", "heredoc"], out + err
+    assert daemon.docker("run", "--rm", "inst:1")[1] == "/srv\n"
+    daemon.docker("rmi", "inst:1")
+
+
+def test_dockerignore_and_hostile_contexts(daemon, tmp_path):
+    (tmp_path / "keep.txt").write_text("keep")
+    (tmp_path / "secret.key").write_text("secret")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_text("log")
+    (tmp_path / "logs" / "important.log").write_text("important")
+    (tmp_path / ".dockerignore").write_text("*.key\nlogs\n!logs/important.log\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | sort\n")
+    for tool in ("docker", "berth"):
+        rc, out, err = build(daemon, tool, "--no-cache", str(tmp_path))
+        assert rc == 0, out + err
+        assert "/ctx/keep.txt" in out and "/ctx/logs/important.log" in out
+        assert "secret.key" not in out and "a.log" not in out
+    # COPY of a path outside the context, or through a link that leads out.
+    os.symlink("/etc", tmp_path / "hostetc")
+    for df in ("FROM busybox\nCOPY ../outside /x\n", "FROM busybox\nCOPY hostetc/passwd /x\n"):
+        (tmp_path / "Dockerfile").write_text(df)
+        rc, out, err = build(daemon, "berth", str(tmp_path))
+        assert rc != 0 and "outside the build context" in out + err, out + err
+    # A context tar with `..` entries is refused before anything runs.
+    tf = io.BytesIO()
+    with tarfile.open(fileobj=tf, mode="w") as t:
+        for name, data in (("Dockerfile", b"FROM busybox\n"), ("../../escape", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    rc, out, err = build(daemon, "berth", "-", input=tf.getvalue())
+    assert rc != 0 and "outside the build context" in out + err, out + err
+
+
+def test_errors_name_lines_and_failures_leave_no_image(daemon, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n\nRUNN echo\n")
+    rc, out, err = build(daemon, "docker", str(tmp_path))
+    assert rc != 0 and "Dockerfile:3: unknown instruction: RUNN" in out + err
+    before = daemon.docker("images", "-aq")[1].split()
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo partial > /p && false\n")
+    rc, out, err = build(daemon, "docker", "-t", "broken:1", str(tmp_path))
+    assert rc == 1
+    assert "The command '/bin/sh -c echo partial > /p && false' returned a non-zero code: 1" in out + err
+    assert daemon.docker("image", "inspect", "broken:1")[0] != 0
+    assert daemon.docker("images", "-aq")[1].split() == before, "no half-made image"
+    (tmp_path / "Dockerfile").write_text("FROM no-such-base\n")
+    rc, out, err = build(daemon, "berth", str(tmp_path))
+    assert rc != 0 and "no-such-base" in out + err
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nADD http://example.invalid/x /x\n")
+    rc, out, err = build(daemon, "berth", str(tmp_path))
+    assert rc != 0 and "network is not reachable" in out + err
+
+
+def test_cache_survives_a_daemon_restart(daemon, app):
+    rc, out, err = build(daemon, "berth", "-t", "restart-cache:1", str(app))
+    assert rc == 0, out + err
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+    rc, out, err = build(daemon, "berth", "-t", "restart-cache:1", str(app))
+    assert rc == 0, out + err
+    assert out.count(" ---> Using cache") == 4, out
+    daemon.berth("rmi", "restart-cache:1")
+
+
+def test_cancelled_build_leaves_nothing_behind(daemon, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo started; sleep 60\n")
+    env = dict(daemon.env, DOCKER_BUILDKIT="0")
+    before = set(daemon.berth("ps", "-aq")[1].split())
+    p = subprocess.Popen([daemon.cli_path("berth"), "build", str(tmp_path)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = b""
+    deadline = time.time() + 30
+    # The step line names "started" too; wait for the container's own output.
+    while seen.count(b"started") < 2 and time.time() < deadline:
+        seen += p.stdout.read1(4096)
+    assert seen.count(b"started") == 2, seen
+    assert set(daemon.berth("ps", "-q")[1].split()) - before, "the RUN step runs in a container"
+    p.kill()
+    p.wait()
+    deadline = time.time() + 20
+    while set(daemon.berth("ps", "-aq")[1].split()) - before:
+        assert time.time() < deadline, "the build's container was not cleaned up"
+        time.sleep(0.2)
