@@ -1,154 +1,20 @@
 //! Docker-style output: aligned tables and Go templates (`--format`), one engine
 //! for every command.
 
-use anyhow::{anyhow, Result};
-use gtmpl_value::{FuncError, Number, Value};
+use crate::gotmpl::Template;
+use anyhow::Result;
 use serde_json::Value as J;
-use std::collections::HashMap;
 
-pub fn to_gtmpl(v: &J) -> Value {
-    match v {
-        J::Null => Value::Nil,
-        J::Bool(b) => Value::Bool(*b),
-        J::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Number(Number::from(i))
-            } else if let Some(u) = n.as_u64() {
-                Value::Number(Number::from(u))
-            } else {
-                Value::Number(Number::from(n.as_f64().unwrap_or(0.0)))
-            }
-        }
-        J::String(s) => Value::String(s.clone()),
-        J::Array(a) => Value::Array(a.iter().map(to_gtmpl).collect()),
-        J::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), to_gtmpl(v)))
-                .collect::<HashMap<_, _>>(),
-        ),
-    }
-}
-
-fn to_json(v: &Value) -> J {
-    match v {
-        Value::NoValue | Value::Nil | Value::Function(_) => J::Null,
-        Value::Bool(b) => J::Bool(*b),
-        Value::String(s) => J::String(s.clone()),
-        Value::Number(n) => n
-            .as_i64()
-            .map(J::from)
-            .or_else(|| n.as_u64().map(J::from))
-            .or_else(|| n.as_f64().map(J::from))
-            .unwrap_or(J::Null),
-        Value::Array(a) => J::Array(a.iter().map(to_json).collect()),
-        Value::Object(o) | Value::Map(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
-            J::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), to_json(&o[k])))
-                    .collect(),
-            )
-        }
-    }
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn arg<'a>(args: &'a [Value], i: usize, name: &str) -> Result<&'a Value, FuncError> {
-    args.get(i)
-        .ok_or_else(|| FuncError::AtLeastXArgs(name.into(), i + 1))
-}
-
-fn f_json(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(to_json(arg(a, 0, "json")?).to_string()))
-}
-fn f_join(a: &[Value]) -> Result<Value, FuncError> {
-    let sep = s(arg(a, 1, "join")?);
-    Ok(Value::String(match arg(a, 0, "join")? {
-        Value::Array(v) => v.iter().map(s).collect::<Vec<_>>().join(&sep),
-        other => s(other),
-    }))
-}
-fn f_lower(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(s(arg(a, 0, "lower")?).to_lowercase()))
-}
-fn f_upper(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(s(arg(a, 0, "upper")?).to_uppercase()))
-}
-fn f_title(a: &[Value]) -> Result<Value, FuncError> {
-    let t = s(arg(a, 0, "title")?);
-    Ok(Value::String(
-        t.split(' ')
-            .map(|w| {
-                let mut c = w.chars();
-                c.next()
-                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    ))
-}
-fn f_split(a: &[Value]) -> Result<Value, FuncError> {
-    let t = s(arg(a, 0, "split")?);
-    let sep = s(arg(a, 1, "split")?);
-    Ok(Value::Array(
-        t.split(sep.as_str())
-            .map(|p| Value::String(p.into()))
-            .collect(),
-    ))
-}
-fn f_pad(a: &[Value]) -> Result<Value, FuncError> {
-    let t = s(arg(a, 0, "pad")?);
-    let n = |v: &Value| v.to_string().parse::<usize>().unwrap_or(0);
-    let (l, r) = (n(arg(a, 1, "pad")?), n(arg(a, 2, "pad")?));
-    Ok(Value::String(format!(
-        "{}{}{}",
-        " ".repeat(l),
-        t,
-        " ".repeat(r)
-    )))
-}
-fn f_truncate(a: &[Value]) -> Result<Value, FuncError> {
-    let t = s(arg(a, 0, "truncate")?);
-    let n = arg(a, 1, "truncate")?
-        .to_string()
-        .parse::<usize>()
-        .unwrap_or(0);
-    Ok(Value::String(t.chars().take(n).collect()))
-}
-
-/// A parsed Go template with docker's extra functions.
-pub struct Tmpl(gtmpl::Template);
+/// A parsed Go template (our own engine: Go's printing and docker's functions).
+pub struct Tmpl(Template);
 
 impl Tmpl {
     pub fn parse(tmpl: &str) -> Result<Self> {
-        let mut t = gtmpl::Template::default();
-        t.add_funcs(&[
-            ("json", f_json as gtmpl_value::Func),
-            ("join", f_join),
-            ("lower", f_lower),
-            ("upper", f_upper),
-            ("title", f_title),
-            ("split", f_split),
-            ("pad", f_pad),
-            ("truncate", f_truncate),
-        ]);
-        t.parse(tmpl)
-            .map_err(|e| anyhow!("template parsing error: {e}"))?;
-        Ok(Tmpl(t))
+        Ok(Tmpl(Template::parse(tmpl)?))
     }
 
     pub fn render(&self, ctx: &J) -> Result<String> {
-        self.0
-            .render(&gtmpl::Context::from(to_gtmpl(ctx)))
-            .map_err(|e| anyhow!("template: {e}"))
+        Ok(self.0.render(ctx)?)
     }
 }
 

@@ -4,6 +4,7 @@ mod build;
 mod client;
 mod commands;
 mod format;
+mod gotmpl;
 mod stream;
 
 use clap::{ArgAction, Args, Parser, Subcommand};

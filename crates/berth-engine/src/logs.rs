@@ -124,42 +124,47 @@ impl Engine {
             if !opts.follow {
                 return;
             }
-            let mut rx_closed = false;
-            while !rx_closed {
+            // Follow through the open file, not its path: a container removed
+            // right after it exits (`docker-py run(remove=True)`) takes the
+            // path away before a client has read the last lines.
+            let Ok(file) = std::fs::File::open(&path) else {
+                return;
+            };
+            if file.metadata().map(|m| m.ino()).ok() != Some(ino) {
+                pos = 0;
+            }
+            let mut r = BufReader::new(file);
+            let _ = r.seek(SeekFrom::Start(pos));
+            let mut l = String::new();
+            loop {
                 let running = c.state().status.is_running();
-                let Ok(mut file) = std::fs::File::open(&path) else {
-                    return;
-                };
-                let meta = file.metadata().ok();
-                if meta.as_ref().map(|m| m.ino()) != Some(ino)
-                    || meta.as_ref().map(|m| m.len()) < Some(pos)
-                {
-                    // Rotated: start the new file from its beginning.
-                    ino = meta.map(|m| m.ino()).unwrap_or(0);
-                    pos = 0;
-                }
-                let _ = file.seek(SeekFrom::Start(pos));
-                let mut r = BufReader::new(file);
-                let mut l = String::new();
-                while r.read_line(&mut l).unwrap_or(0) > 0 {
-                    if !l.ends_with('\n') {
+                loop {
+                    let n = r.read_line(&mut l).unwrap_or(0);
+                    if n == 0 || !l.ends_with('\n') {
+                        // Nothing more, or a record still being written: keep
+                        // the partial line and read its rest next time.
                         break;
                     }
-                    pos += l.len() as u64;
                     if let Ok(e) = serde_json::from_str::<Entry>(&l) {
                         if let Some(b) = render(&e, &opts, tty) {
                             if tx.blocking_send(b).is_err() {
-                                rx_closed = true;
-                                break;
+                                return;
                             }
                         }
                     }
                     l.clear();
                 }
-                if !running {
-                    return;
+                // Rotated: the old file is drained; carry on in the new one.
+                if let Ok(m) = std::fs::metadata(&path) {
+                    if m.ino() != r.get_ref().metadata().map(|m| m.ino()).unwrap_or(0) {
+                        if let Ok(f) = std::fs::File::open(&path) {
+                            r = BufReader::new(f);
+                            l.clear();
+                            continue;
+                        }
+                    }
                 }
-                if tx.is_closed() {
+                if !running || tx.is_closed() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
