@@ -232,3 +232,43 @@ def test_cancelled_build_leaves_nothing_behind(daemon, tmp_path):
     while set(daemon.berth("ps", "-aq")[1].split()) - before:
         assert time.time() < deadline, "the build's container was not cleaned up"
         time.sleep(0.2)
+
+
+def layers_size(daemon):
+    st, raw, _ = daemon.api("GET", "/system/df")
+    assert st == 200
+    return json.loads(raw)["LayersSize"]
+
+
+def test_prune_returns_disk_to_where_it_was(daemon, tmp_path, name):
+    # A running container keeps busybox in use, so `-a` leaves it.
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "120", check=True)
+    try:
+        daemon.docker("system", "prune", "-af")
+        baseline = layers_size(daemon)
+        (tmp_path / "blob").write_bytes(os.urandom(1 << 20))
+        (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo one > /one\nCOPY blob /blob\nCMD [\"true\"]\n")
+        rc, out, err = build(daemon, "docker", "-t", "prune-me:1", str(tmp_path))
+        assert rc == 0, out + err
+        daemon.docker("run", "--name", f"{name}-x", "prune-me:1", check=True)
+        # A rebuild under the same tag leaves the old image dangling.
+        (tmp_path / "blob").write_bytes(os.urandom(1 << 20))
+        rc, out, err = build(daemon, "docker", "-t", "prune-me:1", str(tmp_path))
+        assert rc == 0, out + err
+        assert layers_size(daemon) > baseline + (2 << 20)
+        rc, out, err = daemon.docker("system", "df")
+        assert rc == 0 and out.splitlines()[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], out + err
+        rc, out, err = daemon.berth("system", "df")
+        assert rc == 0 and "Images" in out, err
+        rc, out, err = daemon.docker("image", "prune", "-f")
+        assert rc == 0, err
+        assert "deleted: sha256:" not in out, "the dangling image still has its container"
+        rc, out, err = daemon.docker("system", "prune", "-af")
+        assert rc == 0, err
+        assert "untagged: prune-me:1" in out and "Total reclaimed space" in out
+        assert daemon.docker("image", "inspect", "prune-me:1")[0] != 0
+        assert daemon.docker("image", "inspect", "busybox")[0] == 0
+        assert layers_size(daemon) == baseline
+        assert daemon.docker("images", "-aq")[1].split() == daemon.docker("images", "-q", "busybox")[1].split()
+    finally:
+        daemon.docker("rm", "-f", name, f"{name}-x")

@@ -12,6 +12,11 @@ pub fn dispatch(c: &Client, cmd: Cmd) -> i32 {
     let (res, fail_code) = match cmd {
         Cmd::Container { cmd } => container(c, cmd),
         Cmd::Image { cmd } => image(c, cmd),
+        Cmd::System { cmd } => match cmd {
+            SystemCmd::Df(a) => (crate::system::df(c, a), 1),
+            SystemCmd::Prune(a) => (crate::system::system_prune(c, a), 1),
+            SystemCmd::Info(a) => (info(c, a), 1),
+        },
         Cmd::Short(s) => short(c, s),
     };
     match res {
@@ -78,6 +83,7 @@ fn image(c: &Client, cmd: ImageCmd) -> (Result<i32>, i32) {
         I::Rm(a) => (rmi(c, a), 1),
         I::History(a) => (history(c, a), 1),
         I::Build(a) => (crate::build::build(c, a), 1),
+        I::Prune(a) => (crate::system::image_prune(c, a), 1),
     }
 }
 
@@ -472,7 +478,7 @@ fn each(c: &Client, names: &[String], action: &str) -> Result<i32> {
     Ok(code)
 }
 
-fn filters_json(filters: &[String]) -> Result<String> {
+pub(crate) fn filters_json(filters: &[String]) -> Result<String> {
     let mut m: serde_json::Map<String, Value> = serde_json::Map::new();
     for f in filters {
         let (k, v) = f
@@ -978,7 +984,7 @@ fn diff(c: &Client, a: DiffArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn confirm(prompt: &str) -> bool {
+pub(crate) fn confirm(prompt: &str) -> bool {
     eprint!("{prompt} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut s = String::new();

@@ -6,6 +6,7 @@ mod commands;
 mod format;
 mod gotmpl;
 mod stream;
+mod system;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
@@ -35,8 +36,60 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Manage Berth
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
     #[command(flatten)]
     Short(ShortCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SystemCmd {
+    /// Show Berth disk usage
+    Df(DfArgs),
+    /// Remove unused data
+    Prune(SystemPruneArgs),
+    /// Display system-wide information
+    Info(FormatArgs),
+}
+
+#[derive(Args)]
+pub struct DfArgs {
+    /// Show detailed information on space usage
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    #[arg(long, default_value = "")]
+    pub format: String,
+}
+
+#[derive(Args)]
+pub struct SystemPruneArgs {
+    /// Remove all unused images not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    pub volumes: bool,
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ImagePruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 /// The top-level short forms (`berth run`, `berth ps`, `berth images`, …).
@@ -140,6 +193,8 @@ pub enum ImageCmd {
     Rm(RmiArgs),
     History(HistoryArgs),
     Build(BuildArgs),
+    /// Remove unused images
+    Prune(ImagePruneArgs),
 }
 
 #[derive(Args, Clone, Default)]

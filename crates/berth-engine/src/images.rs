@@ -155,6 +155,106 @@ impl Engine {
         Ok(out)
     }
 
+    /// `POST /images/prune`: dangling images, or with `dangling=false` every
+    /// image no container uses. Returns the delete items and the bytes freed.
+    pub fn prune_images(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<(Vec<Value>, u64)> {
+        for k in filters.keys() {
+            if !matches!(k.as_str(), "dangling" | "label" | "until") {
+                return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
+            }
+        }
+        let all = filters
+            .get("dangling")
+            .and_then(|v| v.first())
+            .is_some_and(|d| matches!(d.as_str(), "false" | "0"));
+        let until = filters
+            .get("until")
+            .and_then(|v| v.first())
+            .and_then(|u| crate::logs::parse_time(u));
+        let labels = filters.get("label").cloned().unwrap_or_default();
+        let before = self.store_disk_usage();
+        let held = self.held_layers();
+        let mut items = Vec::new();
+        // Deleting a child can leave its parent prunable: repeat until stable.
+        loop {
+            let list = self.store.list();
+            let has_children = |img: &Image| {
+                list.iter().any(|o| {
+                    o.config.history.len() > img.config.history.len()
+                        && o.config.history.starts_with(&img.config.history)
+                        && o.config
+                            .rootfs
+                            .diff_ids
+                            .starts_with(&img.config.rootfs.diff_ids)
+                })
+            };
+            let victims: Vec<&Image> = list
+                .iter()
+                .filter(|img| all || img.repo_tags.is_empty())
+                .filter(|img| !has_children(img))
+                .filter(|img| self.image_users(&img.id).is_empty())
+                .filter(|img| until.is_none_or(|u| (img.created_unix() as f64) < u))
+                .filter(|img| {
+                    let l = img.config.config.labels.clone().unwrap_or_default();
+                    labels.iter().all(|f| match f.split_once('=') {
+                        Some((k, v)) => l.get(k).is_some_and(|x| x == v),
+                        None => l.contains_key(f.as_str()),
+                    })
+                })
+                .collect();
+            if victims.is_empty() {
+                break;
+            }
+            for img in victims {
+                let deleted =
+                    self.store
+                        .delete(&img.id, true, &|id| self.image_users(id), &held)?;
+                items.extend(deleted.into_iter().map(|i| match i {
+                    DeleteItem::Untagged(t) => json!({"Untagged": t}),
+                    DeleteItem::Deleted(d) => json!({"Deleted": d}),
+                }));
+            }
+        }
+        let after = self.store_disk_usage();
+        Ok((items, before.saturating_sub(after)))
+    }
+
+    /// Bytes the image store holds on disk (unpacked layers and blobs).
+    pub fn store_disk_usage(&self) -> u64 {
+        crate::dir_size(&self.data_root().join("layers"))
+            + crate::dir_size(&self.data_root().join("content"))
+    }
+
+    /// `GET /system/df`.
+    pub fn system_df(&self, with_sizes: bool) -> Result<Value> {
+        let images: Vec<Value> = self.images(false, &HashMap::new())?;
+        let containers = self.list(true, None, with_sizes, &HashMap::new())?;
+        Ok(json!({
+            "LayersSize": self.store_disk_usage(),
+            "Images": images,
+            "Containers": containers,
+            "Volumes": [],
+            "BuildCache": [],
+        }))
+    }
+
+    /// `POST /build/prune`: forgets the build cache (its images go with `image prune`).
+    pub fn prune_build_cache(&self) -> Result<(Vec<String>, u64)> {
+        let path = self.data_root().join("build/cache.json");
+        let ids: Vec<String> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| {
+                serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&b).ok()
+            })
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        Ok((ids, 0))
+    }
+
     pub fn image_inspect(&self, name: &str) -> Result<Value> {
         let img = self.store.get(name)?;
         let cfg = &img.config;

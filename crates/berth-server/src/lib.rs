@@ -512,6 +512,31 @@ async fn build(
     Ok(r)
 }
 
+async fn images_prune(State(s): State<AppState>, q: Q) -> ApiResult {
+    let (items, space) = s.engine.prune_images(&q.filters()?)?;
+    Ok(json_response(json!({
+        "ImagesDeleted": if items.is_empty() { Value::Null } else { json!(items) },
+        "SpaceReclaimed": space,
+    })))
+}
+
+async fn system_df(State(s): State<AppState>) -> ApiResult {
+    Ok(json_response(s.engine.system_df(true)?))
+}
+
+/// User-defined networks do not exist yet (issue 4), so there is never one to
+/// prune; `docker system prune` calls this all the same.
+async fn networks_prune() -> ApiResult {
+    Ok(json_response(json!({"NetworksDeleted": null})))
+}
+
+async fn build_prune(State(s): State<AppState>) -> ApiResult {
+    let (ids, space) = s.engine.prune_build_cache()?;
+    Ok(json_response(
+        json!({"CachesDeleted": ids, "SpaceReclaimed": space}),
+    ))
+}
+
 async fn container_top(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
     Ok(json_response(s.engine.top(&id, &q.str("ps_args")).await?))
 }
@@ -672,6 +697,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/changes", get(container_changes))
         .route("/commit", post(commit))
         .route("/build", post(build))
+        .route("/build/prune", post(build_prune))
+        .route("/networks/prune", post(networks_prune))
+        .route("/images/prune", post(images_prune))
+        .route("/system/df", get(system_df))
         .route("/containers/{id}/attach", post(container_attach))
         .route("/containers/{id}/exec", post(exec_create))
         .route("/containers/{id}", axum::routing::delete(container_delete))

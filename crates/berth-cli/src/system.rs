@@ -1,0 +1,194 @@
+//! `image prune`, `system df`, `system prune`.
+
+use crate::client::{query, Client};
+use crate::commands::{confirm, filters_json};
+use crate::format::{human_size, print_rows};
+use crate::{DfArgs, ImagePruneArgs, SystemPruneArgs};
+use anyhow::Result;
+use serde_json::{json, Value};
+
+/// Prunes images; returns the bytes freed. Prints Docker's "Deleted Images:" list.
+fn prune_images(c: &Client, all: bool, filters: &[String]) -> Result<u64> {
+    let mut f = filters.to_vec();
+    if all {
+        f.push("dangling=false".into());
+    }
+    let q = if f.is_empty() {
+        String::new()
+    } else {
+        query(&[("filters", filters_json(&f)?)])
+    };
+    let v = c.post(&format!("/images/prune{q}"))?.json()?;
+    let items = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
+    if !items.is_empty() {
+        println!("Deleted Images:");
+        for i in items {
+            if let Some(t) = i["Untagged"].as_str() {
+                println!("untagged: {t}");
+            }
+            if let Some(d) = i["Deleted"].as_str() {
+                println!("deleted: {d}");
+            }
+        }
+        println!();
+    }
+    Ok(v["SpaceReclaimed"].as_u64().unwrap_or(0))
+}
+
+pub fn image_prune(c: &Client, a: ImagePruneArgs) -> Result<i32> {
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !a.force && !confirm(&format!("{warning}\nAre you sure you want to continue?")) {
+        return Ok(0);
+    }
+    let space = prune_images(c, a.all, &a.filter)?;
+    println!("Total reclaimed space: {}", human_size(space as f64));
+    Ok(0)
+}
+
+pub fn system_prune(c: &Client, a: SystemPruneArgs) -> Result<i32> {
+    if !a.force {
+        let images = if a.all {
+            "  - all images without at least one container associated to them"
+        } else {
+            "  - all dangling images"
+        };
+        let prompt = format!(
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n{images}\n  - unused build cache\n\nAre you sure you want to continue?"
+        );
+        if !confirm(&prompt) {
+            return Ok(0);
+        }
+    }
+    let mut space = 0u64;
+    let v = c.post("/containers/prune")?.json()?;
+    let ids = v["ContainersDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        println!("Deleted Containers:");
+        for i in ids {
+            println!("{}", i.as_str().unwrap_or_default());
+        }
+        println!();
+    }
+    space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+    c.post("/networks/prune")?;
+    space += prune_images(c, a.all, &a.filter)?;
+    let v = c.post("/build/prune")?.json()?;
+    space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+    println!("Total reclaimed space: {}", human_size(space as f64));
+    Ok(0)
+}
+
+pub fn df(c: &Client, a: DfArgs) -> Result<i32> {
+    let v = c.get("/system/df")?.json()?;
+    let images = v["Images"].as_array().cloned().unwrap_or_default();
+    let containers = v["Containers"].as_array().cloned().unwrap_or_default();
+    let img_active = images
+        .iter()
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
+        .count();
+    let img_size = v["LayersSize"].as_f64().unwrap_or(0.0);
+    let img_unused: f64 = images
+        .iter()
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) == 0)
+        .map(|i| i["Size"].as_f64().unwrap_or(0.0))
+        .sum::<f64>()
+        .min(img_size);
+    let c_active = containers
+        .iter()
+        .filter(|c| c["State"] == "running")
+        .count();
+    let c_size: f64 = containers
+        .iter()
+        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0))
+        .sum();
+    let c_unused: f64 = containers
+        .iter()
+        .filter(|c| c["State"] != "running")
+        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0))
+        .sum();
+    let pct = |part: f64, whole: f64| {
+        if whole > 0.0 {
+            format!("{} ({:.0}%)", human_size(part), part * 100.0 / whole)
+        } else {
+            human_size(part)
+        }
+    };
+    if a.verbose {
+        println!("Images space usage:\n");
+        let rows: Vec<Value> = images
+            .iter()
+            .map(|i| {
+                let tag = i["RepoTags"][0].as_str().unwrap_or("<none>:<none>");
+                let (repo, t) = tag.rsplit_once(':').unwrap_or((tag, ""));
+                json!({"Repository": repo, "Tag": t,
+                    "ID": i["Id"].as_str().unwrap_or_default().trim_start_matches("sha256:").chars().take(12).collect::<String>(),
+                    "Size": human_size(i["Size"].as_f64().unwrap_or(0.0)),
+                    "Containers": i["Containers"]})
+            })
+            .collect();
+        print_rows(
+            "",
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}\t{{.Containers}}",
+            &rows,
+            &[
+                ("Repository", "REPOSITORY"),
+                ("Tag", "TAG"),
+                ("ID", "IMAGE ID"),
+                ("Size", "SIZE"),
+                ("Containers", "CONTAINERS"),
+            ],
+        )?;
+        println!("\nContainers space usage:\n");
+        let rows: Vec<Value> = containers
+            .iter()
+            .map(|c| {
+                json!({"ID": c["Id"].as_str().unwrap_or_default().chars().take(12).collect::<String>(),
+                    "Image": c["Image"], "Size": human_size(c["SizeRw"].as_f64().unwrap_or(0.0)),
+                    "Status": c["Status"],
+                    "Names": c["Names"][0].as_str().unwrap_or_default().trim_start_matches('/')})
+            })
+            .collect();
+        print_rows(
+            "",
+            "table {{.ID}}\t{{.Image}}\t{{.Size}}\t{{.Status}}\t{{.Names}}",
+            &rows,
+            &[
+                ("ID", "CONTAINER ID"),
+                ("Image", "IMAGE"),
+                ("Size", "SIZE"),
+                ("Status", "STATUS"),
+                ("Names", "NAMES"),
+            ],
+        )?;
+        println!("\nLocal Volumes space usage:\n\nVOLUME NAME   LINKS     SIZE\n\nBuild cache usage: 0B\n");
+        return Ok(0);
+    }
+    let rows = vec![
+        json!({"Type": "Images", "TotalCount": images.len(), "Active": img_active,
+            "Size": human_size(img_size), "Reclaimable": pct(img_unused, img_size)}),
+        json!({"Type": "Containers", "TotalCount": containers.len(), "Active": c_active,
+            "Size": human_size(c_size), "Reclaimable": pct(c_unused, c_size)}),
+        json!({"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+    ];
+    print_rows(
+        &a.format,
+        "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+        &rows,
+        &[
+            ("Type", "TYPE"),
+            ("TotalCount", "TOTAL"),
+            ("Active", "ACTIVE"),
+            ("Size", "SIZE"),
+            ("Reclaimable", "RECLAIMABLE"),
+        ],
+    )?;
+    Ok(0)
+}
