@@ -272,3 +272,68 @@ def test_prune_returns_disk_to_where_it_was(daemon, tmp_path, name):
         assert daemon.docker("images", "-aq")[1].split() == daemon.docker("images", "-q", "busybox")[1].split()
     finally:
         daemon.docker("rm", "-f", name, f"{name}-x")
+
+
+
+def test_scratch_shell_onbuild_predefined_args_and_flags(daemon, tmp_path):
+    import shutil
+    shutil.copy("/bin/busybox", tmp_path / "busybox")
+    (tmp_path / "Dockerfile").write_text("""\
+FROM scratch
+COPY busybox /bin/busybox
+SHELL ["/bin/busybox", "sh", "-c"]
+ARG http_proxy
+RUN /bin/busybox mkdir -p /etc && /bin/busybox echo "proxy=$http_proxy" > /etc/proxy
+COPY <<EOF /etc/motd
+hello from a heredoc
+EOF
+ONBUILD RUN /bin/busybox echo triggered > /etc/child
+CMD ["/bin/busybox", "cat", "/etc/proxy", "/etc/motd"]
+""")
+    iid = tmp_path / "iid"
+    rc, out, err = build(daemon, "berth", "-t", "scratchy:1", "--iidfile", str(iid),
+                         "--build-arg", "http_proxy=http://proxy.invalid:3128",
+                         "--label", "built.by=test", "--network", "none", "--pull",
+                         "--platform", "linux/amd64", str(tmp_path))
+    assert rc == 0, out + err
+    info = json.loads(daemon.berth("image", "inspect", "scratchy:1")[1])[0]
+    assert iid.read_text() == info["Id"]
+    assert info["Config"]["Labels"]["built.by"] == "test"
+    assert info["Config"]["OnBuild"] == ["RUN /bin/busybox echo triggered > /etc/child"]
+    assert len(info["RootFS"]["Layers"]) == 3, "scratch has no base layer"
+    rc, out, err = daemon.berth("run", "--rm", "scratchy:1")
+    assert out == "proxy=http://proxy.invalid:3128\nhello from a heredoc\n", err
+    # ONBUILD triggers run in a child build.
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "Dockerfile").write_text("FROM scratchy:1\n")
+    rc, out, err = build(daemon, "docker", "-t", "scratchy:child", str(child))
+    assert rc == 0 and "Executing 1 build trigger" in out, out + err
+    assert daemon.docker("run", "--rm", "scratchy:child", "/bin/busybox", "cat", "/etc/child")[1] == "triggered\n"
+    # -f names a Dockerfile outside the context.
+    other = tmp_path / "elsewhere.Dockerfile"
+    other.write_text("FROM busybox\nCMD [\"echo\", \"from elsewhere\"]\n")
+    rc, out, err = build(daemon, "berth", "-f", str(other), "-t", "scratchy:f", str(child))
+    assert rc == 0, out + err
+    assert daemon.berth("run", "--rm", "scratchy:f")[1] == "from elsewhere\n"
+    daemon.berth("rmi", "scratchy:1", "scratchy:child", "scratchy:f")
+
+
+@pytest.mark.parametrize("dockerfile,message", [
+    ("FROM busybox\nENV\n", "Dockerfile:2: ENV requires at least one argument"),
+    ("FROM busybox\nSHELL /bin/sh -c\n", "SHELL requires the arguments to be in JSON form"),
+    ("FROM busybox\nCOPY --nope=1 a /b\n", "Dockerfile:2: unknown flag: --nope"),
+    ("FROM busybox\nONBUILD ONBUILD RUN x\n", "ONBUILD isn't allowed as an ONBUILD trigger"),
+    ("FROM busybox AS\n", "FROM requires either one or three arguments"),
+    ("FROM busybox\nCOPY onlyone\n", "COPY requires at least two arguments"),
+    ("FROM busybox\nEXPOSE 80/icmp\n", "invalid containerPort: 80/icmp"),
+    ("RUN echo\n", "no build stage in current context"),
+    ("FROM busybox\nCOPY a b c\n", "the destination must be a directory and end with a /"),
+    ("FROM busybox\nWORKDIR ${X\n", "missing '}'"),
+])
+def test_bad_dockerfiles_are_refused_with_the_line(daemon, tmp_path, dockerfile, message):
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    (tmp_path / "Dockerfile").write_text(dockerfile)
+    rc, out, err = build(daemon, "berth", str(tmp_path))
+    assert rc != 0 and message in out + err, out + err

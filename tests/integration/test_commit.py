@@ -74,3 +74,15 @@ def test_commit_errors(daemon):
     st, body, _ = daemon.api("POST", "/commit?container=")
     assert st == 400
     assert daemon.api("GET", "/containers/nope/changes")[0] == 404
+
+
+def test_history_flags(daemon):
+    rc, out, err = daemon.berth("image", "history", "-H=false", "--format", "{{.Size}}|{{.CreatedSince}}", "busybox")
+    assert rc == 0, err
+    size, created = out.strip().split("|")
+    assert size.isdigit() and int(size) > 1_000_000
+    assert created[:4].isdigit() and "T" in created
+    rc, out, _ = daemon.berth("image", "history", "-q", "busybox")
+    assert out.strip() == json.loads(daemon.berth("image", "inspect", "busybox")[1])[0]["Id"][7:19]
+    rc, out, _ = daemon.berth("image", "history", "--no-trunc", "busybox")
+    assert json.loads(daemon.berth("image", "inspect", "busybox")[1])[0]["Id"] in out

@@ -1252,9 +1252,19 @@ fn history(c: &Client, a: HistoryArgs) -> Result<i32> {
             }
             json!({
                 "ID": if id == "<missing>" || a.no_trunc { id.to_string() } else { short_id(id) },
-                "CreatedSince": ago(h["Created"].as_i64().unwrap_or(0)),
+                "CreatedSince": if a.human {
+                    ago(h["Created"].as_i64().unwrap_or(0))
+                } else {
+                    chrono::DateTime::from_timestamp(h["Created"].as_i64().unwrap_or(0), 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+                        .unwrap_or_default()
+                },
                 "CreatedBy": by,
-                "Size": human_size(h["Size"].as_f64().unwrap_or(0.0)),
+                "Size": if a.human {
+                    human_size(h["Size"].as_f64().unwrap_or(0.0))
+                } else {
+                    h["Size"].as_i64().unwrap_or(0).to_string()
+                },
                 "Comment": h["Comment"],
             })
         })

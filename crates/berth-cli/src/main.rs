@@ -590,7 +590,8 @@ pub struct HistoryArgs {
     pub no_trunc: bool,
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    #[arg(short = 'H', long, default_value_t = true)]
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub human: bool,
     #[arg(long, default_value = "")]
     pub format: String,
