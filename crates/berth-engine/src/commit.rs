@@ -75,6 +75,13 @@ impl Engine {
             .store
             .get(&rec.image_id)
             .map_err(|_| EngineError::NotFound(format!("No such image: {}", rec.image_id)))?;
+        // What a container's config does not carry comes from its image.
+        if run.healthcheck.is_none() {
+            run.healthcheck = base.config.config.healthcheck.clone();
+        }
+        if run.shell.is_none() {
+            run.shell = base.config.config.shell.clone();
+        }
         let paused = opts.pause && c.state().status == crate::record::Status::Running;
         if paused {
             self.pause(key, true).await?;
