@@ -99,6 +99,58 @@ pub struct HostConfig {
     pub init: Option<bool>,
     pub extra_hosts: Option<Vec<String>>,
     pub dns: Option<Vec<String>>,
+    pub mounts: Option<Vec<MountRequest>>,
+    pub tmpfs: Option<HashMap<String, String>>,
+    pub volumes_from: Option<Vec<String>>,
+}
+
+/// One entry of `HostConfig.Mounts` (`--mount`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountRequest {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<TmpfsOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    pub no_copy: bool,
+    pub labels: Option<HashMap<String, String>>,
+    pub driver_config: Option<DriverConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DriverConfig {
+    pub name: String,
+    pub options: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    pub size_bytes: i64,
+    pub mode: u32,
+}
+
+/// Body of `POST /volumes/create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeCreateRequest {
+    pub name: String,
+    pub driver: String,
+    pub driver_opts: Option<HashMap<String, String>>,
+    pub labels: Option<HashMap<String, String>>,
 }
 
 /// Body of `POST /containers/{id}/exec`.

@@ -12,6 +12,7 @@ pub fn dispatch(c: &Client, cmd: Cmd) -> i32 {
     let (res, fail_code) = match cmd {
         Cmd::Container { cmd } => container(c, cmd),
         Cmd::Image { cmd } => image(c, cmd),
+        Cmd::Volume { cmd } => (crate::volume::dispatch(c, cmd), 1),
         Cmd::System { cmd } => match cmd {
             SystemCmd::Df(a) => (crate::system::df(c, a), 1),
             SystemCmd::Prune(a) => (crate::system::system_prune(c, a), 1),
@@ -122,7 +123,7 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
 }
 
 /// Docker's RAMInBytes: binary units.
-fn ram_bytes(s: &str) -> Result<i64> {
+pub(crate) fn ram_bytes(s: &str) -> Result<i64> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.trim_end_matches('b');
     let (num, mult) = match t.chars().last() {
@@ -249,6 +250,32 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     }
     if let Some(p) = a.pids_limit {
         hc["PidsLimit"] = json!(p);
+    }
+    // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes),
+    // anything with a `:` a bind or a named volume (HostConfig.Binds).
+    let (anon, binds): (Vec<&String>, Vec<&String>) =
+        a.volume.iter().partition(|v| !v.contains(':'));
+    hc["Binds"] = json!(binds);
+    let mounts = a
+        .mount
+        .iter()
+        .map(|m| crate::volume::parse_mount(m))
+        .collect::<Result<Vec<_>>>()?;
+    hc["Mounts"] = json!(mounts);
+    let tmpfs: serde_json::Map<String, Value> = a
+        .tmpfs
+        .iter()
+        .map(|t| {
+            let (p, o) = t.split_once(':').unwrap_or((t, ""));
+            (p.to_string(), json!(o))
+        })
+        .collect();
+    hc["Tmpfs"] = Value::Object(tmpfs);
+    hc["VolumesFrom"] = json!(a.volumes_from);
+    if !anon.is_empty() {
+        let vols: serde_json::Map<String, Value> =
+            anon.iter().map(|v| (v.to_string(), json!({}))).collect();
+        cfg["Volumes"] = Value::Object(vols);
     }
     Ok(cfg)
 }

@@ -7,6 +7,7 @@ mod format;
 mod gotmpl;
 mod stream;
 mod system;
+mod volume;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
@@ -36,6 +37,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+    },
     /// Manage Berth
     System {
         #[command(subcommand)]
@@ -43,6 +49,70 @@ pub enum Cmd {
     },
     #[command(flatten)]
     Short(ShortCmd),
+}
+
+#[derive(Subcommand)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused local volumes
+    Prune(VolumePruneArgs),
+}
+
+#[derive(Args)]
+pub struct VolumeCreateArgs {
+    #[arg(short = 'd', long, default_value = "local")]
+    pub driver: String,
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
+    #[arg(long)]
+    pub label: Vec<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Args)]
+pub struct VolumeLsArgs {
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(short = 'f', long)]
+    pub filter: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub format: String,
+}
+
+#[derive(Args)]
+pub struct VolumeInspectArgs {
+    #[arg(short = 'f', long, default_value = "")]
+    pub format: String,
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct VolumeRmArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -244,6 +314,18 @@ pub struct RunArgs {
     pub cpu_shares: Option<i64>,
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Bind mount a volume (name:/path[:ro], /host:/path[:ro], or /path)
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount (type=volume|bind|tmpfs,source=…,target=…,readonly)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory (/path[:options])
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     #[arg(long)]
     pub privileged: bool,
     #[arg(long = "cap-add")]

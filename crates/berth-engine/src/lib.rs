@@ -13,6 +13,7 @@ pub mod record;
 pub mod rootfs;
 mod top;
 pub mod user;
+pub mod volumes;
 
 use berth_api::{ContainerConfig, CreateRequest, ImageRunConfig};
 use berth_runtime::proto::{ExitStatus, Request};
@@ -122,6 +123,7 @@ pub struct Engine {
     execs: Mutex<HashMap<String, ExecRecord>>,
     /// One build at a time: builds share the cache file and the disk.
     build_lock: tokio::sync::Mutex<()>,
+    pub volumes: berth_volume::VolumeStore,
 }
 
 fn now() -> String {
@@ -172,6 +174,7 @@ impl Engine {
         std::fs::create_dir_all(cfg.exec_root.join("runtime"))?;
         std::fs::create_dir_all(cfg.exec_root.join("s"))?;
         let store = Arc::new(Store::open(&cfg.data_root)?);
+        let cfg_data_root = cfg.data_root.clone();
         let engine = Arc::new(Engine {
             cfg,
             store,
@@ -180,6 +183,7 @@ impl Engine {
             names: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             build_lock: tokio::sync::Mutex::new(()),
+            volumes: berth_volume::VolumeStore::open(&cfg_data_root)?,
         });
         engine.clone().restore().await;
         Ok(engine)
@@ -482,6 +486,14 @@ impl Engine {
                     .unwrap_or_else(|| id[..12].to_string())
             }
         };
+        // The image's VOLUMEs become anonymous volumes too.
+        if let Some(iv) = &ic.volumes {
+            let v = config.volumes.get_or_insert_with(Default::default);
+            for (k, val) in iv {
+                v.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
+        let mounts = self.resolve_mounts(&config, &host_config)?;
         let log_path = self
             .cdir(&id)
             .join(format!("{id}-json.log"))
@@ -499,6 +511,7 @@ impl Engine {
             host_config,
             log_path,
             layers: image.chain.clone(),
+            mounts,
         };
         {
             // Check and claim the name in one step: two creates race for it.
@@ -670,6 +683,7 @@ impl Engine {
             },
             cgroup_path: format!("/berth/{}", rec.id),
             etc_binds: self.write_etc_files(rec)?,
+            mounts: self.prepare_mounts(rec, rootfs)?,
         })
     }
 
@@ -957,7 +971,8 @@ impl Engine {
     fn spawn_auto_remove(self: &Arc<Self>, id: String) {
         let me = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = me.remove(&id, true, false).await {
+            // As `docker run --rm`: anonymous volumes go with the container.
+            if let Err(e) = me.remove(&id, true, true).await {
                 tracing::warn!("auto-remove {id}: {e}");
             }
         });
@@ -1122,7 +1137,7 @@ impl Engine {
 
     // ---------------------------------------------------------------- remove
 
-    pub async fn remove(&self, key: &str, force: bool, _volumes: bool) -> Result<()> {
+    pub async fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.find(key)?;
         let name = c.rec.read().expect("rec").name.clone();
         if c.state().status == Status::Restarting {
@@ -1181,6 +1196,9 @@ impl Engine {
             .retain(|_, e| e.container_id != id);
         c.bump(|s| s.removed = true);
         let rec = c.rec.read().expect("rec").clone();
+        if volumes {
+            self.remove_anonymous_volumes(&rec);
+        }
         if self.store.get(&rec.image_id).is_err() {
             // Its image went with `rmi -f`: the layers may now be free.
             self.store.gc_layers(&rec.layers, &self.held_layers());
@@ -1448,7 +1466,7 @@ impl Engine {
                     "MergedDir": self.rootfs(&rec.id),
                 }
             },
-            "Mounts": [],
+            "Mounts": self.mounts_json(&rec),
             "Config": config,
             "NetworkSettings": {
                 "Bridge": "", "SandboxID": "", "HairpinMode": false,
@@ -1572,7 +1590,7 @@ impl Engine {
                 "Status": record::status_text(&st),
                 "HostConfig": {"NetworkMode": net_mode},
                 "NetworkSettings": {"Networks": {}},
-                "Mounts": [],
+                "Mounts": self.mounts_json(&rec),
             });
             if size {
                 let rw = dir_size(&self.cdir(&rec.id).join("rw/upper"));

@@ -68,6 +68,9 @@ pub struct Record {
     /// keeps its filesystem when `rmi -f` removes a stopped container's image.
     #[serde(default)]
     pub layers: Vec<String>,
+    /// Volumes, binds and tmpfs mounts, resolved at create time.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
 }
 
 /// Go's `units.HumanDuration`, which docker uses for "Up 3 seconds".

@@ -127,6 +127,18 @@ pub struct RunSpec {
     pub cgroup_path: String,
     /// (host file, container path) bind mounts such as /etc/hosts.
     pub etc_binds: Vec<(PathBuf, String)>,
+    /// Volumes, bind mounts and tmpfs mounts the user asked for.
+    pub mounts: Vec<UserMount>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserMount {
+    /// A host directory bound in; None for a tmpfs.
+    pub source: Option<PathBuf>,
+    pub destination: String,
+    pub readonly: bool,
+    /// Extra tmpfs options (`size=…`, `mode=…`).
+    pub tmpfs_options: Vec<String>,
 }
 
 /// The capabilities this host can grant: its bounding set. A sandbox without
@@ -276,6 +288,25 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
             &src.to_string_lossy(),
             &["rbind", "rprivate"],
         ));
+    }
+    // Parents before children: `/data` must be mounted before `/data/sub`.
+    let mut user: Vec<&UserMount> = spec.mounts.iter().collect();
+    user.sort_by_key(|m| m.destination.matches('/').count());
+    for m in user {
+        let rw = if m.readonly { "ro" } else { "rw" };
+        match &m.source {
+            Some(src) => mounts.push(mount(
+                &m.destination,
+                "bind",
+                &src.to_string_lossy(),
+                &["rbind", "rprivate", rw],
+            )),
+            None => {
+                let mut opts: Vec<&str> = vec!["nosuid", "nodev", "noexec", rw];
+                opts.extend(m.tmpfs_options.iter().map(String::as_str));
+                mounts.push(mount(&m.destination, "tmpfs", "tmpfs", &opts));
+            }
+        }
     }
     let mut namespaces = vec![
         json!({"type": "pid"}),

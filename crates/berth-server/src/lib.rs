@@ -537,6 +537,35 @@ async fn build_prune(State(s): State<AppState>) -> ApiResult {
     ))
 }
 
+async fn volumes_list(State(s): State<AppState>, q: Q) -> ApiResult {
+    Ok(json_response(s.engine.volume_list(&q.filters()?)?))
+}
+
+async fn volume_create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult {
+    let req: berth_api::VolumeCreateRequest = parse_json(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(s.engine.volume_create(req)?),
+    )
+        .into_response())
+}
+
+async fn volume_inspect(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    Ok(json_response(s.engine.volume_inspect(&name)?))
+}
+
+async fn volume_delete(State(s): State<AppState>, Path(name): Path<String>, q: Q) -> ApiResult {
+    s.engine.volume_remove(&name, q.bool("force"))?;
+    Ok(no_content())
+}
+
+async fn volumes_prune(State(s): State<AppState>, q: Q) -> ApiResult {
+    let (names, space) = s.engine.volume_prune(&q.filters()?)?;
+    Ok(json_response(
+        json!({"VolumesDeleted": names, "SpaceReclaimed": space}),
+    ))
+}
+
 async fn container_top(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
     Ok(json_response(s.engine.top(&id, &q.str("ps_args")).await?))
 }
@@ -701,6 +730,10 @@ pub fn router(state: AppState) -> Router {
         .route("/networks/prune", post(networks_prune))
         .route("/images/prune", post(images_prune))
         .route("/system/df", get(system_df))
+        .route("/volumes", get(volumes_list))
+        .route("/volumes/create", post(volume_create))
+        .route("/volumes/prune", post(volumes_prune))
+        .route("/volumes/{name}", get(volume_inspect).delete(volume_delete))
         .route("/containers/{id}/attach", post(container_attach))
         .route("/containers/{id}/exec", post(exec_create))
         .route("/containers/{id}", axum::routing::delete(container_delete))

@@ -1,0 +1,210 @@
+//! `berth volume …` and the `--mount` syntax.
+
+use crate::client::{query, urlencode, Client};
+use crate::commands::{confirm, filters_json};
+use crate::format::{human_size, print_rows, render};
+use crate::{
+    VolumeCmd, VolumeCreateArgs, VolumeInspectArgs, VolumeLsArgs, VolumePruneArgs, VolumeRmArgs,
+};
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+
+/// `--mount type=volume,source=v,target=/d,readonly,volume-opt=k=v,…` as the API's Mount.
+pub fn parse_mount(spec: &str) -> Result<Value> {
+    let mut m = json!({"Type": "volume"});
+    let mut vol_opts = serde_json::Map::new();
+    let mut labels = serde_json::Map::new();
+    let mut nocopy = false;
+    let mut tmpfs = serde_json::Map::new();
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k.to_ascii_lowercase().as_str() {
+            "type" => m["Type"] = json!(v),
+            "source" | "src" => m["Source"] = json!(v),
+            "target" | "destination" | "dst" => m["Target"] = json!(v),
+            "readonly" | "ro" => m["ReadOnly"] = json!(v.is_empty() || matches!(v, "1" | "true")),
+            "volume-nocopy" => nocopy = v.is_empty() || matches!(v, "1" | "true"),
+            "volume-label" => {
+                let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
+                labels.insert(lk.into(), json!(lv));
+            }
+            "volume-opt" => {
+                let (ok, ov) = v
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("invalid volume-opt: {v}"))?;
+                vol_opts.insert(ok.into(), json!(ov));
+            }
+            "volume-driver" => {}
+            "tmpfs-size" => {
+                tmpfs.insert("SizeBytes".into(), json!(crate::commands::ram_bytes(v)?));
+            }
+            "tmpfs-mode" => {
+                let mode =
+                    u32::from_str_radix(v, 8).map_err(|_| anyhow!("invalid tmpfs-mode: {v}"))?;
+                tmpfs.insert("Mode".into(), json!(mode));
+            }
+            "bind-propagation" | "consistency" => {}
+            other => bail!("invalid field '{other}' must be a key=value pair"),
+        }
+    }
+    if m["Target"].is_null() {
+        bail!("invalid argument \"{spec}\" for \"--mount\" flag: target is required");
+    }
+    if m["Type"] == "volume" {
+        m["VolumeOptions"] = json!({"NoCopy": nocopy, "Labels": labels, "DriverConfig": {"Name": "local", "Options": vol_opts}});
+    }
+    if m["Type"] == "tmpfs" && !tmpfs.is_empty() {
+        m["TmpfsOptions"] = Value::Object(tmpfs);
+    }
+    Ok(m)
+}
+
+pub fn dispatch(c: &Client, cmd: VolumeCmd) -> Result<i32> {
+    match cmd {
+        VolumeCmd::Create(a) => create(c, a),
+        VolumeCmd::Ls(a) => ls(c, a),
+        VolumeCmd::Inspect(a) => inspect(c, a),
+        VolumeCmd::Rm(a) => rm(c, a),
+        VolumeCmd::Prune(a) => prune(c, a),
+    }
+}
+
+fn kv(list: &[String]) -> serde_json::Map<String, Value> {
+    list.iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').unwrap_or((s, ""));
+            (k.to_string(), json!(v))
+        })
+        .collect()
+}
+
+fn create(c: &Client, a: VolumeCreateArgs) -> Result<i32> {
+    let body = json!({
+        "Name": a.name.clone().unwrap_or_default(),
+        "Driver": a.driver,
+        "DriverOpts": kv(&a.opt),
+        "Labels": kv(&a.label),
+    });
+    let v = c.post_json("/volumes/create", &body)?.json()?;
+    println!("{}", v["Name"].as_str().unwrap_or_default());
+    Ok(0)
+}
+
+fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
+    let q = if a.filter.is_empty() {
+        String::new()
+    } else {
+        query(&[("filters", filters_json(&a.filter)?)])
+    };
+    let v = c.get(&format!("/volumes{q}"))?.json()?;
+    let rows: Vec<Value> = v["Volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let mut r = v.clone();
+            r["Labels"] = json!(v["Labels"]
+                .as_object()
+                .map(|m| m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default());
+            r
+        })
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["Name"].as_str().unwrap_or_default());
+        }
+        return Ok(0);
+    }
+    print_rows(
+        &a.format,
+        "table {{.Driver}}\t{{.Name}}",
+        &rows,
+        &[
+            ("Driver", "DRIVER"),
+            ("Name", "VOLUME NAME"),
+            ("Mountpoint", "MOUNTPOINT"),
+            ("Labels", "LABELS"),
+            ("Scope", "SCOPE"),
+        ],
+    )?;
+    Ok(0)
+}
+
+fn inspect(c: &Client, a: VolumeInspectArgs) -> Result<i32> {
+    let mut out = Vec::new();
+    let mut code = 0;
+    for n in &a.volumes {
+        match c
+            .get(&format!("/volumes/{}", urlencode(n)))
+            .and_then(|r| r.json())
+        {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    if a.format.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for v in &out {
+            println!("{}", render(&a.format, v)?);
+        }
+    }
+    Ok(code)
+}
+
+fn rm(c: &Client, a: VolumeRmArgs) -> Result<i32> {
+    let mut code = 0;
+    for n in &a.volumes {
+        let q = if a.force { "?force=1" } else { "" };
+        match c.delete(&format!("/volumes/{}{q}", urlencode(n))) {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn prune(c: &Client, a: VolumePruneArgs) -> Result<i32> {
+    let warning = if a.all {
+        "WARNING! This will remove all local volumes not used by at least one container."
+    } else {
+        "WARNING! This will remove anonymous local volumes not used by at least one container."
+    };
+    if !a.force && !confirm(&format!("{warning}\nAre you sure you want to continue?")) {
+        return Ok(0);
+    }
+    let mut f = a.filter.clone();
+    if a.all {
+        f.push("all=true".into());
+    }
+    let q = if f.is_empty() {
+        String::new()
+    } else {
+        query(&[("filters", filters_json(&f)?)])
+    };
+    let v = c.post(&format!("/volumes/prune{q}"))?.json()?;
+    let names = v["VolumesDeleted"].as_array().cloned().unwrap_or_default();
+    if !names.is_empty() {
+        println!("Deleted Volumes:");
+        for n in names {
+            println!("{}", n.as_str().unwrap_or_default());
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+    Ok(0)
+}
