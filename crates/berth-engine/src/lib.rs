@@ -173,6 +173,10 @@ impl Engine {
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("runtime"))?;
         std::fs::create_dir_all(cfg.exec_root.join("s"))?;
+        // Whatever an earlier run left to delete in the background.
+        for root in [&cfg.data_root, &cfg.exec_root] {
+            let _ = remove_tree(&root.join("trash"));
+        }
         let store = Arc::new(Store::open(&cfg.data_root)?);
         let cfg_data_root = cfg.data_root.clone();
         let engine = Arc::new(Engine {
@@ -208,6 +212,22 @@ impl Engine {
     }
     fn shim(&self, id: &str) -> ShimClient {
         ShimClient::new(&self.shim_socket(id))
+    }
+
+    /// Takes a directory out of sight at once (rename into `<root>/trash`)
+    /// and deletes it in the background: removal need not wait for the disk.
+    fn discard(&self, dir: &Path, root: &Path) -> Result<()> {
+        let trash = root.join("trash");
+        std::fs::create_dir_all(&trash)?;
+        let to = trash.join(format!("{:016x}", rand::random::<u64>()));
+        match std::fs::rename(dir, &to) {
+            Ok(()) => {
+                tokio::task::spawn_blocking(move || remove_tree(&to));
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(_) => Ok(remove_tree(dir)?),
+        }
     }
 
     fn persist_state(&self, c: &Ctr) -> Result<()> {
@@ -732,6 +752,9 @@ impl Engine {
         let oci = spec::build(&rs).map_err(|e| EngineError::BadRequest(e.to_string()))?;
         let xdir = self.xdir(id);
         std::fs::create_dir_all(xdir.join("bundle"))?;
+        // The previous shim of this container may still be tearing down its
+        // cgroups after reporting the exit: let it finish first.
+        wait_for_old_shim(&xdir).await;
         for stale in ["exit", "init.pid"] {
             let _ = std::fs::remove_file(xdir.join(stale));
         }
@@ -1180,9 +1203,9 @@ impl Engine {
         let _ = self.persist_state(&c);
         self.mounter.unmount(&self.rootfs(&id))?;
         let _ = remove_tree(&self.cfg.exec_root.join("runtime").join(&id));
-        remove_tree(&self.xdir(&id))?;
+        self.discard(&self.xdir(&id), &self.cfg.exec_root)?;
         let _ = std::fs::remove_file(self.shim_socket(&id));
-        remove_tree(&self.cdir(&id))?;
+        self.discard(&self.cdir(&id), &self.cfg.data_root)?;
         self.containers.write().expect("containers").remove(&id);
         {
             let mut names = self.names.write().expect("names");
@@ -1720,6 +1743,27 @@ fn exit_code_for_start_error(msg: &str) -> i32 {
         126
     } else {
         128
+    }
+}
+
+/// Waits (up to 5 s) for the shim whose pid `xdir/shim.pid` names to exit.
+async fn wait_for_old_shim(xdir: &Path) {
+    let Some(pid) = std::fs::read_to_string(xdir.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&*xdir.to_string_lossy()))
+            .unwrap_or(false)
+    };
+    for _ in 0..5000 {
+        if !ours(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -435,9 +435,6 @@ impl Shim {
         if let Err(e) = write_exit_file(&self.state_dir, &st) {
             eprintln!("berth-shim: writing exit file: {e}");
         }
-        if let Err(e) = self.container.delete(true) {
-            eprintln!("berth-shim: delete: {e}");
-        }
         let mut resp = Response::ok();
         resp.exit = Some(st.clone());
         let line = response_line(&resp);
@@ -850,6 +847,12 @@ impl Shim {
                     let toks: Vec<Token> = self.clients.keys().copied().collect();
                     for t in toks {
                         self.flush_client(t);
+                    }
+                    // Waiters have the exit status; tearing down the cgroups and
+                    // libcontainer's state is off their path. berthd waits for
+                    // this process before it starts the container again.
+                    if let Err(e) = self.container.delete(true) {
+                        eprintln!("berth-shim: delete: {e}");
                     }
                     self.exit_deadline = Some(Instant::now() + Duration::from_secs(5));
                 }
