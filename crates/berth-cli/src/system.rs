@@ -175,7 +175,15 @@ pub fn df(c: &Client, a: DfArgs) -> Result<i32> {
             "Size": human_size(img_size), "Reclaimable": pct(img_unused, img_size)}),
         json!({"Type": "Containers", "TotalCount": containers.len(), "Active": c_active,
             "Size": human_size(c_size), "Reclaimable": pct(c_unused, c_size)}),
-        json!({"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+        {
+            let vols = v["Volumes"].as_array().cloned().unwrap_or_default();
+            let size = |v: &Value| v["UsageData"]["Size"].as_f64().unwrap_or(0.0);
+            let used = |v: &Value| v["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0;
+            let total: f64 = vols.iter().map(size).sum();
+            let unused: f64 = vols.iter().filter(|v| !used(v)).map(size).sum();
+            json!({"Type": "Local Volumes", "TotalCount": vols.len(), "Active": vols.iter().filter(|v| used(v)).count(),
+                "Size": human_size(total), "Reclaimable": pct(unused, total)})
+        },
         json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
     ];
     print_rows(

@@ -232,11 +232,26 @@ impl Engine {
     pub fn system_df(&self, with_sizes: bool) -> Result<Value> {
         let images: Vec<Value> = self.images(false, &HashMap::new())?;
         let containers = self.list(true, None, with_sizes, &HashMap::new())?;
+        let volumes: Vec<Value> = self
+            .volumes
+            .list()
+            .iter()
+            .map(|v| {
+                json!({
+                    "Name": v.meta.name, "Driver": "local", "Mountpoint": v.mountpoint,
+                    "CreatedAt": v.meta.created_at, "Labels": v.meta.labels, "Scope": "local",
+                    "UsageData": {
+                        "Size": berth_volume::dir_size(&v.mountpoint),
+                        "RefCount": self.volume_users(&v.meta.name).len(),
+                    },
+                })
+            })
+            .collect();
         Ok(json!({
             "LayersSize": self.store_disk_usage(),
             "Images": images,
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": volumes,
             "BuildCache": [],
         }))
     }
