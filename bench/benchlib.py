@@ -26,10 +26,14 @@ class Daemon:
         self.env = dict(os.environ, BERTH_HOST="unix://" + self.sock,
                         DOCKER_HOST="unix://" + self.sock)
         log = open(os.path.join(self.root, "berthd.log"), "ab")
+        tag = os.getpid() % 100000
+        self.bridge, self.nft_table = f"bb{tag}", f"berth_b{tag}"
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "berthd"), "-H", "unix://" + self.sock,
              "--data-root", os.path.join(self.root, "data"),
-             "--exec-root", os.path.join(self.root, "exec")],
+             "--exec-root", os.path.join(self.root, "exec"),
+             "--bridge", self.bridge, "--bip", f"10.96.{tag % 250}.1/24",
+             "--nft-table", self.nft_table],
             stdout=log, stderr=log, start_new_session=True)
         for _ in range(200):
             if self.berth("version", check=False).returncode == 0:
@@ -47,8 +51,11 @@ class Daemon:
         ids = self.berth("ps", "-aq", "--no-trunc", check=False).stdout.split()
         if ids:
             self.berth("rm", "-f", *[i.decode() for i in ids], check=False)
+        self.berth("network", "prune", "-f", check=False)
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(10)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "ip", self.nft_table], capture_output=True)
         mounts = [l.split()[4] for l in open("/proc/self/mountinfo")]
         for m in sorted((m for m in mounts if m.startswith(self.root)), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)

@@ -41,13 +41,20 @@ class Daemon:
         self.env = dict(os.environ, DOCKER_HOST="unix://" + self.sock,
                         BERTH_HOST="unix://" + self.sock)
         self.env.pop("DOCKER_CONTEXT", None)
+        # Networking of our own: a bridge, a subnet and an nftables table no
+        # other berthd on this machine uses.
+        tag = os.getpid() % 100000
+        self.bridge = f"bt{tag}"
+        self.bip = f"10.97.{tag % 250}.1/24"
+        self.nft_table = f"berth_t{tag}"
 
     def start(self):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "berthd"), "-H", "unix://" + self.sock,
              "--data-root", self.data, "--exec-root", self.exec_root,
-             "--pidfile", self.pidfile],
+             "--pidfile", self.pidfile, "--bridge", self.bridge, "--bip", self.bip,
+             "--nft-table", self.nft_table],
             stdout=logf, stderr=logf, start_new_session=True)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -128,6 +135,18 @@ def cleanup_leftovers(d):
     mounts = [l.split()[4] for l in open("/proc/self/mountinfo")]
     for m in sorted((m for m in mounts if m.startswith(d.root)), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], capture_output=True)
+    # Bridges and veths of the networks this daemon made, and its nft table.
+    links = [d.bridge]
+    try:
+        nets = json.load(open(os.path.join(d.data, "network", "networks.json")))
+        links += [n["bridge"] for n in nets.values() if n.get("bridge")]
+    except (OSError, ValueError):
+        pass
+    if os.path.isdir(containers):
+        links += ["vb" + cid[:11] for cid in os.listdir(containers)]
+    for link in links:
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", d.nft_table], capture_output=True)
     for ctrl in os.listdir("/sys/fs/cgroup"):
         base = os.path.join("/sys/fs/cgroup", ctrl, "berth")
         if os.path.isdir(base) and os.path.isdir(containers):

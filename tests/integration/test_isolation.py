@@ -141,8 +141,11 @@ def test_masked_paths_and_readonly_proc(daemon):
 
 
 def test_network_none_and_host(daemon):
-    rc, out, _ = daemon.docker("run", "--rm", "busybox", "ls", "/sys/class/net")
+    rc, out, _ = daemon.docker("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
     assert out.split() == ["lo"]
+    # The default is the bridge network: loopback and one veth.
+    rc, out, _ = daemon.docker("run", "--rm", "busybox", "ls", "/sys/class/net")
+    assert out.split() == ["eth0", "lo"]
     host_ifaces = sorted(os.listdir("/sys/class/net"))
     rc, out, _ = daemon.docker("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
     assert sorted(out.split()) == host_ifaces

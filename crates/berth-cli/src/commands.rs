@@ -13,6 +13,7 @@ pub fn dispatch(c: &Client, cmd: Cmd) -> i32 {
         Cmd::Container { cmd } => container(c, cmd),
         Cmd::Image { cmd } => image(c, cmd),
         Cmd::Volume { cmd } => (crate::volume::dispatch(c, cmd), 1),
+        Cmd::Network { cmd } => (crate::network::dispatch(c, cmd), 1),
         Cmd::System { cmd } => match cmd {
             SystemCmd::Df(a) => (crate::system::df(c, a), 1),
             SystemCmd::Prune(a) => (crate::system::system_prune(c, a), 1),

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod format;
 mod gotmpl;
+mod network;
 mod stream;
 mod system;
 mod volume;
@@ -37,6 +38,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
     /// Manage volumes
     Volume {
         #[command(subcommand)]
@@ -49,6 +55,57 @@ pub enum Cmd {
     },
     #[command(flatten)]
     Short(ShortCmd),
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network
+    Create(NetworkCreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more networks
+    Inspect(VolumeInspectArgs),
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm(NetworkRmArgs),
+    /// Remove all unused networks
+    Prune(NetworkPruneArgs),
+}
+
+#[derive(Args)]
+pub struct NetworkCreateArgs {
+    #[arg(short = 'd', long, default_value = "bridge")]
+    pub driver: String,
+    #[arg(long)]
+    pub subnet: Option<String>,
+    #[arg(long)]
+    pub gateway: Option<String>,
+    #[arg(long = "ip-range")]
+    pub ip_range: Option<String>,
+    #[arg(long)]
+    pub internal: bool,
+    #[arg(long)]
+    pub attachable: bool,
+    #[arg(long)]
+    pub label: Vec<String>,
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
+    pub name: String,
+}
+
+#[derive(Args)]
+pub struct NetworkRmArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub networks: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct NetworkPruneArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand)]

@@ -9,6 +9,7 @@ mod exec;
 pub mod images;
 mod logs;
 mod names;
+pub mod net;
 pub mod record;
 pub mod rootfs;
 mod top;
@@ -83,6 +84,11 @@ pub struct EngineConfig {
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
     pub shim_path: PathBuf,
+    /// The default `bridge` network's Linux bridge and address (`--bip`).
+    pub bridge_name: String,
+    pub bip: String,
+    /// Berth's nftables table.
+    pub nft_table: String,
 }
 
 /// Changes a waiter may be waiting for.
@@ -124,6 +130,7 @@ pub struct Engine {
     /// One build at a time: builds share the cache file and the disk.
     build_lock: tokio::sync::Mutex<()>,
     pub volumes: berth_volume::VolumeStore,
+    pub nets: berth_net::NetStore,
 }
 
 fn now() -> String {
@@ -179,6 +186,7 @@ impl Engine {
         }
         let store = Arc::new(Store::open(&cfg.data_root)?);
         let cfg_data_root = cfg.data_root.clone();
+        let (bridge_name, bip) = (cfg.bridge_name.clone(), cfg.bip.clone());
         let engine = Arc::new(Engine {
             cfg,
             store,
@@ -188,7 +196,12 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             build_lock: tokio::sync::Mutex::new(()),
             volumes: berth_volume::VolumeStore::open(&cfg_data_root)?,
+            nets: berth_net::NetStore::open(&cfg_data_root, &bridge_name, &bip)?,
         });
+        {
+            let e = engine.clone();
+            let _ = tokio::task::spawn_blocking(move || e.restore_networks()).await;
+        }
         engine.clone().restore().await;
         Ok(engine)
     }
@@ -362,6 +375,13 @@ impl Engine {
                         finished_at: now(),
                     });
                 self.clone().handle_exit(c.clone(), exit, false).await;
+            } else {
+                // A launch cut short by a crash may have left its endpoint.
+                let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
+                if !eps.is_empty() {
+                    self.teardown_network(&id, &eps).await;
+                    let _ = self.persist_state(&c);
+                }
             }
             let st = c.state();
             if !st.status.is_running()
@@ -419,15 +439,7 @@ impl Engine {
                 rp.name
             )));
         }
-        if !matches!(
-            host_config.network_mode.as_str(),
-            "" | "default" | "none" | "host" | "bridge"
-        ) {
-            return Err(EngineError::NotFound(format!(
-                "network {} not found",
-                host_config.network_mode
-            )));
-        }
+        host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
         for c in host_config
             .cap_add
             .iter()
@@ -615,7 +627,11 @@ impl Engine {
         Ok(dirs)
     }
 
-    fn write_etc_files(&self, rec: &Record) -> Result<Vec<(PathBuf, String)>> {
+    fn write_etc_files(
+        &self,
+        rec: &Record,
+        eps: &BTreeMap<String, net::EndpointState>,
+    ) -> Result<Vec<(PathBuf, String)>> {
         let dir = self.cdir(&rec.id);
         let host_net = rec.host_config.network_mode == "host";
         let hostname = &rec.config.hostname;
@@ -631,11 +647,22 @@ impl Engine {
                     h.push_str(&format!("{ip}\t{name}\n"));
                 }
             }
+            for ep in eps.values() {
+                h.push_str(&format!("{}\t{}\n", ep.ip, hostname));
+            }
             h
         };
         std::fs::write(dir.join("hosts"), hosts)?;
         let resolv = match &rec.host_config.dns {
             Some(d) if !d.is_empty() => d.iter().map(|s| format!("nameserver {s}\n")).collect(),
+            // A loopback resolver of the host is not reachable from a
+            // container's own network namespace: leave such lines out.
+            _ if !host_net => std::fs::read_to_string("/etc/resolv.conf")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !(l.starts_with("nameserver") && l.contains(" 127.")))
+                .map(|l| format!("{l}\n"))
+                .collect(),
             _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
         std::fs::write(dir.join("resolv.conf"), resolv)?;
@@ -646,7 +673,13 @@ impl Engine {
         ])
     }
 
-    fn run_spec(&self, rec: &Record, rootfs: &Path) -> Result<RunSpec> {
+    fn run_spec(
+        &self,
+        rec: &Record,
+        rootfs: &Path,
+        netns: Option<&str>,
+        eps: &BTreeMap<String, net::EndpointState>,
+    ) -> Result<RunSpec> {
         let hc = &rec.host_config;
         let user = user::resolve(rootfs, &rec.config.user).map_err(EngineError::BadRequest)?;
         let mut env = rec.config.env.clone().unwrap_or_default();
@@ -696,13 +729,13 @@ impl Engine {
             cpu_period: hc.cpu_period,
             cpu_shares: hc.cpu_shares,
             pids_limit: hc.pids_limit.unwrap_or(0),
-            net: if hc.network_mode == "host" {
-                NetMode::Host
-            } else {
-                NetMode::None
+            net: match (hc.network_mode.as_str(), netns) {
+                ("host", _) => NetMode::Host,
+                (_, Some(p)) => NetMode::Path(p.to_string()),
+                _ => NetMode::None,
             },
             cgroup_path: format!("/berth/{}", rec.id),
-            etc_binds: self.write_etc_files(rec)?,
+            etc_binds: self.write_etc_files(rec, eps)?,
             mounts: self.prepare_mounts(rec, rootfs)?,
         })
     }
@@ -735,6 +768,26 @@ impl Engine {
     }
 
     async fn launch(self: &Arc<Self>, c: &Arc<Ctr>, rec: &Record) -> Result<()> {
+        let (netns, eps) = match self.setup_network(rec).await? {
+            Some((p, e)) => (Some(p), e),
+            None => (None, Default::default()),
+        };
+        c.state.lock().expect("state").endpoints = eps.clone();
+        let res = self.launch_in(c, rec, netns.as_deref(), &eps).await;
+        if res.is_err() {
+            c.state.lock().expect("state").endpoints.clear();
+            self.teardown_network(&rec.id, &eps).await;
+        }
+        res
+    }
+
+    async fn launch_in(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        rec: &Record,
+        netns: Option<&str>,
+        eps: &BTreeMap<String, net::EndpointState>,
+    ) -> Result<()> {
         let id = &rec.id;
         let rootfs = self.prepare_rootfs(rec)?;
         if !rec.config.working_dir.is_empty() {
@@ -748,7 +801,7 @@ impl Engine {
                     ))
                 })?;
         }
-        let rs = self.run_spec(rec, &rootfs)?;
+        let rs = self.run_spec(rec, &rootfs, netns, eps)?;
         let oci = spec::build(&rs).map_err(|e| EngineError::BadRequest(e.to_string()))?;
         let xdir = self.xdir(id);
         std::fs::create_dir_all(xdir.join("bundle"))?;
@@ -962,8 +1015,10 @@ impl Engine {
             }
             (restart, rec.host_config.auto_remove && !restart)
         };
+        let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
         let _ = self.persist_state(&c);
         let _ = self.mounter.unmount(&self.rootfs(&id));
+        self.teardown_network(&id, &eps).await;
         c.bump(|s| s.exits += 1);
         if restart {
             let fails = c.state().failure_count.min(10);
@@ -1201,6 +1256,8 @@ impl Engine {
             st.status = Status::Removing;
         }
         let _ = self.persist_state(&c);
+        let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
+        self.teardown_network(&id, &eps).await;
         self.mounter.unmount(&self.rootfs(&id))?;
         let _ = remove_tree(&self.cfg.exec_root.join("runtime").join(&id));
         self.discard(&self.xdir(&id), &self.cfg.exec_root)?;
@@ -1419,13 +1476,7 @@ impl Engine {
         let dir = self.cdir(&rec.id);
         let mut config = serde_json::to_value(&rec.config).unwrap_or_default();
         config["Image"] = json!(rec.image);
-        let net_mode = if rec.host_config.network_mode.is_empty()
-            || rec.host_config.network_mode == "default"
-        {
-            "none".to_string()
-        } else {
-            rec.host_config.network_mode.clone()
-        };
+        let net_mode = net::mode_network(&rec.host_config.network_mode).to_string();
         let mut host_config = serde_json::to_value(&rec.host_config).unwrap_or_default();
         host_config["NetworkMode"] = json!(net_mode);
         let exec_ids: Vec<String> = self
@@ -1491,18 +1542,7 @@ impl Engine {
             },
             "Mounts": self.mounts_json(&rec),
             "Config": config,
-            "NetworkSettings": {
-                "Bridge": "", "SandboxID": "", "HairpinMode": false,
-                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-                "Ports": {}, "SandboxKey": "",
-                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
-                "Networks": { net_mode.clone(): {
-                    "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "",
-                    "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
-                    "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                    "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
-                }}
-            }
+            "NetworkSettings": self.network_settings(&rec, &st.endpoints),
         });
         if size {
             let rw = dir_size(&dir.join("rw/upper"));
@@ -1590,13 +1630,7 @@ impl Engine {
             if command.is_empty() {
                 command = String::new();
             }
-            let net_mode = if rec.host_config.network_mode.is_empty()
-                || rec.host_config.network_mode == "default"
-            {
-                "none".to_string()
-            } else {
-                rec.host_config.network_mode.clone()
-            };
+            let net_mode = net::mode_network(&rec.host_config.network_mode).to_string();
             let created = chrono::DateTime::parse_from_rfc3339(&rec.created)
                 .map(|t| t.timestamp())
                 .unwrap_or(0);
@@ -1612,7 +1646,7 @@ impl Engine {
                 "State": st.status.as_str(),
                 "Status": record::status_text(&st),
                 "HostConfig": {"NetworkMode": net_mode},
-                "NetworkSettings": {"Networks": {}},
+                "NetworkSettings": {"Networks": self.network_settings(&rec, &st.endpoints)["Networks"].clone()},
                 "Mounts": self.mounts_json(&rec),
             });
             if size {

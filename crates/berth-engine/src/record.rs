@@ -48,6 +48,9 @@ pub struct State {
     pub manually_stopped: bool,
     /// Restart-policy retries since the container last ran long enough.
     pub failure_count: u32,
+    /// Its endpoints on bridge networks while it runs, by network name.
+    #[serde(default)]
+    pub endpoints: std::collections::BTreeMap<String, crate::net::EndpointState>,
 }
 
 /// Settings fixed at create time, persisted as `config.json`.

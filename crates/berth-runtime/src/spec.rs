@@ -91,11 +91,13 @@ const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum NetMode {
     #[default]
     None,
     Host,
+    /// Join the network namespace bind-mounted at this path.
+    Path(String),
 }
 
 /// What the engine decided a container runs with.
@@ -315,8 +317,10 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if spec.net == NetMode::None {
-        namespaces.push(json!({"type": "network"}));
+    match &spec.net {
+        NetMode::None => namespaces.push(json!({"type": "network"})),
+        NetMode::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
+        NetMode::Host => {}
     }
     let mut resources = json!({
         "devices": [

@@ -524,10 +524,34 @@ async fn system_df(State(s): State<AppState>) -> ApiResult {
     Ok(json_response(s.engine.system_df(true)?))
 }
 
-/// User-defined networks do not exist yet (issue 4), so there is never one to
-/// prune; `docker system prune` calls this all the same.
-async fn networks_prune() -> ApiResult {
-    Ok(json_response(json!({"NetworksDeleted": null})))
+async fn networks_prune(State(s): State<AppState>) -> ApiResult {
+    let names = s.engine.network_prune()?;
+    Ok(json_response(json!({"NetworksDeleted": names})))
+}
+
+async fn networks_list(State(s): State<AppState>, q: Q) -> ApiResult {
+    Ok(json_response(s.engine.network_list(&q.filters()?)?))
+}
+
+async fn network_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    Ok(json_response(s.engine.network_inspect(&id)?))
+}
+
+async fn network_create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult {
+    let v: Value = parse_json(&body)?;
+    let e = s.engine.clone();
+    let out = tokio::task::spawn_blocking(move || e.network_create(&v))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+async fn network_delete(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let e = s.engine.clone();
+    tokio::task::spawn_blocking(move || e.network_remove(&id))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(no_content())
 }
 
 async fn build_prune(State(s): State<AppState>) -> ApiResult {
@@ -728,6 +752,12 @@ pub fn router(state: AppState) -> Router {
         .route("/build", post(build))
         .route("/build/prune", post(build_prune))
         .route("/networks/prune", post(networks_prune))
+        .route("/networks", get(networks_list))
+        .route("/networks/create", post(network_create))
+        .route(
+            "/networks/{id}",
+            get(network_inspect).delete(network_delete),
+        )
         .route("/images/prune", post(images_prune))
         .route("/system/df", get(system_df))
         .route("/volumes", get(volumes_list))

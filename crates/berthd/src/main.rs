@@ -34,6 +34,15 @@ struct Args {
     /// here) on every container start; the price is slightly costlier fork/exit.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     cgroup_favordynmods: bool,
+    /// The Linux bridge of the default `bridge` network
+    #[arg(long, default_value = "berth0")]
+    bridge: String,
+    /// The default bridge's address and subnet
+    #[arg(long, default_value = "10.88.0.1/16")]
+    bip: String,
+    /// Berth's nftables table
+    #[arg(long, default_value = "berth")]
+    nft_table: String,
 }
 
 /// See `Args::cgroup_favordynmods`.
@@ -118,6 +127,9 @@ async fn main() -> Result<()> {
             data_root: args.data_root.clone(),
             exec_root: args.exec_root.clone(),
             shim_path: shim_path(&args)?,
+            bridge_name: args.bridge.clone(),
+            bip: args.bip.clone(),
+            nft_table: args.nft_table.clone(),
         },
         Arc::new(HostMounter),
     )

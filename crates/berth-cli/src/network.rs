@@ -1,0 +1,154 @@
+//! `berth network …`.
+
+use crate::client::{query, urlencode, Client};
+use crate::commands::{confirm, filters_json};
+use crate::format::{print_rows, render};
+use crate::{
+    NetworkCmd, NetworkCreateArgs, NetworkPruneArgs, NetworkRmArgs, VolumeInspectArgs, VolumeLsArgs,
+};
+use anyhow::Result;
+use serde_json::{json, Value};
+
+pub fn dispatch(c: &Client, cmd: NetworkCmd) -> Result<i32> {
+    match cmd {
+        NetworkCmd::Create(a) => create(c, a),
+        NetworkCmd::Ls(a) => ls(c, a),
+        NetworkCmd::Inspect(a) => inspect(c, a),
+        NetworkCmd::Rm(a) => rm(c, a),
+        NetworkCmd::Prune(a) => prune(c, a),
+    }
+}
+
+fn kv(list: &[String]) -> serde_json::Map<String, Value> {
+    list.iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').unwrap_or((s, ""));
+            (k.to_string(), json!(v))
+        })
+        .collect()
+}
+
+fn create(c: &Client, a: NetworkCreateArgs) -> Result<i32> {
+    let mut ipam = serde_json::Map::new();
+    for (k, v) in [
+        ("Subnet", &a.subnet),
+        ("Gateway", &a.gateway),
+        ("IPRange", &a.ip_range),
+    ] {
+        if let Some(v) = v {
+            ipam.insert(k.into(), json!(v));
+        }
+    }
+    let config = if ipam.is_empty() {
+        json!([])
+    } else {
+        json!([ipam])
+    };
+    let body = json!({
+        "Name": a.name, "Driver": a.driver, "Internal": a.internal, "Attachable": a.attachable,
+        "Labels": kv(&a.label), "Options": kv(&a.opt), "IPAM": {"Driver": "default", "Config": config},
+    });
+    let v = c.post_json("/networks/create", &body)?.json()?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(0)
+}
+
+fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
+    let q = if a.filter.is_empty() {
+        String::new()
+    } else {
+        query(&[("filters", filters_json(&a.filter)?)])
+    };
+    let v = c.get(&format!("/networks{q}"))?.json()?;
+    let rows: Vec<Value> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let mut r = n.clone();
+            r["ID"] = json!(n["Id"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect::<String>());
+            r
+        })
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or_default());
+        }
+        return Ok(0);
+    }
+    print_rows(
+        &a.format,
+        "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+        &rows,
+        &[
+            ("ID", "NETWORK ID"),
+            ("Name", "NAME"),
+            ("Driver", "DRIVER"),
+            ("Scope", "SCOPE"),
+        ],
+    )?;
+    Ok(0)
+}
+
+fn inspect(c: &Client, a: VolumeInspectArgs) -> Result<i32> {
+    let mut out = Vec::new();
+    let mut code = 0;
+    for n in &a.volumes {
+        match c
+            .get(&format!("/networks/{}", urlencode(n)))
+            .and_then(|r| r.json())
+        {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    if a.format.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for v in &out {
+            println!("{}", render(&a.format, v)?);
+        }
+    }
+    Ok(code)
+}
+
+fn rm(c: &Client, a: NetworkRmArgs) -> Result<i32> {
+    let mut code = 0;
+    for n in &a.networks {
+        match c.delete(&format!("/networks/{}", urlencode(n))) {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                if !a.force {
+                    eprintln!("{e}");
+                    code = 1;
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn prune(c: &Client, a: NetworkPruneArgs) -> Result<i32> {
+    if !a.force
+        && !confirm("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?")
+    {
+        return Ok(0);
+    }
+    let v = c.post("/networks/prune")?.json()?;
+    let names = v["NetworksDeleted"].as_array().cloned().unwrap_or_default();
+    if !names.is_empty() {
+        println!("Deleted Networks:");
+        for n in names {
+            println!("{}", n.as_str().unwrap_or_default());
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,359 @@
+//! Host effects of networking: network namespaces (bind-mounted files),
+//! bridges, veth pairs, addresses and routes over netlink (rtnetlink), and
+//! one nftables table of Berth's own, replaced in a single transaction.
+
+use crate::{NetError, Network};
+use futures_util::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+fn host_err(what: &str, e: impl std::fmt::Display) -> NetError {
+    NetError::Host(format!("{what}: {e}"))
+}
+
+/// Runs `f` with a netlink handle whose socket lives in the network namespace
+/// at `netns` (the host's when None), on a thread of its own: `setns` changes
+/// only the calling thread, and sockets keep the namespace they were made in.
+pub fn with_netlink<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T, NetError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, NetError>>,
+{
+    let netns = netns.map(Path::to_path_buf);
+    std::thread::spawn(move || {
+        if let Some(p) = &netns {
+            let f = std::fs::File::open(p)
+                .map_err(|e| host_err(&format!("opening {}", p.display()), e))?;
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| host_err("setns", e))?;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| host_err("runtime", e))?;
+        rt.block_on(async move {
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|e| host_err("netlink", e))?;
+            tokio::spawn(conn);
+            f(handle).await
+        })
+    })
+    .join()
+    .map_err(|_| NetError::Host("netlink thread panicked".into()))?
+}
+
+async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(Some(l.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(host_err(&format!("looking up {name}"), e)),
+    }
+}
+
+/// A new network namespace, kept alive by a bind mount at `path`.
+pub fn create_netns(path: &Path) -> Result<(), NetError> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::File::create(path)?;
+    let target = path.to_path_buf();
+    std::thread::spawn(move || -> Result<(), NetError> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| host_err("unshare", e))?;
+        let tid = nix::unistd::gettid();
+        nix::mount::mount(
+            Some(format!("/proc/self/task/{tid}/ns/net").as_str()),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| host_err("binding the netns", e))
+    })
+    .join()
+    .map_err(|_| NetError::Host("netns thread panicked".into()))?
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(path);
+    })
+}
+
+pub fn remove_netns(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+/// Makes sure `n`'s bridge exists, has its gateway address, and is up.
+pub fn ensure_bridge(n: &Network) -> Result<(), NetError> {
+    let sub = n
+        .subnet()
+        .ok_or_else(|| NetError::Invalid("no subnet".into()))?;
+    let gw = n
+        .gateway_ip()
+        .ok_or_else(|| NetError::Invalid("no gateway".into()))?;
+    let name = n.bridge.clone();
+    with_netlink(None, move |h| async move {
+        let idx = match link_index(&h, &name).await? {
+            Some(i) => i,
+            None => {
+                h.link()
+                    .add(LinkBridge::new(&name).build())
+                    .execute()
+                    .await
+                    .map_err(|e| host_err(&format!("creating bridge {name}"), e))?;
+                link_index(&h, &name)
+                    .await?
+                    .ok_or_else(|| NetError::Host(format!("bridge {name} vanished")))?
+            }
+        };
+        let add = h
+            .address()
+            .add(idx, IpAddr::V4(gw), sub.prefix)
+            .execute()
+            .await;
+        match add {
+            Ok(()) => {}
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+            Err(e) => return Err(host_err(&format!("addressing {name}"), e)),
+        }
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(|e| host_err(&format!("raising {name}"), e))?;
+        Ok(())
+    })?;
+    // Containers on a bridge reach the world through the host, as with dockerd.
+    let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+    Ok(())
+}
+
+pub fn delete_link(name: &str) -> Result<(), NetError> {
+    let name = name.to_string();
+    with_netlink(None, move |h| async move {
+        if let Some(idx) = link_index(&h, &name).await? {
+            h.link()
+                .del(idx)
+                .execute()
+                .await
+                .map_err(|e| host_err(&format!("deleting {name}"), e))?;
+        }
+        Ok(())
+    })
+}
+
+/// What a container's end of a veth pair gets.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host_if: String,
+    pub container_if: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    /// None on an internal network: no default route.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Connects the namespace at `netns` to `bridge` with a veth pair.
+pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError> {
+    let ns_file = std::fs::File::open(netns)?;
+    let tmp_peer = format!("{}p", &ep.host_if[..ep.host_if.len().min(14)]);
+    let (host_if, bridge_name, peer) = (ep.host_if.clone(), bridge.to_string(), tmp_peer.clone());
+    let fd = ns_file.as_raw_fd();
+    with_netlink(None, move |h| async move {
+        h.link()
+            .add(LinkVeth::new(&host_if, &peer).build())
+            .execute()
+            .await
+            .map_err(|e| host_err(&format!("creating veth {host_if}"), e))?;
+        let br = link_index(&h, &bridge_name)
+            .await?
+            .ok_or_else(|| NetError::Host(format!("no bridge {bridge_name}")))?;
+        let hi = link_index(&h, &host_if)
+            .await?
+            .ok_or_else(|| NetError::Host(format!("veth {host_if} vanished")))?;
+        let pi = link_index(&h, &peer)
+            .await?
+            .ok_or_else(|| NetError::Host(format!("veth {peer} vanished")))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(hi).controller(br).up().build())
+            .execute()
+            .await
+            .map_err(|e| host_err("enslaving the veth", e))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(pi).setns_by_fd(fd).build())
+            .execute()
+            .await
+            .map_err(|e| host_err("moving the veth", e))?;
+        Ok(())
+    })
+    .inspect_err(|_| {
+        let _ = delete_link(&ep.host_if);
+    })?;
+    drop(ns_file);
+    let ep2 = ep.clone();
+    with_netlink(Some(netns), move |h| async move {
+        if let Some(lo) = link_index(&h, "lo").await? {
+            h.link()
+                .set(LinkUnspec::new_with_index(lo).up().build())
+                .execute()
+                .await
+                .map_err(|e| host_err("raising lo", e))?;
+        }
+        let pi = link_index(&h, &tmp_peer)
+            .await?
+            .ok_or_else(|| NetError::Host("the veth did not arrive".into()))?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(pi)
+                    .name(ep2.container_if.clone())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| host_err("naming the interface", e))?;
+        h.address()
+            .add(pi, IpAddr::V4(ep2.ip), ep2.prefix)
+            .execute()
+            .await
+            .map_err(|e| host_err("addressing the interface", e))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(pi).up().build())
+            .execute()
+            .await
+            .map_err(|e| host_err("raising the interface", e))?;
+        if let Some(gw) = ep2.gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+            match h.route().add(route).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+                Err(e) => return Err(host_err("adding the default route", e)),
+            }
+        }
+        Ok(())
+    })
+    .inspect_err(|_| {
+        let _ = delete_link(&ep.host_if);
+    })
+}
+
+/// Berth's nftables table: masquerade for each non-internal bridge network,
+/// and no forwarding out of internal ones. Replaced whole, atomically.
+pub fn apply_nft(table: &str, nets: &[Network]) -> Result<(), NetError> {
+    let mut rules = String::new();
+    let mut fwd = String::new();
+    let bridges: Vec<String> = nets
+        .iter()
+        .filter(|n| n.is_bridge())
+        .map(|n| format!("\"{}\"", n.bridge))
+        .collect();
+    for n in nets.iter().filter(|n| n.is_bridge()) {
+        // Networks are isolated from each other, as dockerd's isolation chains do.
+        if bridges.len() > 1 {
+            fwd.push_str(&format!(
+                "    iifname \"{0}\" oifname != \"{0}\" oifname {{ {1} }} drop\n",
+                n.bridge,
+                bridges.join(", ")
+            ));
+        }
+        if n.internal {
+            fwd.push_str(&format!("    iifname \"{0}\" oifname != \"{0}\" drop\n    oifname \"{0}\" iifname != \"{0}\" drop\n", n.bridge));
+        } else {
+            rules.push_str(&format!(
+                "    ip saddr {} oifname != \"{}\" masquerade\n",
+                n.subnet, n.bridge
+            ));
+        }
+    }
+    let script = format!(
+        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
+    );
+    run_nft(&script)
+}
+
+pub fn delete_nft(table: &str) -> Result<(), NetError> {
+    run_nft(&format!("add table ip {table}\ndelete table ip {table}\n"))
+}
+
+fn run_nft(script: &str) -> Result<(), NetError> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| host_err("running nft (is the nftables package installed?)", e))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(NetError::Host(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Where a container's network namespace file lives.
+pub fn netns_path(exec_root: &Path, id: &str) -> PathBuf {
+    exec_root.join("netns").join(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real thing, as root: a bridge, a namespace, a veth between them, and
+    /// a ping from inside to the gateway. Cleans up even when it fails.
+    #[test]
+    fn bridge_veth_and_namespace() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let ns = d.path().join("ns1");
+        let net = Network {
+            name: "unit".into(),
+            driver: "bridge".into(),
+            bridge: format!("btu{}", std::process::id() % 100000),
+            subnet: "10.123.45.0/24".into(),
+            gateway: "10.123.45.1".into(),
+            ..Default::default()
+        };
+        let host_if = format!("vbu{}", std::process::id() % 100000);
+        let res = std::panic::catch_unwind(|| {
+            ensure_bridge(&net).unwrap();
+            ensure_bridge(&net).unwrap();
+            create_netns(&ns).unwrap();
+            let ep = Endpoint {
+                host_if: host_if.clone(),
+                container_if: "eth0".into(),
+                ip: "10.123.45.2".parse().unwrap(),
+                prefix: 24,
+                gateway: Some("10.123.45.1".parse().unwrap()),
+            };
+            attach(&ns, &net.bridge, &ep).unwrap();
+            let out = std::process::Command::new("nsenter")
+                .arg(format!("--net={}", ns.display()))
+                .args(["/bin/busybox", "ping", "-c", "1", "-W", "2", "10.123.45.1"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        });
+        let _ = delete_link(&host_if);
+        remove_netns(&ns);
+        let _ = delete_link(&net.bridge);
+        res.unwrap();
+    }
+}

@@ -1,0 +1,439 @@
+//! Networks on one host: the `bridge`, `host` and `none` networks and
+//! user-defined bridges, their address pools (IPAM, persisted), and the host
+//! effects behind them (`host.rs`: bridges, veths and addresses over netlink,
+//! network namespaces, one nftables table).
+
+pub mod host;
+pub mod ipam;
+
+use berth_store::fsutil::write_atomic;
+use ipam::{Pool, Subnet};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("network {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Host(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// `bridge`, `host` or `null`.
+    pub driver: String,
+    /// The Linux bridge (bridge driver only).
+    #[serde(default)]
+    pub bridge: String,
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub ip_range: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub created: String,
+    #[serde(default)]
+    pub pool: Pool,
+}
+
+impl Network {
+    pub fn is_bridge(&self) -> bool {
+        self.driver == "bridge"
+    }
+    pub fn subnet(&self) -> Option<Subnet> {
+        Subnet::parse(&self.subnet).ok()
+    }
+    pub fn gateway_ip(&self) -> Option<Ipv4Addr> {
+        self.gateway.parse().ok()
+    }
+    /// Predefined networks cannot be removed.
+    pub fn builtin(&self) -> bool {
+        matches!(self.name.as_str(), "bridge" | "host" | "none")
+    }
+}
+
+/// What `network create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// Networks and their address pools, persisted as one JSON file.
+pub struct NetStore {
+    path: PathBuf,
+    nets: Mutex<BTreeMap<String, Network>>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+impl NetStore {
+    /// Opens the store and makes sure `bridge` (on `bridge_name`, `bip`),
+    /// `host` and `none` exist.
+    pub fn open(data_root: &Path, bridge_name: &str, bip: &str) -> Result<Self, NetError> {
+        let path = data_root.join("network/networks.json");
+        let nets: BTreeMap<String, Network> = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| NetError::Invalid(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let s = NetStore {
+            path,
+            nets: Mutex::new(nets),
+        };
+        {
+            let mut nets = s.nets.lock().expect("nets");
+            let has =
+                |nets: &BTreeMap<String, Network>, n: &str| nets.values().any(|x| x.name == n);
+            for (name, driver) in [("host", "host"), ("none", "null")] {
+                if !has(&nets, name) {
+                    let id = new_id();
+                    nets.insert(
+                        id.clone(),
+                        Network {
+                            id,
+                            name: name.into(),
+                            driver: driver.into(),
+                            created: now(),
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+            if !has(&nets, "bridge") {
+                let sub = Subnet::parse(bip).map_err(NetError::Invalid)?;
+                let gw = bip
+                    .split('/')
+                    .next()
+                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                    .filter(|a| *a != sub.network)
+                    .unwrap_or(sub.first_host());
+                let mut pool = Pool::default();
+                pool.taken.insert(gw, "gateway".into());
+                let id = new_id();
+                nets.insert(
+                    id.clone(),
+                    Network {
+                        id,
+                        name: "bridge".into(),
+                        driver: "bridge".into(),
+                        bridge: bridge_name.into(),
+                        subnet: sub.to_string(),
+                        gateway: gw.to_string(),
+                        created: now(),
+                        pool,
+                        options: [
+                            (
+                                "com.docker.network.bridge.name".to_string(),
+                                bridge_name.to_string(),
+                            ),
+                            (
+                                "com.docker.network.bridge.default_bridge".to_string(),
+                                "true".to_string(),
+                            ),
+                        ]
+                        .into(),
+                        ..Default::default()
+                    },
+                );
+            }
+            s.persist(&nets)?;
+        }
+        Ok(s)
+    }
+
+    fn persist(&self, nets: &BTreeMap<String, Network>) -> Result<(), NetError> {
+        let b = serde_json::to_vec(nets).map_err(|e| NetError::Invalid(e.to_string()))?;
+        write_atomic(&self.path, &b)?;
+        Ok(())
+    }
+
+    pub fn list(&self) -> Vec<Network> {
+        self.nets.lock().expect("nets").values().cloned().collect()
+    }
+
+    /// By exact name, full id, or unique id prefix.
+    pub fn get(&self, key: &str) -> Result<Network, NetError> {
+        let nets = self.nets.lock().expect("nets");
+        find(&nets, key).cloned()
+    }
+
+    pub fn create(&self, o: CreateOptions) -> Result<Network, NetError> {
+        let driver = if o.driver.is_empty() {
+            "bridge".to_string()
+        } else {
+            o.driver.clone()
+        };
+        if driver != "bridge" {
+            return Err(NetError::Invalid(format!(
+                "plugin \"{driver}\" not found: only the bridge driver can make new networks"
+            )));
+        }
+        if o.name.is_empty()
+            || !o
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            return Err(NetError::Invalid(format!(
+                "invalid network name: {:?}",
+                o.name
+            )));
+        }
+        let mut nets = self.nets.lock().expect("nets");
+        if nets.values().any(|n| n.name == o.name) {
+            return Err(NetError::Conflict(format!(
+                "network with name {} already exists",
+                o.name
+            )));
+        }
+        let taken: Vec<Subnet> = nets.values().filter_map(|n| n.subnet()).collect();
+        let sub = match &o.subnet {
+            Some(s) => {
+                let sub = Subnet::parse(s).map_err(NetError::Invalid)?;
+                if let Some(t) = taken.iter().find(|t| t.overlaps(&sub)) {
+                    return Err(NetError::Conflict(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
+                }
+                sub
+            }
+            // Like dockerd's default pools, from our own range: 10.89.N.0/24.
+            None => (0..=255u32)
+                .map(|n| Subnet {
+                    network: Ipv4Addr::new(10, 89, n as u8, 0),
+                    prefix: 24,
+                })
+                .find(|c| !taken.iter().any(|t| t.overlaps(c)))
+                .ok_or_else(|| {
+                    NetError::Conflict(
+                        "could not find an available, non-overlapping IPv4 address pool".into(),
+                    )
+                })?,
+        };
+        let gw = match &o.gateway {
+            Some(g) => {
+                let ip: Ipv4Addr = g
+                    .parse()
+                    .map_err(|_| NetError::Invalid(format!("invalid gateway {g}")))?;
+                if !sub.contains(ip) {
+                    return Err(NetError::Invalid(format!(
+                        "gateway {ip} is not in subnet {sub}"
+                    )));
+                }
+                ip
+            }
+            None => sub.first_host(),
+        };
+        let range = match &o.ip_range {
+            Some(r) => {
+                let r2 = Subnet::parse(r).map_err(NetError::Invalid)?;
+                if !sub.overlaps(&r2) || r2.prefix < sub.prefix {
+                    return Err(NetError::Invalid(format!(
+                        "ip-range {r} is not inside subnet {sub}"
+                    )));
+                }
+                r2.to_string()
+            }
+            None => String::new(),
+        };
+        let id = new_id();
+        let bridge = o
+            .options
+            .get("com.docker.network.bridge.name")
+            .cloned()
+            .unwrap_or_else(|| format!("br-{}", &id[..12]));
+        if bridge.len() > 15 || nets.values().any(|n| n.bridge == bridge) {
+            return Err(NetError::Invalid(format!(
+                "bridge name {bridge} is too long or already used"
+            )));
+        }
+        let mut pool = Pool::default();
+        pool.taken.insert(gw, "gateway".into());
+        let n = Network {
+            id: id.clone(),
+            name: o.name,
+            driver,
+            bridge,
+            subnet: sub.to_string(),
+            gateway: gw.to_string(),
+            ip_range: range,
+            internal: o.internal,
+            attachable: o.attachable,
+            labels: o.labels,
+            options: o.options,
+            created: now(),
+            pool,
+        };
+        nets.insert(id, n.clone());
+        self.persist(&nets)?;
+        Ok(n)
+    }
+
+    pub fn remove(&self, key: &str) -> Result<Network, NetError> {
+        let mut nets = self.nets.lock().expect("nets");
+        let n = find(&nets, key)?.clone();
+        if n.builtin() {
+            return Err(NetError::Conflict(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
+        nets.remove(&n.id);
+        self.persist(&nets)?;
+        Ok(n)
+    }
+
+    /// An address for `owner` on `net` (the one asked for, if free).
+    pub fn allocate(
+        &self,
+        net: &str,
+        owner: &str,
+        want: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, NetError> {
+        let mut nets = self.nets.lock().expect("nets");
+        let id = find(&nets, net)?.id.clone();
+        let n = nets.get_mut(&id).expect("found");
+        let sub = n
+            .subnet()
+            .ok_or_else(|| NetError::Invalid(format!("network {} has no subnet", n.name)))?;
+        let range = Subnet::parse(&n.ip_range).unwrap_or(sub);
+        let ip = n
+            .pool
+            .allocate(&sub, &range, owner, want)
+            .map_err(NetError::Conflict)?;
+        self.persist(&nets)?;
+        Ok(ip)
+    }
+
+    pub fn release(&self, net: &str, owner: &str) {
+        let mut nets = self.nets.lock().expect("nets");
+        let Ok(id) = find(&nets, net).map(|n| n.id.clone()) else {
+            return;
+        };
+        if let Some(n) = nets.get_mut(&id) {
+            n.pool.release(owner);
+        }
+        let _ = self.persist(&nets);
+    }
+}
+
+fn find<'a>(nets: &'a BTreeMap<String, Network>, key: &str) -> Result<&'a Network, NetError> {
+    if let Some(n) = nets.values().find(|n| n.name == key) {
+        return Ok(n);
+    }
+    if let Some(n) = nets.get(key) {
+        return Ok(n);
+    }
+    let hits: Vec<&Network> = nets
+        .values()
+        .filter(|n| !key.is_empty() && n.id.starts_with(key))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(NetError::NotFound(key.to_string())),
+        _ => Err(NetError::Invalid(format!(
+            "network {key} is ambiguous ({} matches found based on ID prefix)",
+            hits.len()
+        ))),
+    }
+}
+
+fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_user_networks_and_addresses_survive_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let s = NetStore::open(d.path(), "berth0", "10.88.0.1/16").unwrap();
+        let names: Vec<String> = s.list().into_iter().map(|n| n.name).collect();
+        for n in ["bridge", "host", "none"] {
+            assert!(names.contains(&n.to_string()));
+        }
+        let b = s.get("bridge").unwrap();
+        assert_eq!(
+            (b.subnet.as_str(), b.gateway.as_str(), b.bridge.as_str()),
+            ("10.88.0.0/16", "10.88.0.1", "berth0")
+        );
+        let ip = s.allocate("bridge", "c1", None).unwrap();
+        assert_eq!(ip.to_string(), "10.88.0.2");
+        let u = s
+            .create(CreateOptions {
+                name: "appnet".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(u.subnet, "10.89.0.0/24");
+        assert!(u.bridge.starts_with("br-"));
+        assert!(matches!(
+            s.create(CreateOptions {
+                name: "appnet".into(),
+                ..Default::default()
+            }),
+            Err(NetError::Conflict(_))
+        ));
+        assert!(matches!(
+            s.create(CreateOptions {
+                name: "clash".into(),
+                subnet: Some("10.88.5.0/24".into()),
+                ..Default::default()
+            }),
+            Err(NetError::Conflict(_))
+        ));
+        let v = s
+            .create(CreateOptions {
+                name: "v".into(),
+                subnet: Some("10.90.0.0/24".into()),
+                gateway: Some("10.90.0.254".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            s.allocate("v", "c1", None).unwrap().to_string(),
+            "10.90.0.1"
+        );
+        // Reopened: the same networks, the same taken addresses.
+        let s = NetStore::open(d.path(), "berth0", "10.88.0.1/16").unwrap();
+        assert_eq!(
+            s.allocate("bridge", "c2", None).unwrap().to_string(),
+            "10.88.0.3"
+        );
+        assert_eq!(s.get(&v.id[..8]).unwrap().name, "v");
+        assert!(matches!(s.remove("bridge"), Err(NetError::Conflict(_))));
+        s.remove("appnet").unwrap();
+        assert!(matches!(s.get("appnet"), Err(NetError::NotFound(_))));
+    }
+}

@@ -1,0 +1,102 @@
+"""Bridge networks (issue 4, first part): the predefined networks, user
+bridges with their own subnets, addresses and routes inside containers,
+isolation between networks, cleanup, and survival of a berthd kill -9."""
+
+import json
+import signal
+import subprocess
+
+
+def ip_of(daemon, name, net):
+    info = json.loads(daemon.docker("inspect", name)[1])[0]
+    return info["NetworkSettings"]["Networks"][net]["IPAddress"]
+
+
+def links():
+    return subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+
+
+def test_predefined_networks_and_the_default_bridge(daemon, name):
+    rc, out, err = daemon.docker("network", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert {"bridge bridge", "host host", "none null"} <= set(out.splitlines()), out + err
+    rc, out, _ = daemon.berth("network", "ls", "--format", "{{.Name}}")
+    assert {"bridge", "host", "none"} <= set(out.split())
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)
+    try:
+        ip = ip_of(daemon, name, "bridge")
+        assert ip.startswith(daemon.bip.rsplit(".", 2)[0]), ip
+        info = json.loads(daemon.docker("network", "inspect", "bridge")[1])[0]
+        assert info["IPAM"]["Config"][0]["Subnet"].endswith("/24")
+        cid = json.loads(daemon.docker("inspect", name)[1])[0]["Id"]
+        assert info["Containers"][cid]["IPv4Address"] == ip + "/24"
+        rc, out, err = daemon.docker("exec", name, "sh", "-c", "ip -4 addr show eth0; ip route")
+        assert f"inet {ip}/24" in out and f"default via {daemon.bip.split('/')[0]}" in out, out + err
+        # The host reaches the container over the bridge, and /etc/hosts names it.
+        assert subprocess.run(["/bin/busybox", "ping", "-c", "1", "-W", "2", ip], capture_output=True).returncode == 0
+        assert ip in daemon.docker("exec", name, "cat", "/etc/hosts")[1]
+        assert "vb" + cid[:11] in links()
+    finally:
+        daemon.docker("rm", "-f", name)
+    assert "vb" + cid[:11] not in links(), "rm -f leaves no veth"
+
+
+def test_user_networks_connect_and_isolate(daemon, name):
+    rc, out, err = daemon.docker("network", "create", "--subnet", "10.98.7.0/24", "--label", "app=x", f"{name}-a")
+    assert rc == 0, err
+    daemon.berth("network", "create", f"{name}-b", check=True)
+    try:
+        rc, _, err = daemon.docker("network", "create", "--subnet", "10.98.7.128/25", f"{name}-c")
+        assert rc != 0 and "overlaps" in err, err
+        for i in (1, 2):
+            daemon.docker("run", "-d", "--name", f"{name}-{i}", "--network", f"{name}-a", "busybox", "sleep", "60", check=True)
+        daemon.docker("run", "-d", "--name", f"{name}-3", "--network", f"{name}-b", "busybox", "sleep", "60", check=True)
+        ip1 = ip_of(daemon, f"{name}-1", f"{name}-a")
+        assert ip1.startswith("10.98.7.")
+        assert ip_of(daemon, f"{name}-2", f"{name}-a") != ip1, "never the same address twice"
+        rc, out, err = daemon.docker("exec", f"{name}-2", "ping", "-c", "1", "-W", "2", ip1)
+        assert rc == 0, out + err
+        rc, out, err = daemon.docker("exec", f"{name}-3", "ping", "-c", "1", "-W", "1", ip1)
+        assert rc != 0, "another network cannot reach it"
+        info = json.loads(daemon.docker("network", "inspect", f"{name}-a")[1])[0]
+        assert len(info["Containers"]) == 2 and info["Labels"] == {"app": "x"}
+        rc, _, err = daemon.docker("network", "rm", f"{name}-a")
+        assert rc != 0 and "has active endpoints" in err
+        rc, _, err = daemon.docker("network", "rm", "bridge")
+        assert rc != 0 and "pre-defined" in err
+        rc, _, err = daemon.docker("run", "--rm", "--network", "no-such-net", "busybox", "true")
+        assert rc != 0 and "network no-such-net not found" in err
+    finally:
+        daemon.docker("rm", "-f", f"{name}-1", f"{name}-2", f"{name}-3")
+        daemon.docker("network", "rm", f"{name}-a", f"{name}-b")
+    assert daemon.docker("network", "ls", "-q", "--filter", f"name={name}")[1].strip() == ""
+
+
+def test_internal_network_has_no_way_out_and_nft_rules(daemon, name):
+    daemon.docker("network", "create", "--internal", f"{name}-int", check=True)
+    try:
+        rc, out, _ = daemon.docker("run", "--rm", "--network", f"{name}-int", "busybox", "ip", "route")
+        assert "default" not in out
+        rules = subprocess.run(["nft", "list", "table", "ip", daemon.nft_table], capture_output=True, text=True).stdout
+        assert "masquerade" in rules and "drop" in rules, rules
+    finally:
+        daemon.docker("network", "rm", f"{name}-int")
+
+
+def test_networking_survives_a_daemon_kill9(daemon, name):
+    daemon.docker("network", "create", f"{name}-k", check=True)
+    try:
+        for i in (1, 2):
+            daemon.docker("run", "-d", "--name", f"{name}-{i}", "--network", f"{name}-k", "busybox", "sleep", "120", check=True)
+        ip1 = ip_of(daemon, f"{name}-1", f"{name}-k")
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        rc, out, err = daemon.docker("exec", f"{name}-2", "ping", "-c", "1", "-W", "2", ip1)
+        assert rc == 0, out + err
+        assert ip_of(daemon, f"{name}-1", f"{name}-k") == ip1
+        # A new container never gets an address that is still in use.
+        daemon.docker("run", "-d", "--name", f"{name}-3", "--network", f"{name}-k", "busybox", "sleep", "60", check=True)
+        ips = {ip_of(daemon, f"{name}-{i}", f"{name}-k") for i in (1, 2, 3)}
+        assert len(ips) == 3
+    finally:
+        daemon.docker("rm", "-f", f"{name}-1", f"{name}-2", f"{name}-3")
+        daemon.docker("network", "rm", f"{name}-k")
