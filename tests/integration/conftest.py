@@ -143,7 +143,10 @@ def cleanup_leftovers(d):
     except (OSError, ValueError):
         pass
     if os.path.isdir(containers):
-        links += ["vb" + cid[:11] for cid in os.listdir(containers)]
+        present = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        names = [l.split(":")[1].strip().split("@")[0] for l in present.splitlines() if ":" in l]
+        for cid in os.listdir(containers):
+            links += [n for n in names if n.startswith("vb" + cid[:7])]
     for link in links:
         subprocess.run(["ip", "link", "del", link], capture_output=True)
     subprocess.run(["nft", "delete", "table", "ip", d.nft_table], capture_output=True)

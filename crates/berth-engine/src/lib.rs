@@ -130,7 +130,7 @@ pub struct Engine {
     /// One build at a time: builds share the cache file and the disk.
     build_lock: tokio::sync::Mutex<()>,
     pub volumes: berth_volume::VolumeStore,
-    pub nets: berth_net::NetStore,
+    pub nets: Arc<berth_net::NetStore>,
 }
 
 fn now() -> String {
@@ -196,7 +196,11 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             build_lock: tokio::sync::Mutex::new(()),
             volumes: berth_volume::VolumeStore::open(&cfg_data_root)?,
-            nets: berth_net::NetStore::open(&cfg_data_root, &bridge_name, &bip)?,
+            nets: Arc::new(berth_net::NetStore::open(
+                &cfg_data_root,
+                &bridge_name,
+                &bip,
+            )?),
         });
         {
             let e = engine.clone();

@@ -9,6 +9,7 @@ use berth_net::{CreateOptions, NetError, Network};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 /// A container's attachment to one bridge network, while it runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -41,6 +42,10 @@ pub(crate) fn mode_network(mode: &str) -> &str {
 }
 
 impl Engine {
+    fn nets_handle(&self) -> std::sync::Arc<berth_net::NetStore> {
+        self.nets.clone()
+    }
+
     /// Checks a new container's network; returns the mode to record.
     pub(crate) fn check_network_mode(&self, mode: &str) -> Result<String> {
         let name = mode_network(mode);
@@ -85,22 +90,34 @@ impl Engine {
             .get(&name)
             .map_err(|_| EngineError::NotFound(format!("network {name} not found")))?;
         let ns = host::netns_path(&self.cfg.exec_root, &rec.id);
+        if !Path::new("/sys/class/net").join(&n.bridge).exists() {
+            let n2 = n.clone();
+            tokio::task::spawn_blocking(move || host::ensure_bridge(&n2))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))??;
+        }
         let ip = self.nets.allocate(&n.id, &rec.id, None)?;
         let sub = n
             .subnet()
             .ok_or_else(|| EngineError::Internal("network without subnet".into()))?;
         let ep = Endpoint {
-            host_if: format!("vb{}", &rec.id[..11]),
+            // Unique per launch: the previous launch's veth may still be
+            // going away in the background.
+            host_if: format!("vb{}{:04x}", &rec.id[..7], rand::random::<u16>()),
             container_if: "eth0".into(),
             ip,
             prefix: sub.prefix,
             gateway: if n.internal { None } else { n.gateway_ip() },
         };
-        let (ns2, bridge, ep2, net2) = (ns.clone(), n.bridge.clone(), ep.clone(), n.clone());
+        let (ns2, bridge, ep2) = (ns.clone(), n.bridge.clone(), ep.clone());
         let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
-            host::remove_netns(&ns2);
-            let _ = host::delete_link(&ep2.host_if);
-            host::ensure_bridge(&net2)?;
+            // Left by a launch that a crash cut short.
+            if ns2.exists() {
+                host::remove_netns(&ns2);
+            }
+            if Path::new("/sys/class/net").join(&ep2.host_if).exists() {
+                let _ = host::delete_link(&ep2.host_if);
+            }
             host::create_netns(&ns2)?;
             host::attach(&ns2, &bridge, &ep2)
         })
@@ -131,19 +148,26 @@ impl Engine {
     }
 
     /// Undoes `setup_network`; safe to call for a container that has none.
+    /// The namespace goes now; deleting the veth waits for RCU grace periods
+    /// (tens of ms), so it and the address's release happen in the background.
     pub(crate) async fn teardown_network(&self, id: &str, eps: &BTreeMap<String, EndpointState>) {
+        if eps.is_empty() {
+            return;
+        }
         let ns = host::netns_path(&self.cfg.exec_root, id);
+        host::remove_netns(&ns);
         let links: Vec<String> = eps.values().map(|e| e.host_if.clone()).collect();
-        let _ = tokio::task::spawn_blocking(move || {
+        let nets: Vec<String> = eps.values().map(|e| e.network_id.clone()).collect();
+        let store = self.nets_handle();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
             for l in links {
                 let _ = host::delete_link(&l);
             }
-            host::remove_netns(&ns);
-        })
-        .await;
-        for e in eps.values() {
-            self.nets.release(&e.network_id, id);
-        }
+            for n in nets {
+                store.release(&n, &id);
+            }
+        });
     }
 
     /// `NetworkSettings` for inspect.

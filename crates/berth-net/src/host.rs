@@ -4,6 +4,7 @@
 
 use crate::{NetError, Network};
 use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
@@ -157,41 +158,34 @@ pub struct Endpoint {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// Connects the namespace at `netns` to `bridge` with a veth pair.
+/// Connects the namespace at `netns` to `bridge` with a veth pair. The
+/// container's end is created inside the namespace under its final name, and
+/// the host's end on the bridge and up, in one request: moving or renaming
+/// an interface afterwards costs an RCU grace period each.
 pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError> {
     let ns_file = std::fs::File::open(netns)?;
-    let tmp_peer = format!("{}p", &ep.host_if[..ep.host_if.len().min(14)]);
-    let (host_if, bridge_name, peer) = (ep.host_if.clone(), bridge.to_string(), tmp_peer.clone());
     let fd = ns_file.as_raw_fd();
+    let (host_if, bridge_name, cif) = (
+        ep.host_if.clone(),
+        bridge.to_string(),
+        ep.container_if.clone(),
+    );
     with_netlink(None, move |h| async move {
-        h.link()
-            .add(LinkVeth::new(&host_if, &peer).build())
-            .execute()
-            .await
-            .map_err(|e| host_err(&format!("creating veth {host_if}"), e))?;
         let br = link_index(&h, &bridge_name)
             .await?
             .ok_or_else(|| NetError::Host(format!("no bridge {bridge_name}")))?;
-        let hi = link_index(&h, &host_if)
-            .await?
-            .ok_or_else(|| NetError::Host(format!("veth {host_if} vanished")))?;
-        let pi = link_index(&h, &peer)
-            .await?
-            .ok_or_else(|| NetError::Host(format!("veth {peer} vanished")))?;
+        let peer = LinkUnspec::new_with_name(&cif).setns_by_fd(fd).build();
+        let msg = LinkVeth::new(&host_if, &cif)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .controller(br)
+            .up()
+            .build();
         h.link()
-            .set(LinkUnspec::new_with_index(hi).controller(br).up().build())
+            .add(msg)
             .execute()
             .await
-            .map_err(|e| host_err("enslaving the veth", e))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(pi).setns_by_fd(fd).build())
-            .execute()
-            .await
-            .map_err(|e| host_err("moving the veth", e))?;
+            .map_err(|e| host_err(&format!("creating veth {host_if}"), e))?;
         Ok(())
-    })
-    .inspect_err(|_| {
-        let _ = delete_link(&ep.host_if);
     })?;
     drop(ns_file);
     let ep2 = ep.clone();
@@ -203,18 +197,9 @@ pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError>
                 .await
                 .map_err(|e| host_err("raising lo", e))?;
         }
-        let pi = link_index(&h, &tmp_peer)
+        let pi = link_index(&h, &ep2.container_if)
             .await?
             .ok_or_else(|| NetError::Host("the veth did not arrive".into()))?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(pi)
-                    .name(ep2.container_if.clone())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(|e| host_err("naming the interface", e))?;
         h.address()
             .add(pi, IpAddr::V4(ep2.ip), ep2.prefix)
             .execute()
