@@ -3,9 +3,12 @@ bridges with their own subnets, addresses and routes inside containers,
 isolation between networks, cleanup, and survival of a berthd kill -9."""
 
 import json
+import os
 import signal
 import subprocess
 import time
+
+import pytest
 
 
 def ip_of(daemon, name, net):
@@ -105,3 +108,79 @@ def test_networking_survives_a_daemon_kill9(daemon, name):
     finally:
         daemon.docker("rm", "-f", f"{name}-1", f"{name}-2", f"{name}-3")
         daemon.docker("network", "rm", f"{name}-k")
+
+
+HTTPD = "mkdir -p /www && echo served-by-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def fetch(port, host="127.0.0.1"):
+    p = subprocess.run(["curl", "-s", "-m", "5", f"http://{host}:{port}/"], capture_output=True, text=True)
+    return p.returncode, p.stdout
+
+
+def wait_fetch(port, host="127.0.0.1"):
+    deadline = time.time() + 10
+    while True:
+        rc, out = fetch(port, host)
+        if rc == 0 or time.time() > deadline:
+            return rc, out
+        time.sleep(0.1)
+
+
+def nft_rules(daemon):
+    return subprocess.run(["nft", "list", "table", "ip", daemon.nft_table], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_published_port_in_the_kernel(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    port = 18080 if tool == "docker" else 18081
+    run("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", HTTPD, check=True)
+    try:
+        rc, out = wait_fetch(port)
+        assert rc == 0 and out.startswith("served-by-"), out
+        rc, out, _ = run("ps", "--filter", f"name={name}", "--format", "{{.Ports}}")
+        assert out.strip() == f"127.0.0.1:{port}->80/tcp"
+        rc, out, _ = run("port", name)
+        assert out.strip() == f"80/tcp -> 127.0.0.1:{port}"
+        assert f"dport {port} dnat to" in nft_rules(daemon)
+        # No proxy process holds the port: it is a kernel rule.
+        ss = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+        assert f":{port} " not in ss
+        # A second container cannot take the same port.
+        rc, out, err = run("run", "-d", "--name", f"{name}-2", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "30")
+        assert rc != 0 and "port is already allocated" in err, err
+    finally:
+        run("rm", "-f", name, f"{name}-2")
+    assert f"dport {port} " not in nft_rules(daemon), "rm -f leaves no rule"
+    assert fetch(port)[0] != 0
+
+
+def test_random_ports_publish_all_and_restart_survival(daemon, name):
+    daemon.berth("run", "-d", "--name", name, "-p", "80", "--expose", "81", "-P", "busybox", "sh", "-c", HTTPD, check=True)
+    try:
+        info = json.loads(daemon.docker("inspect", name)[1])[0]
+        ports = info["NetworkSettings"]["Ports"]
+        host_port = int(ports["80/tcp"][0]["HostPort"])
+        assert host_port > 1024 and ports["80/tcp"][0]["HostIp"] == "0.0.0.0"
+        assert ports["81/tcp"] and int(ports["81/tcp"][0]["HostPort"]) != host_port, "-P publishes every exposed port"
+        rc, out = wait_fetch(host_port)
+        assert rc == 0, out
+        # kill -9 of berthd: the rule stays in the kernel, and is kept after the restart.
+        daemon.stop(signal.SIGKILL)
+        assert fetch(host_port)[0] == 0
+        daemon.start()
+        assert f"dport {host_port} dnat" in nft_rules(daemon)
+        assert fetch(host_port)[0] == 0
+        # A container that dies while berthd is away loses its rule at the restart.
+        daemon.stop(signal.SIGKILL)
+        pid = info["State"]["Pid"]
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        daemon.start()
+        deadline = time.time() + 10
+        while f"dport {host_port} dnat" in nft_rules(daemon):
+            assert time.time() < deadline, nft_rules(daemon)
+            time.sleep(0.1)
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -102,6 +102,16 @@ pub struct HostConfig {
     pub mounts: Option<Vec<MountRequest>>,
     pub tmpfs: Option<HashMap<String, String>>,
     pub volumes_from: Option<Vec<String>>,
+    pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
+    pub publish_all_ports: bool,
+}
+
+/// One host side of a published port (`HostConfig.PortBindings`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
 }
 
 /// One entry of `HostConfig.Mounts` (`--mount`).

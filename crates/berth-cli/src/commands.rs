@@ -65,6 +65,7 @@ fn container(c: &Client, cmd: ContainerCmd) -> (Result<i32>, i32) {
         C::Attach(a) => (attach(c, a), 1),
         C::Exec(a) => (exec(c, a), 126),
         C::Rename(a) => (rename(c, a), 1),
+        C::Port(a) => (port(c, a), 1),
         C::Commit(a) => (commit(c, a), 1),
         C::Diff(a) => (diff(c, a), 1),
         C::Pause(a) => (each(c, &a.containers, "pause"), 1),
@@ -107,6 +108,7 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
         S::Attach(a) => container(c, ContainerCmd::Attach(a)),
         S::Exec(a) => container(c, ContainerCmd::Exec(a)),
         S::Rename(a) => container(c, ContainerCmd::Rename(a)),
+        S::Port(a) => container(c, ContainerCmd::Port(a)),
         S::Commit(a) => container(c, ContainerCmd::Commit(a)),
         S::Build(a) => image(c, ImageCmd::Build(a)),
         S::Diff(a) => container(c, ContainerCmd::Diff(a)),
@@ -124,6 +126,66 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
 }
 
 /// Docker's RAMInBytes: binary units.
+/// `-p [ip:][hostPort:]containerPort[/proto]` (ports may be ranges) and
+/// `--expose`, as the docker CLI turns them into ExposedPorts and PortBindings.
+fn parse_publish(
+    publish: &[String],
+    expose: &[String],
+) -> Result<(serde_json::Map<String, Value>, Value)> {
+    let range = |s: &str| -> Result<(u16, u16)> {
+        let bad = || anyhow!("invalid port: {s}");
+        match s.split_once('-') {
+            Some((a, b)) => Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?)),
+            None => {
+                let p: u16 = s.parse().map_err(|_| bad())?;
+                Ok((p, p))
+            }
+        }
+    };
+    let mut exposed = serde_json::Map::new();
+    let mut bindings = serde_json::Map::new();
+    for e in expose {
+        let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let (lo, hi) = range(ports)?;
+        for p in lo..=hi {
+            exposed.insert(format!("{p}/{proto}"), json!({}));
+        }
+    }
+    for spec in publish {
+        let (rest, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+        let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
+        let (cport, hport, hip) = match parts.as_slice() {
+            [c] => (*c, "", ""),
+            [c, h] => (*c, *h, ""),
+            [c, h, ip] => (*c, *h, *ip),
+            _ => bail!("invalid port format: {spec}"),
+        };
+        let (clo, chi) = range(cport)?;
+        let host_range = if hport.is_empty() {
+            None
+        } else {
+            Some(range(hport)?)
+        };
+        for (i, p) in (clo..=chi).enumerate() {
+            let key = format!("{p}/{proto}");
+            exposed.insert(key.clone(), json!({}));
+            let host_port = match host_range {
+                None => String::new(),
+                // Ranges on both sides map one to one; a host range for one
+                // container port lets the daemon pick a free port in it.
+                Some((hlo, hhi)) if chi > clo => (hlo as usize + i).min(hhi as usize).to_string(),
+                Some((hlo, hhi)) if hhi > hlo => format!("{hlo}-{hhi}"),
+                Some((hlo, _)) => hlo.to_string(),
+            };
+            let entry = bindings.entry(key).or_insert_with(|| json!([]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(json!({"HostIp": hip.trim_matches(['[', ']']), "HostPort": host_port}));
+            }
+        }
+    }
+    Ok((exposed, Value::Object(bindings)))
+}
+
 pub(crate) fn ram_bytes(s: &str) -> Result<i64> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.trim_end_matches('b');
@@ -273,12 +335,92 @@ fn create_body(a: &RunArgs) -> Result<Value> {
         .collect();
     hc["Tmpfs"] = Value::Object(tmpfs);
     hc["VolumesFrom"] = json!(a.volumes_from);
+    let (exposed, bindings) = parse_publish(&a.publish, &a.expose)?;
+    hc["PortBindings"] = bindings;
+    hc["PublishAllPorts"] = json!(a.publish_all);
+    if !exposed.is_empty() {
+        cfg["ExposedPorts"] = Value::Object(exposed);
+    }
     if !anon.is_empty() {
         let vols: serde_json::Map<String, Value> =
             anon.iter().map(|v| (v.to_string(), json!({}))).collect();
         cfg["Volumes"] = Value::Object(vols);
     }
     Ok(cfg)
+}
+
+/// Docker's PORTS column: `127.0.0.1:8080->80/tcp, 443/tcp`.
+fn ports_text(ports: &Value) -> String {
+    let mut items: Vec<(u64, String)> = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let private = p["PrivatePort"].as_u64().unwrap_or(0);
+            let proto = p["Type"].as_str().unwrap_or("tcp");
+            let text = match p["PublicPort"].as_u64() {
+                Some(public) => format!(
+                    "{}:{public}->{private}/{proto}",
+                    p["IP"].as_str().unwrap_or("0.0.0.0")
+                ),
+                None => format!("{private}/{proto}"),
+            };
+            (private, text)
+        })
+        .collect();
+    items.sort();
+    items
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn port(c: &Client, a: PortArgs) -> Result<i32> {
+    let v = c
+        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
+        .json()?;
+    let want = a.private.as_deref().map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut rows: Vec<String> = Vec::new();
+    for (k, binds) in v["NetworkSettings"]["Ports"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if want.as_ref().is_some_and(|w| w != k) {
+            continue;
+        }
+        for b in binds.as_array().into_iter().flatten() {
+            let addr = format!(
+                "{}:{}",
+                b["HostIp"].as_str().unwrap_or(""),
+                b["HostPort"].as_str().unwrap_or("")
+            );
+            rows.push(if want.is_some() {
+                addr
+            } else {
+                format!("{k} -> {addr}")
+            });
+        }
+    }
+    if rows.is_empty() && want.is_some() {
+        bail!(
+            "Error: No public port '{}' published for {}",
+            want.unwrap_or_default(),
+            a.container
+        );
+    }
+    rows.sort();
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(0)
 }
 
 fn short_id(id: &str) -> String {
@@ -592,7 +734,7 @@ fn ps(c: &Client, a: PsArgs) -> Result<i32> {
                 "CreatedAt": chrono::DateTime::from_timestamp(created, 0)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
                 "RunningFor": ago(created),
-                "Ports": "",
+                "Ports": ports_text(&v["Ports"]),
                 "Status": v["Status"],
                 "State": v["State"],
                 "Size": size,

@@ -252,6 +252,8 @@ pub enum ShortCmd {
     Exec(ExecArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// Build an image from a Dockerfile
     Build(BuildArgs),
     /// Create a new image from a container's changes
@@ -299,6 +301,7 @@ pub enum ContainerCmd {
     Attach(AttachArgs),
     Exec(ExecArgs),
     Rename(RenameArgs),
+    Port(PortArgs),
     Commit(CommitArgs),
     Diff(DiffArgs),
     Pause(NamesArgs),
@@ -371,6 +374,15 @@ pub struct RunArgs {
     pub cpu_shares: Option<i64>,
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto])
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
     /// Bind mount a volume (name:/path[:ro], /host:/path[:ro], or /path)
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
@@ -646,6 +658,13 @@ pub struct BuildArgs {
     pub force_rm: bool,
     /// PATH | URL | -
     pub context: String,
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub private: Option<String>,
 }
 
 #[derive(Args)]

@@ -207,6 +207,7 @@ impl Engine {
             let _ = tokio::task::spawn_blocking(move || e.restore_networks()).await;
         }
         engine.clone().restore().await;
+        engine.sync_nft_async().await;
         Ok(engine)
     }
 
@@ -777,10 +778,17 @@ impl Engine {
             None => (None, Default::default()),
         };
         c.state.lock().expect("state").endpoints = eps.clone();
+        let publishes = eps.values().any(|e| !e.ports.is_empty());
+        if publishes {
+            self.sync_nft_async().await;
+        }
         let res = self.launch_in(c, rec, netns.as_deref(), &eps).await;
         if res.is_err() {
             c.state.lock().expect("state").endpoints.clear();
             self.teardown_network(&rec.id, &eps).await;
+            if publishes {
+                self.sync_nft_async().await;
+            }
         }
         res
     }
@@ -1023,6 +1031,9 @@ impl Engine {
         let _ = self.persist_state(&c);
         let _ = self.mounter.unmount(&self.rootfs(&id));
         self.teardown_network(&id, &eps).await;
+        if eps.values().any(|e| !e.ports.is_empty()) {
+            self.sync_nft_async().await;
+        }
         c.bump(|s| s.exits += 1);
         if restart {
             let fails = c.state().failure_count.min(10);
@@ -1645,7 +1656,7 @@ impl Engine {
                 "ImageID": rec.image_id,
                 "Command": command,
                 "Created": created,
-                "Ports": [],
+                "Ports": self.ports_list(&rec, &st.endpoints),
                 "Labels": rec.config.labels.clone().unwrap_or_default(),
                 "State": st.status.as_str(),
                 "Status": record::status_text(&st),

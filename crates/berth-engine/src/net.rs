@@ -20,6 +20,49 @@ pub struct EndpointState {
     pub prefix: u8,
     pub gateway: String,
     pub host_if: String,
+    /// Published ports, forwarded by the kernel to this endpoint.
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PortMap {
+    pub proto: String,
+    pub container_port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+fn overlapping(a: &str, b: &str) -> bool {
+    a == b || a == "0.0.0.0" || b == "0.0.0.0" || a.is_empty() || b.is_empty()
+}
+
+/// Is `ip:port` free on the host for `proto`? (A DNAT rule holds no socket,
+/// so a host process that owns the port must be noticed here.)
+fn host_port_free(proto: &str, ip: &str, port: u16) -> bool {
+    let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
+    let addr = format!("{ip}:{port}");
+    match proto {
+        "udp" => std::net::UdpSocket::bind(&addr).is_ok(),
+        _ => std::net::TcpListener::bind(&addr).is_ok(),
+    }
+}
+
+/// A port the kernel hands out as free right now.
+fn ephemeral_port(proto: &str, ip: &str) -> Option<u16> {
+    let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
+    match proto {
+        "udp" => std::net::UdpSocket::bind(format!("{ip}:0"))
+            .ok()?
+            .local_addr()
+            .ok()
+            .map(|a| a.port()),
+        _ => std::net::TcpListener::bind(format!("{ip}:0"))
+            .ok()?
+            .local_addr()
+            .ok()
+            .map(|a| a.port()),
+    }
 }
 
 impl From<NetError> for EngineError {
@@ -62,17 +105,20 @@ impl Engine {
         })
     }
 
-    /// Brings the host's side of networking up at start: every bridge and the
-    /// nftables table.
+    /// Brings the host's side of networking up at start: every bridge. (The
+    /// nftables table follows once the containers are known: `sync_nft`.)
     pub(crate) fn restore_networks(&self) {
         for n in self.nets.list().iter().filter(|n| n.is_bridge()) {
             if let Err(e) = host::ensure_bridge(n) {
                 tracing::warn!("network {}: {e}", n.name);
             }
         }
-        if let Err(e) = host::apply_nft(&self.cfg.nft_table, &self.nets.list()) {
-            tracing::warn!("nftables: {e}");
-        }
+    }
+
+    /// `sync_nft` off the async threads (it runs `nft`).
+    pub(crate) async fn sync_nft_async(self: &std::sync::Arc<Self>) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.sync_nft()).await;
     }
 
     /// For a container on a bridge network: a namespace with a veth on the
@@ -128,6 +174,24 @@ impl Engine {
             host::remove_netns(&ns);
             return Err(e.into());
         }
+        let ports = match self.resolve_ports(rec) {
+            Ok(p) => p,
+            Err(e) => {
+                self.teardown_network(
+                    &rec.id,
+                    &BTreeMap::from([(
+                        n.name.clone(),
+                        EndpointState {
+                            network_id: n.id.clone(),
+                            host_if: ep.host_if.clone(),
+                            ..Default::default()
+                        },
+                    )]),
+                )
+                .await;
+                return Err(e);
+            }
+        };
         let mut eps = BTreeMap::new();
         eps.insert(
             n.name.clone(),
@@ -142,9 +206,146 @@ impl Engine {
                     n.gateway.clone()
                 },
                 host_if: ep.host_if,
+                ports,
             },
         );
         Ok(Some((ns.display().to_string(), eps)))
+    }
+
+    /// The host ports a starting container publishes: its bindings, random
+    /// ports for empty ones and for `-P`, refusing ports already taken by
+    /// another container or by a host socket.
+    fn resolve_ports(&self, rec: &Record) -> Result<Vec<PortMap>> {
+        let hc = &rec.host_config;
+        let mut wanted: Vec<(String, u16, String, String)> = Vec::new();
+        for (key, binds) in hc.port_bindings.iter().flatten() {
+            let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+            let cport: u16 = port
+                .parse()
+                .map_err(|_| EngineError::BadRequest(format!("invalid port {key}")))?;
+            for b in binds.iter().flatten() {
+                wanted.push((
+                    proto.to_string(),
+                    cport,
+                    b.host_ip.clone(),
+                    b.host_port.clone(),
+                ));
+            }
+        }
+        if hc.publish_all_ports {
+            for key in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {
+                let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+                let Ok(cport) = port.parse::<u16>() else {
+                    continue;
+                };
+                if !wanted.iter().any(|w| w.0 == proto && w.1 == cport) {
+                    wanted.push((proto.to_string(), cport, String::new(), String::new()));
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let taken: Vec<PortMap> = self
+            .containers
+            .read()
+            .expect("containers")
+            .values()
+            .filter(|c| c.id() != rec.id)
+            .flat_map(|c| {
+                c.state()
+                    .endpoints
+                    .values()
+                    .flat_map(|e| e.ports.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut out: Vec<PortMap> = Vec::new();
+        for (proto, cport, hip, hport) in wanted {
+            let hip = if hip.is_empty() {
+                "0.0.0.0".to_string()
+            } else {
+                hip
+            };
+            let in_use = |p: u16, out: &[PortMap]| {
+                taken
+                    .iter()
+                    .chain(out.iter())
+                    .any(|t| t.proto == proto && t.host_port == p && overlapping(&t.host_ip, &hip))
+            };
+            let (lo, hi) = match hport.split_once('-') {
+                Some((a, b)) => (a.parse::<u16>().unwrap_or(0), b.parse::<u16>().unwrap_or(0)),
+                None => {
+                    let p = if hport.is_empty() {
+                        0
+                    } else {
+                        hport.parse::<u16>().map_err(|_| {
+                            EngineError::BadRequest(format!("invalid host port {hport}"))
+                        })?
+                    };
+                    (p, p)
+                }
+            };
+            let port = if lo == 0 {
+                (0..50)
+                    .filter_map(|_| ephemeral_port(&proto, &hip))
+                    .find(|p| !in_use(*p, &out))
+                    .ok_or_else(|| EngineError::Internal("no free host port".into()))?
+            } else {
+                let mut found = None;
+                for p in lo..=hi.max(lo) {
+                    if !in_use(p, &out) && host_port_free(&proto, &hip, p) {
+                        found = Some(p);
+                        break;
+                    }
+                }
+                found.ok_or_else(|| {
+                    EngineError::Conflict(format!(
+                        "driver failed programming external connectivity on endpoint {}: Bind for {hip}:{hport} failed: port is already allocated",
+                        rec.name
+                    ))
+                })?
+            };
+            out.push(PortMap {
+                proto: proto.clone(),
+                container_port: cport,
+                host_ip: hip,
+                host_port: port,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Rewrites Berth's nftables table from the networks and the ports of
+    /// running containers.
+    pub(crate) fn sync_nft(&self) {
+        let forwards: Vec<host::Forward> = self
+            .containers
+            .read()
+            .expect("containers")
+            .values()
+            .flat_map(|c| {
+                c.state()
+                    .endpoints
+                    .values()
+                    .flat_map(|e| {
+                        e.ports
+                            .iter()
+                            .map(|p| host::Forward {
+                                proto: p.proto.clone(),
+                                host_ip: p.host_ip.clone(),
+                                host_port: p.host_port,
+                                container_ip: e.ip.clone(),
+                                container_port: p.container_port,
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if let Err(e) = host::apply_nft(&self.cfg.nft_table, &self.nets.list(), &forwards) {
+            tracing::warn!("nftables: {e}");
+        }
     }
 
     /// Undoes `setup_network`; safe to call for a container that has none.
@@ -189,10 +390,24 @@ impl Engine {
                 "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
             }),
         );
+        let mut ports = serde_json::Map::new();
+        for k in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {
+            ports.insert(k.clone(), Value::Null);
+        }
+        for p in eps.values().flat_map(|e| e.ports.iter()) {
+            let key = format!("{}/{}", p.container_port, p.proto);
+            let entry = ports.entry(key).or_insert_with(|| json!([]));
+            if !entry.is_array() {
+                *entry = json!([]);
+            }
+            if let Some(a) = entry.as_array_mut() {
+                a.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+            }
+        }
         json!({
             "Bridge": "", "SandboxID": "", "SandboxKey": if eps.is_empty() { String::new() } else {
                 host::netns_path(&self.cfg.exec_root, &rec.id).display().to_string() },
-            "Ports": {}, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "Ports": ports, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
             "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
             "EndpointID": if mode == "bridge" { ep.endpoint_id.clone() } else { String::new() },
             "Gateway": if mode == "bridge" { ep.gateway.clone() } else { String::new() },
@@ -201,6 +416,26 @@ impl Engine {
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
             "Networks": nets,
         })
+    }
+
+    /// `ps`'s `Ports` list.
+    pub(crate) fn ports_list(&self, rec: &Record, eps: &BTreeMap<String, EndpointState>) -> Value {
+        let mut out: Vec<Value> = eps
+            .values()
+            .flat_map(|e| e.ports.iter())
+            .map(|p| json!({"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto}))
+            .collect();
+        for k in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            let port: u16 = port.parse().unwrap_or(0);
+            if !out
+                .iter()
+                .any(|o| o["PrivatePort"] == port && o["Type"] == proto)
+            {
+                out.push(json!({"PrivatePort": port, "Type": proto}));
+            }
+        }
+        json!(out)
     }
 
     // ------------------------------------------------------------ /networks
@@ -304,8 +539,8 @@ impl Engine {
             labels: map(&body["Labels"]),
             options: map(&body["Options"]),
         })?;
-        let made = host::ensure_bridge(&n)
-            .and_then(|_| host::apply_nft(&self.cfg.nft_table, &self.nets.list()));
+        let made = host::ensure_bridge(&n);
+        self.sync_nft();
         if let Err(e) = made {
             let _ = self.nets.remove(&n.id);
             let _ = host::delete_link(&n.bridge);
@@ -346,7 +581,7 @@ impl Engine {
         }
         self.nets.remove(&n.id)?;
         let _ = host::delete_link(&n.bridge);
-        host::apply_nft(&self.cfg.nft_table, &self.nets.list())?;
+        self.sync_nft();
         Ok(())
     }
 

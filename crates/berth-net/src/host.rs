@@ -225,9 +225,22 @@ pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError>
     })
 }
 
+/// A published port as the kernel forwards it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    pub proto: String,
+    /// `0.0.0.0` for every local address.
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_ip: String,
+    pub container_port: u16,
+}
+
 /// Berth's nftables table: masquerade for each non-internal bridge network,
-/// and no forwarding out of internal ones. Replaced whole, atomically.
-pub fn apply_nft(table: &str, nets: &[Network]) -> Result<(), NetError> {
+/// isolation between networks, no forwarding out of internal ones, and DNAT
+/// for published ports (from outside, and from the host itself, including
+/// 127.0.0.1). Replaced whole, atomically.
+pub fn apply_nft(table: &str, nets: &[Network], forwards: &[Forward]) -> Result<(), NetError> {
     let mut rules = String::new();
     let mut fwd = String::new();
     let bridges: Vec<String> = nets
@@ -252,9 +265,34 @@ pub fn apply_nft(table: &str, nets: &[Network]) -> Result<(), NetError> {
                 n.subnet, n.bridge
             ));
         }
+        // Connections the host makes to 127.0.0.1:PORT leave with a loopback
+        // source; the container must see (and answer) a routable one.
+        rules.push_str(&format!(
+            "    ip saddr 127.0.0.0/8 oifname \"{}\" masquerade\n",
+            n.bridge
+        ));
+        let _ = std::fs::write(
+            format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
+            "1",
+        );
+    }
+    let mut pre = String::new();
+    let mut out = String::new();
+    for f in forwards {
+        let target = format!(
+            "{} dport {} dnat to {}:{}",
+            f.proto, f.host_port, f.container_ip, f.container_port
+        );
+        if f.host_ip == "0.0.0.0" || f.host_ip.is_empty() {
+            pre.push_str(&format!("    fib daddr type local {target}\n"));
+            out.push_str(&format!("    fib daddr type local {target}\n"));
+        } else {
+            pre.push_str(&format!("    ip daddr {} {target}\n", f.host_ip));
+            out.push_str(&format!("    ip daddr {} {target}\n", f.host_ip));
+        }
     }
     let script = format!(
-        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
+        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
     );
     run_nft(&script)
 }
