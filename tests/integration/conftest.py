@@ -147,6 +147,12 @@ def cleanup_leftovers(d):
         names = [l.split(":")[1].strip().split("@")[0] for l in present.splitlines() if ":" in l]
         for cid in os.listdir(containers):
             links += [n for n in names if n.startswith("vb" + cid[:7])]
+    # Anything still enslaved to our bridges is ours too.
+    for br in list(links):
+        try:
+            links = os.listdir(f"/sys/class/net/{br}/brif") + links
+        except OSError:
+            pass
     for link in links:
         subprocess.run(["ip", "link", "del", link], capture_output=True)
     subprocess.run(["nft", "delete", "table", "ip", d.nft_table], capture_output=True)

@@ -184,3 +184,41 @@ def test_random_ports_publish_all_and_restart_survival(daemon, name):
             time.sleep(0.1)
     finally:
         daemon.docker("rm", "-f", name)
+
+
+def test_names_resolve_on_user_networks_only(daemon, name):
+    net, other = f"{name}-dns", f"{name}-oth"
+    daemon.docker("network", "create", "--subnet", "10.95.7.0/24", net, check=True)
+    daemon.docker("network", "create", other, check=True)
+    try:
+        daemon.docker("run", "-d", "--name", f"{name}-web", "--hostname", "webhost", "--network", net,
+                      "--network-alias", "frontend", "busybox", "sh", "-c", HTTPD, check=True)
+        daemon.berth("run", "-d", "--name", f"{name}-cli", "--network", net, "busybox", "sleep", "60", check=True)
+        web_ip = ip_of(daemon, f"{name}-web", net)
+        rc, out, err = daemon.docker("exec", f"{name}-cli", "cat", "/etc/resolv.conf")
+        assert "nameserver 127.0.0.11" in out
+        for n in (f"{name}-web", "webhost", "frontend"):
+            rc, out, err = daemon.docker("exec", f"{name}-cli", "nslookup", n)
+            assert rc == 0 and web_ip in out, (n, out, err)
+        rc, out, err = daemon.docker("exec", f"{name}-cli", "wget", "-qO-", f"http://{name}-web/")
+        assert rc == 0 and out.startswith("served-by-webhost"), out + err
+        rc, out, err = daemon.docker("exec", f"{name}-cli", "ping", "-c", "1", "-W", "2", "frontend")
+        assert rc == 0, out + err
+        # A container on another network resolves none of them.
+        daemon.docker("run", "-d", "--name", f"{name}-far", "--network", other, "busybox", "sleep", "60", check=True)
+        rc, out, err = daemon.docker("exec", f"{name}-far", "nslookup", f"{name}-web")
+        assert web_ip not in out
+        # --ip takes the address asked for.
+        daemon.docker("run", "-d", "--name", f"{name}-fixed", "--network", net, "--ip", "10.95.7.77",
+                      "busybox", "sleep", "60", check=True)
+        assert ip_of(daemon, f"{name}-fixed", net) == "10.95.7.77"
+        rc, _, err = daemon.docker("run", "--rm", "--network", net, "--ip", "10.95.7.77", "busybox", "true")
+        assert rc != 0 and "Address already in use" in err, err
+        # Names still resolve after berthd is killed and restarted.
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        rc, out, err = daemon.docker("exec", f"{name}-cli", "nslookup", "frontend")
+        assert rc == 0 and web_ip in out, out + err
+    finally:
+        daemon.docker("rm", "-f", f"{name}-web", f"{name}-cli", f"{name}-far", f"{name}-fixed")
+        daemon.docker("network", "rm", net, other)

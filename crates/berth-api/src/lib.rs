@@ -59,6 +59,8 @@ pub struct CreateRequest {
     #[serde(flatten)]
     pub config: ContainerConfig,
     pub host_config: HostConfig,
+    /// `EndpointsConfig.<network>.Aliases` / `IPAMConfig` (`--network-alias`, `--ip`).
+    pub networking_config: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

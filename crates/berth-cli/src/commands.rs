@@ -341,6 +341,15 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     if !exposed.is_empty() {
         cfg["ExposedPorts"] = Value::Object(exposed);
     }
+    if !a.network_alias.is_empty() || a.ip.is_some() {
+        let net = a.network.clone().unwrap_or_else(|| "bridge".into());
+        let mut ep = json!({"Aliases": a.network_alias});
+        if let Some(ip) = &a.ip {
+            ep["IPAMConfig"] = json!({"IPv4Address": ip});
+        }
+        cfg["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
+    }
+
     if !anon.is_empty() {
         let vols: serde_json::Map<String, Value> =
             anon.iter().map(|v| (v.to_string(), json!({}))).collect();

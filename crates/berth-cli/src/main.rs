@@ -374,6 +374,15 @@ pub struct RunArgs {
     pub cpu_shares: Option<i64>,
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address (accepted; the kernel picks one)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto])
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

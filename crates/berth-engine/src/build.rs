@@ -1123,6 +1123,7 @@ impl Engine {
                 attach_stderr: true,
                 ..Default::default()
             },
+            networking_config: None,
             host_config: HostConfig {
                 network_mode: if opts.network.is_empty() || opts.network == "default" {
                     "none".into()

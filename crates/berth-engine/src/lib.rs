@@ -127,6 +127,8 @@ pub struct Engine {
     containers: RwLock<BTreeMap<String, Arc<Ctr>>>,
     names: RwLock<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
+    /// The embedded DNS server of each running container on a user network.
+    dns: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// One build at a time: builds share the cache file and the disk.
     build_lock: tokio::sync::Mutex<()>,
     pub volumes: berth_volume::VolumeStore,
@@ -195,6 +197,7 @@ impl Engine {
             names: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             build_lock: tokio::sync::Mutex::new(()),
+            dns: Mutex::new(HashMap::new()),
             volumes: berth_volume::VolumeStore::open(&cfg_data_root)?,
             nets: Arc::new(berth_net::NetStore::open(
                 &cfg_data_root,
@@ -208,6 +211,10 @@ impl Engine {
         }
         engine.clone().restore().await;
         engine.sync_nft_async().await;
+        {
+            let e = engine.clone();
+            let _ = tokio::task::spawn_blocking(move || e.remove_orphan_links()).await;
+        }
         Ok(engine)
     }
 
@@ -366,6 +373,13 @@ impl Engine {
             let was_running = st.status.is_running();
             let c = self.insert(rec, st);
             if live {
+                let eps = c.state().endpoints;
+                if self.on_user_network(&eps) {
+                    let ns = berth_net::host::netns_path(&self.cfg.exec_root, &id);
+                    if let Err(e) = self.start_dns(&id, &ns) {
+                        tracing::warn!("dns for {id}: {e}");
+                    }
+                }
                 let me = self.clone();
                 let c2 = c.clone();
                 tokio::spawn(async move { me.monitor(c2).await });
@@ -410,6 +424,7 @@ impl Engine {
         let CreateRequest {
             mut config,
             mut host_config,
+            networking_config,
         } = req;
         match host_config.log_config.kind.as_str() {
             "" => host_config.log_config.kind = "json-file".into(),
@@ -445,6 +460,26 @@ impl Engine {
             )));
         }
         host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
+        let net_name = net::mode_network(&host_config.network_mode).to_string();
+        let endpoint_cfg = networking_config
+            .as_ref()
+            .and_then(|n| {
+                n["EndpointsConfig"]
+                    .get(&net_name)
+                    .or_else(|| n["EndpointsConfig"].as_object()?.values().next())
+            })
+            .cloned()
+            .unwrap_or_default();
+        let aliases: Vec<String> = endpoint_cfg["Aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let requested_ip = endpoint_cfg["IPAMConfig"]["IPv4Address"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         for c in host_config
             .cap_add
             .iter()
@@ -549,6 +584,8 @@ impl Engine {
             log_path,
             layers: image.chain.clone(),
             mounts,
+            aliases,
+            requested_ip,
         };
         {
             // Check and claim the name in one step: two creates race for it.
@@ -660,6 +697,16 @@ impl Engine {
         std::fs::write(dir.join("hosts"), hosts)?;
         let resolv = match &rec.host_config.dns {
             Some(d) if !d.is_empty() => d.iter().map(|s| format!("nameserver {s}\n")).collect(),
+            // On user-defined networks the embedded server answers, as dockerd's.
+            _ if self.on_user_network(eps) => {
+                let search: String = std::fs::read_to_string("/etc/resolv.conf")
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("search"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                format!("{search}nameserver 127.0.0.11\noptions ndots:0\n")
+            }
             // A loopback resolver of the host is not reachable from a
             // container's own network namespace: leave such lines out.
             _ if !host_net => std::fs::read_to_string("/etc/resolv.conf")
@@ -778,6 +825,15 @@ impl Engine {
             None => (None, Default::default()),
         };
         c.state.lock().expect("state").endpoints = eps.clone();
+        if let Some(ns) = &netns {
+            if self.on_user_network(&eps) {
+                if let Err(e) = self.start_dns(&rec.id, Path::new(ns)) {
+                    self.teardown_network(&rec.id, &eps).await;
+                    c.state.lock().expect("state").endpoints.clear();
+                    return Err(e);
+                }
+            }
+        }
         let publishes = eps.values().any(|e| !e.ports.is_empty());
         if publishes {
             self.sync_nft_async().await;

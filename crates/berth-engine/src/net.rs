@@ -115,6 +115,31 @@ impl Engine {
         }
     }
 
+    /// Deletes veths on our bridges that no running container owns: a kill -9
+    /// of berthd can cut a background teardown short.
+    pub(crate) fn remove_orphan_links(&self) {
+        let owned: Vec<String> = self
+            .containers
+            .read()
+            .expect("containers")
+            .values()
+            .flat_map(|c| {
+                c.state()
+                    .endpoints
+                    .values()
+                    .map(|e| e.host_if.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for n in self.nets.list().iter().filter(|n| n.is_bridge()) {
+            for port in host::bridge_ports(&n.bridge) {
+                if port.starts_with("vb") && !owned.contains(&port) {
+                    let _ = host::delete_link(&port);
+                }
+            }
+        }
+    }
+
     /// `sync_nft` off the async threads (it runs `nft`).
     pub(crate) async fn sync_nft_async(self: &std::sync::Arc<Self>) {
         let me = self.clone();
@@ -142,7 +167,19 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::Internal(e.to_string()))??;
         }
-        let ip = self.nets.allocate(&n.id, &rec.id, None)?;
+        let want = match &rec.requested_ip {
+            Some(ip) if n.builtin() => {
+                return Err(EngineError::BadRequest(format!(
+                    "user specified IP address ({ip}) is supported on user defined networks only"
+                )))
+            }
+            Some(ip) => Some(
+                ip.parse()
+                    .map_err(|_| EngineError::BadRequest(format!("invalid IP address {ip}")))?,
+            ),
+            None => None,
+        };
+        let ip = self.nets.allocate(&n.id, &rec.id, want)?;
         let sub = n
             .subnet()
             .ok_or_else(|| EngineError::Internal("network without subnet".into()))?;
@@ -348,10 +385,107 @@ impl Engine {
         }
     }
 
+    /// Serves DNS at 127.0.0.11 inside a container on a user-defined network:
+    /// the names of the containers on its networks, the rest from the host's
+    /// resolvers.
+    pub(crate) fn start_dns(self: &std::sync::Arc<Self>, id: &str, netns: &Path) -> Result<()> {
+        let sock = berth_net::dns::bind_in_netns(netns)?;
+        let sock = tokio::net::UdpSocket::from_std(sock)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let me = std::sync::Arc::downgrade(self);
+        let cid = id.to_string();
+        let task = tokio::spawn(async move {
+            let sock = std::sync::Arc::new(sock);
+            let mut buf = vec![0u8; 1500];
+            loop {
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                let pkt = buf[..n].to_vec();
+                let Some(engine) = me.upgrade() else { return };
+                let Some(q) = berth_net::dns::parse_query(&pkt) else {
+                    continue;
+                };
+                match engine.resolve_name(&cid, &q.name) {
+                    Some(ips) => {
+                        let ips = if q.qtype == berth_net::dns::TYPE_A {
+                            ips
+                        } else {
+                            Vec::new()
+                        };
+                        let _ = sock
+                            .send_to(&berth_net::dns::answer(&pkt, &q, &ips, false), from)
+                            .await;
+                    }
+                    None => {
+                        let sock = sock.clone();
+                        tokio::spawn(async move {
+                            if let Some(reply) = forward_query(&pkt).await {
+                                let _ = sock.send_to(&reply, from).await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        if let Some(old) = self
+            .dns
+            .lock()
+            .expect("dns")
+            .insert(id.to_string(), task.abort_handle())
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    fn stop_dns(&self, id: &str) {
+        if let Some(h) = self.dns.lock().expect("dns").remove(id) {
+            h.abort();
+        }
+    }
+
+    /// The addresses `name` has for container `asker`: running containers
+    /// sharing one of its user-defined networks, by name, hostname, alias or
+    /// short id. None: not a container's name.
+    pub(crate) fn resolve_name(&self, asker: &str, name: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+        let cs = self.containers.read().expect("containers");
+        let mine: Vec<String> = cs
+            .get(asker)?
+            .state()
+            .endpoints
+            .values()
+            .map(|e| e.network_id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for c in cs.values() {
+            let st = c.state();
+            let rec = c.rec.read().expect("rec");
+            let matches = rec.name.eq_ignore_ascii_case(name)
+                || rec.config.hostname.eq_ignore_ascii_case(name)
+                || rec.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                || (name.len() == 12 && rec.id.starts_with(name));
+            if !matches {
+                continue;
+            }
+            for e in st
+                .endpoints
+                .values()
+                .filter(|e| mine.contains(&e.network_id))
+            {
+                if let Ok(ip) = e.ip.parse() {
+                    out.push(ip);
+                }
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     /// Undoes `setup_network`; safe to call for a container that has none.
     /// The namespace goes now; deleting the veth waits for RCU grace periods
     /// (tens of ms), so it and the address's release happen in the background.
     pub(crate) async fn teardown_network(&self, id: &str, eps: &BTreeMap<String, EndpointState>) {
+        self.stop_dns(id);
         if eps.is_empty() {
             return;
         }
@@ -596,5 +730,33 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// Relays a query to the host's first resolver that answers (3 s each).
+async fn forward_query(pkt: &[u8]) -> Option<Vec<u8>> {
+    for server in berth_net::dns::upstream_servers() {
+        let Ok(sock) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else {
+            continue;
+        };
+        if sock.send_to(pkt, format!("{server}:53")).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(std::time::Duration::from_secs(3), sock.recv_from(&mut buf)).await
+        {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+impl Engine {
+    /// Does any of these endpoints sit on a user-defined network?
+    pub(crate) fn on_user_network(&self, eps: &BTreeMap<String, EndpointState>) -> bool {
+        eps.keys()
+            .any(|n| !matches!(n.as_str(), "bridge" | "host" | "none"))
     }
 }

@@ -74,6 +74,12 @@ pub struct Record {
     /// Volumes, binds and tmpfs mounts, resolved at create time.
     #[serde(default)]
     pub mounts: Vec<crate::volumes::MountPoint>,
+    /// Extra DNS names on its network (`--network-alias`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The address asked for with `--ip`.
+    #[serde(default)]
+    pub requested_ip: Option<String>,
 }
 
 /// Go's `units.HumanDuration`, which docker uses for "Up 3 seconds".

@@ -147,6 +147,17 @@ pub fn delete_link(name: &str) -> Result<(), NetError> {
     })
 }
 
+/// The interfaces enslaved to `bridge` (from sysfs).
+pub fn bridge_ports(bridge: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What a container's end of a veth pair gets.
 #[derive(Debug, Clone)]
 pub struct Endpoint {

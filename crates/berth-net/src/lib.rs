@@ -3,6 +3,7 @@
 //! effects behind them (`host.rs`: bridges, veths and addresses over netlink,
 //! network namespaces, one nftables table).
 
+pub mod dns;
 pub mod host;
 pub mod ipam;
 
