@@ -222,3 +222,37 @@ def test_names_resolve_on_user_networks_only(daemon, name):
     finally:
         daemon.docker("rm", "-f", f"{name}-web", f"{name}-cli", f"{name}-far", f"{name}-fixed")
         daemon.docker("network", "rm", net, other)
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_connect_and_disconnect(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    net = f"{name}-n"
+    run("network", "create", net, check=True)
+    try:
+        run("run", "-d", "--name", f"{name}-srv", "--network", net, "busybox", "sh", "-c", HTTPD, check=True)
+        run("run", "-d", "--name", f"{name}-c", "busybox", "sleep", "60", check=True)
+        srv_ip = ip_of(daemon, f"{name}-srv", net)
+        assert run("exec", f"{name}-c", "ping", "-c", "1", "-W", "1", srv_ip)[0] != 0
+        rc, _, err = run("network", "connect", "--alias", "joined", net, f"{name}-c")
+        assert rc == 0, err
+        c_ip = ip_of(daemon, f"{name}-c", net)
+        rc, out, err = run("exec", f"{name}-c", "ip", "-4", "addr", "show", "eth1")
+        assert c_ip in out, out + err
+        assert run("exec", f"{name}-c", "ping", "-c", "1", "-W", "2", srv_ip)[0] == 0
+        # The server finds it by its alias.
+        rc, out, err = run("exec", f"{name}-srv", "nslookup", "joined")
+        assert rc == 0 and c_ip in out, out + err
+        info = json.loads(run("network", "inspect", net)[1])[0]
+        assert len(info["Containers"]) == 2
+        rc, _, err = run("network", "connect", net, f"{name}-c")
+        assert rc != 0 and "already exists" in err
+        run("network", "disconnect", net, f"{name}-c", check=True)
+        assert run("exec", f"{name}-c", "ping", "-c", "1", "-W", "1", srv_ip)[0] != 0
+        info = json.loads(run("network", "inspect", net)[1])[0]
+        assert len(info["Containers"]) == 1
+        rc, _, err = run("network", "disconnect", net, f"{name}-c")
+        assert rc != 0 and "is not connected" in err
+    finally:
+        run("rm", "-f", f"{name}-srv", f"{name}-c")
+        run("network", "rm", net)

@@ -71,6 +71,28 @@ pub enum NetworkCmd {
     Rm(NetworkRmArgs),
     /// Remove all unused networks
     Prune(NetworkPruneArgs),
+    /// Connect a container to a network
+    Connect(NetworkConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(NetworkDisconnectArgs),
+}
+
+#[derive(Args)]
+pub struct NetworkConnectArgs {
+    #[arg(long)]
+    pub alias: Vec<String>,
+    #[arg(long)]
+    pub ip: Option<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct NetworkDisconnectArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
 }
 
 #[derive(Args)]

@@ -16,6 +16,24 @@ pub fn dispatch(c: &Client, cmd: NetworkCmd) -> Result<i32> {
         NetworkCmd::Inspect(a) => inspect(c, a),
         NetworkCmd::Rm(a) => rm(c, a),
         NetworkCmd::Prune(a) => prune(c, a),
+        NetworkCmd::Connect(a) => {
+            let mut ep = json!({"Aliases": a.alias});
+            if let Some(ip) = &a.ip {
+                ep["IPAMConfig"] = json!({"IPv4Address": ip});
+            }
+            c.post_json(
+                &format!("/networks/{}/connect", urlencode(&a.network)),
+                &json!({"Container": a.container, "EndpointConfig": ep}),
+            )?;
+            Ok(0)
+        }
+        NetworkCmd::Disconnect(a) => {
+            c.post_json(
+                &format!("/networks/{}/disconnect", urlencode(&a.network)),
+                &json!({"Container": a.container, "Force": a.force}),
+            )?;
+            Ok(0)
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("not modified")]
     NotModified,
     #[error("{0}")]
@@ -586,6 +588,7 @@ impl Engine {
             mounts,
             aliases,
             requested_ip,
+            extra_networks: Vec::new(),
         };
         {
             // Check and claim the name in one step: two creates race for it.

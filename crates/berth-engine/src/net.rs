@@ -246,7 +246,194 @@ impl Engine {
                 ports,
             },
         );
+        // Networks joined with `network connect` come back at each start.
+        for (i, x) in rec.extra_networks.iter().enumerate() {
+            match self
+                .join_network(rec, &ns, &x.name, &format!("eth{}", i + 1), x.ip.as_deref())
+                .await
+            {
+                Ok(ep) => {
+                    let name = self
+                        .nets
+                        .get(&x.name)
+                        .map(|n| n.name)
+                        .unwrap_or_else(|_| x.name.clone());
+                    eps.insert(name, ep);
+                }
+                Err(e) => {
+                    self.teardown_network(&rec.id, &eps).await;
+                    return Err(e);
+                }
+            }
+        }
         Ok(Some((ns.display().to_string(), eps)))
+    }
+
+    /// One more endpoint for a container whose namespace is at `ns`: an
+    /// address on `net`, a veth named `ifname` inside, no default route.
+    async fn join_network(
+        &self,
+        rec: &Record,
+        ns: &Path,
+        net: &str,
+        ifname: &str,
+        ip: Option<&str>,
+    ) -> Result<EndpointState> {
+        let n = self
+            .nets
+            .get(net)
+            .map_err(|_| EngineError::NotFound(format!("network {net} not found")))?;
+        if !n.is_bridge() {
+            return Err(EngineError::Conflict(format!(
+                "container cannot be disconnected from host network or connected to host network (network {})",
+                n.name
+            )));
+        }
+        let want = match ip {
+            Some(ip) => Some(
+                ip.parse()
+                    .map_err(|_| EngineError::BadRequest(format!("invalid IP address {ip}")))?,
+            ),
+            None => None,
+        };
+        let addr = self.nets.allocate(&n.id, &rec.id, want)?;
+        let sub = n
+            .subnet()
+            .ok_or_else(|| EngineError::Internal("network without subnet".into()))?;
+        let ep = Endpoint {
+            host_if: format!("vb{}{:04x}", &rec.id[..7], rand::random::<u16>()),
+            container_if: ifname.to_string(),
+            ip: addr,
+            prefix: sub.prefix,
+            gateway: None,
+        };
+        let (ns2, n2, ep2) = (ns.to_path_buf(), n.clone(), ep.clone());
+        let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
+            if !Path::new("/sys/class/net").join(&n2.bridge).exists() {
+                host::ensure_bridge(&n2)?;
+            }
+            host::attach(&ns2, &n2.bridge, &ep2)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        if let Err(e) = res {
+            self.nets.release(&n.id, &rec.id);
+            return Err(e.into());
+        }
+        Ok(EndpointState {
+            network_id: n.id.clone(),
+            endpoint_id: hex::encode(rand::random::<[u8; 32]>()),
+            ip: addr.to_string(),
+            prefix: sub.prefix,
+            gateway: String::new(),
+            host_if: ep.host_if,
+            ports: Vec::new(),
+        })
+    }
+
+    /// `POST /networks/{id}/connect`.
+    pub async fn network_connect(
+        self: &std::sync::Arc<Self>,
+        net: &str,
+        container: &str,
+        aliases: Vec<String>,
+        ip: Option<String>,
+    ) -> Result<()> {
+        let n = self.nets.get(net)?;
+        let c = self.find(container)?;
+        let _op = c.op.lock().await;
+        let mut rec = c.rec.read().expect("rec").clone();
+        let mode = mode_network(&rec.host_config.network_mode).to_string();
+        if mode == "host" || !n.is_bridge() {
+            return Err(EngineError::Conflict(
+                "container cannot be disconnected from host network or connected to host network"
+                    .into(),
+            ));
+        }
+        if mode == n.name || rec.extra_networks.iter().any(|x| x.name == n.name) {
+            return Err(EngineError::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                rec.name, n.name
+            )));
+        }
+        let st = c.state();
+        if st.status.is_running() {
+            let file = host::netns_path(&self.cfg.exec_root, &rec.id);
+            let ns = if file.exists() {
+                file
+            } else {
+                std::path::PathBuf::from(format!("/proc/{}/ns/net", st.pid))
+            };
+            let ifname = format!("eth{}", st.endpoints.len() + usize::from(mode == "none"));
+            let ep = self
+                .join_network(&rec, &ns, &n.name, &ifname, ip.as_deref())
+                .await?;
+            c.state
+                .lock()
+                .expect("state")
+                .endpoints
+                .insert(n.name.clone(), ep);
+            self.persist_state(&c)?;
+            if !n.builtin() && !self.dns.lock().expect("dns").contains_key(&rec.id) {
+                if let Err(e) = self.start_dns(&rec.id, &ns) {
+                    tracing::warn!("dns for {}: {e}", rec.id);
+                }
+            }
+        }
+        rec.extra_networks.push(crate::record::ExtraNetwork {
+            name: n.name.clone(),
+            aliases,
+            ip,
+        });
+        self.persist_record(&rec)?;
+        *c.rec.write().expect("rec") = rec;
+        Ok(())
+    }
+
+    /// `POST /networks/{id}/disconnect`.
+    pub async fn network_disconnect(&self, net: &str, container: &str, force: bool) -> Result<()> {
+        let n = self.nets.get(net)?;
+        let c = self.find(container)?;
+        let _op = c.op.lock().await;
+        let mut rec = c.rec.read().expect("rec").clone();
+        let mode = mode_network(&rec.host_config.network_mode).to_string();
+        let is_extra = rec.extra_networks.iter().any(|x| x.name == n.name);
+        if mode != n.name && !is_extra {
+            if force {
+                return Ok(());
+            }
+            return Err(EngineError::Forbidden(format!(
+                "container {} is not connected to network {}",
+                rec.id, n.name
+            )));
+        }
+        if mode == "host" || n.name == "host" {
+            return Err(EngineError::Conflict(
+                "container cannot be disconnected from host network or connected to host network"
+                    .into(),
+            ));
+        }
+        let ep = c.state.lock().expect("state").endpoints.remove(&n.name);
+        if let Some(ep) = ep {
+            let _ = self.persist_state(&c);
+            let store = self.nets.clone();
+            let id = rec.id.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = host::delete_link(&ep.host_if);
+                store.release(&ep.network_id, &id);
+            });
+            if !ep.ports.is_empty() {
+                self.sync_nft();
+            }
+        }
+        if is_extra {
+            rec.extra_networks.retain(|x| x.name != n.name);
+        } else {
+            rec.host_config.network_mode = "none".into();
+        }
+        self.persist_record(&rec)?;
+        *c.rec.write().expect("rec") = rec;
+        Ok(())
     }
 
     /// The host ports a starting container publishes: its bindings, random
@@ -464,6 +651,11 @@ impl Engine {
             let matches = rec.name.eq_ignore_ascii_case(name)
                 || rec.config.hostname.eq_ignore_ascii_case(name)
                 || rec.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                || rec
+                    .extra_networks
+                    .iter()
+                    .flat_map(|x| x.aliases.iter())
+                    .any(|a| a.eq_ignore_ascii_case(name))
                 || (name.len() == 12 && rec.id.starts_with(name));
             if !matches {
                 continue;
@@ -513,17 +705,31 @@ impl Engine {
     ) -> Value {
         let mode = mode_network(&rec.host_config.network_mode);
         let mut nets = serde_json::Map::new();
-        let net_id = self.nets.get(mode).map(|n| n.id).unwrap_or_default();
+        let mut names: Vec<String> = vec![mode.to_string()];
+        names.extend(rec.extra_networks.iter().map(|x| x.name.clone()));
+        for name in names {
+            let net_id = self.nets.get(&name).map(|n| n.id).unwrap_or_default();
+            let ep = eps.get(&name).cloned().unwrap_or_default();
+            let aliases: Vec<String> = if name == mode {
+                rec.aliases.clone()
+            } else {
+                rec.extra_networks
+                    .iter()
+                    .filter(|x| x.name == name)
+                    .flat_map(|x| x.aliases.clone())
+                    .collect()
+            };
+            nets.insert(
+                name,
+                json!({
+                    "IPAMConfig": null, "Links": null, "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                    "MacAddress": "", "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
+                    "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": "",
+                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
+                }),
+            );
+        }
         let ep = eps.get(mode).cloned().unwrap_or_default();
-        nets.insert(
-            mode.to_string(),
-            json!({
-                "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "",
-                "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
-                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
-            }),
-        );
         let mut ports = serde_json::Map::new();
         for k in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {
             ports.insert(k.clone(), Value::Null);
@@ -693,6 +899,12 @@ impl Engine {
                 let target = mode_network(&mode);
                 target == n.name
                     || target == n.id
+                    || c.rec
+                        .read()
+                        .expect("rec")
+                        .extra_networks
+                        .iter()
+                        .any(|x| x.name == n.name)
                     || c.state().endpoints.values().any(|e| e.network_id == n.id)
             })
             .map(|c| c.id())

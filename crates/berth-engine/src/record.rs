@@ -80,6 +80,18 @@ pub struct Record {
     /// The address asked for with `--ip`.
     #[serde(default)]
     pub requested_ip: Option<String>,
+    /// Networks joined with `network connect`, beyond `NetworkMode`'s.
+    #[serde(default)]
+    pub extra_networks: Vec<ExtraNetwork>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExtraNetwork {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 /// Go's `units.HumanDuration`, which docker uses for "Up 3 seconds".

@@ -100,6 +100,7 @@ impl From<EngineError> for ApiError {
         let code = match &e {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
+            EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -546,6 +547,43 @@ async fn network_create(State(s): State<AppState>, body: bytes::Bytes) -> ApiRes
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
+async fn network_connect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let v: Value = parse_json(&body)?;
+    let container = v["Container"].as_str().unwrap_or_default().to_string();
+    let ep = &v["EndpointConfig"];
+    let aliases = ep["Aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let ip = ep["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    s.engine
+        .network_connect(&id, &container, aliases, ip)
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn network_disconnect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let v: Value = parse_json(&body)?;
+    let container = v["Container"].as_str().unwrap_or_default().to_string();
+    s.engine
+        .network_disconnect(&id, &container, v["Force"].as_bool().unwrap_or(false))
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
 async fn network_delete(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let e = s.engine.clone();
     tokio::task::spawn_blocking(move || e.network_remove(&id))
@@ -754,6 +792,8 @@ pub fn router(state: AppState) -> Router {
         .route("/networks/prune", post(networks_prune))
         .route("/networks", get(networks_list))
         .route("/networks/create", post(network_create))
+        .route("/networks/{id}/connect", post(network_connect))
+        .route("/networks/{id}/disconnect", post(network_disconnect))
         .route(
             "/networks/{id}",
             get(network_inspect).delete(network_delete),
