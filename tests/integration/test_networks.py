@@ -256,3 +256,40 @@ def test_connect_and_disconnect(daemon, tool, name):
     finally:
         run("rm", "-f", f"{name}-srv", f"{name}-c")
         run("network", "rm", net)
+
+
+def test_mac_addresses(daemon, name):
+    daemon.docker("run", "-d", "--name", name, "--mac-address", "92:d0:c6:0a:29:33", "busybox", "sleep", "30", check=True)
+    daemon.berth("run", "-d", "--name", f"{name}-2", "busybox", "sleep", "30", check=True)
+    try:
+        rc, out, err = daemon.docker("exec", name, "cat", "/sys/class/net/eth0/address")
+        assert out.strip() == "92:d0:c6:0a:29:33", out + err
+        info = json.loads(daemon.docker("inspect", name)[1])[0]
+        assert info["NetworkSettings"]["Networks"]["bridge"]["MacAddress"] == "92:d0:c6:0a:29:33"
+        # Without one, dockerd's rule: 02:42 and the address.
+        ip = ip_of(daemon, f"{name}-2", "bridge")
+        want = "02:42:" + ":".join(f"{int(o):02x}" for o in ip.split("."))
+        assert daemon.docker("exec", f"{name}-2", "cat", "/sys/class/net/eth0/address")[1].strip() == want
+        rc, _, err = daemon.docker("run", "--rm", "--mac-address", "01:00:00:00:00:01", "busybox", "true")
+        assert rc != 0 and "invalid MAC address" in err
+    finally:
+        daemon.docker("rm", "-f", name, f"{name}-2")
+
+
+def test_publish_udp_and_ranges(daemon, name):
+    daemon.berth("run", "-d", "--name", name, "-p", "127.0.0.1:18400-18402:80", "-p", "127.0.0.1:18410:5353/udp",
+                 "-p", "127.0.0.1:18420-18421:90-91", "busybox", "sh", "-c", HTTPD, check=True)
+    try:
+        rc, out, _ = daemon.berth("port", name)
+        lines = out.splitlines()
+        assert "80/tcp -> 127.0.0.1:18400" in lines, lines
+        assert "5353/udp -> 127.0.0.1:18410" in lines
+        assert "90/tcp -> 127.0.0.1:18420" in lines and "91/tcp -> 127.0.0.1:18421" in lines
+        rules = nft_rules(daemon)
+        assert "udp dport 18410 dnat to" in rules
+        assert wait_fetch(18400)[0] == 0
+        # The range's next free port goes to the next container.
+        daemon.berth("run", "-d", "--name", f"{name}-2", "-p", "127.0.0.1:18400-18402:80", "busybox", "sh", "-c", HTTPD, check=True)
+        assert daemon.berth("port", f"{name}-2", "80")[1].strip() == "127.0.0.1:18401"
+    finally:
+        daemon.berth("rm", "-f", name, f"{name}-2")

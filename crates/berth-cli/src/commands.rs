@@ -341,11 +341,14 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     if !exposed.is_empty() {
         cfg["ExposedPorts"] = Value::Object(exposed);
     }
-    if !a.network_alias.is_empty() || a.ip.is_some() {
+    if !a.network_alias.is_empty() || a.ip.is_some() || a.mac_address.is_some() {
         let net = a.network.clone().unwrap_or_else(|| "bridge".into());
         let mut ep = json!({"Aliases": a.network_alias});
         if let Some(ip) = &a.ip {
             ep["IPAMConfig"] = json!({"IPv4Address": ip});
+        }
+        if let Some(m) = &a.mac_address {
+            ep["MacAddress"] = json!(m);
         }
         cfg["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
     }

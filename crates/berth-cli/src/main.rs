@@ -402,7 +402,7 @@ pub struct RunArgs {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
-    /// Container MAC address (accepted; the kernel picks one)
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto])

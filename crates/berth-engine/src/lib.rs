@@ -482,6 +482,14 @@ impl Engine {
             .as_str()
             .filter(|s| !s.is_empty())
             .map(str::to_string);
+        let mac_address = endpoint_cfg["MacAddress"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| Some(config.mac_address.clone()).filter(|m| !m.is_empty()));
+        if let Some(m) = &mac_address {
+            net::parse_mac(m)?;
+        }
         for c in host_config
             .cap_add
             .iter()
@@ -588,6 +596,7 @@ impl Engine {
             mounts,
             aliases,
             requested_ip,
+            mac_address,
             extra_networks: Vec::new(),
         };
         {

@@ -20,6 +20,8 @@ pub struct EndpointState {
     pub prefix: u8,
     pub gateway: String,
     pub host_if: String,
+    #[serde(default)]
+    pub mac: String,
     /// Published ports, forwarded by the kernel to this endpoint.
     #[serde(default)]
     pub ports: Vec<PortMap>,
@@ -74,6 +76,33 @@ impl From<NetError> for EngineError {
             NetError::Host(_) | NetError::Io(_) => EngineError::Internal(e.to_string()),
         }
     }
+}
+
+/// `aa:bb:cc:dd:ee:ff` → bytes; a unicast address only.
+pub(crate) fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bad = || EngineError::BadRequest(format!("invalid MAC address: {s}"));
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16).map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    let mac: [u8; 6] = parts.try_into().map_err(|_| bad())?;
+    if mac[0] & 1 == 1 {
+        return Err(bad());
+    }
+    Ok(mac)
+}
+
+/// As dockerd: 02:42 followed by the IPv4 address.
+fn mac_for(ip: std::net::Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The network a container's `NetworkMode` names: `default` is `bridge`.
@@ -191,6 +220,10 @@ impl Engine {
             ip,
             prefix: sub.prefix,
             gateway: if n.internal { None } else { n.gateway_ip() },
+            mac: match &rec.mac_address {
+                Some(m) => parse_mac(m)?,
+                None => mac_for(ip),
+            },
         };
         let (ns2, bridge, ep2) = (ns.clone(), n.bridge.clone(), ep.clone());
         let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
@@ -242,6 +275,7 @@ impl Engine {
                 } else {
                     n.gateway.clone()
                 },
+                mac: mac_text(&ep.mac),
                 host_if: ep.host_if,
                 ports,
             },
@@ -306,6 +340,7 @@ impl Engine {
             ip: addr,
             prefix: sub.prefix,
             gateway: None,
+            mac: mac_for(addr),
         };
         let (ns2, n2, ep2) = (ns.to_path_buf(), n.clone(), ep.clone());
         let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
@@ -326,6 +361,7 @@ impl Engine {
             ip: addr.to_string(),
             prefix: sub.prefix,
             gateway: String::new(),
+            mac: mac_text(&ep.mac),
             host_if: ep.host_if,
             ports: Vec::new(),
         })
@@ -723,7 +759,7 @@ impl Engine {
                 name,
                 json!({
                     "IPAMConfig": null, "Links": null, "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
-                    "MacAddress": "", "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
+                    "MacAddress": ep.mac, "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
                     "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": "",
                     "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
                 }),
@@ -753,7 +789,8 @@ impl Engine {
             "Gateway": if mode == "bridge" { ep.gateway.clone() } else { String::new() },
             "IPAddress": if mode == "bridge" { ep.ip.clone() } else { String::new() },
             "IPPrefixLen": if mode == "bridge" { ep.prefix } else { 0 },
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
+            "MacAddress": if mode == "bridge" { ep.mac.clone() } else { String::new() },
             "Networks": nets,
         })
     }
@@ -789,7 +826,7 @@ impl Engine {
                     let rec = c.rec.read().expect("rec");
                     containers.insert(
                         rec.id.clone(),
-                        json!({"Name": rec.name, "EndpointID": ep.endpoint_id, "MacAddress": "",
+                        json!({"Name": rec.name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac,
                                "IPv4Address": format!("{}/{}", ep.ip, ep.prefix), "IPv6Address": ""}),
                     );
                 }

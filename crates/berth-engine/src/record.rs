@@ -80,6 +80,9 @@ pub struct Record {
     /// The address asked for with `--ip`.
     #[serde(default)]
     pub requested_ip: Option<String>,
+    /// The MAC address asked for with `--mac-address`.
+    #[serde(default)]
+    pub mac_address: Option<String>,
     /// Networks joined with `network connect`, beyond `NetworkMode`'s.
     #[serde(default)]
     pub extra_networks: Vec<ExtraNetwork>,

@@ -167,6 +167,7 @@ pub struct Endpoint {
     pub prefix: u8,
     /// None on an internal network: no default route.
     pub gateway: Option<Ipv4Addr>,
+    pub mac: [u8; 6],
 }
 
 /// Connects the namespace at `netns` to `bridge` with a veth pair. The
@@ -176,16 +177,20 @@ pub struct Endpoint {
 pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError> {
     let ns_file = std::fs::File::open(netns)?;
     let fd = ns_file.as_raw_fd();
-    let (host_if, bridge_name, cif) = (
+    let (host_if, bridge_name, cif, mac) = (
         ep.host_if.clone(),
         bridge.to_string(),
         ep.container_if.clone(),
+        ep.mac,
     );
     with_netlink(None, move |h| async move {
         let br = link_index(&h, &bridge_name)
             .await?
             .ok_or_else(|| NetError::Host(format!("no bridge {bridge_name}")))?;
-        let peer = LinkUnspec::new_with_name(&cif).setns_by_fd(fd).build();
+        let peer = LinkUnspec::new_with_name(&cif)
+            .setns_by_fd(fd)
+            .address(mac.to_vec())
+            .build();
         let msg = LinkVeth::new(&host_if, &cif)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .controller(br)
@@ -372,6 +377,7 @@ mod tests {
                 ip: "10.123.45.2".parse().unwrap(),
                 prefix: 24,
                 gateway: Some("10.123.45.1".parse().unwrap()),
+                mac: [0x02, 0x42, 10, 123, 45, 2],
             };
             attach(&ns, &net.bridge, &ep).unwrap();
             let out = std::process::Command::new("nsenter")
