@@ -2,7 +2,7 @@
 
 use crate::client::{query, urlencode, Client};
 use crate::commands::{confirm, filters_json};
-use crate::format::{print_rows, render};
+use crate::format::print_rows;
 use crate::{
     NetworkCmd, NetworkCreateArgs, NetworkPruneArgs, NetworkRmArgs, VolumeInspectArgs, VolumeLsArgs,
 };
@@ -114,28 +114,7 @@ fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
 }
 
 fn inspect(c: &Client, a: VolumeInspectArgs) -> Result<i32> {
-    let mut out = Vec::new();
-    let mut code = 0;
-    for n in &a.volumes {
-        match c
-            .get(&format!("/networks/{}", urlencode(n)))
-            .and_then(|r| r.json())
-        {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                eprintln!("{e}");
-                code = 1;
-            }
-        }
-    }
-    if a.format.is_empty() {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        for v in &out {
-            println!("{}", render(&a.format, v)?);
-        }
-    }
-    Ok(code)
+    crate::volume::inspect_objects(c, "/networks", &a.volumes, &a.format)
 }
 
 fn rm(c: &Client, a: NetworkRmArgs) -> Result<i32> {

@@ -136,11 +136,17 @@ fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
 }
 
 fn inspect(c: &Client, a: VolumeInspectArgs) -> Result<i32> {
+    inspect_objects(c, "/volumes", &a.volumes, &a.format)
+}
+
+/// `inspect` of named objects under `base` (volumes, networks): a JSON array,
+/// or the `--format` template per object; 1 when any was missing.
+pub fn inspect_objects(c: &Client, base: &str, names: &[String], format: &str) -> Result<i32> {
     let mut out = Vec::new();
     let mut code = 0;
-    for n in &a.volumes {
+    for n in names {
         match c
-            .get(&format!("/volumes/{}", urlencode(n)))
+            .get(&format!("{base}/{}", urlencode(n)))
             .and_then(|r| r.json())
         {
             Ok(v) => out.push(v),
@@ -150,11 +156,11 @@ fn inspect(c: &Client, a: VolumeInspectArgs) -> Result<i32> {
             }
         }
     }
-    if a.format.is_empty() {
+    if format.is_empty() {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for v in &out {
-            println!("{}", render(&a.format, v)?);
+            println!("{}", render(format, v)?);
         }
     }
     Ok(code)

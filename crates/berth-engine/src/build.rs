@@ -1037,6 +1037,29 @@ impl Engine {
         Ok(result)
     }
 
+    /// The image of a step that added one layer on top of `state`.
+    fn stack_layer(
+        &self,
+        state: &ImageState,
+        diff_id: String,
+        chain_id: String,
+        created_by: &str,
+    ) -> Result<ImageState> {
+        let mut config = state.config.clone();
+        config.created = Some(now());
+        config.rootfs.diff_ids.push(diff_id);
+        config.history.push(History {
+            created: config.created.clone(),
+            created_by: Some(created_by.to_string()),
+            comment: None,
+            empty_layer: false,
+        });
+        let id = self.store.register(&config, &[])?;
+        let mut chain = state.chain.clone();
+        chain.push(chain_id);
+        Ok(ImageState { id, config, chain })
+    }
+
     async fn run_step(
         self: &Arc<Self>,
         out: &Out,
@@ -1209,19 +1232,7 @@ impl Engine {
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
-        let mut config = state.config.clone();
-        config.created = Some(now());
-        config.rootfs.diff_ids.push(desc.digest);
-        config.history.push(History {
-            created: config.created.clone(),
-            created_by: Some(created_by.to_string()),
-            comment: None,
-            empty_layer: false,
-        });
-        let id = self.store.register(&config, &[])?;
-        let mut chain = state.chain.clone();
-        chain.push(chain_id);
-        Ok(ImageState { id, config, chain })
+        self.stack_layer(state, desc.digest, chain_id, created_by)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1532,19 +1543,7 @@ impl Engine {
         };
         let _ = berth_store::fsutil::remove_tree(&work);
         let (desc, chain_id) = out?;
-        let mut config = state.config.clone();
-        config.created = Some(now());
-        config.rootfs.diff_ids.push(desc.digest);
-        config.history.push(History {
-            created: config.created.clone(),
-            created_by: Some(created_by.to_string()),
-            comment: None,
-            empty_layer: false,
-        });
-        let id = self.store.register(&config, &[])?;
-        let mut chain = state.chain.clone();
-        chain.push(chain_id);
-        Ok(ImageState { id, config, chain })
+        self.stack_layer(state, desc.digest, chain_id, created_by)
     }
 }
 

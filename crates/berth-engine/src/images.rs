@@ -110,14 +110,8 @@ impl Engine {
         // Untagged parents of other images (build steps) show only with -a, as
         // dockerd hides intermediate images.
         let is_parent = |img: &berth_store::Image| {
-            list.iter().any(|o| {
-                o.config.history.len() > img.config.history.len()
-                    && o.config.history.starts_with(&img.config.history)
-                    && o.config
-                        .rootfs
-                        .diff_ids
-                        .starts_with(&img.config.rootfs.diff_ids)
-            })
+            list.iter()
+                .any(|o| berth_store::built_on(&o.config, &img.config))
         };
         for mut img in list.clone() {
             if !all && img.repo_tags.is_empty() && is_parent(&img) {
@@ -182,14 +176,8 @@ impl Engine {
         loop {
             let list = self.store.list();
             let has_children = |img: &Image| {
-                list.iter().any(|o| {
-                    o.config.history.len() > img.config.history.len()
-                        && o.config.history.starts_with(&img.config.history)
-                        && o.config
-                            .rootfs
-                            .diff_ids
-                            .starts_with(&img.config.rootfs.diff_ids)
-                })
+                list.iter()
+                    .any(|o| berth_store::built_on(&o.config, &img.config))
             };
             let victims: Vec<&Image> = list
                 .iter()

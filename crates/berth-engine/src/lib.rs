@@ -1884,18 +1884,7 @@ async fn wait_for_old_shim(xdir: &Path) {
     }
 }
 
-pub(crate) fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
+pub(crate) use berth_store::fsutil::dir_size;
 
 /// Keeps a config's `Cmd` as given: needed by `commit` later.
 pub fn config_cmd(c: &ContainerConfig) -> Vec<String> {

@@ -53,3 +53,17 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// Bytes of the regular files under `p` (not following links).
+pub fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -62,6 +62,14 @@ pub struct Image {
     pub repo_tags: Vec<String>,
 }
 
+/// Was `child` built on `parent`: its history and layers a strict extension
+/// of the parent's? (How `docker history` and the build cache relate images.)
+pub fn built_on(child: &ImageConfigBlob, parent: &ImageConfigBlob) -> bool {
+    child.history.len() > parent.history.len()
+        && child.history.starts_with(&parent.history)
+        && child.rootfs.diff_ids.starts_with(&parent.rootfs.diff_ids)
+}
+
 impl Image {
     pub fn created_unix(&self) -> i64 {
         self.config
@@ -427,11 +435,7 @@ impl Store {
         idx.images
             .keys()
             .filter_map(|id| configs.get(id).map(|c| (id, c)))
-            .filter(|(_, c)| {
-                c.history.len() < cfg.history.len()
-                    && cfg.history.starts_with(&c.history)
-                    && cfg.rootfs.diff_ids.starts_with(&c.rootfs.diff_ids)
-            })
+            .filter(|(_, c)| built_on(cfg, c))
             .max_by_key(|(_, c)| c.history.len())
             .map(|(id, _)| id.clone())
     }
@@ -444,11 +448,7 @@ impl Store {
             .keys()
             .filter(|o| *o != id)
             .filter_map(|o| configs.get(o))
-            .filter(|c| {
-                c.history.len() > p.history.len()
-                    && c.history.starts_with(&p.history)
-                    && c.rootfs.diff_ids.starts_with(&p.rootfs.diff_ids)
-            })
+            .filter(|c| built_on(c, p))
             .count()
     }
 

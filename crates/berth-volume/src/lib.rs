@@ -164,7 +164,7 @@ impl VolumeStore {
     /// Removes a volume and its data (never a bind volume's device directory).
     pub fn remove(&self, name: &str) -> Result<u64, VolumeError> {
         let _g = self.lock.lock().expect("volume lock");
-        let v = self.get(name)?;
+        self.get(name)?;
         let dir = self.dir(name);
         let size = dir_size(&dir.join("_data"));
         let _ = nix::mount::umount2(&dir.join("_data"), nix::mount::MntFlags::MNT_DETACH);
@@ -174,7 +174,6 @@ impl VolumeStore {
             .join(format!(".trash-{}", hex::encode(rand::random::<[u8; 8]>())));
         std::fs::rename(&dir, &trash)?;
         remove_tree(&trash)?;
-        let _ = v;
         Ok(size)
     }
 
@@ -211,18 +210,7 @@ impl VolumeStore {
     }
 }
 
-pub fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
+pub use berth_store::fsutil::dir_size;
 
 #[cfg(test)]
 mod tests {
