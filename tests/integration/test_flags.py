@@ -222,3 +222,23 @@ def test_env_file_errors_are_clear(daemon, tmp_path):
     missing = os.path.join(str(tmp_path), "nope")
     rc, _, err = daemon.berth("run", "--rm", "--env-file", missing, "busybox", "true")
     assert rc != 0 and "nope" in err
+
+
+def test_exec_failures_report_dockers_codes(daemon, name):
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)
+    try:
+        rc, out, err = daemon.docker("exec", name, "no-such-command")
+        assert rc == 127 and "executable file not found" in out + err, (rc, out, err)
+        rc, out, err = daemon.docker("exec", name, "/etc")
+        assert rc == 126, (rc, out, err)
+        # docker-py reads the stream right after the 101: a fast command's output arrives whole.
+        docker = pytest.importorskip("docker")
+        client = docker.DockerClient(base_url="unix://" + daemon.sock, version="1.45")
+        try:
+            c = client.containers.get(name)
+            for _ in range(20):
+                assert c.exec_run(["echo", "quick"]) == (0, b"quick\n")
+        finally:
+            client.close()
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -20,6 +20,15 @@ pub struct ExecRecord {
     pub pid: i32,
 }
 
+/// An exec checked and ready to run (see [`Engine::exec_prepare`]).
+pub struct PreparedExec {
+    exec_id: String,
+    container_id: String,
+    req: Request,
+    detach: bool,
+    pub tty: bool,
+}
+
 impl Engine {
     pub fn exec_create(&self, key: &str, cfg: ExecConfig) -> Result<String> {
         let c = self.find(key)?;
@@ -72,6 +81,20 @@ impl Engine {
         detach: bool,
         console: Option<(u16, u16)>,
     ) -> Result<Option<(BufReader<UnixStream>, bool)>> {
+        let prepared = self.exec_prepare(exec_id, detach, console)?;
+        let tty = prepared.tty;
+        let stream = self.exec_launch(prepared).await?;
+        Ok(stream.map(|s| (s, tty)))
+    }
+
+    /// Checks an exec and builds its process; errors here come before any
+    /// stream is opened.
+    pub fn exec_prepare(
+        &self,
+        exec_id: &str,
+        detach: bool,
+        console: Option<(u16, u16)>,
+    ) -> Result<PreparedExec> {
         let ex = self.exec_get(exec_id)?;
         if ex.running || ex.exit_code.is_some() {
             return Err(EngineError::Conflict(format!(
@@ -147,21 +170,51 @@ impl Engine {
             stdin: ex.config.attach_stdin,
             detach,
         };
-        let (resp, stream) = self.shim(&rec.id).open(&req).await.map_err(|e| {
-            let msg = e.to_string();
-            EngineError::BadRequest(format!("OCI runtime exec failed: {msg}"))
-        })?;
-        if let Some(e) = self.execs.lock().expect("execs").get_mut(exec_id) {
+        Ok(PreparedExec {
+            exec_id: exec_id.to_string(),
+            container_id: rec.id,
+            req,
+            detach,
+            tty: ex.config.tty,
+        })
+    }
+
+    /// Runs a prepared exec in its container's shim. A failure marks the exec
+    /// ended with 126, or 127 when the command is not found, as dockerd does.
+    pub async fn exec_launch(
+        self: &Arc<Self>,
+        p: PreparedExec,
+    ) -> Result<Option<BufReader<UnixStream>>> {
+        let (resp, stream) = match self.shim(&p.container_id).open(&p.req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!(
+                    "OCI runtime exec failed: {}",
+                    crate::docker_exec_error(&e.to_string())
+                );
+                let code = if msg.contains("executable file not found") {
+                    127
+                } else {
+                    126
+                };
+                if let Some(e) = self.execs.lock().expect("execs").get_mut(&p.exec_id) {
+                    e.running = false;
+                    e.exit_code = Some(code);
+                }
+                return Err(EngineError::BadRequest(msg));
+            }
+        };
+        if let Some(e) = self.execs.lock().expect("execs").get_mut(&p.exec_id) {
             e.running = true;
             e.pid = resp.pid.unwrap_or(0);
         }
-        if detach {
+        if p.detach {
             let me = self.clone();
-            let id = exec_id.to_string();
+            let id = p.exec_id.clone();
             tokio::spawn(async move { me.exec_finished(&id).await });
             return Ok(None);
         }
-        Ok(Some((stream, ex.config.tty)))
+        Ok(Some(stream))
     }
 
     /// Collects the exit code of a finished exec.

@@ -738,12 +738,33 @@ async fn exec_start(State(s): State<AppState>, Path(id): Path<String>, req: Requ
         .filter(|c| c.len() == 2)
         .map(|c| (c[0], c[1]));
     let engine = s.engine.clone();
-    let started = engine.exec_start(&id, start.detach, console).await?;
-    let Some((shim, tty)) = started else {
+    if start.detach {
+        engine.exec_start(&id, true, console).await?;
         return Ok(StatusCode::OK.into_response());
-    };
-    Ok(hijack::upgrade(req, tty, move |client| async move {
-        hijack::pump(client, shim, None, engine.exec_finished(&id)).await;
+    }
+    // As dockerd: the stream is up before the process starts, so that a
+    // client still reading the 101 response cannot miss its first output.
+    let prepared = engine.exec_prepare(&id, false, console)?;
+    let tty = prepared.tty;
+    Ok(hijack::upgrade(req, tty, move |mut client| async move {
+        match engine.exec_launch(prepared).await {
+            Ok(Some(shim)) => hijack::pump(client, shim, None, engine.exec_finished(&id)).await,
+            Ok(None) => {}
+            Err(e) => {
+                use tokio::io::AsyncWriteExt;
+                let text = format!("{e}\r\n");
+                if !tty {
+                    let _ = client
+                        .write_all(&berth_runtime::proto::frame_header(
+                            berth_runtime::proto::STDOUT,
+                            text.len(),
+                        ))
+                        .await;
+                }
+                let _ = client.write_all(text.as_bytes()).await;
+                let _ = client.shutdown().await;
+            }
+        }
     }))
 }
 
