@@ -293,3 +293,15 @@ def test_publish_udp_and_ranges(daemon, name):
         assert daemon.berth("port", f"{name}-2", "80")[1].strip() == "127.0.0.1:18401"
     finally:
         daemon.berth("rm", "-f", name, f"{name}-2")
+
+
+
+def test_bridges_drop_packets_for_host_loopback(daemon):
+    """route_localnet (for -p on 127.0.0.1) would let packets for 127/8 that
+    arrive on a bridge reach host loopback services; a raw-priority rule drops
+    them. (A container cannot forge such a packet through its own stack, so the
+    rule itself is what is checked.)"""
+    rules = nft_rules(daemon)
+    guard = rules[rules.index("chain guard"):]
+    assert "hook prerouting priority raw" in guard
+    assert f'"{daemon.bridge}"' in guard.split("}")[0] and "ip daddr 127.0.0.0/8 drop" in guard

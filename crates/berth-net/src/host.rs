@@ -307,8 +307,15 @@ pub fn apply_nft(table: &str, nets: &[Network], forwards: &[Forward]) -> Result<
             out.push_str(&format!("    ip daddr {} {target}\n", f.host_ip));
         }
     }
+    // route_localnet lets 127/8 be routed via the bridges; a container must
+    // not use that to reach the host's loopback-only services.
+    let guard = if bridges.is_empty() {
+        String::new()
+    } else {
+        format!("  chain guard {{\n    type filter hook prerouting priority raw; policy accept;\n    iifname {{ {} }} ip daddr 127.0.0.0/8 drop\n  }}\n", bridges.join(", "))
+    };
     let script = format!(
-        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
+        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{guard}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
     );
     run_nft(&script)
 }
