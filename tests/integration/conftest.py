@@ -131,6 +131,20 @@ def cleanup_leftovers(d):
                         os.kill(pid, signal.SIGKILL)
                 except (OSError, ValueError):
                     pass
+    # Shims whose pid files went with their containers: found by their state
+    # directory, which lies under this daemon's temporary root.
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if "berth-shim" in cmd and d.root in cmd:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except OSError:
+                pass
     time.sleep(0.2)
     mounts = [l.split()[4] for l in open("/proc/self/mountinfo")]
     for m in sorted((m for m in mounts if m.startswith(d.root)), key=len, reverse=True):

@@ -397,7 +397,9 @@ impl Engine {
                     });
                 self.clone().handle_exit(c.clone(), exit, false).await;
             } else {
-                // A launch cut short by a crash may have left its endpoint.
+                // A launch cut short by a crash may have left a shim waiting to
+                // start its container, and an endpoint.
+                kill_stale_shim(&self.xdir(&id));
                 let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
                 if !eps.is_empty() {
                     self.teardown_network(&id, &eps).await;
@@ -944,7 +946,13 @@ impl Engine {
             }
         })
         .await;
-        let resp = self.shim(id).call(&Request::Start).await?;
+        let resp = match self.shim(id).call(&Request::Start).await {
+            Ok(r) => r,
+            Err(e) => {
+                kill_stale_shim(&xdir);
+                return Err(e.into());
+            }
+        };
         {
             let mut st = c.state.lock().expect("state");
             st.status = Status::Running;
@@ -1860,6 +1868,30 @@ fn exit_code_for_start_error(msg: &str) -> i32 {
         126
     } else {
         128
+    }
+}
+
+/// Kills the shim of a container that is not running, and the process group
+/// it leads (a created, never started container's init waits in it).
+fn kill_stale_shim(xdir: &Path) {
+    let Some(pid) = std::fs::read_to_string(xdir.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(&*xdir.to_string_lossy()))
+        .unwrap_or(false);
+    if ours {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
