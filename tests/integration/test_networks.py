@@ -305,3 +305,51 @@ def test_bridges_drop_packets_for_host_loopback(daemon):
     guard = rules[rules.index("chain guard"):]
     assert "hook prerouting priority raw" in guard
     assert f'"{daemon.bridge}"' in guard.split("}")[0] and "ip daddr 127.0.0.0/8 drop" in guard
+
+
+def test_other_names_go_to_the_dns_upstream(daemon, name):
+    """Names that are not containers' are relayed to the container's --dns
+    servers: here a stub resolver of the test's own on the host's loopback."""
+    import socket as pysocket
+    import struct
+    import threading
+    stub = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+    try:
+        stub.bind(("127.0.0.1", 53))
+    except OSError:
+        pytest.skip("127.0.0.1:53 is taken on this machine")
+    stop = threading.Event()
+
+    def serve():
+        stub.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                q, addr = stub.recvfrom(512)
+            except OSError:
+                continue
+            # Answer every A query with 10.11.12.13.
+            end = 12
+            while q[end] != 0:
+                end += q[end] + 1
+            end += 5
+            hdr = q[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00"
+            ans = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([10, 11, 12, 13])
+            stub.sendto(hdr + q[12:end] + ans, addr)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    net = f"{name}-up"
+    daemon.docker("network", "create", net, check=True)
+    try:
+        daemon.docker("run", "-d", "--name", name, "--network", net, "--dns", "127.0.0.1",
+                      "busybox", "sleep", "60", check=True)
+        rc, out, err = daemon.docker("exec", name, "cat", "/etc/resolv.conf")
+        assert "nameserver 127.0.0.11" in out and "127.0.0.1\n" not in out
+        rc, out, err = daemon.docker("exec", name, "nslookup", "outside.test")
+        assert "10.11.12.13" in out, out + err
+    finally:
+        stop.set()
+        t.join()
+        stub.close()
+        daemon.docker("rm", "-f", name)
+        daemon.docker("network", "rm", net)

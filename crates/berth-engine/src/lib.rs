@@ -710,8 +710,8 @@ impl Engine {
         };
         std::fs::write(dir.join("hosts"), hosts)?;
         let resolv = match &rec.host_config.dns {
-            Some(d) if !d.is_empty() => d.iter().map(|s| format!("nameserver {s}\n")).collect(),
-            // On user-defined networks the embedded server answers, as dockerd's.
+            // On user-defined networks the embedded server answers, as
+            // dockerd's; `--dns` servers become its upstreams.
             _ if self.on_user_network(eps) => {
                 let search: String = std::fs::read_to_string("/etc/resolv.conf")
                     .unwrap_or_default()
@@ -721,6 +721,7 @@ impl Engine {
                     .collect();
                 format!("{search}nameserver 127.0.0.11\noptions ndots:0\n")
             }
+            Some(d) if !d.is_empty() => d.iter().map(|s| format!("nameserver {s}\n")).collect(),
             // A loopback resolver of the host is not reachable from a
             // container's own network namespace: leave such lines out.
             _ if !host_net => std::fs::read_to_string("/etc/resolv.conf")

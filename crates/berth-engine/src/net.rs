@@ -617,6 +617,14 @@ impl Engine {
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let me = std::sync::Arc::downgrade(self);
         let cid = id.to_string();
+        // The container's `--dns` servers, else the host's.
+        let upstream: Vec<String> = self
+            .find(id)
+            .ok()
+            .and_then(|c| c.rec.read().expect("rec").host_config.dns.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(berth_net::dns::upstream_servers);
+        let upstream = std::sync::Arc::new(upstream);
         let task = tokio::spawn(async move {
             let sock = std::sync::Arc::new(sock);
             let mut buf = vec![0u8; 1500];
@@ -642,8 +650,9 @@ impl Engine {
                     }
                     None => {
                         let sock = sock.clone();
+                        let upstream = upstream.clone();
                         tokio::spawn(async move {
-                            if let Some(reply) = forward_query(&pkt).await {
+                            if let Some(reply) = forward_query(&pkt, &upstream).await {
                                 let _ = sock.send_to(&reply, from).await;
                             }
                         });
@@ -982,9 +991,9 @@ impl Engine {
     }
 }
 
-/// Relays a query to the host's first resolver that answers (3 s each).
-async fn forward_query(pkt: &[u8]) -> Option<Vec<u8>> {
-    for server in berth_net::dns::upstream_servers() {
+/// Relays a query to the first upstream resolver that answers (3 s each).
+async fn forward_query(pkt: &[u8], upstream: &[String]) -> Option<Vec<u8>> {
+    for server in upstream {
         let Ok(sock) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else {
             continue;
         };
