@@ -121,11 +121,7 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
     if !args.is_empty() {
         q.push(("buildargs", Value::Object(args).to_string()));
     }
-    let mut labels = serde_json::Map::new();
-    for l in &a.label {
-        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-        labels.insert(k.to_string(), Value::from(v));
-    }
+    let labels = crate::commands::kv_map(&a.label);
     if !labels.is_empty() {
         q.push(("labels", Value::Object(labels).to_string()));
     }

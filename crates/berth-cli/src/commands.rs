@@ -228,14 +228,7 @@ fn create_body(a: &RunArgs) -> Result<Value> {
             env.push(format!("{e}={v}"));
         }
     }
-    let labels: serde_json::Map<String, Value> = a
-        .label
-        .iter()
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-            (k.to_string(), json!(v))
-        })
-        .collect();
+    let labels = kv_map(&a.label);
     let (name, max) = match a.restart.split_once(':') {
         Some((n, m)) => (
             n.to_string(),
@@ -672,6 +665,36 @@ pub(crate) fn filters_json(filters: &[String]) -> Result<String> {
             .map(|o| o.insert(v.to_string(), json!(true)));
     }
     Ok(Value::Object(m).to_string())
+}
+
+/// `?filters=…` for a list of `key=value` filters, or nothing.
+pub(crate) fn filters_query(filters: &[String]) -> Result<String> {
+    if filters.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(query(&[("filters", filters_json(filters)?)]))
+}
+
+/// `key=value` flags (labels, options) as a JSON object; a bare key maps to "".
+pub(crate) fn kv_map(list: &[String]) -> serde_json::Map<String, Value> {
+    list.iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').unwrap_or((s, ""));
+            (k.to_string(), json!(v))
+        })
+        .collect()
+}
+
+/// A prune's "Deleted …:" list, as the docker CLI prints it.
+pub(crate) fn print_deleted(title: &str, items: &Value) {
+    let items = items.as_array().cloned().unwrap_or_default();
+    if !items.is_empty() {
+        println!("Deleted {title}:");
+        for i in items {
+            println!("{}", i.as_str().unwrap_or_default());
+        }
+        println!();
+    }
 }
 
 fn ps(c: &Client, a: PsArgs) -> Result<i32> {
@@ -1182,23 +1205,9 @@ fn prune(c: &Client, a: PruneArgs) -> Result<i32> {
     {
         return Ok(0);
     }
-    let q = if a.filter.is_empty() {
-        String::new()
-    } else {
-        query(&[("filters", filters_json(&a.filter)?)])
-    };
+    let q = filters_query(&a.filter)?;
     let v = c.post(&format!("/containers/prune{q}"))?.json()?;
-    let ids = v["ContainersDeleted"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if !ids.is_empty() {
-        println!("Deleted Containers:");
-        for i in ids {
-            println!("{}", i.as_str().unwrap_or_default());
-        }
-        println!();
-    }
+    print_deleted("Containers", &v["ContainersDeleted"]);
     println!(
         "Total reclaimed space: {}",
         human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))

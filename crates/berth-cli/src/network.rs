@@ -1,7 +1,7 @@
 //! `berth network …`.
 
-use crate::client::{query, urlencode, Client};
-use crate::commands::{confirm, filters_json};
+use crate::client::{urlencode, Client};
+use crate::commands::{confirm, filters_query, kv_map};
 use crate::format::print_rows;
 use crate::{
     NetworkCmd, NetworkCreateArgs, NetworkPruneArgs, NetworkRmArgs, VolumeInspectArgs, VolumeLsArgs,
@@ -37,15 +37,6 @@ pub fn dispatch(c: &Client, cmd: NetworkCmd) -> Result<i32> {
     }
 }
 
-fn kv(list: &[String]) -> serde_json::Map<String, Value> {
-    list.iter()
-        .map(|s| {
-            let (k, v) = s.split_once('=').unwrap_or((s, ""));
-            (k.to_string(), json!(v))
-        })
-        .collect()
-}
-
 fn create(c: &Client, a: NetworkCreateArgs) -> Result<i32> {
     let mut ipam = serde_json::Map::new();
     for (k, v) in [
@@ -64,7 +55,7 @@ fn create(c: &Client, a: NetworkCreateArgs) -> Result<i32> {
     };
     let body = json!({
         "Name": a.name, "Driver": a.driver, "Internal": a.internal, "Attachable": a.attachable,
-        "Labels": kv(&a.label), "Options": kv(&a.opt), "IPAM": {"Driver": "default", "Config": config},
+        "Labels": kv_map(&a.label), "Options": kv_map(&a.opt), "IPAM": {"Driver": "default", "Config": config},
     });
     let v = c.post_json("/networks/create", &body)?.json()?;
     println!("{}", v["Id"].as_str().unwrap_or_default());
@@ -72,11 +63,7 @@ fn create(c: &Client, a: NetworkCreateArgs) -> Result<i32> {
 }
 
 fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
-    let q = if a.filter.is_empty() {
-        String::new()
-    } else {
-        query(&[("filters", filters_json(&a.filter)?)])
-    };
+    let q = filters_query(&a.filter)?;
     let v = c.get(&format!("/networks{q}"))?.json()?;
     let rows: Vec<Value> = v
         .as_array()

@@ -1,7 +1,7 @@
 //! `image prune`, `system df`, `system prune`.
 
-use crate::client::{query, Client};
-use crate::commands::{confirm, filters_json};
+use crate::client::Client;
+use crate::commands::{confirm, filters_query, print_deleted};
 use crate::format::{human_size, print_rows};
 use crate::{DfArgs, ImagePruneArgs, SystemPruneArgs};
 use anyhow::Result;
@@ -13,11 +13,7 @@ fn prune_images(c: &Client, all: bool, filters: &[String]) -> Result<u64> {
     if all {
         f.push("dangling=false".into());
     }
-    let q = if f.is_empty() {
-        String::new()
-    } else {
-        query(&[("filters", filters_json(&f)?)])
-    };
+    let q = filters_query(&f)?;
     let v = c.post(&format!("/images/prune{q}"))?.json()?;
     let items = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
     if !items.is_empty() {
@@ -65,17 +61,7 @@ pub fn system_prune(c: &Client, a: SystemPruneArgs) -> Result<i32> {
     }
     let mut space = 0u64;
     let v = c.post("/containers/prune")?.json()?;
-    let ids = v["ContainersDeleted"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if !ids.is_empty() {
-        println!("Deleted Containers:");
-        for i in ids {
-            println!("{}", i.as_str().unwrap_or_default());
-        }
-        println!();
-    }
+    print_deleted("Containers", &v["ContainersDeleted"]);
     space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
     c.post("/networks/prune")?;
     space += prune_images(c, a.all, &a.filter)?;

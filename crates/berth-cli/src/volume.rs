@@ -1,7 +1,7 @@
 //! `berth volume …` and the `--mount` syntax.
 
-use crate::client::{query, urlencode, Client};
-use crate::commands::{confirm, filters_json};
+use crate::client::{urlencode, Client};
+use crate::commands::{confirm, filters_query, kv_map, print_deleted};
 use crate::format::{human_size, print_rows, render};
 use crate::{
     VolumeCmd, VolumeCreateArgs, VolumeInspectArgs, VolumeLsArgs, VolumePruneArgs, VolumeRmArgs,
@@ -69,21 +69,12 @@ pub fn dispatch(c: &Client, cmd: VolumeCmd) -> Result<i32> {
     }
 }
 
-fn kv(list: &[String]) -> serde_json::Map<String, Value> {
-    list.iter()
-        .map(|s| {
-            let (k, v) = s.split_once('=').unwrap_or((s, ""));
-            (k.to_string(), json!(v))
-        })
-        .collect()
-}
-
 fn create(c: &Client, a: VolumeCreateArgs) -> Result<i32> {
     let body = json!({
         "Name": a.name.clone().unwrap_or_default(),
         "Driver": a.driver,
-        "DriverOpts": kv(&a.opt),
-        "Labels": kv(&a.label),
+        "DriverOpts": kv_map(&a.opt),
+        "Labels": kv_map(&a.label),
     });
     let v = c.post_json("/volumes/create", &body)?.json()?;
     println!("{}", v["Name"].as_str().unwrap_or_default());
@@ -91,11 +82,7 @@ fn create(c: &Client, a: VolumeCreateArgs) -> Result<i32> {
 }
 
 fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
-    let q = if a.filter.is_empty() {
-        String::new()
-    } else {
-        query(&[("filters", filters_json(&a.filter)?)])
-    };
+    let q = filters_query(&a.filter)?;
     let v = c.get(&format!("/volumes{q}"))?.json()?;
     let rows: Vec<Value> = v["Volumes"]
         .as_array()
@@ -194,20 +181,9 @@ fn prune(c: &Client, a: VolumePruneArgs) -> Result<i32> {
     if a.all {
         f.push("all=true".into());
     }
-    let q = if f.is_empty() {
-        String::new()
-    } else {
-        query(&[("filters", filters_json(&f)?)])
-    };
+    let q = filters_query(&f)?;
     let v = c.post(&format!("/volumes/prune{q}"))?.json()?;
-    let names = v["VolumesDeleted"].as_array().cloned().unwrap_or_default();
-    if !names.is_empty() {
-        println!("Deleted Volumes:");
-        for n in names {
-            println!("{}", n.as_str().unwrap_or_default());
-        }
-        println!();
-    }
+    print_deleted("Volumes", &v["VolumesDeleted"]);
     println!(
         "Total reclaimed space: {}",
         human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))

@@ -16,7 +16,7 @@ mod top;
 pub mod user;
 pub mod volumes;
 
-use berth_api::{ContainerConfig, CreateRequest, ImageRunConfig};
+use berth_api::CreateRequest;
 use berth_runtime::proto::{ExitStatus, Request};
 use berth_runtime::shim_client::ShimClient;
 use berth_runtime::spec::{self, NetMode, RunSpec};
@@ -1738,7 +1738,7 @@ impl Engine {
                 "State": st.status.as_str(),
                 "Status": record::status_text(&st),
                 "HostConfig": {"NetworkMode": net_mode},
-                "NetworkSettings": {"Networks": self.network_settings(&rec, &st.endpoints)["Networks"].clone()},
+                "NetworkSettings": {"Networks": self.networks_json(&rec, &st.endpoints)},
                 "Mounts": self.mounts_json(&rec),
             });
             if size {
@@ -1783,10 +1783,6 @@ impl Engine {
 
     pub fn data_root(&self) -> &Path {
         &self.cfg.data_root
-    }
-
-    pub fn image_run_config_default() -> ImageRunConfig {
-        ImageRunConfig::default()
     }
 }
 
@@ -1918,11 +1914,6 @@ async fn wait_for_old_shim(xdir: &Path) {
 }
 
 pub(crate) use berth_store::fsutil::dir_size;
-
-/// Keeps a config's `Cmd` as given: needed by `commit` later.
-pub fn config_cmd(c: &ContainerConfig) -> Vec<String> {
-    c.cmd.clone().unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {

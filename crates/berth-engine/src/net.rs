@@ -189,101 +189,46 @@ impl Engine {
             .nets
             .get(&name)
             .map_err(|_| EngineError::NotFound(format!("network {name} not found")))?;
-        let ns = host::netns_path(&self.cfg.exec_root, &rec.id);
-        if !Path::new("/sys/class/net").join(&n.bridge).exists() {
-            let n2 = n.clone();
-            tokio::task::spawn_blocking(move || host::ensure_bridge(&n2))
-                .await
-                .map_err(|e| EngineError::Internal(e.to_string()))??;
+        if let (Some(ip), true) = (&rec.requested_ip, n.builtin()) {
+            return Err(EngineError::BadRequest(format!(
+                "user specified IP address ({ip}) is supported on user defined networks only"
+            )));
         }
-        let want = match &rec.requested_ip {
-            Some(ip) if n.builtin() => {
-                return Err(EngineError::BadRequest(format!(
-                    "user specified IP address ({ip}) is supported on user defined networks only"
-                )))
-            }
-            Some(ip) => Some(
-                ip.parse()
-                    .map_err(|_| EngineError::BadRequest(format!("invalid IP address {ip}")))?,
-            ),
-            None => None,
-        };
-        let ip = self.nets.allocate(&n.id, &rec.id, want)?;
-        let sub = n
-            .subnet()
-            .ok_or_else(|| EngineError::Internal("network without subnet".into()))?;
-        let ep = Endpoint {
-            // Unique per launch: the previous launch's veth may still be
-            // going away in the background.
-            host_if: format!("vb{}{:04x}", &rec.id[..7], rand::random::<u16>()),
-            container_if: "eth0".into(),
-            ip,
-            prefix: sub.prefix,
-            gateway: if n.internal { None } else { n.gateway_ip() },
-            mac: match &rec.mac_address {
-                Some(m) => parse_mac(m)?,
-                None => mac_for(ip),
-            },
-        };
-        let (ns2, bridge, ep2) = (ns.clone(), n.bridge.clone(), ep.clone());
-        let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
+        let ns = host::netns_path(&self.cfg.exec_root, &rec.id);
+        let ns2 = ns.clone();
+        tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
             // Left by a launch that a crash cut short.
             if ns2.exists() {
                 host::remove_netns(&ns2);
             }
-            if Path::new("/sys/class/net").join(&ep2.host_if).exists() {
-                let _ = host::delete_link(&ep2.host_if);
-            }
-            host::create_netns(&ns2)?;
-            host::attach(&ns2, &bridge, &ep2)
+            host::create_netns(&ns2)
         })
         .await
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
-        if let Err(e) = res {
-            self.nets.release(&n.id, &rec.id);
-            host::remove_netns(&ns);
-            return Err(e.into());
-        }
-        let ports = match self.resolve_ports(rec) {
-            Ok(p) => p,
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+        let mut eps = BTreeMap::new();
+        let joined = self
+            .join_network(rec, &ns, &n.name, "eth0", rec.requested_ip.as_deref(), true)
+            .await;
+        let primary = match joined {
+            Ok(ep) => ep,
             Err(e) => {
-                self.teardown_network(
-                    &rec.id,
-                    &BTreeMap::from([(
-                        n.name.clone(),
-                        EndpointState {
-                            network_id: n.id.clone(),
-                            host_if: ep.host_if.clone(),
-                            ..Default::default()
-                        },
-                    )]),
-                )
-                .await;
+                host::remove_netns(&ns);
                 return Err(e);
             }
         };
-        let mut eps = BTreeMap::new();
-        eps.insert(
-            n.name.clone(),
-            EndpointState {
-                network_id: n.id.clone(),
-                endpoint_id: hex::encode(rand::random::<[u8; 32]>()),
-                ip: ip.to_string(),
-                prefix: sub.prefix,
-                gateway: if n.internal {
-                    String::new()
-                } else {
-                    n.gateway.clone()
-                },
-                mac: mac_text(&ep.mac),
-                host_if: ep.host_if,
-                ports,
-            },
-        );
+        eps.insert(n.name.clone(), primary);
+        match self.resolve_ports(rec) {
+            Ok(ports) => eps.get_mut(&n.name).expect("just inserted").ports = ports,
+            Err(e) => {
+                self.teardown_network(&rec.id, &eps).await;
+                return Err(e);
+            }
+        }
         // Networks joined with `network connect` come back at each start.
         for (i, x) in rec.extra_networks.iter().enumerate() {
+            let ifname = format!("eth{}", i + 1);
             match self
-                .join_network(rec, &ns, &x.name, &format!("eth{}", i + 1), x.ip.as_deref())
+                .join_network(rec, &ns, &x.name, &ifname, x.ip.as_deref(), false)
                 .await
             {
                 Ok(ep) => {
@@ -303,8 +248,9 @@ impl Engine {
         Ok(Some((ns.display().to_string(), eps)))
     }
 
-    /// One more endpoint for a container whose namespace is at `ns`: an
-    /// address on `net`, a veth named `ifname` inside, no default route.
+    /// An endpoint on `net` for a container whose namespace is at `ns`: an
+    /// address, and a veth named `ifname` inside. The primary endpoint gets
+    /// the default route (unless the network is internal) and `--mac-address`.
     async fn join_network(
         &self,
         rec: &Record,
@@ -312,6 +258,7 @@ impl Engine {
         net: &str,
         ifname: &str,
         ip: Option<&str>,
+        primary: bool,
     ) -> Result<EndpointState> {
         let n = self
             .nets
@@ -334,13 +281,24 @@ impl Engine {
         let sub = n
             .subnet()
             .ok_or_else(|| EngineError::Internal("network without subnet".into()))?;
+        let gateway = if primary && !n.internal {
+            n.gateway_ip()
+        } else {
+            None
+        };
+        let mac = match (&rec.mac_address, primary) {
+            (Some(m), true) => parse_mac(m)?,
+            _ => mac_for(addr),
+        };
         let ep = Endpoint {
+            // Unique per launch: the previous launch's veth may still be
+            // going away in the background.
             host_if: format!("vb{}{:04x}", &rec.id[..7], rand::random::<u16>()),
             container_if: ifname.to_string(),
             ip: addr,
             prefix: sub.prefix,
-            gateway: None,
-            mac: mac_for(addr),
+            gateway,
+            mac,
         };
         let (ns2, n2, ep2) = (ns.to_path_buf(), n.clone(), ep.clone());
         let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
@@ -360,7 +318,7 @@ impl Engine {
             endpoint_id: hex::encode(rand::random::<[u8; 32]>()),
             ip: addr.to_string(),
             prefix: sub.prefix,
-            gateway: String::new(),
+            gateway: gateway.map(|g| g.to_string()).unwrap_or_default(),
             mac: mac_text(&ep.mac),
             host_if: ep.host_if,
             ports: Vec::new(),
@@ -402,7 +360,7 @@ impl Engine {
             };
             let ifname = format!("eth{}", st.endpoints.len() + usize::from(mode == "none"));
             let ep = self
-                .join_network(&rec, &ns, &n.name, &ifname, ip.as_deref())
+                .join_network(&rec, &ns, &n.name, &ifname, ip.as_deref(), false)
                 .await?;
             c.state
                 .lock()
@@ -743,7 +701,8 @@ impl Engine {
     }
 
     /// `NetworkSettings` for inspect.
-    pub(crate) fn network_settings(
+    /// `NetworkSettings.Networks`: one entry per network the container is on.
+    pub(crate) fn networks_json(
         &self,
         rec: &Record,
         eps: &BTreeMap<String, EndpointState>,
@@ -774,6 +733,16 @@ impl Engine {
                 }),
             );
         }
+        Value::Object(nets)
+    }
+
+    pub(crate) fn network_settings(
+        &self,
+        rec: &Record,
+        eps: &BTreeMap<String, EndpointState>,
+    ) -> Value {
+        let mode = mode_network(&rec.host_config.network_mode);
+        let nets = self.networks_json(rec, eps);
         let ep = eps.get(mode).cloned().unwrap_or_default();
         let mut ports = serde_json::Map::new();
         for k in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {

@@ -242,6 +242,19 @@ impl StdioPending {
 
 /// Atomic, not durable: the exec root does not outlive a reboot, and the
 /// page cache outlives a crash of berthd or of this shim.
+/// Output for a client: raw with a TTY, else in Docker's 8-byte frames.
+fn queue_output(outbuf: &mut Vec<u8>, tty: bool, stream: usize, data: &[u8]) {
+    if !tty {
+        let kind = if stream == 0 {
+            proto::STDOUT
+        } else {
+            proto::STDERR
+        };
+        outbuf.extend_from_slice(&proto::frame_header(kind, data.len()));
+    }
+    outbuf.extend_from_slice(data);
+}
+
 fn write_exit_file(state_dir: &Path, st: &ExitStatus) -> io::Result<()> {
     let tmp = state_dir.join("exit.tmp");
     fs::write(&tmp, serde_json::to_vec(st).unwrap_or_default())?;
@@ -271,16 +284,7 @@ impl Shim {
         for (t, c) in self.clients.iter_mut() {
             if let ClientState::Attached { stdout, stderr, .. } = c.state {
                 if (stream == 0 && stdout) || (stream == 1 && stderr) {
-                    if !tty {
-                        let kind = if stream == 0 {
-                            proto::STDOUT
-                        } else {
-                            proto::STDERR
-                        };
-                        c.outbuf
-                            .extend_from_slice(&proto::frame_header(kind, data.len()));
-                    }
-                    c.outbuf.extend_from_slice(data);
+                    queue_output(&mut c.outbuf, tty, stream, data);
                     if c.outbuf.len() > MAX_CLIENT_BACKLOG {
                         dead.push(*t);
                     }
@@ -296,16 +300,7 @@ impl Shim {
         let tty = self.execs.get(id).is_some_and(|e| e.tty.is_some());
         for c in self.clients.values_mut() {
             if matches!(&c.state, ClientState::ExecStream(x) if x == id) {
-                if !tty {
-                    let kind = if stream == 0 {
-                        proto::STDOUT
-                    } else {
-                        proto::STDERR
-                    };
-                    c.outbuf
-                        .extend_from_slice(&proto::frame_header(kind, data.len()));
-                }
-                c.outbuf.extend_from_slice(data);
+                queue_output(&mut c.outbuf, tty, stream, data);
             }
         }
     }
