@@ -1061,6 +1061,19 @@ impl Engine {
 
     async fn handle_exit_inner(self: Arc<Self>, c: Arc<Ctr>, exit: ExitStatus, policies: bool) {
         let id = c.id();
+        // The network goes first, its published ports with it: whoever sees
+        // the container exited (`rm -f`, `stop`) must find no rule left.
+        let eps = {
+            let mut st = c.state.lock().expect("state");
+            if !st.status.is_running() {
+                return;
+            }
+            std::mem::take(&mut st.endpoints)
+        };
+        self.teardown_network(&id, &eps).await;
+        if eps.values().any(|e| !e.ports.is_empty()) {
+            self.sync_nft_async().await;
+        }
         let (restart, remove) = {
             let mut st = c.state.lock().expect("state");
             if !st.status.is_running() {
@@ -1104,13 +1117,8 @@ impl Engine {
             }
             (restart, rec.host_config.auto_remove && !restart)
         };
-        let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
         let _ = self.persist_state(&c);
         let _ = self.mounter.unmount(&self.rootfs(&id));
-        self.teardown_network(&id, &eps).await;
-        if eps.values().any(|e| !e.ports.is_empty()) {
-            self.sync_nft_async().await;
-        }
         c.bump(|s| s.exits += 1);
         if restart {
             let fails = c.state().failure_count.min(10);
