@@ -353,3 +353,34 @@ def test_other_names_go_to_the_dns_upstream(daemon, name):
         stub.close()
         daemon.docker("rm", "-f", name)
         daemon.docker("network", "rm", net)
+
+
+def test_prune_filters(daemon, name):
+    """`until` and `label`/`label!` scope every prune; bad filters are refused."""
+    daemon.docker("network", "create", "--label", f"{name}=drop", f"{name}-drop", check=True)
+    daemon.docker("network", "create", "--label", f"{name}=keep", f"{name}-keep", check=True)
+    try:
+        # Both were created just now, so nothing is older than an hour.
+        rc, out, err = daemon.docker("network", "prune", "-f", "--filter", "until=1h", "--filter", f"label={name}")
+        assert rc == 0 and f"{name}-" not in out, out + err
+        rc, out, err = daemon.docker("network", "prune", "-f", "--filter", f"label={name}", "--filter", f"label!={name}=keep")
+        assert rc == 0 and f"{name}-drop" in out and f"{name}-keep" not in out, out + err
+        names = daemon.docker("network", "ls", "--format", "{{.Name}}")[1].split()
+        assert f"{name}-keep" in names and f"{name}-drop" not in names
+        rc, out, err = daemon.berth("network", "prune", "-f", "--filter", f"label={name}=keep", "--filter", "until=2099-01-01T00:00:00Z")
+        assert rc == 0 and f"{name}-keep" in out, out + err
+        rc, out, err = daemon.docker("network", "prune", "-f", "--filter", "until=someday")
+        assert rc != 0 and "until" in err, out + err
+        rc, out, err = daemon.docker("network", "prune", "-f", "--filter", "dangling=true")
+        assert rc != 0 and "invalid filter 'dangling'" in err, out + err
+        # Containers take the same filters.
+        daemon.docker("run", "--name", f"{name}-c1", "--label", f"{name}=drop", "busybox", "true", check=True)
+        daemon.docker("run", "--name", f"{name}-c2", "busybox", "true", check=True)
+        rc, out, err = daemon.docker("container", "prune", "-f", "--filter", f"label={name}")
+        assert rc == 0, err
+        left = daemon.docker("ps", "-a", "--format", "{{.Names}}")[1].split()
+        assert f"{name}-c1" not in left and f"{name}-c2" in left
+    finally:
+        for n in ("drop", "keep"):
+            daemon.docker("network", "rm", f"{name}-{n}")
+        daemon.docker("rm", "-f", f"{name}-c1", f"{name}-c2")

@@ -128,6 +128,9 @@ pub struct NetworkRmArgs {
 pub struct NetworkPruneArgs {
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 #[derive(Subcommand)]

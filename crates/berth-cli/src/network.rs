@@ -1,7 +1,7 @@
 //! `berth network …`.
 
 use crate::client::{urlencode, Client};
-use crate::commands::{confirm, filters_query, kv_map};
+use crate::commands::{confirm, filters_query, kv_map, print_deleted};
 use crate::format::print_rows;
 use crate::{
     NetworkCmd, NetworkCreateArgs, NetworkPruneArgs, NetworkRmArgs, VolumeInspectArgs, VolumeLsArgs,
@@ -126,13 +126,8 @@ fn prune(c: &Client, a: NetworkPruneArgs) -> Result<i32> {
     {
         return Ok(0);
     }
-    let v = c.post("/networks/prune")?.json()?;
-    let names = v["NetworksDeleted"].as_array().cloned().unwrap_or_default();
-    if !names.is_empty() {
-        println!("Deleted Networks:");
-        for n in names {
-            println!("{}", n.as_str().unwrap_or_default());
-        }
-    }
+    let q = filters_query(&a.filter)?;
+    let v = c.post(&format!("/networks/prune{q}"))?.json()?;
+    print_deleted("Networks", &v["NetworksDeleted"]);
     Ok(0)
 }

@@ -60,10 +60,17 @@ pub fn system_prune(c: &Client, a: SystemPruneArgs) -> Result<i32> {
         }
     }
     let mut space = 0u64;
-    let v = c.post("/containers/prune")?.json()?;
+    let q = filters_query(&a.filter)?;
+    let v = c.post(&format!("/containers/prune{q}"))?.json()?;
     print_deleted("Containers", &v["ContainersDeleted"]);
     space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
-    c.post("/networks/prune")?;
+    let v = c.post(&format!("/networks/prune{q}"))?.json()?;
+    print_deleted("Networks", &v["NetworksDeleted"]);
+    if a.volumes {
+        let v = c.post(&format!("/volumes/prune{q}"))?.json()?;
+        print_deleted("Volumes", &v["VolumesDeleted"]);
+        space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+    }
     space += prune_images(c, a.all, &a.filter)?;
     let v = c.post("/build/prune")?.json()?;
     space += v["SpaceReclaimed"].as_u64().unwrap_or(0);

@@ -155,20 +155,11 @@ impl Engine {
         &self,
         filters: &HashMap<String, Vec<String>>,
     ) -> Result<(Vec<Value>, u64)> {
-        for k in filters.keys() {
-            if !matches!(k.as_str(), "dangling" | "label" | "until") {
-                return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
-            }
-        }
+        let filter = crate::prune::PruneFilter::parse(filters, &["dangling"])?;
         let all = filters
             .get("dangling")
             .and_then(|v| v.first())
             .is_some_and(|d| matches!(d.as_str(), "false" | "0"));
-        let until = filters
-            .get("until")
-            .and_then(|v| v.first())
-            .and_then(|u| crate::logs::parse_time(u));
-        let labels = filters.get("label").cloned().unwrap_or_default();
         let before = self.store_disk_usage();
         let held = self.held_layers();
         let mut items = Vec::new();
@@ -184,13 +175,9 @@ impl Engine {
                 .filter(|img| all || img.repo_tags.is_empty())
                 .filter(|img| !has_children(img))
                 .filter(|img| self.image_users(&img.id).is_empty())
-                .filter(|img| until.is_none_or(|u| (img.created_unix() as f64) < u))
                 .filter(|img| {
                     let l = img.config.config.labels.clone().unwrap_or_default();
-                    labels.iter().all(|f| match f.split_once('=') {
-                        Some((k, v)) => l.get(k).is_some_and(|x| x == v),
-                        None => l.contains_key(f.as_str()),
-                    })
+                    filter.matches(img.created_unix() as f64, &l)
                 })
                 .collect();
             if victims.is_empty() {

@@ -10,6 +10,7 @@ pub mod images;
 mod logs;
 mod names;
 pub mod net;
+pub mod prune;
 pub mod record;
 pub mod rootfs;
 mod top;
@@ -1396,7 +1397,11 @@ impl Engine {
             .collect()
     }
 
-    pub async fn prune(&self) -> Result<(Vec<String>, u64)> {
+    pub async fn prune(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<(Vec<String>, u64)> {
+        let filter = prune::PruneFilter::parse(filters, &[])?;
         let ids: Vec<String> = self
             .containers
             .read()
@@ -1407,6 +1412,11 @@ impl Engine {
                     c.state().status,
                     Status::Exited | Status::Created | Status::Dead
                 )
+            })
+            .filter(|c| {
+                let r = c.rec.read().expect("rec");
+                let labels = r.config.labels.clone().unwrap_or_default();
+                filter.matches(prune::rfc3339_unix(&r.created), &labels)
             })
             .map(|c| c.id())
             .collect();

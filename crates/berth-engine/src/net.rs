@@ -946,10 +946,12 @@ impl Engine {
         Ok(())
     }
 
-    pub fn network_prune(&self) -> Result<Vec<String>> {
+    pub fn network_prune(&self, filters: &HashMap<String, Vec<String>>) -> Result<Vec<String>> {
+        let filter = crate::prune::PruneFilter::parse(filters, &[])?;
         let mut out = Vec::new();
         for n in self.nets.list() {
             if !n.builtin()
+                && filter.matches(crate::prune::rfc3339_unix(&n.created), &n.labels)
                 && self.network_users(&n).is_empty()
                 && self.network_remove(&n.id).is_ok()
             {

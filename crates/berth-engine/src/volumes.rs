@@ -462,6 +462,7 @@ impl Engine {
         &self,
         filters: &HashMap<String, Vec<String>>,
     ) -> Result<(Vec<String>, u64)> {
+        let filter = crate::prune::PruneFilter::parse(filters, &["all"])?;
         let all = filters
             .get("all")
             .and_then(|v| v.first())
@@ -469,7 +470,13 @@ impl Engine {
         let mut deleted = Vec::new();
         let mut space = 0;
         for v in self.volumes.list() {
-            if (all || v.meta.anonymous) && self.volume_users(&v.meta.name).is_empty() {
+            if (all || v.meta.anonymous)
+                && filter.matches(
+                    crate::prune::rfc3339_unix(&v.meta.created_at),
+                    &v.meta.labels,
+                )
+                && self.volume_users(&v.meta.name).is_empty()
+            {
                 if let Ok(n) = self.volumes.remove(&v.meta.name) {
                     space += n;
                     deleted.push(v.meta.name.clone());

@@ -364,8 +364,8 @@ async fn container_delete(State(s): State<AppState>, Path(id): Path<String>, q: 
     Ok(no_content())
 }
 
-async fn containers_prune(State(s): State<AppState>) -> ApiResult {
-    let (ids, space) = s.engine.prune().await?;
+async fn containers_prune(State(s): State<AppState>, q: Q) -> ApiResult {
+    let (ids, space) = s.engine.prune(&q.filters()?).await?;
     Ok(json_response(
         json!({"ContainersDeleted": ids, "SpaceReclaimed": space}),
     ))
@@ -525,8 +525,8 @@ async fn system_df(State(s): State<AppState>) -> ApiResult {
     Ok(json_response(s.engine.system_df(true)?))
 }
 
-async fn networks_prune(State(s): State<AppState>) -> ApiResult {
-    let names = s.engine.network_prune()?;
+async fn networks_prune(State(s): State<AppState>, q: Q) -> ApiResult {
+    let names = s.engine.network_prune(&q.filters()?)?;
     Ok(json_response(json!({"NetworksDeleted": names})))
 }
 
