@@ -307,17 +307,49 @@ def test_bridges_drop_packets_for_host_loopback(daemon):
     assert f'"{daemon.bridge}"' in guard.split("}")[0] and "ip daddr 127.0.0.0/8 drop" in guard
 
 
+TCP_QUERY = r"""
+import socket, struct, sys
+name = sys.argv[1]
+q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\x00\x00\x01\x00\x01"
+s = socket.create_connection(("127.0.0.11", 53), timeout=5)
+for _ in range(2):  # two queries on one connection
+    s.sendall(struct.pack(">H", len(q)) + q)
+    n = struct.unpack(">H", s.recv(2, socket.MSG_WAITALL))[0]
+    r = s.recv(n, socket.MSG_WAITALL)
+    assert r[:2] == b"\x12\x34" and struct.unpack(">H", r[6:8])[0] >= 1, r
+    print(".".join(map(str, r[-4:])))
+"""
+
+
+def _stub_answer(q, ip):
+    end = 12
+    while q[end] != 0:
+        end += q[end] + 1
+    end += 5
+    hdr = q[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00"
+    import struct
+    return hdr + q[12:end] + b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes(ip)
+
+
 def test_other_names_go_to_the_dns_upstream(daemon, name):
     """Names that are not containers' are relayed to the container's --dns
-    servers: here a stub resolver of the test's own on the host's loopback."""
+    servers: here a stub resolver of the test's own on the host's loopback,
+    over UDP and over TCP (which answers differently, to tell them apart)."""
     import socket as pysocket
     import struct
     import threading
     stub = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+    tstub = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+    tstub.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
     try:
         stub.bind(("127.0.0.1", 53))
+        tstub.bind(("127.0.0.1", 53))
     except OSError:
+        stub.close()
+        tstub.close()
         pytest.skip("127.0.0.1:53 is taken on this machine")
+    tstub.listen(8)
     stop = threading.Event()
 
     def serve():
@@ -327,17 +359,24 @@ def test_other_names_go_to_the_dns_upstream(daemon, name):
                 q, addr = stub.recvfrom(512)
             except OSError:
                 continue
-            # Answer every A query with 10.11.12.13.
-            end = 12
-            while q[end] != 0:
-                end += q[end] + 1
-            end += 5
-            hdr = q[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00"
-            ans = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([10, 11, 12, 13])
-            stub.sendto(hdr + q[12:end] + ans, addr)
+            stub.sendto(_stub_answer(q, [10, 11, 12, 13]), addr)
 
-    t = threading.Thread(target=serve)
-    t.start()
+    def serve_tcp():
+        tstub.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = tstub.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(2)
+                n = struct.unpack(">H", c.recv(2, pysocket.MSG_WAITALL))[0]
+                a = _stub_answer(c.recv(n, pysocket.MSG_WAITALL), [10, 11, 12, 14])
+                c.sendall(struct.pack(">H", len(a)) + a)
+
+    threads = [threading.Thread(target=serve), threading.Thread(target=serve_tcp)]
+    for t in threads:
+        t.start()
     net = f"{name}-up"
     daemon.docker("network", "create", net, check=True)
     try:
@@ -347,10 +386,22 @@ def test_other_names_go_to_the_dns_upstream(daemon, name):
         assert "nameserver 127.0.0.11" in out and "127.0.0.1\n" not in out
         rc, out, err = daemon.docker("exec", name, "nslookup", "outside.test")
         assert "10.11.12.13" in out, out + err
+        # DNS over TCP inside the container's namespace: its own name, then a
+        # relayed one (the stub's TCP side answers .14).
+        info = json.loads(daemon.docker("inspect", name)[1])[0]
+        pid, ip = info["State"]["Pid"], info["NetworkSettings"]["Networks"][net]["IPAddress"]
+        tcp = lambda n: subprocess.run(["nsenter", "-t", str(pid), "-n", "python3", "-c", TCP_QUERY, n],
+                                       capture_output=True, text=True, timeout=30)
+        p = tcp(name)
+        assert p.returncode == 0 and p.stdout.split() == [ip, ip], p.stdout + p.stderr
+        p = tcp("outside.test")
+        assert p.returncode == 0 and p.stdout.split()[0] == "10.11.12.14", p.stdout + p.stderr
     finally:
         stop.set()
-        t.join()
+        for t in threads:
+            t.join()
         stub.close()
+        tstub.close()
         daemon.docker("rm", "-f", name)
         daemon.docker("network", "rm", net)
 

@@ -2,7 +2,7 @@
 //! socket at 127.0.0.11:53 inside a container's network namespace.
 
 use crate::NetError;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::Path;
 
 pub const TYPE_A: u16 = 1;
@@ -78,18 +78,21 @@ pub fn answer(packet: &[u8], q: &Query, ips: &[Ipv4Addr], nxdomain: bool) -> Vec
     out
 }
 
-/// A UDP socket on 127.0.0.11:53 inside the namespace at `netns`; it keeps
-/// that namespace (sockets stay where they were made) and serves from ours.
-pub fn bind_in_netns(netns: &Path) -> Result<UdpSocket, NetError> {
+/// UDP and TCP sockets on 127.0.0.11:53 inside the namespace at `netns`;
+/// they keep that namespace (sockets stay where they were made) and serve
+/// from ours.
+pub fn bind_in_netns(netns: &Path) -> Result<(UdpSocket, TcpListener), NetError> {
     let p = netns.to_path_buf();
-    std::thread::spawn(move || -> Result<UdpSocket, NetError> {
+    std::thread::spawn(move || -> Result<(UdpSocket, TcpListener), NetError> {
         let f = std::fs::File::open(&p)?;
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| NetError::Host(format!("setns: {e}")))?;
-        let s = UdpSocket::bind("127.0.0.11:53")
-            .map_err(|e| NetError::Host(format!("binding 127.0.0.11:53: {e}")))?;
-        s.set_nonblocking(true)?;
-        Ok(s)
+        let bind_err = |e: std::io::Error| NetError::Host(format!("binding 127.0.0.11:53: {e}"));
+        let u = UdpSocket::bind("127.0.0.11:53").map_err(bind_err)?;
+        u.set_nonblocking(true)?;
+        let t = TcpListener::bind("127.0.0.11:53").map_err(bind_err)?;
+        t.set_nonblocking(true)?;
+        Ok((u, t))
     })
     .join()
     .map_err(|_| NetError::Host("dns thread panicked".into()))?
