@@ -20,20 +20,20 @@ def build():
 class Daemon:
     """berthd on a temporary socket and roots; stop() removes everything."""
 
-    def __init__(self):
+    def __init__(self, *extra, tag_offset=0):
         self.root = tempfile.mkdtemp(prefix="berth-bench-")
         self.sock = os.path.join(self.root, "b.sock")
         self.env = dict(os.environ, BERTH_HOST="unix://" + self.sock,
                         DOCKER_HOST="unix://" + self.sock)
         log = open(os.path.join(self.root, "berthd.log"), "ab")
-        tag = os.getpid() % 100000
+        tag = (os.getpid() + tag_offset) % 100000
         self.bridge, self.nft_table = f"bb{tag}", f"berth_b{tag}"
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "berthd"), "-H", "unix://" + self.sock,
              "--data-root", os.path.join(self.root, "data"),
              "--exec-root", os.path.join(self.root, "exec"),
              "--bridge", self.bridge, "--bip", f"10.96.{tag % 250}.1/24",
-             "--nft-table", self.nft_table],
+             "--nft-table", self.nft_table, *extra],
             stdout=log, stderr=log, start_new_session=True)
         for _ in range(200):
             if self.berth("version", check=False).returncode == 0:

@@ -5,6 +5,7 @@ isolation between networks, cleanup, and survival of a berthd kill -9."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -147,6 +148,17 @@ def test_published_port_in_the_kernel(daemon, tool, name):
         # No proxy process holds the port: it is a kernel rule.
         ss = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
         assert f":{port} " not in ss
+        # The host's own connection goes straight to the container (berthd's
+        # connect-time redirect), and still shows the address it dialled.
+        cip = json.loads(run("inspect", name)[1])[0]["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            assert conn.getpeername() == ("127.0.0.1", port)
+            me = "%s:%d" % conn.getsockname()
+            ss = subprocess.run(["ss", "-tnH", "state", "established"], capture_output=True, text=True).stdout
+            assert any(me in l and f"{cip}:80" in l for l in ss.splitlines()), (me, cip, ss)
+        # A container's 127.0.0.1 is its own: nothing listens there on that port.
+        rc, out, err = run("exec", name, "wget", "-q", "-O-", "-T", "2", f"http://127.0.0.1:{port}/")
+        assert rc != 0, out
         # A second container cannot take the same port.
         rc, out, err = run("run", "-d", "--name", f"{name}-2", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "30")
         assert rc != 0 and "port is already allocated" in err, err

@@ -92,6 +92,9 @@ pub struct EngineConfig {
     pub bip: String,
     /// Berth's nftables table.
     pub nft_table: String,
+    /// Published ports for the host's own connections at connect() time
+    /// (see `berth_net::redirect`), besides the DNAT rules.
+    pub socket_redirect: bool,
 }
 
 /// Changes a waiter may be waiting for.
@@ -136,6 +139,7 @@ pub struct Engine {
     build_lock: tokio::sync::Mutex<()>,
     pub volumes: berth_volume::VolumeStore,
     pub nets: Arc<berth_net::NetStore>,
+    redirect: Option<berth_net::redirect::LocalRedirect>,
 }
 
 fn now() -> String {
@@ -192,6 +196,17 @@ impl Engine {
         let store = Arc::new(Store::open(&cfg.data_root)?);
         let cfg_data_root = cfg.data_root.clone();
         let (bridge_name, bip) = (cfg.bridge_name.clone(), cfg.bip.clone());
+        let redirect = if cfg.socket_redirect {
+            match berth_net::redirect::LocalRedirect::attach() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("published ports: no socket-level redirect ({e}); DNAT only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let engine = Arc::new(Engine {
             cfg,
             store,
@@ -207,6 +222,7 @@ impl Engine {
                 &bridge_name,
                 &bip,
             )?),
+            redirect,
         });
         {
             let e = engine.clone();

@@ -564,6 +564,11 @@ impl Engine {
         if let Err(e) = host::apply_nft(&self.cfg.nft_table, &self.nets.list(), &forwards) {
             tracing::warn!("nftables: {e}");
         }
+        if let Some(r) = &self.redirect {
+            if let Err(e) = r.sync(&forwards) {
+                tracing::warn!("published ports: {e}");
+            }
+        }
     }
 
     /// Serves DNS at 127.0.0.11 inside a container on a user-defined network:

@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod host;
 pub mod ipam;
+pub mod redirect;
 
 use berth_store::fsutil::write_atomic;
 use ipam::{Pool, Subnet};

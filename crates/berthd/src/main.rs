@@ -43,6 +43,10 @@ struct Args {
     /// Berth's nftables table
     #[arg(long, default_value = "berth")]
     nft_table: String,
+    /// Connect the host's own connections to published ports straight to the
+    /// container at connect() (a cgroup BPF program), rather than through DNAT
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    socket_redirect: bool,
 }
 
 /// See `Args::cgroup_favordynmods`.
@@ -130,6 +134,7 @@ async fn main() -> Result<()> {
             bridge_name: args.bridge.clone(),
             bip: args.bip.clone(),
             nft_table: args.nft_table.clone(),
+            socket_redirect: args.socket_redirect,
         },
         Arc::new(HostMounter),
     )
