@@ -447,3 +447,31 @@ def test_prune_filters(daemon, name):
         for n in ("drop", "keep"):
             daemon.docker("network", "rm", f"{name}-{n}")
         daemon.docker("rm", "-f", f"{name}-c1", f"{name}-c2")
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_ip_range_attachable_and_add_host(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    net = f"{name}-r"
+    rc, out, err = run("network", "create", "--attachable", "--subnet", "10.98.40.0/24",
+                       "--ip-range", "10.98.40.128/25", net)
+    assert rc == 0, err
+    try:
+        info = json.loads(run("network", "inspect", net)[1])[0]
+        assert info["Attachable"] is True and info["IPAM"]["Config"][0]["IPRange"] == "10.98.40.128/25"
+        run("run", "-d", "--name", name, "--network", net, "--add-host", "db.test:192.0.2.10",
+            "--add-host", "gw.test:host-gateway", "--add-host", "v6.test:[2001:db8::1]",
+            "busybox", "sleep", "60", check=True)
+        ip = ip_of(daemon, name, net)
+        assert int(ip.rsplit(".", 1)[1]) >= 128, ip
+        rc, hosts, err = run("exec", name, "cat", "/etc/hosts")
+        gw = daemon.bip.split("/")[0]
+        assert "192.0.2.10\tdb.test" in hosts and f"{gw}\tgw.test" in hosts, hosts
+        assert "2001:db8::1\tv6.test" in hosts and f"{ip}\t" in hosts, hosts
+        # The host network's /etc/hosts is the host's, plus the extra entries.
+        rc, out, err = run("run", "--rm", "--network", "host", "--add-host", "db.test:192.0.2.10",
+                           "busybox", "cat", "/etc/hosts")
+        assert rc == 0 and "192.0.2.10\tdb.test" in out and "localhost" in out, out + err
+    finally:
+        run("rm", "-f", name)
+        run("network", "rm", net)

@@ -700,6 +700,24 @@ impl Engine {
         Ok(dirs)
     }
 
+    /// An `--add-host` entry as (name, address): `name:ip` or `name=ip`,
+    /// IPv6 in brackets or not, `host-gateway` for the default bridge's
+    /// gateway (Docker's `--host-gateway-ip` default).
+    fn extra_host(&self, e: &str) -> Option<(String, String)> {
+        let (name, ip) = match (e.split_once('='), e.split_once(':')) {
+            (Some(kv), _) => kv,
+            (None, Some(kv)) => kv,
+            (None, None) => return None,
+        };
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        let ip = if ip == "host-gateway" {
+            self.cfg.bip.split('/').next().unwrap_or_default()
+        } else {
+            ip
+        };
+        Some((name.to_string(), ip.to_string()))
+    }
+
     fn write_etc_files(
         &self,
         rec: &Record,
@@ -709,22 +727,26 @@ impl Engine {
         let host_net = rec.host_config.network_mode == "host";
         let hostname = &rec.config.hostname;
         std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
-        let hosts = if host_net {
+        let mut hosts = if host_net {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            let mut h = String::from(
+            String::from(
                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-            );
-            for e in rec.host_config.extra_hosts.iter().flatten() {
-                if let Some((name, ip)) = e.split_once(':') {
-                    h.push_str(&format!("{ip}\t{name}\n"));
-                }
-            }
-            for ep in eps.values() {
-                h.push_str(&format!("{}\t{}\n", ep.ip, hostname));
-            }
-            h
+            )
         };
+        if !hosts.is_empty() && !hosts.ends_with('\n') {
+            hosts.push('\n');
+        }
+        for e in rec.host_config.extra_hosts.iter().flatten() {
+            if let Some((name, ip)) = self.extra_host(e) {
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        if !host_net {
+            for ep in eps.values() {
+                hosts.push_str(&format!("{}\t{}\n", ep.ip, hostname));
+            }
+        }
         std::fs::write(dir.join("hosts"), hosts)?;
         let resolv = match &rec.host_config.dns {
             // On user-defined networks the embedded server answers, as
