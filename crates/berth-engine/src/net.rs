@@ -351,6 +351,17 @@ impl Engine {
             )));
         }
         let st = c.state();
+        // A container that is not running and on no network (it was
+        // disconnected from its only one, as docker-compose does before it
+        // reconnects with its aliases) takes this network as its primary.
+        if mode == "none" && rec.extra_networks.is_empty() && !st.status.is_running() {
+            rec.host_config.network_mode = n.name.clone();
+            rec.aliases = aliases;
+            rec.requested_ip = ip;
+            self.persist_record(&rec)?;
+            *c.rec.write().expect("rec") = rec;
+            return Ok(());
+        }
         if st.status.is_running() {
             let file = host::netns_path(&self.cfg.exec_root, &rec.id);
             let ns = if file.exists() {
@@ -422,6 +433,12 @@ impl Engine {
         }
         if is_extra {
             rec.extra_networks.retain(|x| x.name != n.name);
+        } else if !rec.extra_networks.is_empty() && !c.state().status.is_running() {
+            // The next network becomes the primary one (eth0 at the next start).
+            let next = rec.extra_networks.remove(0);
+            rec.host_config.network_mode = next.name;
+            rec.aliases = next.aliases;
+            rec.requested_ip = next.ip;
         } else {
             rec.host_config.network_mode = "none".into();
         }
@@ -687,8 +704,10 @@ impl Engine {
         let mut nets = serde_json::Map::new();
         let mut names: Vec<String> = vec![mode.to_string()];
         names.extend(rec.extra_networks.iter().map(|x| x.name.clone()));
+        let short_id = &rec.id[..rec.id.len().min(12)];
         for name in names {
-            let net_id = self.nets.get(&name).map(|n| n.id).unwrap_or_default();
+            let net = self.nets.get(&name).ok();
+            let net_id = net.as_ref().map(|n| n.id.clone()).unwrap_or_default();
             let ep = eps.get(&name).cloned().unwrap_or_default();
             let aliases: Vec<String> = if name == mode {
                 rec.aliases.clone()
@@ -699,13 +718,23 @@ impl Engine {
                     .flat_map(|x| x.aliases.clone())
                     .collect()
             };
+            // The names the embedded DNS answers to on user-defined networks.
+            let dns_names = match &net {
+                Some(n) if !n.builtin() => {
+                    let mut d = vec![rec.name.trim_start_matches('/').to_string()];
+                    d.extend(aliases.iter().cloned());
+                    d.push(short_id.to_string());
+                    json!(d)
+                }
+                _ => Value::Null,
+            };
             nets.insert(
                 name,
                 json!({
                     "IPAMConfig": null, "Links": null, "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
                     "MacAddress": ep.mac, "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
                     "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": "",
-                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
+                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": dns_names,
                 }),
             );
         }
