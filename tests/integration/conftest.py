@@ -54,7 +54,10 @@ class Daemon:
             [os.path.join(BIN, "berthd"), "-H", "unix://" + self.sock,
              "--data-root", self.data, "--exec-root", self.exec_root,
              "--pidfile", self.pidfile, "--bridge", self.bridge, "--bip", self.bip,
-             "--nft-table", self.nft_table],
+             "--nft-table", self.nft_table,
+             # Shims re-execute themselves once idle (3 s by default); soon
+             # here, so that every test also runs against re-executed shims.
+             "--shim-slim-after", "150"],
             stdout=logf, stderr=logf, start_new_session=True)
         deadline = time.time() + 10
         while time.time() < deadline:

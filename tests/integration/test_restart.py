@@ -127,3 +127,54 @@ def test_kill9_during_a_burst_of_creates_loses_nothing(daemon):
         ids = daemon.berth("ps", "-aq")[1].split()
         if ids:
             daemon.berth("rm", "-f", *ids)
+
+
+def _shim_cmdline(daemon, cid):
+    import os
+    pid = open(os.path.join(daemon.exec_root, "containers", cid, "shim.pid")).read().strip()
+    return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+
+
+def _wait_reexec(daemon, cid):
+    deadline = time.time() + 10
+    while b"--resume" not in _shim_cmdline(daemon, cid):
+        assert time.time() < deadline, "the idle shim never re-executed itself"
+        time.sleep(0.05)
+
+
+def test_idle_shim_reexecs_and_keeps_everything(daemon, name):
+    """An idle shim re-executes itself (150 ms here) and carries over the
+    container's stdio, an attached client, berthd's waiter and a half-written
+    log line; logs, exec, pause, attach and the exit status all still work."""
+    import subprocess
+    script = ("printf partial-; sleep 1; echo line; trap 'echo got-term; exit 7' TERM; "
+              "while true; do sleep 0.1; done")
+    cid = daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c", script, check=True)[1].strip()
+    try:
+        _wait_reexec(daemon, cid)
+        deadline = time.time() + 10
+        while "line" not in daemon.docker("logs", name)[1]:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        # The line begun before the re-exec and ended after it is one entry.
+        assert daemon.docker("logs", name)[1] == "partial-line\n"
+        rc, out, err = daemon.docker("exec", name, "echo", "from-exec")
+        assert (rc, out) == (0, "from-exec\n"), err
+        _wait_reexec(daemon, cid)
+        assert daemon.docker("pause", name)[0] == 0
+        assert daemon.docker("inspect", "-f", "{{.State.Status}}", name)[1].strip() == "paused"
+        assert daemon.docker("unpause", name)[0] == 0
+        # An attached client rides through the next re-exec.
+        attach = subprocess.Popen(["docker", "attach", name], env=daemon.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        time.sleep(0.5)
+        _wait_reexec(daemon, cid)
+        rc, out, err = daemon.docker("stop", "-t", "5", name)
+        assert rc == 0, err
+        out, err = attach.communicate(timeout=20)
+        assert b"got-term" in out, (out, err)
+        assert attach.returncode == 7
+        assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", name)[1].strip() == "7"
+        assert "got-term" in daemon.docker("logs", name)[1]
+    finally:
+        daemon.docker("rm", "-f", name)

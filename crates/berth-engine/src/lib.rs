@@ -95,6 +95,8 @@ pub struct EngineConfig {
     /// Published ports for the host's own connections at connect() time
     /// (see `berth_net::redirect`), besides the DNAT rules.
     pub socket_redirect: bool,
+    /// Passed to each shim (`ShimConfig::slim_after_ms`).
+    pub shim_slim_after_ms: Option<u64>,
 }
 
 /// Changes a waiter may be waiting for.
@@ -968,6 +970,7 @@ impl Engine {
             cgroup_path: rs.cgroup_path.clone(),
             socket: self.shim_socket(id).display().to_string(),
             seccomp_cache: self.cfg.exec_root.join("seccomp").display().to_string(),
+            slim_after_ms: self.cfg.shim_slim_after_ms,
         };
         write_replace(
             &xdir.join("shim.json"),

@@ -99,6 +99,10 @@ pub struct ShimConfig {
     /// Where compiled seccomp programs are kept, named by the profile's sha256.
     #[serde(default)]
     pub seccomp_cache: String,
+    /// How long after its last use of libcontainer an idle shim re-executes
+    /// itself to shed that code and heap (None: the default; 0: never).
+    #[serde(default)]
+    pub slim_after_ms: Option<u64>,
 }
 
 /// Docker's multiplexed stream header: stream type, three zero bytes, big-endian size.

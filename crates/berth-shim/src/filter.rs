@@ -258,6 +258,22 @@ fn filter_flags(profile: &Value) -> Result<u32, FilterError> {
 }
 
 impl Filter {
+    /// The compiled program and its flags, for a re-executed shim.
+    pub fn program(&self) -> (&[u8], u32) {
+        (&self.bpf, self.flags)
+    }
+
+    /// A filter rebuilt from `program()`: a base for `for_process` only.
+    pub fn from_program(bpf: Vec<u8>, flags: u32) -> Filter {
+        Filter {
+            bpf,
+            flags,
+            borrowed: Vec::new(),
+            effective: CapsHashSet::new(),
+            permitted: CapsHashSet::new(),
+        }
+    }
+
     /// Runs in the container process after libcontainer's setup: borrow,
     /// install, give back, verify. Any failure stops the exec.
     fn install(&self) -> io::Result<()> {

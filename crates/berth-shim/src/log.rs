@@ -100,6 +100,15 @@ impl JsonLog {
         }
     }
 
+    /// Unfinished lines, to carry over to a re-executed shim.
+    pub fn take_partial(&mut self) -> [Vec<u8>; 2] {
+        std::mem::take(&mut self.partial)
+    }
+
+    pub fn set_partial(&mut self, partial: [Vec<u8>; 2]) {
+        self.partial = partial;
+    }
+
     pub fn flush(&mut self) {
         for s in 0..2 {
             let rest = std::mem::take(&mut self.partial[s]);

@@ -92,7 +92,12 @@ struct Shim {
     filter: Option<Arc<filter::Filter>>,
     cfg: ShimConfig,
     state_dir: PathBuf,
-    container: Container,
+    /// libcontainer's handle, loaded on first use after a re-exec.
+    container: Option<Container>,
+    /// When the shim last ran libcontainer code (None: not since its last
+    /// re-exec): the clock for `slim_down`.
+    dirty_since: Option<Instant>,
+    slim_failed: bool,
     poll: Poll,
     listener: UnixListener,
     sig_r: OwnedFd,
@@ -117,6 +122,44 @@ fn set_nonblock(fd: RawFd) {
         let fl = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
+}
+
+fn set_cloexec(fd: RawFd, on: bool) {
+    // SAFETY: fcntl on a descriptor we own; flags come from the kernel.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFD);
+        let fl = if on {
+            fl | libc::FD_CLOEXEC
+        } else {
+            fl & !libc::FD_CLOEXEC
+        };
+        libc::fcntl(fd, libc::F_SETFD, fl);
+    }
+}
+
+/// What a shim passes to the image it re-executes (`Shim::slim_down`):
+/// descriptors by number, open across the exec, and the state around them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handover {
+    listener: RawFd,
+    init_pid: i32,
+    init_stdin: Option<RawFd>,
+    init_tty: Option<RawFd>,
+    init_open_streams: usize,
+    sources: Vec<(RawFd, usize)>,
+    clients: Vec<HandedClient>,
+    log_partial: [Vec<u8>; 2],
+    seccomp: Option<(Vec<u8>, u32)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HandedClient {
+    fd: RawFd,
+    waiting: bool,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    read_closed: bool,
 }
 
 fn pipe() -> Res<(OwnedFd, OwnedFd)> {
@@ -635,10 +678,14 @@ impl Shim {
     fn handle(&mut self, t: Token, req: Request) {
         match req {
             Request::Start => {
-                let r = self.container.start();
+                let r = self.container().and_then(|c| Ok(c.start()?));
                 match r {
                     Ok(()) => {
-                        self.init_pid = self.container.pid().map(|p| p.as_raw());
+                        self.init_pid = self
+                            .container
+                            .as_ref()
+                            .and_then(|c| c.pid())
+                            .map(|p| p.as_raw());
                         let _ = fs::write(
                             self.state_dir.join("init.pid"),
                             self.init_pid.unwrap_or(0).to_string(),
@@ -671,7 +718,10 @@ impl Shim {
             }
             Request::Kill { signal, all } => {
                 let r = match Signal::try_from(signal) {
-                    Ok(sig) => self.container.kill(sig, all).map_err(|e| e.to_string()),
+                    Ok(sig) => self
+                        .container()
+                        .and_then(|c| Ok(c.kill(sig, all)?))
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 let resp = match r {
@@ -713,11 +763,17 @@ impl Shim {
                 self.reply(t, resp, true);
             }
             Request::Pause => {
-                let r = self.container.pause().map_err(|e| e.to_string());
+                let r = self
+                    .container()
+                    .and_then(|c| Ok(c.pause()?))
+                    .map_err(|e| e.to_string());
                 self.reply(t, r.map_or_else(Response::err, |_| Response::ok()), true);
             }
             Request::Resume => {
-                let r = self.container.resume().map_err(|e| e.to_string());
+                let r = self
+                    .container()
+                    .and_then(|c| Ok(c.resume()?))
+                    .map_err(|e| e.to_string());
                 self.reply(t, r.map_or_else(Response::err, |_| Response::ok()), true);
             }
             Request::Exec {
@@ -762,6 +818,7 @@ impl Shim {
             Some(f) => Some(Arc::new(filter::for_process(f, &mut process)?)),
             None => None,
         };
+        self.dirty_since = Some(Instant::now());
         let ppath = self.state_dir.join(format!("exec-{id}.json"));
         fs::write(&ppath, serde_json::to_vec(&process)?)?;
         let b = ContainerBuilder::new(self.cfg.id.clone(), SyscallType::Linux)
@@ -798,10 +855,132 @@ impl Shim {
         Ok(pid)
     }
 
+    /// libcontainer's handle of the container, loaded from its state after a
+    /// re-exec.
+    fn container(&mut self) -> Res<&mut Container> {
+        self.dirty_since = Some(Instant::now());
+        if self.container.is_none() {
+            let root = Path::new(&self.cfg.runtime_root).join(&self.cfg.id);
+            self.container = Some(Container::load(root)?);
+        }
+        Ok(self.container.as_mut().expect("just loaded"))
+    }
+
+    fn slim_after(&self) -> Option<Duration> {
+        match self.cfg.slim_after_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => Some(Duration::from_secs(3)),
+        }
+    }
+
+    /// How long until `slim_down` is due, if it will be.
+    fn slim_due_in(&self) -> Option<Duration> {
+        let since = self.dirty_since?;
+        if self.slim_failed || self.init_pid.is_none() || self.init_exit.is_some() {
+            return None;
+        }
+        Some(self.slim_after()?.saturating_sub(since.elapsed()))
+    }
+
+    /// Nothing in flight that a re-exec could not carry: no exec, no request
+    /// half read, no output waiting for a client.
+    fn quiescent(&self) -> bool {
+        self.exit.is_none()
+            && self.execs.is_empty()
+            && self.sources.values().all(|s| s.owner == Owner::Init)
+            && self.clients.values().all(|c| {
+                c.inbuf.is_empty()
+                    && c.outbuf.is_empty()
+                    && !c.close_after_flush
+                    && matches!(c.state, ClientState::Waiting | ClientState::Attached { .. })
+            })
+    }
+
+    /// Re-executes this binary with the container's stdio, the listening
+    /// socket and the connected clients carried over as open descriptors:
+    /// the container creation code, libcontainer's pages and the heap it left
+    /// stop counting against an idle container. Returns only on failure.
+    fn slim_down(&mut self) -> Res<()> {
+        let mut fds = vec![self.listener.as_raw_fd()];
+        let sources: Vec<(RawFd, usize)> = self
+            .sources
+            .values()
+            .map(|s| (s.fd.as_raw_fd(), s.stream))
+            .collect();
+        fds.extend(sources.iter().map(|s| s.0));
+        let clients: Vec<HandedClient> = self
+            .clients
+            .values()
+            .map(|c| {
+                let (stdin, stdout, stderr) = match c.state {
+                    ClientState::Attached {
+                        stdin,
+                        stdout,
+                        stderr,
+                    } => (stdin, stdout, stderr),
+                    _ => (false, false, false),
+                };
+                HandedClient {
+                    fd: c.sock.as_raw_fd(),
+                    waiting: matches!(c.state, ClientState::Waiting),
+                    stdin,
+                    stdout,
+                    stderr,
+                    read_closed: c.read_closed,
+                }
+            })
+            .collect();
+        fds.extend(clients.iter().map(|c| c.fd));
+        fds.extend(self.init_stdin.as_ref().map(|f| f.as_raw_fd()));
+        fds.extend(self.init_tty);
+        let h = Handover {
+            listener: self.listener.as_raw_fd(),
+            init_pid: self.init_pid.unwrap_or(0),
+            init_stdin: self.init_stdin.as_ref().map(|f| f.as_raw_fd()),
+            init_tty: self.init_tty,
+            init_open_streams: self.init_open_streams,
+            sources,
+            clients,
+            log_partial: self.log.take_partial(),
+            seccomp: self.filter.as_ref().map(|f| {
+                let (bpf, flags) = f.program();
+                (bpf.to_vec(), flags)
+            }),
+        };
+        let path = self.state_dir.join("handover.json");
+        let restore = |log: &mut log::JsonLog, h: Handover| log.set_partial(h.log_partial);
+        if let Err(e) = fs::write(&path, serde_json::to_vec(&h)?) {
+            restore(&mut self.log, h);
+            return Err(e.into());
+        }
+        for &fd in &fds {
+            set_cloexec(fd, false);
+        }
+        use std::os::unix::process::CommandExt;
+        let err = std::process::Command::new("/proc/self/exe")
+            .arg0("berth-shim")
+            .arg(&self.state_dir)
+            .arg("--resume")
+            .exec();
+        for &fd in &fds {
+            set_cloexec(fd, true);
+        }
+        let _ = fs::remove_file(&path);
+        restore(&mut self.log, h);
+        Err(err.into())
+    }
+
     fn run(&mut self) -> Res<()> {
         let mut events = Events::with_capacity(64);
         loop {
-            let timeout = self.exit_deadline.map(|_| Duration::from_millis(50));
+            let timeout = match self.exit_deadline {
+                Some(_) => Some(Duration::from_millis(50)),
+                // Re-checked at least every 100 ms once due, while busy.
+                None => self
+                    .slim_due_in()
+                    .map(|d| d.max(Duration::from_millis(100))),
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -846,10 +1025,16 @@ impl Shim {
                     // Waiters have the exit status; tearing down the cgroups and
                     // libcontainer's state is off their path. berthd waits for
                     // this process before it starts the container again.
-                    if let Err(e) = self.container.delete(true) {
+                    if let Err(e) = self.container().and_then(|c| Ok(c.delete(true)?)) {
                         eprintln!("berth-shim: delete: {e}");
                     }
                     self.exit_deadline = Some(Instant::now() + Duration::from_secs(5));
+                }
+            }
+            if self.slim_due_in() == Some(Duration::ZERO) && self.quiescent() {
+                if let Err(e) = self.slim_down() {
+                    eprintln!("berth-shim: re-exec: {e}");
+                    self.slim_failed = true;
                 }
             }
             if self.exit.is_some() {
@@ -909,6 +1094,121 @@ fn take_seccomp(cfg: &ShimConfig) -> Res<Option<Arc<filter::Filter>>> {
     Ok(Some(Arc::new(f)))
 }
 
+/// The SIGCHLD self-pipe and the poll set with the listener and that pipe.
+fn event_loop(
+    std_listener: std::os::unix::net::UnixListener,
+) -> Res<(Poll, UnixListener, OwnedFd)> {
+    let (sig_r, sig_w) = pipe()?;
+    set_nonblock(sig_r.as_raw_fd());
+    set_nonblock(sig_w.as_raw_fd());
+    SIG_PIPE_W.store(sig_w.as_raw_fd(), Ordering::Relaxed);
+    std::mem::forget(sig_w);
+    let act = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_sigchld),
+        nix::sys::signal::SaFlags::SA_RESTART | nix::sys::signal::SaFlags::SA_NOCLDSTOP,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only calls write(2), which is async-signal-safe.
+    unsafe { nix::sys::signal::sigaction(Signal::SIGCHLD, &act)? };
+    let poll = Poll::new()?;
+    let mut listener = UnixListener::from_std(std_listener);
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry().register(
+        &mut SourceFd(&sig_r.as_raw_fd()),
+        SIGCHLD_PIPE,
+        Interest::READABLE,
+    )?;
+    Ok((poll, listener, sig_r))
+}
+
+/// The shim again after `slim_down`'s exec: the same process, the same
+/// container, a fresh image.
+fn resume(state_dir: &Path) -> Res<Shim> {
+    let cfg: ShimConfig = serde_json::from_slice(&fs::read(state_dir.join("shim.json"))?)?;
+    let path = state_dir.join("handover.json");
+    let h: Handover = serde_json::from_slice(&fs::read(&path)?)?;
+    let _ = fs::remove_file(&path);
+    let mut fds = vec![h.listener];
+    fds.extend(h.sources.iter().map(|s| s.0));
+    fds.extend(h.clients.iter().map(|c| c.fd));
+    fds.extend(h.init_stdin);
+    fds.extend(h.init_tty);
+    for &fd in &fds {
+        set_cloexec(fd, true);
+    }
+    // The previous image of this process handed these descriptors over,
+    // open, each exactly once; each is owned from here on.
+    let own = |fd: RawFd| {
+        // SAFETY: see above.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let std_listener = std::os::unix::net::UnixListener::from(own(h.listener));
+    let (poll, listener, sig_r) = event_loop(std_listener)?;
+    let mut log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
+    log.set_partial(h.log_partial);
+    let mut shim = Shim {
+        filter: h
+            .seccomp
+            .map(|(bpf, flags)| Arc::new(filter::Filter::from_program(bpf, flags))),
+        init_open_streams: h.init_open_streams,
+        init_tty: h.init_tty,
+        init_stdin: h.init_stdin.map(own),
+        cfg,
+        state_dir: state_dir.to_path_buf(),
+        container: None,
+        dirty_since: None,
+        slim_failed: false,
+        poll,
+        listener,
+        sig_r,
+        sources: HashMap::new(),
+        clients: HashMap::new(),
+        next_token: FIRST_DYNAMIC,
+        init_pid: Some(h.init_pid),
+        init_exit: None,
+        exit: None,
+        execs: HashMap::new(),
+        log,
+        exit_deadline: None,
+    };
+    for (fd, stream) in h.sources {
+        shim.add_source(own(fd), Owner::Init, stream)?;
+    }
+    for c in h.clients {
+        let std_sock = std::os::unix::net::UnixStream::from(own(c.fd));
+        std_sock.set_nonblocking(true)?;
+        let mut sock = UnixStream::from_std(std_sock);
+        let t = shim.token();
+        shim.poll
+            .registry()
+            .register(&mut sock, t, Interest::READABLE)?;
+        let state = if c.waiting {
+            ClientState::Waiting
+        } else {
+            ClientState::Attached {
+                stdin: c.stdin,
+                stdout: c.stdout,
+                stderr: c.stderr,
+            }
+        };
+        shim.clients.insert(
+            t,
+            Client {
+                sock,
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                state,
+                close_after_flush: false,
+                read_closed: c.read_closed,
+            },
+        );
+    }
+    // The container may have ended while this image was loading.
+    shim.reap();
+    Ok(shim)
+}
+
 fn setup(state_dir: &Path) -> Res<Shim> {
     let cfg: ShimConfig = serde_json::from_slice(&fs::read(state_dir.join("shim.json"))?)?;
     let sock_path = PathBuf::from(&cfg.socket);
@@ -928,28 +1228,7 @@ fn setup(state_dir: &Path) -> Res<Shim> {
         .build()?;
     let stdio = pending.finish(cfg.height, cfg.width)?;
 
-    let (sig_r, sig_w) = pipe()?;
-    set_nonblock(sig_r.as_raw_fd());
-    set_nonblock(sig_w.as_raw_fd());
-    SIG_PIPE_W.store(sig_w.as_raw_fd(), Ordering::Relaxed);
-    std::mem::forget(sig_w);
-    let act = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(on_sigchld),
-        nix::sys::signal::SaFlags::SA_RESTART | nix::sys::signal::SaFlags::SA_NOCLDSTOP,
-        nix::sys::signal::SigSet::empty(),
-    );
-    // SAFETY: the handler only calls write(2), which is async-signal-safe.
-    unsafe { nix::sys::signal::sigaction(Signal::SIGCHLD, &act)? };
-
-    let poll = Poll::new()?;
-    let mut listener = UnixListener::from_std(std_listener);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    poll.registry().register(
-        &mut SourceFd(&sig_r.as_raw_fd()),
-        SIGCHLD_PIPE,
-        Interest::READABLE,
-    )?;
+    let (poll, listener, sig_r) = event_loop(std_listener)?;
     let log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
     let mut shim = Shim {
         filter,
@@ -958,7 +1237,9 @@ fn setup(state_dir: &Path) -> Res<Shim> {
         init_stdin: stdio.stdin,
         cfg,
         state_dir: state_dir.to_path_buf(),
-        container,
+        container: Some(container),
+        dirty_since: Some(Instant::now()),
+        slim_failed: false,
         poll,
         listener,
         sig_r,
@@ -979,10 +1260,28 @@ fn setup(state_dir: &Path) -> Res<Shim> {
 }
 
 fn main() {
-    let Some(state_dir) = std::env::args().nth(1).map(PathBuf::from) else {
+    let mut args = std::env::args().skip(1);
+    let Some(state_dir) = args.next().map(PathBuf::from) else {
         eprintln!("usage: berth-shim STATE_DIR");
         std::process::exit(2);
     };
+    if args.next().as_deref() == Some("--resume") {
+        match resume(&state_dir) {
+            Ok(mut shim) => {
+                if let Err(e) = shim.run() {
+                    eprintln!("berth-shim: {e}");
+                    std::process::exit(1);
+                }
+            }
+            Err(e) => {
+                // The container runs on without its supervisor: berthd finds
+                // the shim gone and reports the container's exit as unknown.
+                eprintln!("berth-shim: resuming after re-exec: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     // Out of berthd's session: signals meant for the daemon never reach us.
     let _ = nix::unistd::setsid();
     // SAFETY: prctl with constant arguments.

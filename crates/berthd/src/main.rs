@@ -47,6 +47,10 @@ struct Args {
     /// container at connect() (a cgroup BPF program), rather than through DNAT
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     socket_redirect: bool,
+    /// Milliseconds after which an idle shim re-executes itself to shed the
+    /// container-creation code (0: never; tests set it low)
+    #[arg(long, hide = true)]
+    shim_slim_after: Option<u64>,
 }
 
 /// See `Args::cgroup_favordynmods`.
@@ -135,6 +139,7 @@ async fn main() -> Result<()> {
             bip: args.bip.clone(),
             nft_table: args.nft_table.clone(),
             socket_redirect: args.socket_redirect,
+            shim_slim_after_ms: args.shim_slim_after,
         },
         Arc::new(HostMounter),
     )
