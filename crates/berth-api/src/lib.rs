@@ -51,6 +51,8 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
     pub on_build: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
     /// Deprecated in API 1.44 for `EndpointsConfig.<net>.MacAddress`; still sent by old clients.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub mac_address: String,

@@ -9,6 +9,47 @@ pub mod lex;
 use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
 
+/// Go's duration syntax (`30s`, `1m30s`, `500ms`, `2h`) → nanoseconds, as
+/// HEALTHCHECK options, `--health-*` flags and `until` filters write them.
+pub fn duration_ns(s: &str) -> Result<i64, String> {
+    if s.is_empty() {
+        return Err("invalid duration: empty".into());
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s}"))?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(format!("invalid duration {s}")),
+        };
+    }
+    if !num.is_empty() {
+        return Err(format!("invalid duration {s}: missing unit"));
+    }
+    Ok(total as i64)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// A Dockerfile that does not parse; the message names the line.
@@ -116,6 +157,17 @@ pub fn cache_key(parent: &str, instruction: &str, inputs: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations() {
+        use super::duration_ns;
+        assert_eq!(duration_ns("30s").unwrap(), 30_000_000_000);
+        assert_eq!(duration_ns("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(duration_ns("500ms").unwrap(), 500_000_000);
+        assert_eq!(duration_ns("1.5s").unwrap(), 1_500_000_000);
+        assert!(duration_ns("5").is_err() && duration_ns("5x").is_err());
+        assert!(duration_ns("").is_err() && duration_ns("5d").is_err());
+    }
+
     use super::*;
     use std::os::unix::fs::symlink;
 

@@ -291,6 +291,9 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     if let Some(t) = a.stop_timeout {
         cfg["StopTimeout"] = json!(t);
     }
+    if let Some(h) = healthcheck(a)? {
+        cfg["Healthcheck"] = h;
+    }
     let hc = &mut cfg["HostConfig"];
     if let Some(m) = &a.memory {
         hc["Memory"] = json!(ram_bytes(m)?);
@@ -668,6 +671,44 @@ pub(crate) fn filters_json(filters: &[String]) -> Result<String> {
 }
 
 /// `?filters=…` for a list of `key=value` filters, or nothing.
+/// `--health-*` and `--no-healthcheck` as the API's `Healthcheck`, the
+/// docker CLI's way: a test only with `--health-cmd`, timings on their own
+/// keep the image's test.
+fn healthcheck(a: &RunArgs) -> Result<Option<Value>> {
+    let timings = [
+        ("Interval", &a.health_interval),
+        ("Timeout", &a.health_timeout),
+        ("StartPeriod", &a.health_start_period),
+        ("StartInterval", &a.health_start_interval),
+    ];
+    let any = a.health_cmd.is_some()
+        || a.health_retries.is_some()
+        || timings.iter().any(|(_, v)| v.is_some());
+    if a.no_healthcheck {
+        if any {
+            bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(Some(json!({"Test": ["NONE"]})));
+    }
+    if !any {
+        return Ok(None);
+    }
+    let mut h = json!({});
+    if let Some(c) = &a.health_cmd {
+        h["Test"] = json!(["CMD-SHELL", c]);
+    }
+    for (key, v) in timings {
+        if let Some(v) = v {
+            let ns = berth_build::duration_ns(v).map_err(|e| anyhow!("--health flag: {e}"))?;
+            h[key] = json!(ns);
+        }
+    }
+    if let Some(r) = a.health_retries {
+        h["Retries"] = json!(r);
+    }
+    Ok(Some(h))
+}
+
 pub(crate) fn filters_query(filters: &[String]) -> Result<String> {
     if filters.is_empty() {
         return Ok(String::new());

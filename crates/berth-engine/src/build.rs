@@ -141,43 +141,6 @@ fn set_env(config: &mut ImageConfigBlob, key: &str, val: &str) {
     }
 }
 
-/// `30s`, `1m30s`, `500ms`, `2h` → nanoseconds.
-fn duration_ns(s: &str) -> std::result::Result<i64, String> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s}"))?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(format!("invalid duration {s}")),
-        };
-    }
-    if !num.is_empty() {
-        return Err(format!("invalid duration {s}: missing unit"));
-    }
-    Ok(total as i64)
-}
-
 /// The build cache: step key → image id, kept across daemon restarts.
 struct Cache {
     path: PathBuf,
@@ -973,7 +936,8 @@ impl Engine {
                         ("start-interval", "StartInterval"),
                     ] {
                         if let Some(v) = inst.flag(flag) {
-                            hc[key] = json!(duration_ns(v).map_err(|e| inst.error(e))?);
+                            hc[key] =
+                                json!(berth_build::duration_ns(v).map_err(|e| inst.error(e))?);
                         }
                     }
                     if let Some(r) = inst.flag("retries") {
@@ -1550,14 +1514,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration_ns("30s").unwrap(), 30_000_000_000);
-        assert_eq!(duration_ns("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(duration_ns("500ms").unwrap(), 500_000_000);
-        assert!(duration_ns("5").is_err() && duration_ns("5x").is_err());
-    }
 
     #[test]
     fn dockerignore_prunes_the_context_but_keeps_the_dockerfile() {

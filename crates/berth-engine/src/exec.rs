@@ -64,7 +64,7 @@ impl Engine {
         Ok(exec_id)
     }
 
-    fn exec_get(&self, exec_id: &str) -> Result<ExecRecord> {
+    pub(crate) fn exec_get(&self, exec_id: &str) -> Result<ExecRecord> {
         self.execs
             .lock()
             .expect("execs")

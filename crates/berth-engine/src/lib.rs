@@ -6,6 +6,7 @@
 pub mod build;
 pub mod commit;
 mod exec;
+pub mod health;
 pub mod images;
 mod logs;
 mod names;
@@ -137,6 +138,8 @@ pub struct Engine {
     execs: Mutex<HashMap<String, ExecRecord>>,
     /// The embedded DNS server of each running container on a user network.
     dns: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// The healthcheck loop of each running container that has one.
+    health: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// One build at a time: builds share the cache file and the disk.
     build_lock: tokio::sync::Mutex<()>,
     pub volumes: berth_volume::VolumeStore,
@@ -218,6 +221,7 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             build_lock: tokio::sync::Mutex::new(()),
             dns: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
             volumes: berth_volume::VolumeStore::open(&cfg_data_root)?,
             nets: Arc::new(berth_net::NetStore::open(
                 &cfg_data_root,
@@ -401,6 +405,7 @@ impl Engine {
                         tracing::warn!("dns for {id}: {e}");
                     }
                 }
+                self.start_health(&c, false);
                 let me = self.clone();
                 let c2 = c.clone();
                 tokio::spawn(async move { me.monitor(c2).await });
@@ -560,6 +565,16 @@ impl Engine {
         if config.stop_signal.is_none() {
             config.stop_signal = ic.stop_signal.clone();
         }
+        // The container's healthcheck replaces the image's; `Test` left
+        // empty keeps the image's command with the container's timings.
+        config.healthcheck = match (config.healthcheck.take(), &ic.healthcheck) {
+            (Some(mut c), Some(i)) if c["Test"].as_array().is_none_or(|t| t.is_empty()) => {
+                c["Test"] = i["Test"].clone();
+                Some(c)
+            }
+            (Some(c), _) => Some(c),
+            (None, i) => i.clone(),
+        };
         let id = new_id();
         if config.hostname.is_empty() {
             config.hostname = if host_config.network_mode == "host" {
@@ -1005,6 +1020,7 @@ impl Engine {
             st.error.clear();
             st.started_at = Some(now());
         }
+        self.start_health(c, true);
         self.persist_state(c)?;
         let me = self.clone();
         let c2 = c.clone();
@@ -1103,6 +1119,7 @@ impl Engine {
 
     async fn handle_exit_inner(self: Arc<Self>, c: Arc<Ctr>, exit: ExitStatus, policies: bool) {
         let id = c.id();
+        self.stop_health(&id);
         // The network goes first, its published ports with it: whoever sees
         // the container exited (`rm -f`, `stop`) must find no rule left.
         let eps = {
@@ -1695,6 +1712,9 @@ impl Engine {
             "Config": config,
             "NetworkSettings": self.network_settings(&rec, &st.endpoints),
         });
+        if let Some(h) = &st.health {
+            v["State"]["Health"] = json!(h);
+        }
         if size {
             let rw = dir_size(&dir.join("rw/upper"));
             let root = self.store.get(&rec.image_id).map(|i| i.size).unwrap_or(0);
@@ -1862,6 +1882,10 @@ fn matches_filters(
     any("id", &|v| rec.id.starts_with(v))
         && any("name", &|v| rec.name.contains(v.trim_start_matches('/')))
         && any("status", &|v| v == st.status.as_str())
+        && any("health", &|v| match &st.health {
+            Some(h) => v == h.status,
+            None => v == "none",
+        })
         && any("exited", &|v| {
             st.status == Status::Exited && v.parse::<i32>().ok() == Some(st.exit_code)
         })

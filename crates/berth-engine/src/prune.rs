@@ -75,41 +75,11 @@ pub fn rfc3339_unix(s: &str) -> f64 {
 /// Docker's `until`: a unix time, an RFC 3339 time, or a Go duration
 /// (`10m`, `1h30m`) counted back from now.
 fn parse_until(s: &str, now: f64) -> Option<f64> {
-    crate::logs::parse_time(s).or_else(|| go_duration(s).map(|d| now - d))
-}
-
-/// Parses Go's `time.ParseDuration` syntax into seconds.
-fn go_duration(s: &str) -> Option<f64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += n * scale;
-    }
-    Some(if neg { -total } else { total })
+    crate::logs::parse_time(s).or_else(|| {
+        berth_build::duration_ns(s)
+            .ok()
+            .map(|ns| now - ns as f64 / 1e9)
+    })
 }
 
 #[cfg(test)]
@@ -117,14 +87,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(go_duration("10m"), Some(600.0));
-        assert_eq!(go_duration("1h30m"), Some(5400.0));
-        assert_eq!(go_duration("1.5s"), Some(1.5));
-        assert_eq!(go_duration("-2s"), Some(-2.0));
-        assert_eq!(go_duration("10"), None);
-        assert_eq!(go_duration("5d"), None);
-        assert_eq!(go_duration(""), None);
+    fn until_values() {
         assert_eq!(parse_until("1h", 10_000.0), Some(6400.0));
         assert_eq!(parse_until("1700000000", 0.0), Some(1.7e9));
         assert!(parse_until("2024-01-02T03:04:05Z", 0.0).is_some());

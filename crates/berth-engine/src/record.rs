@@ -51,6 +51,9 @@ pub struct State {
     /// Its endpoints on bridge networks while it runs, by network name.
     #[serde(default)]
     pub endpoints: std::collections::BTreeMap<String, crate::net::EndpointState>,
+    /// The healthcheck's results, when the container has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// Settings fixed at create time, persisted as `config.json`.
@@ -144,6 +147,20 @@ fn since(ts: &Option<String>) -> i64 {
 
 /// The `Status` column of `docker ps`.
 pub fn status_text(st: &State) -> String {
+    let health = match st.health.as_ref().map(|h| h.status.as_str()) {
+        Some("starting") => " (health: starting)".to_string(),
+        Some(s) if st.status == Status::Running => format!(" ({s})"),
+        _ => String::new(),
+    };
+    let text = status_base(st);
+    if st.status == Status::Running {
+        text + &health
+    } else {
+        text
+    }
+}
+
+fn status_base(st: &State) -> String {
     match st.status {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", human_duration(since(&st.started_at))),
