@@ -67,8 +67,13 @@ def test_compose_project_lifecycle(daemon, tmp_path):
         rc, out, err = compose("ps")
         assert rc == 0 and out.count(" Up ") == 2, out + err
         assert f"127.0.0.1:{port}->80/tcp" in out, out
-        curl = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{port}/"],
-                              capture_output=True, text=True)
+        deadline = time.time() + 10
+        while True:  # httpd starts a moment after the container does
+            curl = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{port}/"],
+                                  capture_output=True, text=True)
+            if curl.stdout.strip() == "hello-from-web" or time.time() > deadline:
+                break
+            time.sleep(0.1)
         assert curl.stdout.strip() == "hello-from-web", curl.stdout + curl.stderr
         # The client found `web` by its service name and wrote into the shared volume.
         deadline = time.time() + 15
@@ -95,6 +100,15 @@ def test_compose_project_lifecycle(daemon, tmp_path):
         assert rc == 0, out + err
         rc, out, err = compose("--profile", "tools", "run", "--rm", "-T", "tool")
         assert rc == 0 and out.strip() == "built", out + err
+        # A changed service is recreated: compose renames the old container,
+        # reads its image's ContainerConfig (API < 1.45), creates, removes.
+        (tmp_path / "docker-compose.yml").write_text(COMPOSE.format(port=port).replace("FOO: bar", "FOO: baz"))
+        rc, out, err = compose("up", "-d")
+        assert rc == 0 and "Recreating" in out + err, out + err
+        rc, out, err = compose("exec", "-T", "client", "sh", "-c", "echo $FOO")
+        assert out.strip() == "baz", out + err
+        names = daemon.docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"label=com.docker.compose.project={project}")[1].split()
+        assert sorted(names) == [f"{project}_client_1", f"{project}_web_1"], names
         rc, out, err = compose("stop", "web")
         assert rc == 0, out + err
         rc, out, err = compose("start", "web")

@@ -178,3 +178,29 @@ def test_idle_shim_reexecs_and_keeps_everything(daemon, name):
         assert "got-term" in daemon.docker("logs", name)[1]
     finally:
         daemon.docker("rm", "-f", name)
+
+
+def test_shims_stay_idle_after_their_daemon_goes(daemon, name):
+    """berthd's waiter connections hang up when it dies; the shims must drop
+    them, not spin on the hangup (they did, at ~13% CPU each, until the
+    container ended)."""
+    import os
+    cid = daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "120", check=True)[1].strip()
+    try:
+        pid = open(os.path.join(daemon.exec_root, "containers", cid, "shim.pid")).read().strip()
+
+        def cpu_ticks():
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+
+        daemon.stop(signal.SIGKILL)
+        time.sleep(0.3)
+        before = cpu_ticks()
+        time.sleep(2)
+        burnt = cpu_ticks() - before
+        daemon.start()
+        assert burnt <= 10, f"the shim used {burnt} clock ticks in 2 s while idle"
+        rc, out, err = daemon.docker("exec", name, "echo", "ok")
+        assert out == "ok\n", err
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -172,7 +172,16 @@ fn split_action(rest: &str) -> (&str, &str) {
 pub async fn by_name_get(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult {
     let (name, action) = split_action(&rest);
     match action {
-        "json" => Ok(json_response(s.engine.image_inspect(name)?)),
+        "json" => {
+            let mut v = s.engine.image_inspect(name)?;
+            // API 1.45 dropped these, but docker-compose 1.x (which negotiates
+            // 1.45) reads ContainerConfig.Volumes whenever it recreates a
+            // service and fails without it, against dockerd too. Extra fields
+            // cost newer clients nothing.
+            v["Container"] = serde_json::json!("");
+            v["ContainerConfig"] = v["Config"].clone();
+            Ok(json_response(v))
+        }
         "history" => Ok(json_response(s.engine.image_history(name)?)),
         "get" => save(&s, vec![name.to_string()]).await,
         _ => Err(crate::ApiError(

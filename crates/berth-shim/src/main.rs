@@ -77,6 +77,9 @@ struct Client {
     state: ClientState,
     close_after_flush: bool,
     read_closed: bool,
+    /// What the socket is registered for: re-arming an edge-triggered
+    /// registration that has a hangup pending reports it again at once.
+    writable: bool,
 }
 
 struct Exec {
@@ -516,6 +519,7 @@ impl Shim {
                                 state: ClientState::Request,
                                 close_after_flush: false,
                                 read_closed: false,
+                                writable: false,
                             },
                         );
                     }
@@ -572,16 +576,26 @@ impl Shim {
                 }
             }
         }
-        let want = if c.outbuf.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        };
         if c.outbuf.is_empty() && c.close_after_flush {
             self.drop_client(t);
             return;
         }
-        let _ = self.poll.registry().reregister(&mut c.sock, t, want);
+        let writable = !c.outbuf.is_empty();
+        if writable != c.writable {
+            let want = if writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut c.sock, t, want)
+                .is_ok()
+            {
+                c.writable = writable;
+            }
+        }
     }
 
     /// The client closed its sending side. Attached clients keep receiving output.
@@ -604,8 +618,10 @@ impl Shim {
                     }
                 }
             }
-            ClientState::Waiting | ClientState::ExecWaiting(_) => {}
-            ClientState::Request => self.drop_client(t),
+            // A waiter that hangs up (berthd went away) is not coming back.
+            ClientState::Waiting | ClientState::ExecWaiting(_) | ClientState::Request => {
+                self.drop_client(t)
+            }
         }
     }
 
@@ -1000,7 +1016,13 @@ impl Shim {
                         self.reap();
                     }
                     t if self.sources.contains_key(&t) => self.on_source(t),
-                    t => self.on_client(t, ev.is_readable()),
+                    t => {
+                        self.on_client(t, ev.is_readable());
+                        // Hung up entirely: nothing can reach it any more.
+                        if ev.is_write_closed() {
+                            self.drop_client(t);
+                        }
+                    }
                 }
             }
             // Output read above, and replies, sit in client buffers until flushed.
@@ -1201,6 +1223,7 @@ fn resume(state_dir: &Path) -> Res<Shim> {
                 state,
                 close_after_flush: false,
                 read_closed: c.read_closed,
+                writable: false,
             },
         );
     }
