@@ -30,7 +30,7 @@ class UnixHTTP(http.client.HTTPConnection):
 
 
 class Daemon:
-    def __init__(self, root):
+    def __init__(self, root, tag_offset=0):
         self.root = root
         self.sock = os.path.join(root, "berth.sock")
         self.data = os.path.join(root, "data")
@@ -43,7 +43,7 @@ class Daemon:
         self.env.pop("DOCKER_CONTEXT", None)
         # Networking of our own: a bridge, a subnet and an nftables table no
         # other berthd on this machine uses.
-        tag = os.getpid() % 100000
+        tag = (os.getpid() + tag_offset) % 100000
         self.bridge = f"bt{tag}"
         self.bip = f"10.97.{tag % 250}.1/24"
         self.nft_table = f"berth_t{tag}"

@@ -273,6 +273,30 @@ pub struct ErrorBody {
 
 /// Parses Docker's `filters` query parameter: `{"label":{"a=b":true}}` or the old
 /// `{"label":["a=b"]}` form.
+/// Rust's OS error text (`No space left on device (os error 28)`) as Go
+/// prints errno values (`no space left on device`), which is what Docker's
+/// clients and users see in dockerd's messages.
+pub fn go_error_text(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" (os error ") {
+        let Some(close) = rest[i..].find(')') else {
+            break;
+        };
+        let head = &rest[..i];
+        let start = head.rfind(": ").map(|p| p + 2).unwrap_or(0);
+        out.push_str(&head[..start]);
+        let mut chars = head[start..].chars();
+        if let Some(c) = chars.next() {
+            out.extend(c.to_lowercase());
+            out.push_str(chars.as_str());
+        }
+        rest = &rest[i + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn parse_filters(raw: &str) -> Result<HashMap<String, Vec<String>>, String> {
     if raw.is_empty() {
         return Ok(HashMap::new());
@@ -297,6 +321,24 @@ pub fn parse_filters(raw: &str) -> Result<HashMap<String, Vec<String>>, String> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn go_style_os_errors() {
+        use super::go_error_text as g;
+        assert_eq!(
+            g("No space left on device (os error 28)"),
+            "no space left on device"
+        );
+        assert_eq!(
+            g("writing blob: No space left on device (os error 28)"),
+            "writing blob: no space left on device"
+        );
+        assert_eq!(
+            g("a: Permission denied (os error 13); b"),
+            "a: permission denied; b"
+        );
+        assert_eq!(g("No such container: x"), "No such container: x");
+    }
+
     use super::*;
 
     #[test]

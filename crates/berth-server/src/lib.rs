@@ -120,7 +120,8 @@ impl IntoResponse for ApiError {
         if self.0 == StatusCode::NOT_MODIFIED {
             return StatusCode::NOT_MODIFIED.into_response();
         }
-        (self.0, axum::Json(json!({"message": self.1}))).into_response()
+        let msg = berth_api::go_error_text(&self.1);
+        (self.0, axum::Json(json!({"message": msg}))).into_response()
     }
 }
 
@@ -484,7 +485,7 @@ async fn build(
         let res = engine.build(&ctx, opts, tx.clone()).await;
         let _ = done_tx.send(true);
         if let Err(e) = res {
-            let msg = e.to_string();
+            let msg = berth_api::go_error_text(&e.to_string());
             let code = match &e {
                 berth_engine::EngineError::BadRequest(m) => m
                     .rsplit_once("returned a non-zero code: ")
