@@ -54,9 +54,16 @@ pub struct Client {
 
 pub struct Response {
     pub body: Box<dyn Read + Send>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
+    pub fn header(&self, k: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    }
     pub fn bytes(mut self) -> Result<Vec<u8>> {
         let mut v = Vec::new();
         self.body.read_to_end(&mut v)?;
@@ -77,6 +84,12 @@ impl Response {
 pub struct DaemonError {
     pub status: u16,
     pub message: String,
+}
+
+/// True when `e` is the daemon answering 404.
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<DaemonError>()
+        .is_some_and(|d| d.status == 404)
 }
 
 impl std::fmt::Display for DaemonError {
@@ -254,21 +267,22 @@ impl Client {
             let buffered = r.buffer().to_vec();
             let body: Box<dyn Read + Send> =
                 Box::new(std::io::Cursor::new(buffered).chain(r.into_inner()));
-            return Ok((Response { body }, Some(raw)));
+            return Ok((Response { body, headers }, Some(raw)));
         }
-        let body: Box<dyn Read + Send> =
-            if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-                Box::new(Chunked {
-                    inner: r,
-                    left: 0,
-                    done: false,
-                })
-            } else if let Some(n) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
-                Box::new(r.take(n))
-            } else {
-                Box::new(r)
-            };
-        let resp = Response { body };
+        let body: Box<dyn Read + Send> = if method == "HEAD" {
+            Box::new(std::io::empty())
+        } else if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            Box::new(Chunked {
+                inner: r,
+                left: 0,
+                done: false,
+            })
+        } else if let Some(n) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
+            Box::new(r.take(n))
+        } else {
+            Box::new(r)
+        };
+        let resp = Response { body, headers };
         if status >= 400 {
             let b = resp.bytes().unwrap_or_default();
             let message = serde_json::from_slice::<serde_json::Value>(&b)
@@ -282,6 +296,14 @@ impl Client {
 
     pub fn get(&self, path: &str) -> Result<Response> {
         Ok(self.send("GET", path, None, false)?.0)
+    }
+    pub fn head(&self, path: &str) -> Result<Response> {
+        Ok(self.send("HEAD", path, None, false)?.0)
+    }
+    pub fn put_stream(&self, path: &str, ct: &str, r: Box<dyn Read>) -> Result<Response> {
+        Ok(self
+            .send("PUT", path, Some((ct, Body::Stream(r))), false)?
+            .0)
     }
     pub fn delete(&self, path: &str) -> Result<Response> {
         Ok(self.send("DELETE", path, None, false)?.0)

@@ -3,6 +3,7 @@
 mod build;
 mod client;
 mod commands;
+mod cp;
 mod format;
 mod gotmpl;
 mod network;
@@ -285,6 +286,8 @@ pub enum ShortCmd {
     Commit(CommitArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(DiffArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -329,6 +332,7 @@ pub enum ContainerCmd {
     Port(PortArgs),
     Commit(CommitArgs),
     Diff(DiffArgs),
+    Cp(CpArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     /// Remove all stopped containers
@@ -720,6 +724,23 @@ pub struct PortArgs {
     pub container: String,
     /// PRIVATE_PORT[/PROTO]
     pub private: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CpArgs {
+    /// CONTAINER:SRC_PATH, or a local path (`-` for a tar on stdin)
+    pub src: String,
+    /// CONTAINER:DEST_PATH, or a local path (`-` for a tar on stdout)
+    pub dest: String,
+    /// Archive mode (copy all uid/gid information); accepted, ownership is kept
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH; accepted
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// Suppress progress output during copy; accepted, there is none
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Args)]

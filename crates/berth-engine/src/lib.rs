@@ -3,6 +3,7 @@
 //! reads, records on disk, restart policies, and the wiring of store, runtime and
 //! shim. HTTP stays outside: callers see typed results and [`EngineError`].
 
+pub mod archive;
 pub mod build;
 pub mod commit;
 mod exec;
@@ -318,6 +319,11 @@ impl Engine {
     }
 
     /// Finds a container by full id, name, or unique id prefix.
+    /// Fails with Docker's "No such container" unless `key` names one.
+    pub fn find_container(&self, key: &str) -> Result<()> {
+        self.find(key).map(|_| ())
+    }
+
     pub(crate) fn find(&self, key: &str) -> Result<Arc<Ctr>> {
         let key = key.trim_start_matches('/');
         let cs = self.containers.read().expect("containers");

@@ -38,6 +38,21 @@ pub(crate) async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> 
     Ok(f)
 }
 
+/// An anonymous scratch file under the data root (unlinked at once).
+pub(crate) fn temp_file(s: &AppState, what: &str) -> ApiResult<std::fs::File> {
+    let dir = s.engine.data_root().join("tmp");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{what}-{:016x}", rand_u64()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| crate::ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(f)
+}
+
 fn rand_u64() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

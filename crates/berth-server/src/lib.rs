@@ -372,6 +372,58 @@ async fn containers_prune(State(s): State<AppState>, q: Q) -> ApiResult {
     ))
 }
 
+/// `docker cp`'s stat: the path's `X-Docker-Container-Path-Stat` header.
+async fn archive_head(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let st = s.engine.archive_stat(&id, &archive_path(&q)?).await?;
+    let mut r = StatusCode::OK.into_response();
+    insert_path_stat(&mut r, &st);
+    Ok(r)
+}
+
+async fn archive_get(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let path = archive_path(&q)?;
+    let tmp = images::temp_file(&s, "archive")?;
+    let (st, mut file) = s.engine.archive_get(&id, &path, tmp).await?;
+    use std::io::Seek;
+    file.rewind().map_err(|e| ApiError::bad(e.to_string()))?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    insert_path_stat(&mut r, &st);
+    Ok(r)
+}
+
+async fn archive_put(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Q,
+    req: Request,
+) -> ApiResult {
+    let path = archive_path(&q)?;
+    s.engine.find_container(&id)?;
+    let file = images::spool(&s, req.into_body()).await?;
+    s.engine
+        .archive_put(&id, &path, file, q.bool("noOverwriteDirNonDir"))
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn archive_path(q: &Q) -> ApiResult<String> {
+    match q.get("path") {
+        Some(p) if !p.is_empty() => Ok(p.to_string()),
+        _ => Err(ApiError::bad("path cannot be empty")),
+    }
+}
+
+fn insert_path_stat(r: &mut Response, st: &berth_engine::archive::PathStat) {
+    if let Ok(v) = HeaderValue::from_str(&st.header_value()) {
+        r.headers_mut().insert("X-Docker-Container-Path-Stat", v);
+    }
+}
+
 async fn container_changes(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let list: Vec<Value> = s
         .engine
@@ -807,6 +859,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/wait", post(container_wait))
         .route("/containers/{id}/logs", get(container_logs))
         .route("/containers/{id}/top", get(container_top))
+        .route(
+            "/containers/{id}/archive",
+            get(archive_get).head(archive_head).put(archive_put),
+        )
         .route("/containers/{id}/changes", get(container_changes))
         .route("/commit", post(commit))
         .route("/build", post(build))

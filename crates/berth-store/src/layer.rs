@@ -70,8 +70,30 @@ fn ensure_parents(root: &Path, rel: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Unpacks a layer tar into `dst` (which must exist). Returns the bytes of content.
+/// Unpacks a layer tar into `dst` (which must exist), whiteouts included.
+/// Returns the bytes of content.
 pub fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<u64, StoreError> {
+    unpack(reader, dst, true, false)
+}
+
+/// Unpacks an ordinary tar into the directory `dst` (`docker cp` into a
+/// container): `.wh.` names are plain files, and with
+/// `no_overwrite_dir_non_dir` a directory never replaces a non-directory or
+/// the other way round.
+pub fn unpack_into<R: Read>(
+    reader: R,
+    dst: &Path,
+    no_overwrite_dir_non_dir: bool,
+) -> Result<u64, StoreError> {
+    unpack(reader, dst, false, no_overwrite_dir_non_dir)
+}
+
+fn unpack<R: Read>(
+    reader: R,
+    dst: &Path,
+    whiteouts: bool,
+    no_overwrite_dir_non_dir: bool,
+) -> Result<u64, StoreError> {
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
@@ -92,13 +114,13 @@ pub fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<u64, StoreError> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        if name == ".wh..wh..opq" {
+        if whiteouts && name == ".wh..wh..opq" {
             let dir = dst.join(rel.parent().unwrap_or(Path::new("")));
             fs::create_dir_all(&dir)?;
             set_opaque(&dir)?;
             continue;
         }
-        if let Some(hidden) = name.strip_prefix(".wh.") {
+        if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| whiteouts) {
             let target = dst.join(rel.with_file_name(hidden));
             let _ = remove_tree(&target);
             let _ = fs::remove_file(&target);
@@ -122,6 +144,21 @@ pub fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<u64, StoreError> {
             }
         }
         let target = dst.join(&rel);
+        if no_overwrite_dir_non_dir {
+            if let Ok(m) = fs::symlink_metadata(&target) {
+                let shown = Path::new("/").join(&rel);
+                if m.is_dir() && !kind.is_dir() {
+                    return Err(StoreError::InvalidArchive(format!(
+                        "cannot overwrite directory {shown:?} with non-directory {shown:?}"
+                    )));
+                }
+                if !m.is_dir() && kind.is_dir() {
+                    return Err(StoreError::InvalidArchive(format!(
+                        "cannot overwrite non-directory {shown:?} with directory {shown:?}"
+                    )));
+                }
+            }
+        }
         if kind.is_dir() {
             if let Ok(m) = fs::symlink_metadata(&target) {
                 if !m.is_dir() {

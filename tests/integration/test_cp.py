@@ -1,0 +1,104 @@
+"""docker cp (/containers/{id}/archive): out of and into running and stopped
+containers, through symlinks, volumes, and refusing tars that would land
+outside the target."""
+
+import base64
+import io
+import json
+import os
+import tarfile
+
+
+import pytest
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_cp_out_of_and_into_a_container(daemon, tool, tmp_path, name):
+    cp = (lambda *a: daemon.run(tool, "cp", *a))
+    script = ("mkdir -p /etc/app && echo conf > /etc/app/c.conf && ln -s /etc/app /applink "
+              "&& echo v > /data/v && exec sleep 60")
+    daemon.docker("run", "-d", "--name", name, "-v", f"{name}-vol:/data", "busybox", "sh", "-c", script, check=True)
+    try:
+        import time
+        deadline = time.time() + 10
+        while daemon.docker("exec", name, "test", "-f", "/data/v")[0] != 0:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        out = tmp_path / "out"
+        out.mkdir()
+        # Files, directories, a link as a link, a link's target's contents, a volume.
+        rc, o, err = cp(f"{name}:/etc/app/c.conf", str(out / "c.conf"))
+        assert rc == 0 and (out / "c.conf").read_text() == "conf\n", err
+        rc, o, err = cp(f"{name}:/etc/app", str(out / "appdir"))
+        assert rc == 0 and (out / "appdir" / "c.conf").read_text() == "conf\n", err
+        rc, o, err = cp(f"{name}:/applink", str(out / "ln"))
+        assert rc == 0 and os.readlink(out / "ln") == "/etc/app", err
+        rc, o, err = cp(f"{name}:/applink/.", str(out / "lncontents"))
+        assert rc == 0 and (out / "lncontents" / "c.conf").read_text() == "conf\n", err
+        rc, o, err = cp(f"{name}:/data/v", str(out / "v"))
+        assert rc == 0 and (out / "v").read_text() == "v\n", err
+        # The stat header the CLI relies on.
+        status, _, hdrs = daemon.api("HEAD", f"/containers/{name}/archive?path=/etc/app")
+        st = json.loads(base64.b64decode(hdrs["x-docker-container-path-stat"]))
+        assert status == 200 and st["name"] == "app" and st["mode"] & (1 << 31), st
+        rc, o, err = cp(f"{name}:/nope", str(out / "x"))
+        assert rc != 0 and "Could not find the file /nope in container" in err, err
+        # Into the container: a file, a directory, into a volume.
+        (tmp_path / "local.txt").write_text("local\n")
+        (tmp_path / "dir").mkdir()
+        (tmp_path / "dir" / "inner").write_text("inner\n")
+        assert cp(str(tmp_path / "local.txt"), f"{name}:/tmp/")[0] == 0
+        # A directory to a path that does not exist becomes that path.
+        assert cp(str(tmp_path / "dir"), f"{name}:/opt/")[0] == 0
+        assert cp(str(tmp_path / "dir"), f"{name}:/tmp")[0] == 0
+        assert cp(str(tmp_path / "local.txt"), f"{name}:/data/")[0] == 0
+        rc, o, err = daemon.docker("exec", name, "cat", "/tmp/local.txt", "/opt/inner", "/tmp/dir/inner", "/data/local.txt")
+        assert o == "local\ninner\ninner\nlocal\n", o + err
+        # Stopped: copies still work both ways.
+        daemon.docker("stop", "-t", "0", name, check=True)
+        (tmp_path / "later.txt").write_text("later\n")
+        rc, o, err = cp(str(tmp_path / "later.txt"), f"{name}:/etc/app/")
+        assert rc == 0, err
+        rc, o, err = cp(f"{name}:/etc/app/later.txt", str(out / "later.txt"))
+        assert rc == 0 and (out / "later.txt").read_text() == "later\n", err
+        rc, o, err = cp(f"{name}:/tmp/dir/inner", "-")
+        assert rc == 0 and "inner" in o, err
+    finally:
+        daemon.docker("rm", "-f", "-v", name)
+        daemon.docker("volume", "rm", f"{name}-vol")
+
+
+def tar_of(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for n, data in entries:
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_cp_refuses_tars_that_escape(daemon, name):
+    daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+                  "ln -s / /tmp/esc; ln -s ../../../../../../ /tmp/rel; exec sleep 60", check=True)
+    marker = f"/berth-cp-escape-{name}"
+    try:
+        import time
+        deadline = time.time() + 10
+        while daemon.docker("exec", name, "test", "-L", "/tmp/rel")[0] != 0:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        for entries in ([("../" + marker.lstrip("/"), b"x")],
+                        [("esc" + marker, b"x")],
+                        [("rel" + marker, b"x")]):
+            status, body, _ = daemon.api("PUT", f"/containers/{name}/archive?path=/tmp", body=tar_of(entries),
+                                         headers={"Content-Type": "application/x-tar"})
+            assert status >= 400, (entries, status, body)
+            assert not os.path.exists(marker), "a cp tar wrote outside the container"
+        # The container is not left frozen by the failed copies.
+        assert daemon.docker("exec", name, "true")[0] == 0
+        status, body, _ = daemon.api("PUT", f"/containers/{name}/archive?path=/etc/hostname",
+                                     body=tar_of([("f", b"x")]))
+        assert status == 400 and b"not a directory" in body, body
+    finally:
+        daemon.docker("rm", "-f", name)
