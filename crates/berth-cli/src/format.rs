@@ -95,21 +95,29 @@ pub fn print_rows(format: &str, default: &str, rows: &[J], headers: &[(&str, &st
 
 /// Docker's `units.HumanSize` (decimal, 3 significant digits): "1.98MB".
 pub fn human_size(n: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    scaled(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"], 3)
+}
+
+/// Go's `units.BytesSize`: binary units, four significant digits.
+pub fn bytes_size(n: f64) -> String {
+    scaled(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"], 4)
+}
+
+/// `n` in the largest unit below `base`, with Go's `%.{sig}g`: `sig`
+/// significant digits, trailing zeros dropped.
+fn scaled(n: f64, base: f64, units: &[&str], sig: usize) -> String {
     let mut v = n;
     let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
         i += 1;
     }
-    // Go's %.3g: three significant digits, trailing zeros dropped.
-    let digits = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
+    let int_digits = if v >= 1.0 {
+        (v.log10().floor() as usize) + 1
     } else {
-        2
+        1
     };
+    let digits = sig.saturating_sub(int_digits);
     let t = format!("{v:.digits$}");
     let t = if t.contains('.') {
         t.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -192,5 +200,8 @@ mod tests {
         assert_eq!(human_size(1_981_440.0), "1.98MB");
         assert_eq!(human_size(512.0), "512B");
         assert_eq!(human_size(4096.0), "4.1kB");
+        assert_eq!(bytes_size(64.0 * 1048576.0), "64MiB");
+        assert_eq!(bytes_size(1_234_567.0), "1.177MiB");
+        assert_eq!(bytes_size(0.0), "0B");
     }
 }

@@ -7,6 +7,7 @@ mod cp;
 mod format;
 mod gotmpl;
 mod network;
+mod stats;
 mod stream;
 mod system;
 mod volume;
@@ -288,6 +289,8 @@ pub enum ShortCmd {
     Diff(DiffArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -333,6 +336,7 @@ pub enum ContainerCmd {
     Commit(CommitArgs),
     Diff(DiffArgs),
     Cp(CpArgs),
+    Stats(StatsArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     /// Remove all stopped containers
@@ -724,6 +728,22 @@ pub struct PortArgs {
     pub container: String,
     /// PRIVATE_PORT[/PROTO]
     pub private: Option<String>,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    pub containers: Vec<String>,
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Do not truncate output; accepted
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    #[arg(long, default_value = "")]
+    pub format: String,
 }
 
 #[derive(Args)]

@@ -15,6 +15,7 @@ pub mod net;
 pub mod prune;
 pub mod record;
 pub mod rootfs;
+pub mod stats;
 mod top;
 pub mod user;
 pub mod volumes;
@@ -863,7 +864,7 @@ impl Engine {
                 (_, Some(p)) => NetMode::Path(p.to_string()),
                 _ => NetMode::None,
             },
-            cgroup_path: format!("/berth/{}", rec.id),
+            cgroup_path: stats::cgroup_path(&rec.id),
             etc_binds: self.write_etc_files(rec, eps)?,
             mounts: self.prepare_mounts(rec, rootfs)?,
         })

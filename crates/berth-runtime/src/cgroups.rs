@@ -89,9 +89,225 @@ pub fn oom_kills(cgroup_path: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// One reading of a container's cgroup counters, in Docker's units.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupStats {
+    /// CPU time, nanoseconds: total, user, system.
+    pub cpu_total: u64,
+    pub cpu_user: u64,
+    pub cpu_system: u64,
+    pub percpu: Vec<u64>,
+    pub mem_usage: u64,
+    pub mem_max_usage: u64,
+    /// None: unlimited.
+    pub mem_limit: Option<u64>,
+    /// `memory.stat` as it is (v1 or v2 keys).
+    pub mem_stat: Vec<(String, u64)>,
+    pub pids: u64,
+    pub pids_limit: Option<u64>,
+    /// (major, minor, op, bytes) with ops `read`/`write`.
+    pub io_bytes: Vec<(u64, u64, String, u64)>,
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// A limit file: `max` (v2) or a huge v1 value means none.
+fn read_limit(p: &Path) -> Option<u64> {
+    let s = fs::read_to_string(p).ok()?;
+    let v: u64 = s.trim().parse().ok()?;
+    (v < (1 << 62)).then_some(v)
+}
+
+fn key_values(p: &Path) -> Vec<(String, u64)> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The container's counters now.
+pub fn stats(cgroup_path: &str) -> CgroupStats {
+    stats_at(Path::new(ROOT), is_unified(), cgroup_path)
+}
+
+/// `stats` under a given cgroup mount root (tests point it at a fake tree).
+pub fn stats_at(root: &Path, unified: bool, cgroup_path: &str) -> CgroupStats {
+    let rel = cgroup_path.trim_start_matches('/');
+    let at = |controller: &str| {
+        if unified {
+            root.join(rel)
+        } else {
+            root.join(controller).join(rel)
+        }
+    };
+    let mut s = CgroupStats::default();
+    if unified {
+        let d = at("");
+        let cpu = key_values(&d.join("cpu.stat"));
+        let get = |k: &str| cpu.iter().find(|(a, _)| a == k).map(|(_, v)| *v * 1000);
+        s.cpu_total = get("usage_usec").unwrap_or(0);
+        s.cpu_user = get("user_usec").unwrap_or(0);
+        s.cpu_system = get("system_usec").unwrap_or(0);
+        s.mem_usage = read_u64(&d.join("memory.current")).unwrap_or(0);
+        s.mem_max_usage = read_u64(&d.join("memory.peak")).unwrap_or(0);
+        s.mem_limit = read_limit(&d.join("memory.max"));
+        s.mem_stat = key_values(&d.join("memory.stat"));
+        s.pids = read_u64(&d.join("pids.current")).unwrap_or(0);
+        s.pids_limit = read_limit(&d.join("pids.max"));
+        for l in fs::read_to_string(d.join("io.stat"))
+            .unwrap_or_default()
+            .lines()
+        {
+            let mut it = l.split_whitespace();
+            let Some((maj, min)) = it.next().and_then(|d| d.split_once(':')) else {
+                continue;
+            };
+            let (Ok(maj), Ok(min)) = (maj.parse(), min.parse()) else {
+                continue;
+            };
+            for kv in it {
+                let op = match kv.split_once('=') {
+                    Some(("rbytes", v)) => ("read", v),
+                    Some(("wbytes", v)) => ("write", v),
+                    _ => continue,
+                };
+                if let Ok(n) = op.1.parse() {
+                    s.io_bytes.push((maj, min, op.0.to_string(), n));
+                }
+            }
+        }
+    } else {
+        let cpu = at("cpuacct");
+        s.cpu_total = read_u64(&cpu.join("cpuacct.usage")).unwrap_or(0);
+        s.percpu = fs::read_to_string(cpu.join("cpuacct.usage_percpu"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // cpuacct.stat counts USER_HZ (100/s) ticks.
+        let ticks = key_values(&cpu.join("cpuacct.stat"));
+        let get = |k: &str| {
+            ticks
+                .iter()
+                .find(|(a, _)| a == k)
+                .map(|(_, v)| *v * 10_000_000)
+        };
+        s.cpu_user = get("user").unwrap_or(0);
+        s.cpu_system = get("system").unwrap_or(0);
+        let mem = at("memory");
+        s.mem_usage = read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0);
+        s.mem_max_usage = read_u64(&mem.join("memory.max_usage_in_bytes")).unwrap_or(0);
+        s.mem_limit = read_limit(&mem.join("memory.limit_in_bytes"));
+        s.mem_stat = key_values(&mem.join("memory.stat"));
+        let pids = at("pids");
+        s.pids = read_u64(&pids.join("pids.current")).unwrap_or(0);
+        s.pids_limit = read_limit(&pids.join("pids.max"));
+        let blk = at("blkio");
+        for l in fs::read_to_string(blk.join("blkio.throttle.io_service_bytes_recursive"))
+            .unwrap_or_default()
+            .lines()
+        {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [dev, op, n] = f[..] else { continue };
+            let Some((maj, min)) = dev.split_once(':') else {
+                continue;
+            };
+            let (Ok(maj), Ok(min), Ok(n)) = (maj.parse(), min.parse(), n.parse()) else {
+                continue;
+            };
+            s.io_bytes.push((maj, min, op.to_ascii_lowercase(), n));
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_v1_and_v2_counters() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |p: &str, s: &str| {
+            let p = d.path().join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, s).unwrap();
+        };
+        w("cpuacct/berth/c/cpuacct.usage", "5000000000\n");
+        w(
+            "cpuacct/berth/c/cpuacct.usage_percpu",
+            "3000000000 2000000000 \n",
+        );
+        w("cpuacct/berth/c/cpuacct.stat", "user 300\nsystem 100\n");
+        w("memory/berth/c/memory.usage_in_bytes", "1048576\n");
+        w(
+            "memory/berth/c/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        w(
+            "memory/berth/c/memory.stat",
+            "cache 4096\ntotal_inactive_file 8192\n",
+        );
+        w("pids/berth/c/pids.current", "3\n");
+        w("pids/berth/c/pids.max", "max\n");
+        w(
+            "blkio/berth/c/blkio.throttle.io_service_bytes_recursive",
+            "8:0 Read 10\n8:0 Write 20\nTotal 30\n",
+        );
+        let s = stats_at(d.path(), false, "/berth/c");
+        assert_eq!(
+            (s.cpu_total, s.cpu_user, s.cpu_system),
+            (5_000_000_000, 3_000_000_000, 1_000_000_000)
+        );
+        assert_eq!(s.percpu, [3_000_000_000, 2_000_000_000]);
+        assert_eq!(
+            (s.mem_usage, s.mem_limit, s.pids, s.pids_limit),
+            (1 << 20, None, 3, None)
+        );
+        assert_eq!(s.mem_stat[1], ("total_inactive_file".to_string(), 8192));
+        assert_eq!(
+            s.io_bytes,
+            [
+                (8, 0, "read".to_string(), 10),
+                (8, 0, "write".to_string(), 20)
+            ]
+        );
+
+        w(
+            "v2/berth/c/cpu.stat",
+            "usage_usec 2000\nuser_usec 1500\nsystem_usec 500\n",
+        );
+        w("v2/berth/c/memory.current", "4096\n");
+        w("v2/berth/c/memory.max", "8192\n");
+        w("v2/berth/c/pids.current", "2\n");
+        w("v2/berth/c/pids.max", "100\n");
+        w(
+            "v2/berth/c/io.stat",
+            "8:0 rbytes=5 wbytes=6 rios=1 wios=1\n",
+        );
+        let s = stats_at(&d.path().join("v2"), true, "/berth/c");
+        assert_eq!(
+            (s.cpu_total, s.cpu_user, s.cpu_system),
+            (2_000_000, 1_500_000, 500_000)
+        );
+        assert_eq!(
+            (s.mem_usage, s.mem_limit, s.pids, s.pids_limit),
+            (4096, Some(8192), 2, Some(100))
+        );
+        assert_eq!(
+            s.io_bytes,
+            [
+                (8, 0, "read".to_string(), 5),
+                (8, 0, "write".to_string(), 6)
+            ]
+        );
+    }
 
     const HYBRID: &str = "\
 35 25 0:30 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755

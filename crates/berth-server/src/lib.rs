@@ -372,6 +372,48 @@ async fn containers_prune(State(s): State<AppState>, q: Q) -> ApiResult {
     ))
 }
 
+/// `docker stats`: one sample a second while `stream` (the default), else
+/// one sample — after a second, so that it carries `precpu_stats`, unless
+/// `one-shot`.
+async fn container_stats(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    let stream = q
+        .get("stream")
+        .is_none_or(|v| matches!(v, "1" | "true" | "True"));
+    let first = s.engine.stats_sample(&id, None)?;
+    if !stream {
+        if q.bool("one-shot") || first["read"] == "0001-01-01T00:00:00Z" {
+            return Ok(json_response(first));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        return Ok(json_response(s.engine.stats_sample(&id, Some(&first))?));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let mut prev = first;
+        loop {
+            let mut line = serde_json::to_vec(&prev).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match s.engine.stats_sample(&id, Some(&prev)) {
+                Ok(v) => prev = v,
+                Err(_) => return,
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
 /// `docker cp`'s stat: the path's `X-Docker-Container-Path-Stat` header.
 async fn archive_head(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
     let st = s.engine.archive_stat(&id, &archive_path(&q)?).await?;
@@ -859,6 +901,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/wait", post(container_wait))
         .route("/containers/{id}/logs", get(container_logs))
         .route("/containers/{id}/top", get(container_top))
+        .route("/containers/{id}/stats", get(container_stats))
         .route(
             "/containers/{id}/archive",
             get(archive_get).head(archive_head).put(archive_put),
