@@ -125,6 +125,7 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
         S::Tag(a) => image(c, ImageCmd::Tag(a)),
         S::Rmi(a) => image(c, ImageCmd::Rm(a)),
         S::Version(a) => (version(c, a), 1),
+        S::Events(a) => (crate::system::events(c, a), 1),
         S::Info(a) => (info(c, a), 1),
     }
 }
@@ -889,7 +890,7 @@ fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
 }
 
 /// `--since 10m`, `--since 2026-01-01T00:00:00Z` or unix seconds → unix seconds.
-fn to_unix(s: &str) -> Result<String> {
+pub(crate) fn to_unix(s: &str) -> Result<String> {
     if s.parse::<f64>().is_ok() {
         return Ok(s.to_string());
     }
@@ -900,22 +901,9 @@ fn to_unix(s: &str) -> Result<String> {
             t.timestamp_subsec_nanos()
         ));
     }
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("invalid value for since: {s}"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "ms" => n / 1000.0,
-        _ => bail!("invalid duration: {s}"),
-    };
+    let ns = berth_build::duration_ns(s).map_err(|_| anyhow!("invalid value for since: {s}"))?;
     let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-    Ok(format!("{:.3}", now - secs))
+    Ok(format!("{:.3}", now - ns as f64 / 1e9))
 }
 
 fn inspect(c: &Client, a: InspectArgs, kind: Option<&str>) -> Result<i32> {

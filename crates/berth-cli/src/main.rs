@@ -309,6 +309,8 @@ pub enum ShortCmd {
     Rmi(RmiArgs),
     /// Show the Berth version information
     Version(FormatArgs),
+    /// Get real time events from the server
+    Events(EventsArgs),
     /// Display system-wide information
     Info(FormatArgs),
 }
@@ -728,6 +730,21 @@ pub struct PortArgs {
     pub container: String,
     /// PRIVATE_PORT[/PROTO]
     pub private: Option<String>,
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long)]
+    pub filter: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub format: String,
 }
 
 #[derive(Args)]

@@ -3,7 +3,7 @@
 use crate::client::Client;
 use crate::commands::{confirm, filters_query, print_deleted};
 use crate::format::{human_size, print_rows};
-use crate::{DfArgs, ImagePruneArgs, SystemPruneArgs};
+use crate::{DfArgs, EventsArgs, ImagePruneArgs, SystemPruneArgs};
 use anyhow::Result;
 use serde_json::{json, Value};
 
@@ -192,4 +192,62 @@ pub fn df(c: &Client, a: DfArgs) -> Result<i32> {
         ],
     )?;
     Ok(0)
+}
+
+/// `berth events`: the daemon's event stream, one line per event, in
+/// Docker's default layout or `--format`.
+pub fn events(c: &Client, a: EventsArgs) -> Result<i32> {
+    let mut q: Vec<(&str, String)> = Vec::new();
+    if let Some(s) = &a.since {
+        q.push(("since", crate::commands::to_unix(s)?));
+    }
+    if let Some(u) = &a.until {
+        q.push(("until", crate::commands::to_unix(u)?));
+    }
+    if !a.filter.is_empty() {
+        q.push(("filters", crate::commands::filters_json(&a.filter)?));
+    }
+    let qs = crate::client::query(&q);
+    let resp = c.get(&format!("/events{qs}"))?;
+    let tmpl = match a.format.as_str() {
+        "" => None,
+        "json" => Some("{{json .}}".to_string()),
+        f => Some(f.replace("\\t", "\t").replace("\\n", "\n")),
+    };
+    use std::io::{BufRead, Write};
+    let mut out = std::io::stdout().lock();
+    for line in std::io::BufReader::new(resp.body).lines() {
+        let line = line?;
+        let Ok(ev) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let text = match &tmpl {
+            Some(t) => crate::format::render(t, &ev)?,
+            None => default_event_line(&ev),
+        };
+        writeln!(out, "{text}")?;
+        out.flush()?;
+    }
+    Ok(0)
+}
+
+/// `2026-11-29T22:00:00.000000000Z container start ID (image=busybox, name=web)`.
+fn default_event_line(ev: &Value) -> String {
+    let nanos = ev["timeNano"].as_i64().unwrap_or(0);
+    let t = chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
+        .unwrap_or_default();
+    let attrs: Vec<String> = ev["Actor"]["Attributes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    format!(
+        "{t} {} {} {} ({})",
+        ev["Type"].as_str().unwrap_or_default(),
+        ev["Action"].as_str().unwrap_or_default(),
+        ev["Actor"]["ID"].as_str().unwrap_or_default(),
+        attrs.join(", ")
+    )
 }

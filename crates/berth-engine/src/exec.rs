@@ -50,6 +50,11 @@ impl Engine {
             return Err(EngineError::BadRequest("No exec command specified".into()));
         }
         let exec_id = new_id();
+        self.emit_for(
+            &c,
+            &format!("exec_create: {}", cfg.cmd.join(" ")),
+            &[("execID", exec_id.clone())],
+        );
         self.execs.lock().expect("execs").insert(
             exec_id.clone(),
             ExecRecord {
@@ -204,9 +209,22 @@ impl Engine {
                 return Err(EngineError::BadRequest(msg));
             }
         };
-        if let Some(e) = self.execs.lock().expect("execs").get_mut(&p.exec_id) {
-            e.running = true;
-            e.pid = resp.pid.unwrap_or(0);
+        let cmd = {
+            let mut execs = self.execs.lock().expect("execs");
+            let e = execs.get_mut(&p.exec_id);
+            e.map(|e| {
+                e.running = true;
+                e.pid = resp.pid.unwrap_or(0);
+                e.config.cmd.join(" ")
+            })
+            .unwrap_or_default()
+        };
+        if let Ok(c) = self.find(&p.container_id) {
+            self.emit_for(
+                &c,
+                &format!("exec_start: {cmd}"),
+                &[("execID", p.exec_id.clone())],
+            );
         }
         if p.detach {
             let me = self.clone();
@@ -231,6 +249,16 @@ impl Engine {
         if let Some(e) = self.execs.lock().expect("execs").get_mut(exec_id) {
             e.running = false;
             e.exit_code = Some(code);
+        }
+        if let Ok(c) = self.find(&ex.container_id) {
+            self.emit_for(
+                &c,
+                "exec_die",
+                &[
+                    ("execID", exec_id.to_string()),
+                    ("exitCode", code.to_string()),
+                ],
+            );
         }
     }
 

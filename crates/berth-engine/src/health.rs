@@ -165,15 +165,20 @@ impl Engine {
                 }
                 let result = engine.run_probe(&cid, &p).await;
                 let in_start = started.elapsed() < p.start_period;
-                {
+                let changed = {
                     let mut st = c.state.lock().expect("state");
                     if !st.status.is_running() {
                         return;
                     }
                     let h = st.health.get_or_insert_with(Default::default);
+                    let before = h.status.clone();
                     record(h, result, in_start, p.retries);
-                }
+                    (h.status != before).then(|| h.status.clone())
+                };
                 let _ = engine.persist_state(&c);
+                if let Some(status) = changed {
+                    engine.emit_for(&c, &format!("health_status: {status}"), &[]);
+                }
             }
         });
         if let Some(old) = self

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod build;
 pub mod commit;
+pub mod events;
 mod exec;
 pub mod health;
 pub mod images;
@@ -147,6 +148,8 @@ pub struct Engine {
     pub volumes: berth_volume::VolumeStore,
     pub nets: Arc<berth_net::NetStore>,
     redirect: Option<berth_net::redirect::LocalRedirect>,
+    /// What `/events` reports.
+    pub events: events::EventBus,
 }
 
 fn now() -> String {
@@ -231,6 +234,7 @@ impl Engine {
                 &bip,
             )?),
             redirect,
+            events: events::EventBus::default(),
         });
         {
             let e = engine.clone();
@@ -320,6 +324,19 @@ impl Engine {
     }
 
     /// Finds a container by full id, name, or unique id prefix.
+    /// A container event, with its name, image and labels as attributes.
+    pub(crate) fn emit_container(&self, rec: &Record, action: &str, extra: &[(&str, String)]) {
+        let mut pairs = vec![("name", rec.name.clone()), ("image", rec.image.clone())];
+        pairs.extend(extra.iter().cloned());
+        let attrs = events::attributes(&pairs, rec.config.labels.iter().flatten());
+        self.events.emit("container", action, &rec.id, attrs);
+    }
+
+    fn emit_for(&self, c: &Ctr, action: &str, extra: &[(&str, String)]) {
+        let rec = c.rec.read().expect("rec").clone();
+        self.emit_container(&rec, action, extra);
+    }
+
     /// Fails with Docker's "No such container" unless `key` names one.
     pub fn find_container(&self, key: &str) -> Result<()> {
         self.find(key).map(|_| ())
@@ -666,6 +683,7 @@ impl Engine {
             let _ = remove_tree(&self.cdir(&id));
             return Err(e);
         }
+        self.emit_container(&rec, "create", &[]);
         self.insert(rec, State::default());
         Ok(id)
     }
@@ -1029,6 +1047,7 @@ impl Engine {
         }
         self.start_health(c, true);
         self.persist_state(c)?;
+        self.emit_for(c, "start", &[]);
         let me = self.clone();
         let c2 = c.clone();
         tokio::spawn(async move { me.monitor(c2).await });
@@ -1185,6 +1204,10 @@ impl Engine {
         };
         let _ = self.persist_state(&c);
         let _ = self.mounter.unmount(&self.rootfs(&id));
+        if exit.oom_killed {
+            self.emit_for(&c, "oom", &[]);
+        }
+        self.emit_for(&c, "die", &[("exitCode", exit.exit_code.to_string())]);
         c.bump(|s| s.exits += 1);
         if restart {
             let fails = c.state().failure_count.min(10);
@@ -1246,6 +1269,19 @@ impl Engine {
     }
 
     pub async fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        self.stop_inner(key, timeout, signal).await?;
+        if let Ok(c) = self.find(key) {
+            self.emit_for(&c, "stop", &[]);
+        }
+        Ok(())
+    }
+
+    async fn stop_inner(
+        &self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.find(key)?;
         let _op = c.op.lock().await;
         if !c.state().status.is_running() {
@@ -1328,6 +1364,7 @@ impl Engine {
                 all: false,
             })
             .await?;
+        self.emit_for(&c, "kill", &[("signal", sig.to_string())]);
         if sig == libc::SIGKILL {
             self.wait_exit(&c, Some(Duration::from_secs(10))).await;
         }
@@ -1340,9 +1377,13 @@ impl Engine {
             Err(e) => return Err(e),
         }
         match self.start(key).await {
-            Ok(()) | Err(EngineError::NotModified) => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) | Err(EngineError::NotModified) => {}
+            Err(e) => return Err(e),
         }
+        if let Ok(c) = self.find(key) {
+            self.emit_for(&c, "restart", &[]);
+        }
+        Ok(())
     }
 
     pub async fn pause(&self, key: &str, pause: bool) -> Result<()> {
@@ -1354,10 +1395,12 @@ impl Engine {
             (true, Status::Running) => {
                 self.shim(&id).call(&Request::Pause).await?;
                 c.state.lock().expect("state").status = Status::Paused;
+                self.emit_for(&c, "pause", &[]);
             }
             (false, Status::Paused) => {
                 self.shim(&id).call(&Request::Resume).await?;
                 c.state.lock().expect("state").status = Status::Running;
+                self.emit_for(&c, "unpause", &[]);
             }
             (true, Status::Paused) => {
                 return Err(EngineError::Conflict(format!(
@@ -1442,6 +1485,7 @@ impl Engine {
             .retain(|_, e| e.container_id != id);
         c.bump(|s| s.removed = true);
         let rec = c.rec.read().expect("rec").clone();
+        self.emit_container(&rec, "destroy", &[]);
         if volumes {
             self.remove_anonymous_volumes(&rec);
         }
@@ -1513,8 +1557,10 @@ impl Engine {
         let mut rec = c.rec.write().expect("rec");
         names.remove(&rec.name);
         names.insert(new.to_string(), rec.id.clone());
-        rec.name = new.to_string();
-        self.persist_record(&rec)
+        let old = std::mem::replace(&mut rec.name, new.to_string());
+        self.persist_record(&rec)?;
+        self.emit_container(&rec, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
     }
 
     // ---------------------------------------------------------------- wait

@@ -359,6 +359,7 @@ impl Engine {
             rec.aliases = aliases;
             rec.requested_ip = ip;
             self.persist_record(&rec)?;
+            self.emit_network(&n, "connect", Some(&rec.id));
             *c.rec.write().expect("rec") = rec;
             return Ok(());
         }
@@ -391,6 +392,7 @@ impl Engine {
             ip,
         });
         self.persist_record(&rec)?;
+        self.emit_network(&n, "connect", Some(&rec.id));
         *c.rec.write().expect("rec") = rec;
         Ok(())
     }
@@ -443,6 +445,7 @@ impl Engine {
             rec.host_config.network_mode = "none".into();
         }
         self.persist_record(&rec)?;
+        self.emit_network(&n, "disconnect", Some(&rec.id));
         *c.rec.write().expect("rec") = rec;
         Ok(())
     }
@@ -906,7 +909,18 @@ impl Engine {
             let _ = host::delete_link(&n.bridge);
             return Err(e.into());
         }
+        self.emit_network(&n, "create", None);
         Ok(json!({"Id": n.id, "Warning": ""}))
+    }
+
+    /// A network event; `container` for connect and disconnect.
+    fn emit_network(&self, n: &Network, action: &str, container: Option<&str>) {
+        let mut pairs = vec![("name", n.name.clone()), ("type", n.driver.clone())];
+        if let Some(c) = container {
+            pairs.push(("container", c.to_string()));
+        }
+        let attrs = crate::events::attributes(&pairs, []);
+        self.events.emit("network", action, &n.id, attrs);
     }
 
     fn network_users(&self, n: &Network) -> Vec<String> {
@@ -948,6 +962,7 @@ impl Engine {
         self.nets.remove(&n.id)?;
         let _ = host::delete_link(&n.bridge);
         self.sync_nft();
+        self.emit_network(&n, "destroy", None);
         Ok(())
     }
 

@@ -397,7 +397,13 @@ impl Engine {
             req.labels.unwrap_or_default(),
             false,
         )?;
+        self.emit_volume(&v.meta.name, "create");
         Ok(volume_json(&v))
+    }
+
+    fn emit_volume(&self, name: &str, action: &str) {
+        let attrs = crate::events::attributes(&[("driver", "local".to_string())], []);
+        self.events.emit("volume", action, name, attrs);
     }
 
     pub fn volume_inspect(&self, name: &str) -> Result<Value> {
@@ -453,7 +459,11 @@ impl Engine {
             Err(VolumeError::NotFound(_)) => {
                 Err(EngineError::NotFound(format!("get {name}: no such volume")))
             }
-            r => r.map(|_| ()).map_err(EngineError::from),
+            r => {
+                r.map_err(EngineError::from)?;
+                self.emit_volume(name, "destroy");
+                Ok(())
+            }
         }
     }
 

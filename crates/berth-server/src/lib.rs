@@ -372,6 +372,79 @@ async fn containers_prune(State(s): State<AppState>, q: Q) -> ApiResult {
     ))
 }
 
+/// `GET /events`: past events from `since`, then live ones, until `until`.
+async fn events(State(s): State<AppState>, q: Q) -> ApiResult {
+    use berth_engine::events::parse_time_nano;
+    let filters = q.filters()?;
+    let bad = |k: &str| ApiError::bad(format!("invalid value for {k}"));
+    let since = match q.get("since").filter(|v| !v.is_empty()) {
+        Some(v) => Some(parse_time_nano(v).ok_or_else(|| bad("since"))?),
+        None => None,
+    };
+    let until = match q.get("until").filter(|v| !v.is_empty()) {
+        Some(v) => Some(parse_time_nano(v).ok_or_else(|| bad("until"))?),
+        None => None,
+    };
+    let (past, mut rx) = s.engine.events.subscribe(since);
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let line = |e: &berth_engine::events::Event| {
+            let mut l = serde_json::to_vec(&e.to_json()).unwrap_or_default();
+            l.push(b'\n');
+            Ok(l)
+        };
+        let now_nano = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0)
+        };
+        let before_until = |t: i64| until.is_none_or(|u| t <= u);
+        for e in past
+            .iter()
+            .filter(|e| e.matches(&filters) && before_until(e.time_nano))
+        {
+            if tx.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let left =
+                until.map(|u| std::time::Duration::from_nanos((u - now_nano()).max(0) as u64));
+            let next = async {
+                match left {
+                    Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
+                    None => Some(rx.recv().await),
+                }
+            };
+            let e = tokio::select! {
+                e = next => e,
+                _ = tx.closed() => return,
+            };
+            match e {
+                None => return,
+                Some(Ok(e)) if !before_until(e.time_nano) => return,
+                Some(Ok(e)) if e.matches(&filters) => {
+                    if tx.send(line(&e)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) | Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Some(Err(_)) => return,
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(out, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
 /// `docker stats`: one sample a second while `stream` (the default), else
 /// one sample — after a second, so that it carries `precpu_stats`, unless
 /// `one-shot`.
@@ -902,6 +975,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/logs", get(container_logs))
         .route("/containers/{id}/top", get(container_top))
         .route("/containers/{id}/stats", get(container_stats))
+        .route("/events", get(events))
         .route(
             "/containers/{id}/archive",
             get(archive_get).head(archive_head).put(archive_put),
