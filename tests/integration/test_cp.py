@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+import time
 
 
 import pytest
@@ -102,3 +103,29 @@ def test_cp_refuses_tars_that_escape(daemon, name):
         assert status == 400 and b"not a directory" in body, body
     finally:
         daemon.docker("rm", "-f", name)
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_export_then_import(daemon, tool, tmp_path, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    run("run", "--name", name, "busybox", "sh", "-c", "echo exported > /marker", check=True)
+    tag = f"{name}-img:1"
+    try:
+        out = tmp_path / "fs.tar"
+        rc, o, err = run("export", "-o", str(out), name)
+        assert rc == 0, err
+        with tarfile.open(out) as t:
+            names = t.getnames()
+        assert "marker" in names or "./marker" in names, names[:20]
+        assert any(n.rstrip("/").endswith("bin/busybox") for n in names)
+        rc, o, err = run("import", str(out), tag)
+        assert rc == 0, err
+        rc, o, err = run("run", "--rm", tag, "cat", "/marker")
+        assert (rc, o) == (0, "exported\n"), err
+        t0 = f"{time.time() - 60:.0f}"
+        rc, o, err = run("events", "--since", t0, "--until", f"{time.time():.3f}", "--filter", "type=image",
+                         "--filter", "event=import", "--format", "{{.Action}}")
+        assert "import" in o.split(), o + err
+    finally:
+        run("rm", "-f", name)
+        run("rmi", tag)

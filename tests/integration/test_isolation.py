@@ -4,6 +4,8 @@ import json
 import os
 import socket
 
+import pytest
+
 
 def inspect(daemon, name):
     return json.loads(daemon.docker("inspect", name)[1])[0]
@@ -151,3 +153,30 @@ def test_network_none_and_host(daemon):
     assert sorted(out.split()) == host_ifaces
     rc, out, _ = daemon.docker("run", "--rm", "--network", "host", "busybox", "hostname")
     assert out.strip() == socket.gethostname()
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_update_changes_limits_of_a_running_container(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    run("run", "-d", "--name", name, "--memory", "64m", "--pids-limit", "50", "busybox", "sleep", "60", check=True)
+    try:
+        rc, out, err = run("update", "--memory", "128m", "--memory-swap", "256m", "--pids-limit", "20",
+                           "--cpus", "0.5", "--restart", "on-failure:3", name)
+        assert rc == 0, err
+        hc = json.loads(run("inspect", name)[1])[0]["HostConfig"]
+        assert (hc["Memory"], hc["MemorySwap"], hc["PidsLimit"], hc["NanoCpus"]) == (128 << 20, 256 << 20, 20, 500_000_000)
+        assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        # The running container's own cgroup has the new limits.
+        rc, out, err = run("exec", name, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                           "/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+        assert out.split() == [str(128 << 20), "20", "50000"], out + err
+        rc, out, err = run("update", "--memory", "1m", name)
+        assert rc != 0 and "Minimum memory limit allowed is 6MB" in err, err
+        rc, out, err = run("update", "--memory", "512m", name)
+        assert rc != 0 and "memoryswap" in err, err
+        # Kept for the next start.
+        run("restart", "-t", "0", name, check=True)
+        rc, out, err = run("exec", name, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        assert out.strip() == str(128 << 20), out + err
+    finally:
+        run("rm", "-f", name)

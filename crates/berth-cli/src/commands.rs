@@ -68,6 +68,8 @@ fn container(c: &Client, cmd: ContainerCmd) -> (Result<i32>, i32) {
         C::Port(a) => (port(c, a), 1),
         C::Commit(a) => (commit(c, a), 1),
         C::Diff(a) => (diff(c, a), 1),
+        C::Export(a) => (export(c, a), 1),
+        C::Update(a) => (update(c, a), 1),
         C::Cp(a) => (crate::cp::cp(c, a), 1),
         C::Stats(a) => (crate::stats::stats(c, a), 1),
         C::Pause(a) => (each(c, &a.containers, "pause"), 1),
@@ -114,6 +116,8 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
         S::Commit(a) => container(c, ContainerCmd::Commit(a)),
         S::Build(a) => image(c, ImageCmd::Build(a)),
         S::Diff(a) => container(c, ContainerCmd::Diff(a)),
+        S::Export(a) => container(c, ContainerCmd::Export(a)),
+        S::Update(a) => container(c, ContainerCmd::Update(a)),
         S::Cp(a) => container(c, ContainerCmd::Cp(a)),
         S::Stats(a) => container(c, ContainerCmd::Stats(a)),
         S::Pause(a) => container(c, ContainerCmd::Pause(a)),
@@ -191,6 +195,66 @@ fn parse_publish(
     Ok((exposed, Value::Object(bindings)))
 }
 
+/// `no`, `always`, `unless-stopped`, `on-failure[:N]` as the API's policy.
+fn restart_policy(s: &str) -> Result<Value> {
+    let (name, max) = match s.split_once(':') {
+        Some((n, m)) => (
+            n,
+            m.parse::<i64>().map_err(|_| {
+                anyhow!("invalid restart policy format: maximum retry count must be an integer")
+            })?,
+        ),
+        None => (s, 0),
+    };
+    Ok(json!({"Name": name, "MaximumRetryCount": max}))
+}
+
+/// The resource flags `run` and `update` share, as HostConfig fields.
+fn resource_fields(r: &crate::ResourceArgs) -> Result<serde_json::Map<String, Value>> {
+    let mut m = serde_json::Map::new();
+    if let Some(v) = &r.memory {
+        m.insert("Memory".into(), json!(ram_bytes(v)?));
+    }
+    if let Some(v) = &r.memory_swap {
+        m.insert(
+            "MemorySwap".into(),
+            json!(if v == "-1" { -1 } else { ram_bytes(v)? }),
+        );
+    }
+    if let Some(c) = r.cpus {
+        m.insert("NanoCpus".into(), json!((c * 1e9) as i64));
+    }
+    for (k, v) in [
+        ("CpuShares", r.cpu_shares),
+        ("CpuPeriod", r.cpu_period),
+        ("CpuQuota", r.cpu_quota),
+        ("PidsLimit", r.pids_limit),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    Ok(m)
+}
+
+fn update(c: &Client, a: crate::UpdateArgs) -> Result<i32> {
+    let mut body = Value::Object(resource_fields(&a.resources)?);
+    if let Some(r) = &a.restart {
+        body["RestartPolicy"] = restart_policy(r)?;
+    }
+    let mut code = 0;
+    for n in &a.containers {
+        match c.post_json(&format!("/containers/{}/update", urlencode(n)), &body) {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
 pub(crate) fn ram_bytes(s: &str) -> Result<i64> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.trim_end_matches('b');
@@ -234,15 +298,6 @@ fn create_body(a: &RunArgs) -> Result<Value> {
         }
     }
     let labels = kv_map(&a.label);
-    let (name, max) = match a.restart.split_once(':') {
-        Some((n, m)) => (
-            n.to_string(),
-            m.parse::<i64>().map_err(|_| {
-                anyhow!("invalid restart policy format: maximum retry count must be an integer")
-            })?,
-        ),
-        None => (a.restart.clone(), 0),
-    };
     let log_cfg: serde_json::Map<String, Value> = a
         .log_opt
         .iter()
@@ -263,7 +318,7 @@ fn create_body(a: &RunArgs) -> Result<Value> {
         "Labels": labels,
         "HostConfig": {
             "AutoRemove": a.rm,
-            "RestartPolicy": {"Name": name, "MaximumRetryCount": max},
+            "RestartPolicy": restart_policy(&a.restart)?,
             "NetworkMode": a.network.clone().unwrap_or_else(|| "default".into()),
             "Privileged": a.privileged,
             "CapAdd": a.cap_add,
@@ -300,20 +355,8 @@ fn create_body(a: &RunArgs) -> Result<Value> {
         cfg["Healthcheck"] = h;
     }
     let hc = &mut cfg["HostConfig"];
-    if let Some(m) = &a.memory {
-        hc["Memory"] = json!(ram_bytes(m)?);
-    }
-    if let Some(m) = &a.memory_swap {
-        hc["MemorySwap"] = json!(if m == "-1" { -1 } else { ram_bytes(m)? });
-    }
-    if let Some(c) = a.cpus {
-        hc["NanoCpus"] = json!((c * 1e9) as i64);
-    }
-    if let Some(s) = a.cpu_shares {
-        hc["CpuShares"] = json!(s);
-    }
-    if let Some(p) = a.pids_limit {
-        hc["PidsLimit"] = json!(p);
+    for (k, v) in resource_fields(&a.resources)? {
+        hc[k] = v;
     }
     // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes),
     // anything with a `:` a bind or a named volume (HostConfig.Binds).
@@ -1396,12 +1439,23 @@ fn load(c: &Client, a: LoadArgs) -> Result<i32> {
 }
 
 fn save(c: &Client, a: SaveArgs) -> Result<i32> {
-    if a.output.is_none() && stream::is_tty(1) {
+    let q: Vec<(&str, String)> = a.images.iter().map(|i| ("names", i.clone())).collect();
+    write_tar(c, &format!("/images/get{}", query(&q)), a.output.as_deref())
+}
+
+fn export(c: &Client, a: ExportArgs) -> Result<i32> {
+    let path = format!("/containers/{}/export", urlencode(&a.container));
+    write_tar(c, &path, a.output.as_deref())
+}
+
+/// A tar from the daemon to `output` (whole or not at all) or to stdout,
+/// never to a terminal.
+fn write_tar(c: &Client, path: &str, output: Option<&str>) -> Result<i32> {
+    if output.is_none() && stream::is_tty(1) {
         bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
-    let q: Vec<(&str, String)> = a.images.iter().map(|i| ("names", i.clone())).collect();
-    let mut resp = c.get(&format!("/images/get{}", query(&q)))?;
-    match &a.output {
+    let mut resp = c.get(path)?;
+    match output {
         Some(p) => {
             let tmp = format!("{p}.berth-tmp");
             let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {p}"))?;

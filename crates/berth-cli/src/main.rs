@@ -289,6 +289,10 @@ pub enum ShortCmd {
     Diff(DiffArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
     /// Pause all processes within one or more containers
@@ -338,6 +342,8 @@ pub enum ContainerCmd {
     Commit(CommitArgs),
     Diff(DiffArgs),
     Cp(CpArgs),
+    Export(ExportArgs),
+    Update(UpdateArgs),
     Stats(StatsArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
@@ -399,16 +405,8 @@ pub struct RunArgs {
     pub restart: String,
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    #[arg(long = "memory-swap")]
-    pub memory_swap: Option<String>,
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    #[arg(long = "cpu-shares", short = 'c')]
-    pub cpu_shares: Option<i64>,
-    #[arg(long = "pids-limit")]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias")]
     pub network_alias: Vec<String>,
@@ -730,6 +728,50 @@ pub struct PortArgs {
     pub container: String,
     /// PRIVATE_PORT[/PROTO]
     pub private: Option<String>,
+}
+
+/// The limits `run` and `update` share.
+#[derive(Args, Clone, Default)]
+pub struct ResourceArgs {
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub cpu_shares: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    pub containers: Vec<String>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    pub container: String,
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
 }
 
 #[derive(Args)]

@@ -209,6 +209,19 @@ impl Engine {
         .await
     }
 
+    /// `GET /containers/{id}/export`: the container's whole filesystem (its
+    /// image and its changes, not its volumes) as a tar written to `out`.
+    pub async fn export(self: &Arc<Self>, key: &str, out: fs::File) -> Result<fs::File> {
+        self.with_files(key, true, move |_, rootfs, _| {
+            let mut b = tar::Builder::new(std::io::BufWriter::new(out));
+            b.follow_symlinks(false);
+            b.append_dir_all(".", rootfs)?;
+            let w = b.into_inner()?;
+            Ok(w.into_inner().map_err(|e| e.into_error())?)
+        })
+        .await
+    }
+
     /// `PUT /containers/{id}/archive`: a tar unpacked into the directory at `path`.
     pub async fn archive_put(
         self: &Arc<Self>,

@@ -643,6 +643,7 @@ impl Engine {
             .await?;
         for t in &opts.tags {
             self.store.tag(&fin.id, t)?;
+            self.emit_image("tag", &fin.id, t);
             let norm = berth_store::reference::normalize(t)?;
             out.line(format!("Successfully tagged {norm}\n")).await?;
         }

@@ -297,10 +297,22 @@ impl Engine {
         Ok(items
             .into_iter()
             .map(|i| match i {
-                DeleteItem::Untagged(t) => json!({"Untagged": t}),
-                DeleteItem::Deleted(d) => json!({"Deleted": d}),
+                DeleteItem::Untagged(t) => {
+                    self.emit_image("untag", &t, &t);
+                    json!({"Untagged": t})
+                }
+                DeleteItem::Deleted(d) => {
+                    self.emit_image("delete", &d, name);
+                    json!({"Deleted": d})
+                }
             })
             .collect())
+    }
+
+    /// An image event; `name` is the reference the action was about.
+    pub fn emit_image(&self, action: &str, id: &str, name: &str) {
+        let attrs = crate::events::attributes(&[("name", name.to_string())], []);
+        self.events.emit("image", action, id, attrs);
     }
 
     pub fn image_history(&self, name: &str) -> Result<Value> {

@@ -18,6 +18,7 @@ pub mod record;
 pub mod rootfs;
 pub mod stats;
 mod top;
+mod update;
 pub mod user;
 pub mod volumes;
 

@@ -227,9 +227,166 @@ pub fn stats_at(root: &Path, unified: bool, cgroup_path: &str) -> CgroupStats {
     s
 }
 
+/// New limits for a running container (`docker update`); None leaves one be.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// Memory plus swap, bytes; -1 unlimited.
+    pub memory_swap: Option<i64>,
+    /// (quota, period) in microseconds.
+    pub cpu_quota: Option<(i64, i64)>,
+    pub cpu_shares: Option<i64>,
+    /// 0 or less: unlimited.
+    pub pids: Option<i64>,
+}
+
+/// Writes `l` into the container's cgroup.
+pub fn update(cgroup_path: &str, l: &Limits) -> std::io::Result<()> {
+    update_at(Path::new(ROOT), is_unified(), cgroup_path, l)
+}
+
+fn write(p: &Path, v: &str) -> std::io::Result<()> {
+    fs::write(p, v).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+}
+
+/// `update` under a given cgroup mount root (tests point it at a fake tree).
+pub fn update_at(root: &Path, unified: bool, cgroup_path: &str, l: &Limits) -> std::io::Result<()> {
+    let rel = cgroup_path.trim_start_matches('/');
+    let at = |controller: &str| {
+        if unified {
+            root.join(rel)
+        } else {
+            root.join(controller).join(rel)
+        }
+    };
+    let max = |v: i64| {
+        if v <= 0 {
+            "max".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    if unified {
+        let d = at("");
+        if let Some(m) = l.memory {
+            write(&d.join("memory.max"), &max(m))?;
+        }
+        if let Some(sw) = l.memory_swap {
+            // cgroup2 limits swap alone: memory+swap less memory.
+            let mem = l
+                .memory
+                .or_else(|| read_limit(&d.join("memory.max")).map(|v| v as i64));
+            let v = match (sw, mem) {
+                (-1, _) | (_, None) => "max".to_string(),
+                (sw, Some(m)) => (sw - m).max(0).to_string(),
+            };
+            write(&d.join("memory.swap.max"), &v)?;
+        }
+        if let Some((quota, period)) = l.cpu_quota {
+            write(&d.join("cpu.max"), &format!("{} {period}", max(quota)))?;
+        }
+        if let Some(shares) = l.cpu_shares {
+            let weight = 1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142;
+            write(&d.join("cpu.weight"), &weight.to_string())?;
+        }
+        if let Some(p) = l.pids {
+            write(&d.join("pids.max"), &max(p))?;
+        }
+        return Ok(());
+    }
+    let mem = at("memory");
+    let memsw = mem.join("memory.memsw.limit_in_bytes");
+    let sw = l.memory_swap.map(|v| {
+        if v == -1 {
+            "-1".to_string()
+        } else {
+            v.to_string()
+        }
+    });
+    // memory ≤ memory+swap must hold after each write: raise memsw first
+    // when memory goes above its current value.
+    let memsw_first = match (l.memory, read_u64(&memsw)) {
+        (Some(m), Some(cur)) => m as u64 > cur,
+        _ => false,
+    };
+    if let (true, Some(v)) = (memsw_first, &sw) {
+        write(&memsw, v)?;
+    }
+    if let Some(m) = l.memory {
+        write(&mem.join("memory.limit_in_bytes"), &m.to_string())?;
+    }
+    if let (false, Some(v)) = (memsw_first, &sw) {
+        if memsw.exists() {
+            write(&memsw, v)?;
+        }
+    }
+    let cpu = at("cpu");
+    if let Some((quota, period)) = l.cpu_quota {
+        write(&cpu.join("cpu.cfs_period_us"), &period.to_string())?;
+        write(
+            &cpu.join("cpu.cfs_quota_us"),
+            &(if quota <= 0 { -1 } else { quota }).to_string(),
+        )?;
+    }
+    if let Some(shares) = l.cpu_shares {
+        write(&cpu.join("cpu.shares"), &shares.to_string())?;
+    }
+    if let Some(p) = l.pids {
+        write(&at("pids").join("pids.max"), &max(p))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_v1_and_v2_limits() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "memory/berth/c/memory.limit_in_bytes",
+            "cpu/berth/c/cpu.shares",
+            "pids/berth/c/pids.max",
+            "v2/berth/c/memory.max",
+        ] {
+            let p = d.path().join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, "0").unwrap();
+        }
+        fs::create_dir_all(d.path().join("cpu/berth/c")).unwrap();
+        fs::write(
+            d.path().join("memory/berth/c/memory.memsw.limit_in_bytes"),
+            "67108864",
+        )
+        .unwrap();
+        let l = Limits {
+            memory: Some(128 << 20),
+            memory_swap: Some(256 << 20),
+            cpu_quota: Some((50_000, 100_000)),
+            cpu_shares: Some(512),
+            pids: Some(0),
+        };
+        update_at(d.path(), false, "/berth/c", &l).unwrap();
+        let r = |p: &str| fs::read_to_string(d.path().join(p)).unwrap();
+        assert_eq!(
+            r("memory/berth/c/memory.limit_in_bytes"),
+            (128u64 << 20).to_string()
+        );
+        assert_eq!(
+            r("memory/berth/c/memory.memsw.limit_in_bytes"),
+            (256u64 << 20).to_string()
+        );
+        assert_eq!(r("cpu/berth/c/cpu.cfs_quota_us"), "50000");
+        assert_eq!(r("cpu/berth/c/cpu.shares"), "512");
+        assert_eq!(r("pids/berth/c/pids.max"), "max");
+        update_at(&d.path().join("v2"), true, "/berth/c", &l).unwrap();
+        assert_eq!(r("v2/berth/c/memory.max"), (128u64 << 20).to_string());
+        assert_eq!(r("v2/berth/c/memory.swap.max"), (128u64 << 20).to_string());
+        assert_eq!(r("v2/berth/c/cpu.max"), "50000 100000");
+        assert_eq!(r("v2/berth/c/cpu.weight"), "20");
+    }
 
     #[test]
     fn reads_v1_and_v2_counters() {

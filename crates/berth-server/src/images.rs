@@ -17,16 +17,7 @@ pub async fn list(State(s): State<AppState>, q: Q) -> ApiResult {
 
 /// Spools a request body to an unlinked temp file under the data root.
 pub(crate) async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> {
-    let dir = s.engine.data_root().join("tmp");
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::bad(e.to_string()))?;
-    let path = dir.join(format!("upload-{:016x}", rand_u64()));
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let _ = std::fs::remove_file(&path);
+    let mut f = temp_file(s, "upload")?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad(format!("reading body: {e}")))?;
@@ -111,6 +102,7 @@ pub async fn create(State(s): State<AppState>, q: Q, req: Request) -> ApiResult 
         tokio::task::spawn_blocking(move || store.import(file, cfg, message, reference.as_deref()))
             .await
             .map_err(|e| ApiError::bad(e.to_string()))??;
+    s.engine.emit_image("import", &id, &id);
     Ok(json_lines(vec![json!({"status": id})]))
 }
 
@@ -121,6 +113,10 @@ pub async fn load(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
         .await
         .map_err(|e| ApiError::bad(e.to_string()))??;
     let _ = q.bool("quiet");
+    for t in &rep.tags {
+        let id = s.engine.store.get(t).map(|i| i.id).unwrap_or_default();
+        s.engine.emit_image("load", &id, t);
+    }
     let mut lines: Vec<Value> = rep
         .tags
         .iter()
@@ -141,28 +137,23 @@ async fn save(s: &AppState, names: Vec<String>) -> ApiResult {
     for n in &names {
         s.engine.store.get(n)?;
     }
-    let dir = s.engine.data_root().join("tmp");
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("save-{:016x}", rand_u64()));
+    let f = temp_file(s, "save")?;
     let store = s.engine.store.clone();
-    let p2 = path.clone();
     let file =
         tokio::task::spawn_blocking(move || -> Result<std::fs::File, berth_store::StoreError> {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&p2)?;
-            let _ = std::fs::remove_file(&p2);
             let mut w = std::io::BufWriter::new(f);
             store.save(&names, &mut w)?;
-            let mut f = w.into_inner().map_err(|e| e.into_error())?;
-            use std::io::Seek;
-            f.rewind()?;
-            Ok(f)
+            Ok(w.into_inner().map_err(|e| e.into_error())?)
         })
         .await
         .map_err(|e| ApiError::bad(e.to_string()))??;
+    tar_response(file)
+}
+
+/// A spooled tar (rewound here) streamed as the response body.
+pub(crate) fn tar_response(mut file: std::fs::File) -> ApiResult {
+    use std::io::Seek;
+    file.rewind().map_err(|e| ApiError::bad(e.to_string()))?;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(
@@ -218,6 +209,13 @@ pub async fn by_name_post(State(s): State<AppState>, Path(rest): Path<String>, q
                 format!("{repo}:{tag}")
             };
             s.engine.store.tag(name, &target)?;
+            let id = s
+                .engine
+                .store
+                .get(&target)
+                .map(|i| i.id)
+                .unwrap_or_default();
+            s.engine.emit_image("tag", &id, &target);
             Ok(StatusCode::CREATED.into_response())
         }
         "push" => {

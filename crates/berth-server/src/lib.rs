@@ -498,15 +498,8 @@ async fn archive_head(State(s): State<AppState>, Path(id): Path<String>, q: Q) -
 async fn archive_get(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
     let path = archive_path(&q)?;
     let tmp = images::temp_file(&s, "archive")?;
-    let (st, mut file) = s.engine.archive_get(&id, &path, tmp).await?;
-    use std::io::Seek;
-    file.rewind().map_err(|e| ApiError::bad(e.to_string()))?;
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-    let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
+    let (st, file) = s.engine.archive_get(&id, &path, tmp).await?;
+    let mut r = images::tar_response(file)?;
     insert_path_stat(&mut r, &st);
     Ok(r)
 }
@@ -524,6 +517,20 @@ async fn archive_put(
         .archive_put(&id, &path, file, q.bool("noOverwriteDirNonDir"))
         .await?;
     Ok(StatusCode::OK.into_response())
+}
+
+async fn container_update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(json_response(s.engine.update(&id, &v).await?))
+}
+
+async fn container_export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let tmp = images::temp_file(&s, "export")?;
+    images::tar_response(s.engine.export(&id, tmp).await?)
 }
 
 fn archive_path(q: &Q) -> ApiResult<String> {
@@ -975,6 +982,8 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/logs", get(container_logs))
         .route("/containers/{id}/top", get(container_top))
         .route("/containers/{id}/stats", get(container_stats))
+        .route("/containers/{id}/export", get(container_export))
+        .route("/containers/{id}/update", post(container_update))
         .route("/events", get(events))
         .route(
             "/containers/{id}/archive",
