@@ -11,11 +11,17 @@ pub fn is_unified() -> bool {
 }
 
 fn dir(controller: &str, cgroup_path: &str) -> PathBuf {
+    dir_at(Path::new(ROOT), is_unified(), controller, cgroup_path)
+}
+
+/// A controller's directory for a cgroup: one tree on cgroup2, one per
+/// controller on v1.
+fn dir_at(root: &Path, unified: bool, controller: &str, cgroup_path: &str) -> PathBuf {
     let rel = cgroup_path.trim_start_matches('/');
-    if is_unified() {
-        Path::new(ROOT).join(rel)
+    if unified {
+        root.join(rel)
     } else {
-        Path::new(ROOT).join(controller).join(rel)
+        root.join(controller).join(rel)
     }
 }
 
@@ -138,14 +144,7 @@ pub fn stats(cgroup_path: &str) -> CgroupStats {
 
 /// `stats` under a given cgroup mount root (tests point it at a fake tree).
 pub fn stats_at(root: &Path, unified: bool, cgroup_path: &str) -> CgroupStats {
-    let rel = cgroup_path.trim_start_matches('/');
-    let at = |controller: &str| {
-        if unified {
-            root.join(rel)
-        } else {
-            root.join(controller).join(rel)
-        }
-    };
+    let at = |controller: &str| dir_at(root, unified, controller, cgroup_path);
     let mut s = CgroupStats::default();
     if unified {
         let d = at("");
@@ -252,14 +251,7 @@ fn write(p: &Path, v: &str) -> std::io::Result<()> {
 
 /// `update` under a given cgroup mount root (tests point it at a fake tree).
 pub fn update_at(root: &Path, unified: bool, cgroup_path: &str, l: &Limits) -> std::io::Result<()> {
-    let rel = cgroup_path.trim_start_matches('/');
-    let at = |controller: &str| {
-        if unified {
-            root.join(rel)
-        } else {
-            root.join(controller).join(rel)
-        }
-    };
+    let at = |controller: &str| dir_at(root, unified, controller, cgroup_path);
     let max = |v: i64| {
         if v <= 0 {
             "max".to_string()

@@ -434,15 +434,7 @@ async fn events(State(s): State<AppState>, q: Q) -> ApiResult {
             }
         }
     });
-    let body = futures_util::stream::unfold(out, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(json_stream(out))
 }
 
 /// `docker stats`: one sample a second while `stream` (the default), else
@@ -476,6 +468,13 @@ async fn container_stats(State(s): State<AppState>, Path(id): Path<String>, q: Q
             }
         }
     });
+    Ok(json_stream(rx))
+}
+
+type Chunks = tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>;
+
+/// A response streaming JSON lines as a task sends them.
+fn json_stream(rx: Chunks) -> Response {
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -484,7 +483,7 @@ async fn container_stats(State(s): State<AppState>, Path(id): Path<String>, q: Q
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(r)
+    r
 }
 
 /// `docker cp`'s stat: the path's `X-Docker-Container-Path-Stat` header.

@@ -308,6 +308,42 @@ fn write_exit_file(state_dir: &Path, st: &ExitStatus) -> io::Result<()> {
 }
 
 impl Shim {
+    /// A shim with its event loop set up and no process known yet;
+    /// `container`: libcontainer's handle when this image created it.
+    fn new(
+        cfg: ShimConfig,
+        state_dir: &Path,
+        listener: std::os::unix::net::UnixListener,
+        log: log::JsonLog,
+        filter: Option<Arc<filter::Filter>>,
+        container: Option<Container>,
+    ) -> Res<Shim> {
+        let (poll, listener, sig_r) = event_loop(listener)?;
+        Ok(Shim {
+            filter,
+            init_open_streams: 0,
+            init_tty: None,
+            init_stdin: None,
+            cfg,
+            state_dir: state_dir.to_path_buf(),
+            dirty_since: container.as_ref().map(|_| Instant::now()),
+            container,
+            slim_failed: false,
+            poll,
+            listener,
+            sig_r,
+            sources: HashMap::new(),
+            clients: HashMap::new(),
+            next_token: FIRST_DYNAMIC,
+            init_pid: None,
+            init_exit: None,
+            exit: None,
+            execs: HashMap::new(),
+            log,
+            exit_deadline: None,
+        })
+    }
+
     fn token(&mut self) -> Token {
         self.next_token += 1;
         Token(self.next_token)
@@ -1166,34 +1202,16 @@ fn resume(state_dir: &Path) -> Res<Shim> {
         unsafe { OwnedFd::from_raw_fd(fd) }
     };
     let std_listener = std::os::unix::net::UnixListener::from(own(h.listener));
-    let (poll, listener, sig_r) = event_loop(std_listener)?;
     let mut log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
     log.set_partial(h.log_partial);
-    let mut shim = Shim {
-        filter: h
-            .seccomp
-            .map(|(bpf, flags)| Arc::new(filter::Filter::from_program(bpf, flags))),
-        init_open_streams: h.init_open_streams,
-        init_tty: h.init_tty,
-        init_stdin: h.init_stdin.map(own),
-        cfg,
-        state_dir: state_dir.to_path_buf(),
-        container: None,
-        dirty_since: None,
-        slim_failed: false,
-        poll,
-        listener,
-        sig_r,
-        sources: HashMap::new(),
-        clients: HashMap::new(),
-        next_token: FIRST_DYNAMIC,
-        init_pid: Some(h.init_pid),
-        init_exit: None,
-        exit: None,
-        execs: HashMap::new(),
-        log,
-        exit_deadline: None,
-    };
+    let filter = h
+        .seccomp
+        .map(|(bpf, flags)| Arc::new(filter::Filter::from_program(bpf, flags)));
+    let mut shim = Shim::new(cfg, state_dir, std_listener, log, filter, None)?;
+    shim.init_open_streams = h.init_open_streams;
+    shim.init_tty = h.init_tty;
+    shim.init_stdin = h.init_stdin.map(own);
+    shim.init_pid = Some(h.init_pid);
     for (fd, stream) in h.sources {
         shim.add_source(own(fd), Owner::Init, stream)?;
     }
@@ -1251,31 +1269,11 @@ fn setup(state_dir: &Path) -> Res<Shim> {
         .build()?;
     let stdio = pending.finish(cfg.height, cfg.width)?;
 
-    let (poll, listener, sig_r) = event_loop(std_listener)?;
     let log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
-    let mut shim = Shim {
-        filter,
-        init_open_streams: stdio.outputs.len(),
-        init_tty: stdio.tty,
-        init_stdin: stdio.stdin,
-        cfg,
-        state_dir: state_dir.to_path_buf(),
-        container: Some(container),
-        dirty_since: Some(Instant::now()),
-        slim_failed: false,
-        poll,
-        listener,
-        sig_r,
-        sources: HashMap::new(),
-        clients: HashMap::new(),
-        next_token: FIRST_DYNAMIC,
-        init_pid: None,
-        init_exit: None,
-        exit: None,
-        execs: HashMap::new(),
-        log,
-        exit_deadline: None,
-    };
+    let mut shim = Shim::new(cfg, state_dir, std_listener, log, filter, Some(container))?;
+    shim.init_open_streams = stdio.outputs.len();
+    shim.init_tty = stdio.tty;
+    shim.init_stdin = stdio.stdin;
     for (fd, stream) in stdio.outputs {
         shim.add_source(fd, Owner::Init, stream)?;
     }
