@@ -129,3 +129,23 @@ def test_export_then_import(daemon, tool, tmp_path, name):
     finally:
         run("rm", "-f", name)
         run("rmi", tag)
+
+
+def test_cp_respects_read_only_mounts(daemon, tmp_path, name):
+    host = tmp_path / "ro"
+    host.mkdir()
+    (tmp_path / "f.txt").write_text("x")
+    daemon.docker("run", "-d", "--name", name, "-v", f"{host}:/ro:ro", "busybox", "sleep", "60", check=True)
+    daemon.docker("run", "-d", "--name", f"{name}-rofs", "--read-only", "busybox", "sleep", "60", check=True)
+    try:
+        rc, out, err = daemon.docker("cp", str(tmp_path / "f.txt"), f"{name}:/ro/")
+        assert rc != 0 and "read-only" in err, err
+        assert os.listdir(host) == [], "a cp wrote through a read-only bind"
+        rc, out, err = daemon.docker("cp", str(tmp_path / "f.txt"), f"{name}-rofs:/tmp/")
+        assert rc != 0 and "read-only" in err, err
+        # Reading from them is fine.
+        (host / "r.txt").write_text("readable\n")
+        rc, out, err = daemon.docker("cp", f"{name}:/ro/r.txt", str(tmp_path / "r.txt"))
+        assert rc == 0 and (tmp_path / "r.txt").read_text() == "readable\n", err
+    finally:
+        daemon.docker("rm", "-f", name, f"{name}-rofs")

@@ -86,13 +86,13 @@ fn abs_path(path: &str) -> String {
 }
 
 /// Where a container path lives on the host, given the container's rootfs
-/// and mounts: (host root to resolve in, path below it).
+/// and mounts: (host root to resolve in, path below it, writable).
 fn locate(
     rec: &Record,
     rootfs: &Path,
     volumes: &berth_volume::VolumeStore,
     abs: &str,
-) -> Result<(PathBuf, String)> {
+) -> Result<(PathBuf, String, bool)> {
     let clean = Path::new(abs);
     let best = rec
         .mounts
@@ -100,7 +100,8 @@ fn locate(
         .filter(|m| clean.starts_with(&m.destination))
         .max_by_key(|m| m.destination.len());
     let Some(m) = best else {
-        return Ok((rootfs.to_path_buf(), abs.to_string()));
+        let rw = !rec.host_config.readonly_rootfs;
+        return Ok((rootfs.to_path_buf(), abs.to_string(), rw));
     };
     let rest = abs[m.destination.len().min(abs.len())..].to_string();
     let root = match m.kind.as_str() {
@@ -118,7 +119,8 @@ fn locate(
             )))
         }
     };
-    Ok((root, if rest.is_empty() { "/".into() } else { rest }))
+    let rest = if rest.is_empty() { "/".into() } else { rest };
+    Ok((root, rest, m.rw))
 }
 
 /// Resolves like dockerd's `ResolvePath`: every component but the last is
@@ -230,16 +232,17 @@ impl Engine {
         tar: fs::File,
         no_overwrite_dir_non_dir: bool,
     ) -> Result<()> {
-        let c = self.find(key)?;
-        if c.rec.read().expect("rec").host_config.readonly_rootfs {
-            return Err(EngineError::Forbidden(
-                "container rootfs is marked read-only".into(),
-            ));
-        }
         let (key2, path) = (key.to_string(), path.to_string());
         self.with_files(key, true, move |rec, rootfs, vols| {
             let abs = abs_path(&path);
-            let (root, rel) = locate(rec, rootfs, vols, &abs)?;
+            let (root, rel, rw) = locate(rec, rootfs, vols, &abs)?;
+            if !rw {
+                return Err(EngineError::Forbidden(if root == rootfs {
+                    "container rootfs is marked read-only".into()
+                } else {
+                    format!("mounted volume is marked read-only: {path}")
+                }));
+            }
             let dir = secure_join(&root, &rel)?;
             match fs::metadata(&dir) {
                 Ok(m) if m.is_dir() => {}
@@ -345,7 +348,7 @@ fn stat_in(
     path: &str,
 ) -> Result<(PathStat, PathBuf)> {
     let abs = abs_path(path);
-    let (root, rel) = locate(rec, rootfs, vols, &abs)?;
+    let (root, rel, _) = locate(rec, rootfs, vols, &abs)?;
     let host = resolve(&root, &rel)?;
     let not_found =
         || EngineError::NotFound(format!("Could not find the file {path} in container {key}"));
