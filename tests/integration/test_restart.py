@@ -135,11 +135,18 @@ def _shim_cmdline(daemon, cid):
     return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
 
 
-def _wait_reexec(daemon, cid):
+def _generation(daemon, cid):
+    """How many times the container's shim has re-executed itself."""
+    argv = _shim_cmdline(daemon, cid)
+    return int(argv[3]) if len(argv) > 3 and argv[2] == b"--resume" else 0
+
+
+def _wait_reexec(daemon, cid, after=0):
     deadline = time.time() + 10
-    while b"--resume" not in _shim_cmdline(daemon, cid):
+    while _generation(daemon, cid) <= after:
         assert time.time() < deadline, "the idle shim never re-executed itself"
         time.sleep(0.05)
+    return _generation(daemon, cid)
 
 
 def test_idle_shim_reexecs_and_keeps_everything(daemon, name):
@@ -151,16 +158,18 @@ def test_idle_shim_reexecs_and_keeps_everything(daemon, name):
               "while true; do sleep 0.1; done")
     cid = daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c", script, check=True)[1].strip()
     try:
-        _wait_reexec(daemon, cid)
+        gen = _wait_reexec(daemon, cid)
         deadline = time.time() + 10
         while "line" not in daemon.docker("logs", name)[1]:
             assert time.time() < deadline
             time.sleep(0.1)
         # The line begun before the re-exec and ended after it is one entry.
         assert daemon.docker("logs", name)[1] == "partial-line\n"
-        rc, out, err = daemon.docker("exec", name, "echo", "from-exec")
-        assert (rc, out) == (0, "from-exec\n"), err
-        _wait_reexec(daemon, cid)
+        # Each exec loads libcontainer again; the shim sheds it again after.
+        for i in range(3):
+            rc, out, err = daemon.docker("exec", name, "echo", f"from-exec-{i}")
+            assert (rc, out) == (0, f"from-exec-{i}\n"), err
+            gen = _wait_reexec(daemon, cid, after=gen)
         assert daemon.docker("pause", name)[0] == 0
         assert daemon.docker("inspect", "-f", "{{.State.Status}}", name)[1].strip() == "paused"
         assert daemon.docker("unpause", name)[0] == 0
@@ -168,7 +177,7 @@ def test_idle_shim_reexecs_and_keeps_everything(daemon, name):
         attach = subprocess.Popen(["docker", "attach", name], env=daemon.env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         time.sleep(0.5)
-        _wait_reexec(daemon, cid)
+        _wait_reexec(daemon, cid, after=gen)
         rc, out, err = daemon.docker("stop", "-t", "5", name)
         assert rc == 0, err
         out, err = attach.communicate(timeout=20)

@@ -117,7 +117,15 @@ struct Shim {
     execs: HashMap<String, Exec>,
     log: log::JsonLog,
     exit_deadline: Option<Instant>,
+    /// Exit codes of finished execs, newest last, for an `ExecWait` that
+    /// comes after the exec is gone (berthd asks once its stream ends).
+    finished_execs: std::collections::VecDeque<(String, i32)>,
+    /// How many times this shim has re-executed itself.
+    generation: u32,
 }
+
+/// How many finished execs' exit codes a shim remembers.
+const KEEP_FINISHED_EXECS: usize = 64;
 
 fn set_nonblock(fd: RawFd) {
     // SAFETY: fcntl on a descriptor we own; flags come from the kernel.
@@ -153,6 +161,8 @@ struct Handover {
     clients: Vec<HandedClient>,
     log_partial: [Vec<u8>; 2],
     seccomp: Option<(Vec<u8>, u32)>,
+    finished_execs: Vec<(String, i32)>,
+    generation: u32,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -341,6 +351,8 @@ impl Shim {
             execs: HashMap::new(),
             log,
             exit_deadline: None,
+            finished_execs: Default::default(),
+            generation: 0,
         })
     }
 
@@ -447,6 +459,16 @@ impl Shim {
         if e.open_streams > 0 {
             return;
         }
+        // Done with: only its exit code is kept.
+        self.execs.remove(id);
+        if self.finished_execs.len() == KEEP_FINISHED_EXECS {
+            self.finished_execs.pop_front();
+        }
+        self.finished_execs.push_back((id.to_string(), code));
+        self.answer_exec_waiters(id, code);
+    }
+
+    fn answer_exec_waiters(&mut self, id: &str, code: i32) {
         let st = ExitStatus {
             exit_code: code,
             ..Default::default()
@@ -848,15 +870,21 @@ impl Shim {
                 }
                 Err(e) => self.reply(t, Response::err(e.to_string()), true),
             },
-            Request::ExecWait { exec_id } => match self.execs.get(&exec_id) {
-                None => self.reply(t, Response::err("no such exec"), true),
-                Some(_) => {
-                    if let Some(c) = self.clients.get_mut(&t) {
-                        c.state = ClientState::ExecWaiting(exec_id.clone());
-                    }
-                    self.maybe_finish_exec(&exec_id);
+            Request::ExecWait { exec_id } => {
+                let done = self
+                    .finished_execs
+                    .iter()
+                    .find(|(id, _)| *id == exec_id)
+                    .map(|(_, code)| *code);
+                if let Some(c) = self.clients.get_mut(&t) {
+                    c.state = ClientState::ExecWaiting(exec_id.clone());
                 }
-            },
+                match (done, self.execs.contains_key(&exec_id)) {
+                    (Some(code), _) => self.answer_exec_waiters(&exec_id, code),
+                    (None, true) => self.maybe_finish_exec(&exec_id),
+                    (None, false) => self.reply(t, Response::err("no such exec"), true),
+                }
+            }
         }
     }
 
@@ -999,6 +1027,8 @@ impl Shim {
                 let (bpf, flags) = f.program();
                 (bpf.to_vec(), flags)
             }),
+            finished_execs: self.finished_execs.iter().cloned().collect(),
+            generation: self.generation + 1,
         };
         let path = self.state_dir.join("handover.json");
         let restore = |log: &mut log::JsonLog, h: Handover| log.set_partial(h.log_partial);
@@ -1014,6 +1044,7 @@ impl Shim {
             .arg0("berth-shim")
             .arg(&self.state_dir)
             .arg("--resume")
+            .arg(h.generation.to_string())
             .exec();
         for &fd in &fds {
             set_cloexec(fd, true);
@@ -1212,6 +1243,8 @@ fn resume(state_dir: &Path) -> Res<Shim> {
     shim.init_tty = h.init_tty;
     shim.init_stdin = h.init_stdin.map(own);
     shim.init_pid = Some(h.init_pid);
+    shim.finished_execs = h.finished_execs.into_iter().collect();
+    shim.generation = h.generation;
     for (fd, stream) in h.sources {
         shim.add_source(own(fd), Owner::Init, stream)?;
     }
