@@ -123,3 +123,33 @@ def test_compose_project_lifecycle(daemon, tmp_path):
     assert left.strip() == ""
     assert f"{project}_back" not in daemon.docker("network", "ls", "--format", "{{.Name}}")[1]
     assert f"{project}_data" not in daemon.docker("volume", "ls", "--format", "{{.Name}}")[1]
+
+
+FOREGROUND = """
+version: "3.8"
+services:
+  one:
+    image: busybox:latest
+    command: sh -c 'echo hello-one; sleep 1; echo bye-one'
+  two:
+    image: busybox:latest
+    command: sh -c 'echo hello-two; exit 3'
+"""
+
+
+def test_compose_up_in_the_foreground(daemon, tmp_path):
+    """`up` without -d attaches to every service, follows their logs and the
+    daemon's events, and returns once all have exited."""
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.fail("docker-compose is not installed (scripts/deps --test installs it)")
+    (tmp_path / "docker-compose.yml").write_text(FOREGROUND)
+    project = "berthfg"
+    try:
+        p = subprocess.run([exe, "-p", project, "up", "--no-color"], cwd=tmp_path, env=daemon.env,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        for line in ("hello-one", "bye-one", "hello-two", "exited with code 3", "exited with code 0"):
+            assert line in p.stdout, p.stdout + p.stderr
+    finally:
+        subprocess.run([exe, "-p", project, "down"], cwd=tmp_path, env=daemon.env, capture_output=True)
