@@ -180,3 +180,41 @@ def test_update_changes_limits_of_a_running_container(daemon, tool, name):
         assert out.strip() == str(128 << 20), out + err
     finally:
         run("rm", "-f", name)
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_namespace_and_process_options(daemon, tool, tmp_path):
+    run = daemon.docker if tool == "docker" else daemon.berth
+
+    def out(*args):
+        rc, o, err = run("run", "--rm", *args)
+        assert rc == 0, err
+        return o
+
+    assert out("--shm-size", "128m", "busybox", "df", "-k", "/dev/shm").split("\n")[1].split()[1] == "131072"
+    assert out("--ulimit", "nofile=512:1024", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn").split() == ["512", "1024"]
+    assert out("--sysctl", "kernel.shmmax=123456789", "busybox", "cat", "/proc/sys/kernel/shmmax").strip() == "123456789"
+    assert out("--group-add", "123", "--group-add", "4321", "busybox", "id", "-G").split()[1:] == ["123", "4321"]
+    resolv = out("--dns-search", "example.test", "--dns-option", "ndots:3", "busybox", "cat", "/etc/resolv.conf")
+    assert "search example.test" in resolv and "options ndots:3" in resolv, resolv
+    # The host's namespaces, when asked for.
+    with open("/proc/1/comm") as f:
+        host_init = f.read().strip()
+    assert out("--pid", "host", "busybox", "cat", "/proc/1/comm").strip() == host_init
+    assert out("busybox", "cat", "/proc/1/comm").strip() == "cat"
+    assert out("--uts", "host", "busybox", "hostname").strip() == socket.gethostname()
+    marker = f"/dev/shm/berth-ipc-{os.getpid()}-{tool}"
+    with open(marker, "w") as f:
+        f.write("shared")
+    try:
+        assert out("--ipc", "host", "busybox", "cat", marker) == "shared"
+        assert run("run", "--rm", "busybox", "cat", marker)[0] != 0
+    finally:
+        os.unlink(marker)
+    # What Docker refuses.
+    rc, o, err = run("run", "--rm", "--sysctl", "kernel.pid_max=100000", "busybox", "true")
+    assert rc != 0 and "not allowed" in err, err
+    rc, o, err = run("run", "--rm", "--ulimit", "nofile=2048:1024", "busybox", "true")
+    assert rc != 0 and "soft limit" in err, err
+    rc, o, err = run("run", "--rm", "--pid", "container:x", "busybox", "true")
+    assert rc != 0, err

@@ -111,6 +111,25 @@ pub struct HostConfig {
     pub volumes_from: Option<Vec<String>>,
     pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
     pub publish_all_ports: bool,
+    pub group_add: Option<Vec<String>>,
+    pub ulimits: Option<Vec<Ulimit>>,
+    pub sysctls: Option<HashMap<String, String>>,
+    pub shm_size: i64,
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    #[serde(rename = "UTSMode")]
+    pub uts_mode: String,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+}
+
+/// `--ulimit name=soft[:hard]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// One host side of a published port (`HostConfig.PortBindings`).

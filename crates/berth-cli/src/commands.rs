@@ -195,6 +195,19 @@ fn parse_publish(
     Ok((exposed, Value::Object(bindings)))
 }
 
+/// `--ulimit nofile=1024[:2048]` as the API's `Ulimit`.
+fn parse_ulimit(s: &str) -> Result<Value> {
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("invalid ulimit argument: {s}"))?;
+    let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+    let num = |v: &str| {
+        v.parse::<i64>()
+            .map_err(|_| anyhow!("invalid ulimit argument: {s}"))
+    };
+    Ok(json!({"Name": name, "Soft": num(soft)?, "Hard": num(hard)?}))
+}
+
 /// `no`, `always`, `unless-stopped`, `on-failure[:N]` as the API's policy.
 fn restart_policy(s: &str) -> Result<Value> {
     let (name, max) = match s.split_once(':') {
@@ -358,6 +371,21 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     for (k, v) in resource_fields(&a.resources)? {
         hc[k] = v;
     }
+    hc["GroupAdd"] = json!(a.group_add);
+    hc["Ulimits"] = json!(a
+        .ulimit
+        .iter()
+        .map(|u| parse_ulimit(u))
+        .collect::<Result<Vec<_>>>()?);
+    hc["Sysctls"] = json!(kv_map(&a.sysctl));
+    if let Some(s) = &a.shm_size {
+        hc["ShmSize"] = json!(ram_bytes(s)?);
+    }
+    hc["PidMode"] = json!(a.pid.clone().unwrap_or_default());
+    hc["IpcMode"] = json!(a.ipc.clone().unwrap_or_default());
+    hc["UTSMode"] = json!(a.uts.clone().unwrap_or_default());
+    hc["DnsSearch"] = json!(a.dns_search);
+    hc["DnsOptions"] = json!(a.dns_option);
     // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes),
     // anything with a `:` a bind or a named volume (HostConfig.Binds).
     let (anon, binds): (Vec<&String>, Vec<&String>) =

@@ -181,6 +181,98 @@ pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// Refuses `--pid`/`--ipc`/`--uts` modes, ulimits and sysctls Docker would
+/// refuse (or that Berth cannot honour), before anything is created.
+fn check_host_options(hc: &berth_api::HostConfig) -> Result<()> {
+    let bad = |m: String| Err(EngineError::BadRequest(m));
+    if !matches!(hc.pid_mode.as_str(), "" | "host") {
+        return bad(format!(
+            "invalid PID mode: {} (only host is supported)",
+            hc.pid_mode
+        ));
+    }
+    if !matches!(hc.ipc_mode.as_str(), "" | "private" | "shareable" | "host") {
+        return bad(format!("invalid IPC mode: {}", hc.ipc_mode));
+    }
+    if !matches!(hc.uts_mode.as_str(), "" | "host") {
+        return bad(format!("invalid UTS mode: {}", hc.uts_mode));
+    }
+    const ULIMITS: [&str; 15] = [
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+    ];
+    for u in hc.ulimits.iter().flatten() {
+        if !ULIMITS.contains(&u.name.as_str()) && u.name != "stack" {
+            return bad(format!("invalid ulimit type: {}", u.name));
+        }
+        if u.soft > u.hard {
+            return bad(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            ));
+        }
+    }
+    for k in hc.sysctls.iter().flatten().map(|(k, _)| k) {
+        let namespaced = k.starts_with("fs.mqueue.")
+            || k.starts_with("net.")
+            || matches!(
+                k.as_str(),
+                "kernel.msgmax"
+                    | "kernel.msgmnb"
+                    | "kernel.msgmni"
+                    | "kernel.sem"
+                    | "kernel.shmall"
+                    | "kernel.shmmax"
+                    | "kernel.shmmni"
+                    | "kernel.shm_rmid_forced"
+                    | "kernel.domainname"
+                    | "kernel.hostname"
+            );
+        if !namespaced {
+            return bad(format!("sysctl '{k}' is not allowed"));
+        }
+        if k.starts_with("net.") && hc.network_mode == "host" {
+            return bad(format!(
+                "sysctl '{k}' is not allowed in host network namespace"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A resolv.conf with `--dns-search` and `--dns-option` replacing its own
+/// `search` and `options` lines.
+fn with_dns_overrides(resolv: &str, search: &[String], options: &[String]) -> String {
+    let mut out: String = resolv
+        .lines()
+        .filter(|l| {
+            let replaced = |key: &str, by: &[String]| !by.is_empty() && l.starts_with(key);
+            !replaced("search", search) && !replaced("options", options)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
 /// Parses Docker's size strings: `10m`, `1g`, `512k`, `100`.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim().to_ascii_lowercase();
@@ -513,6 +605,7 @@ impl Engine {
             )));
         }
         host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
+        check_host_options(&host_config)?;
         let net_name = net::mode_network(&host_config.network_mode).to_string();
         let endpoint_cfg = networking_config
             .as_ref()
@@ -814,6 +907,11 @@ impl Engine {
                 .collect(),
             _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
+        let resolv = with_dns_overrides(
+            &resolv,
+            rec.host_config.dns_search.as_deref().unwrap_or_default(),
+            rec.host_config.dns_options.as_deref().unwrap_or_default(),
+        );
         std::fs::write(dir.join("resolv.conf"), resolv)?;
         Ok(vec![
             (dir.join("hostname"), "/etc/hostname".into()),
@@ -845,7 +943,32 @@ impl Engine {
         let mut args = vec![rec.path.clone()];
         args.extend(rec.args.iter().cloned());
         let sec = hc.security_opt.clone().unwrap_or_default();
+        let mut additional_gids = user.additional_gids;
+        for g in hc.group_add.iter().flatten() {
+            let gid = user::group_id(rootfs, g).map_err(EngineError::BadRequest)?;
+            if !additional_gids.contains(&gid) {
+                additional_gids.push(gid);
+            }
+        }
+        let rlimits = hc
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|u| {
+                (
+                    format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
+                    u.soft as u64,
+                    u.hard as u64,
+                )
+            })
+            .collect();
         Ok(RunSpec {
+            shm_size: hc.shm_size,
+            rlimits,
+            sysctls: hc.sysctls.clone().unwrap_or_default().into_iter().collect(),
+            host_pid: hc.pid_mode == "host",
+            host_ipc: hc.ipc_mode == "host",
+            host_uts: hc.uts_mode == "host",
             rootfs: rootfs.to_path_buf(),
             args,
             env,
@@ -856,7 +979,7 @@ impl Engine {
             },
             uid: user.uid,
             gid: user.gid,
-            additional_gids: user.additional_gids,
+            additional_gids,
             tty: rec.config.tty,
             hostname: rec.config.hostname.clone(),
             readonly_rootfs: hc.readonly_rootfs,

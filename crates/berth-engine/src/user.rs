@@ -83,6 +83,19 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, String> {
     })
 }
 
+/// `--group-add`: a gid, or a group name from the rootfs' /etc/group.
+pub fn group_id(rootfs: &Path, g: &str) -> Result<u32, String> {
+    if let Ok(n) = g.parse() {
+        return Ok(n);
+    }
+    let group = crate::rootfs::secure_join(rootfs, "/etc/group")
+        .and_then(std::fs::read_to_string)
+        .unwrap_or_default();
+    lookup(&group, g)
+        .and_then(|e| e[2].parse().ok())
+        .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,6 +131,15 @@ pub struct RunSpec {
     pub etc_binds: Vec<(PathBuf, String)>,
     /// Volumes, bind mounts and tmpfs mounts the user asked for.
     pub mounts: Vec<UserMount>,
+    /// Bytes of /dev/shm (0: Docker's 64 MiB).
+    pub shm_size: i64,
+    /// (`RLIMIT_NOFILE`, soft, hard).
+    pub rlimits: Vec<(String, u64, u64)>,
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `--pid=host`, `--ipc=host`, `--uts=host`: the host's namespace.
+    pub host_pid: bool,
+    pub host_ipc: bool,
+    pub host_uts: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -276,13 +285,30 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         ),
-        mount(
+    ];
+    let shm_size = format!(
+        "size={}k",
+        if spec.shm_size > 0 {
+            spec.shm_size / 1024
+        } else {
+            65536
+        }
+    );
+    if spec.host_ipc {
+        mounts.push(mount(
+            "/dev/shm",
+            "bind",
+            "/dev/shm",
+            &["rbind", "rprivate", "rw"],
+        ));
+    } else {
+        mounts.push(mount(
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ),
-    ];
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
+        ));
+    }
     for (src, dst) in &spec.etc_binds {
         mounts.push(mount(
             dst,
@@ -310,13 +336,18 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
             }
         }
     }
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
+    let mut namespaces = Vec::new();
+    for (kind, host) in [
+        ("pid", spec.host_pid),
+        ("ipc", spec.host_ipc),
+        ("uts", spec.host_uts),
+    ] {
+        if !host {
+            namespaces.push(json!({"type": kind}));
+        }
+    }
+    namespaces.push(json!({"type": "mount"}));
+    namespaces.push(json!({"type": "cgroup"}));
     match &spec.net {
         NetMode::None => namespaces.push(json!({"type": "network"})),
         NetMode::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
@@ -381,6 +412,9 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
         "cgroupsPath": spec.cgroup_path,
         "resources": resources,
     });
+    if !spec.sysctls.is_empty() {
+        linux["sysctl"] = json!(spec.sysctls);
+    }
     if !spec.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
@@ -406,10 +440,19 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
             "oomScoreAdj": 0,
         },
         "root": {"path": spec.rootfs, "readonly": spec.readonly_rootfs},
-        "hostname": spec.hostname,
         "mounts": mounts,
         "linux": linux,
     });
+    if !spec.host_uts {
+        v["hostname"] = json!(spec.hostname);
+    }
+    if !spec.rlimits.is_empty() {
+        v["process"]["rlimits"] = spec
+            .rlimits
+            .iter()
+            .map(|(t, soft, hard)| json!({"type": t, "soft": soft, "hard": hard}))
+            .collect();
+    }
     set_no_new_privileges(&mut v["process"], spec.no_new_privileges);
     Ok(v)
 }
