@@ -539,8 +539,13 @@ impl Engine {
                 self.clone().handle_exit(c.clone(), exit, false).await;
             } else {
                 // A launch cut short by a crash may have left a shim waiting to
-                // start its container, and an endpoint.
-                kill_stale_shim(&self.xdir(&id));
+                // start its container, its cgroup, and an endpoint.
+                if kill_stale_shim(&self.xdir(&id)) {
+                    let path = stats::cgroup_path(&id);
+                    let _ =
+                        tokio::task::spawn_blocking(move || berth_runtime::cgroups::destroy(&path))
+                            .await;
+                }
                 let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
                 if !eps.is_empty() {
                     self.teardown_network(&id, &eps).await;
@@ -1156,7 +1161,12 @@ impl Engine {
         let resp = match self.shim(id).call(&Request::Start).await {
             Ok(r) => r,
             Err(e) => {
-                kill_stale_shim(&xdir);
+                if kill_stale_shim(&xdir) {
+                    let path = stats::cgroup_path(id);
+                    let _ =
+                        tokio::task::spawn_blocking(move || berth_runtime::cgroups::destroy(&path))
+                            .await;
+                }
                 return Err(e.into());
             }
         };
@@ -2129,13 +2139,14 @@ fn exit_code_for_start_error(msg: &str) -> i32 {
 }
 
 /// Kills the shim of a container that is not running, and the process group
-/// it leads (a created, never started container's init waits in it).
-fn kill_stale_shim(xdir: &Path) {
+/// it leads (a created, never started container's init waits in it). True
+/// when there was one to kill: its cgroup is then left for the caller.
+fn kill_stale_shim(xdir: &Path) -> bool {
     let Some(pid) = std::fs::read_to_string(xdir.join("shim.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
     else {
-        return;
+        return false;
     };
     let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| String::from_utf8_lossy(&c).contains(&*xdir.to_string_lossy()))
@@ -2150,6 +2161,7 @@ fn kill_stale_shim(xdir: &Path) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+    ours
 }
 
 /// Waits (up to 5 s) for the shim whose pid `xdir/shim.pid` names to exit.

@@ -226,6 +226,37 @@ pub fn stats_at(root: &Path, unified: bool, cgroup_path: &str) -> CgroupStats {
     s
 }
 
+/// Ends whatever is left in a container's cgroup (a shim killed before it
+/// could clean up) and removes the cgroup from every hierarchy.
+pub fn destroy(cgroup_path: &str) {
+    let procs = dir("pids", cgroup_path).join("cgroup.procs");
+    for _ in 0..100 {
+        let pids: Vec<i32> = fs::read_to_string(&procs)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        for p in pids {
+            // SAFETY: kill(2) with a pid read from the container's own cgroup.
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let rel = cgroup_path.trim_start_matches('/');
+    if is_unified() {
+        let _ = fs::remove_dir(Path::new(ROOT).join(rel));
+        return;
+    }
+    for hierarchy in fs::read_dir(ROOT).into_iter().flatten().flatten() {
+        let _ = fs::remove_dir(hierarchy.path().join(rel));
+    }
+}
+
 /// New limits for a running container (`docker update`); None leaves one be.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
