@@ -57,18 +57,32 @@ pub fn align(lines: &[String]) -> String {
 
 /// Prints `rows` with a user's `--format` (or `default`, a `table …` template).
 /// `headers` maps field names to column titles for `table` formats.
-pub fn print_rows(format: &str, default: &str, rows: &[J], headers: &[(&str, &str)]) -> Result<()> {
-    let f = if format.is_empty() || format == "table" {
-        default.to_string()
-    } else {
-        format.to_string()
-    };
-    let f = if f == "json" {
+/// A `--format` as the template it stands for: `json` is `{{json .}}`, and
+/// `\t`/`\n` typed by the user are real ones.
+fn normalize(format: &str) -> String {
+    if format == "json" {
         "{{json .}}".to_string()
     } else {
-        f
+        unescape(format)
+    }
+}
+
+/// The template of a line-per-item `--format` (`berth events`), parsed once;
+/// None when the user gave none.
+pub fn line_template(format: &str) -> Result<Option<Tmpl>> {
+    match format {
+        "" => Ok(None),
+        f => Tmpl::parse(&normalize(f)).map(Some),
+    }
+}
+
+pub fn print_rows(format: &str, default: &str, rows: &[J], headers: &[(&str, &str)]) -> Result<()> {
+    let f = if format.is_empty() || format == "table" {
+        default
+    } else {
+        format
     };
-    let f = unescape(&f);
+    let f = normalize(f);
     if let Some(rest) = f.strip_prefix("table") {
         let rest = rest.trim_start();
         let mut hctx = serde_json::Map::new();

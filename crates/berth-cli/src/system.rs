@@ -209,11 +209,7 @@ pub fn events(c: &Client, a: EventsArgs) -> Result<i32> {
     }
     let qs = crate::client::query(&q);
     let resp = c.get(&format!("/events{qs}"))?;
-    let tmpl = match a.format.as_str() {
-        "" => None,
-        "json" => Some("{{json .}}".to_string()),
-        f => Some(f.replace("\\t", "\t").replace("\\n", "\n")),
-    };
+    let tmpl = crate::format::line_template(&a.format)?;
     use std::io::{BufRead, Write};
     let mut out = std::io::stdout().lock();
     for line in std::io::BufReader::new(resp.body).lines() {
@@ -222,7 +218,7 @@ pub fn events(c: &Client, a: EventsArgs) -> Result<i32> {
             continue;
         };
         let text = match &tmpl {
-            Some(t) => crate::format::render(t, &ev)?,
+            Some(t) => t.render(&ev)?,
             None => default_event_line(&ev),
         };
         writeln!(out, "{text}")?;

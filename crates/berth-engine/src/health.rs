@@ -122,6 +122,10 @@ impl Engine {
     pub(crate) fn start_health(self: &Arc<Self>, c: &Arc<Ctr>, fresh: bool) {
         let (id, p) = {
             let rec = c.rec.read().expect("rec");
+            if rec.config.healthcheck.is_none() {
+                return;
+            }
+            // CMD-SHELL runs under the image's SHELL.
             let shell = self
                 .store
                 .get(&rec.image_id)

@@ -426,8 +426,7 @@ impl Engine {
     }
 
     fn emit_for(&self, c: &Ctr, action: &str, extra: &[(&str, String)]) {
-        let rec = c.rec.read().expect("rec").clone();
-        self.emit_container(&rec, action, extra);
+        self.emit_container(&c.rec.read().expect("rec"), action, extra);
     }
 
     /// Fails with Docker's "No such container" unless `key` names one.

@@ -144,21 +144,24 @@ impl Engine {
         }
     }
 
+    /// Every container's current endpoints, but those of container `skip`.
+    fn endpoints_except(&self, skip: Option<&str>) -> Vec<EndpointState> {
+        self.containers
+            .read()
+            .expect("containers")
+            .iter()
+            .filter(|(id, _)| Some(id.as_str()) != skip)
+            .flat_map(|(_, c)| c.state().endpoints.into_values())
+            .collect()
+    }
+
     /// Deletes veths on our bridges that no running container owns: a kill -9
     /// of berthd can cut a background teardown short.
     pub(crate) fn remove_orphan_links(&self) {
         let owned: Vec<String> = self
-            .containers
-            .read()
-            .expect("containers")
-            .values()
-            .flat_map(|c| {
-                c.state()
-                    .endpoints
-                    .values()
-                    .map(|e| e.host_if.clone())
-                    .collect::<Vec<_>>()
-            })
+            .endpoints_except(None)
+            .into_iter()
+            .map(|e| e.host_if)
             .collect();
         for n in self.nets.list().iter().filter(|n| n.is_bridge()) {
             for port in host::bridge_ports(&n.bridge) {
@@ -485,18 +488,9 @@ impl Engine {
             return Ok(Vec::new());
         }
         let taken: Vec<PortMap> = self
-            .containers
-            .read()
-            .expect("containers")
-            .values()
-            .filter(|c| c.id() != rec.id)
-            .flat_map(|c| {
-                c.state()
-                    .endpoints
-                    .values()
-                    .flat_map(|e| e.ports.clone())
-                    .collect::<Vec<_>>()
-            })
+            .endpoints_except(Some(&rec.id))
+            .into_iter()
+            .flat_map(|e| e.ports)
             .collect();
         let mut out: Vec<PortMap> = Vec::new();
         for (proto, cport, hip, hport) in wanted {
@@ -558,25 +552,17 @@ impl Engine {
     /// running containers.
     pub(crate) fn sync_nft(&self) {
         let forwards: Vec<host::Forward> = self
-            .containers
-            .read()
-            .expect("containers")
-            .values()
-            .flat_map(|c| {
-                c.state()
-                    .endpoints
-                    .values()
-                    .flat_map(|e| {
-                        e.ports
-                            .iter()
-                            .map(|p| host::Forward {
-                                proto: p.proto.clone(),
-                                host_ip: p.host_ip.clone(),
-                                host_port: p.host_port,
-                                container_ip: e.ip.clone(),
-                                container_port: p.container_port,
-                            })
-                            .collect::<Vec<_>>()
+            .endpoints_except(None)
+            .into_iter()
+            .flat_map(|e| {
+                e.ports
+                    .iter()
+                    .map(|p| host::Forward {
+                        proto: p.proto.clone(),
+                        host_ip: p.host_ip.clone(),
+                        host_port: p.host_port,
+                        container_ip: e.ip.clone(),
+                        container_port: p.container_port,
                     })
                     .collect::<Vec<_>>()
             })

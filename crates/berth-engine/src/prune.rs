@@ -65,11 +65,9 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// RFC 3339 times → unix seconds (0 when unparsable).
+/// A record's RFC 3339 creation time → unix seconds (0 when unparsable).
 pub fn rfc3339_unix(s: &str) -> f64 {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9)
-        .unwrap_or(0.0)
+    crate::logs::parse_time(s).unwrap_or(0.0)
 }
 
 /// Docker's `until`: a unix time, an RFC 3339 time, or a Go duration
