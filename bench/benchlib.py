@@ -10,7 +10,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "release"))
+BIN = os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "release"))
 
 
 def build():

@@ -15,7 +15,7 @@ import time
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "debug"))
+BIN = os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "debug"))
 
 
 class UnixHTTP(http.client.HTTPConnection):

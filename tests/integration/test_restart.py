@@ -218,3 +218,58 @@ def test_shims_stay_idle_after_their_daemon_goes(daemon, name):
         assert out == "ok\n", err
     finally:
         daemon.docker("rm", "-f", name)
+
+
+def _shim_image(daemon, cid):
+    import os
+    pid = open(os.path.join(daemon.exec_root, "containers", cid, "shim.pid")).read().strip()
+    return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+
+
+def test_idle_container_is_supervised_by_the_monitor(daemon, name):
+    """An idle shim becomes berth-monitor, which logs the container's output
+    and serves an attached client's input and output without the full shim;
+    requests bring the shim back, and it slims down again."""
+    import subprocess
+    script = "while true; do echo tick; sleep 0.05; done & exec cat"
+    cid = daemon.docker("run", "-d", "-i", "--name", name, "busybox", "sh", "-c", script,
+                        check=True)[1].strip()
+    attach = None
+    try:
+        gen = _wait_reexec(daemon, cid)
+        assert _shim_image(daemon, cid) == "berth-monitor"
+        ticks = daemon.docker("logs", name)[1].count("tick\n")
+        time.sleep(0.6)
+        # Output kept flowing into the log while the monitor alone watched it.
+        assert _generation(daemon, cid) == gen and _shim_image(daemon, cid) == "berth-monitor"
+        logs = daemon.docker("logs", name)[1]
+        assert logs.count("tick\n") >= ticks + 5 and set(logs.split("\n")) == {"tick", ""}
+        attach = subprocess.Popen(["docker", "attach", name], env=daemon.env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The attach request went to the shim, which then went back to the monitor.
+        _wait_reexec(daemon, cid, after=gen + 1)
+        time.sleep(0.3)
+        deadline = time.time() + 10
+        while _shim_image(daemon, cid) != "berth-monitor":
+            assert time.time() < deadline
+            time.sleep(0.05)
+        # Input from the attached client reaches the container through the
+        # monitor, and the container's answer comes back the same way.
+        attach.stdin.write(b"through-the-monitor\n")
+        attach.stdin.flush()
+        deadline = time.time() + 10
+        while "through-the-monitor" not in daemon.docker("logs", name)[1]:
+            assert time.time() < deadline, "the attached client's input never arrived"
+            time.sleep(0.1)
+        assert _shim_image(daemon, cid) == "berth-monitor"
+        rc, out, err = daemon.docker("exec", name, "echo", "exec-ok")
+        assert (rc, out) == (0, "exec-ok\n"), err
+        assert daemon.docker("kill", name)[0] == 0
+        out, _ = attach.communicate(timeout=20)
+        assert b"through-the-monitor\n" in out and b"tick\n" in out
+        assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", name)[1].strip() == "137"
+    finally:
+        if attach and attach.poll() is None:
+            attach.kill()
+            attach.wait()
+        daemon.docker("rm", "-f", name)

@@ -102,6 +102,8 @@ pub struct EngineConfig {
     pub socket_redirect: bool,
     /// Passed to each shim (`ShimConfig::slim_after_ms`).
     pub shim_slim_after_ms: Option<u64>,
+    /// Passed to each shim (`ShimConfig::monitor`).
+    pub monitor_path: Option<PathBuf>,
 }
 
 /// Changes a waiter may be waiting for.
@@ -1139,6 +1141,11 @@ impl Engine {
             socket: self.shim_socket(id).display().to_string(),
             seccomp_cache: self.cfg.exec_root.join("seccomp").display().to_string(),
             slim_after_ms: self.cfg.shim_slim_after_ms,
+            monitor: self
+                .cfg
+                .monitor_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
         };
         write_replace(
             &xdir.join("shim.json"),

@@ -103,6 +103,9 @@ pub struct ShimConfig {
     /// itself to shed that code and heap (None: the default; 0: never).
     #[serde(default)]
     pub slim_after_ms: Option<u64>,
+    /// What an idle shim execs: berth-monitor (None: the shim itself).
+    #[serde(default)]
+    pub monitor: Option<String>,
 }
 
 /// Docker's multiplexed stream header: stream type, three zero bytes, big-endian size.

@@ -5,8 +5,9 @@
 //! while berthd is down.
 
 mod filter;
-mod log;
 
+use berth_monitor::handover::{HandedClient, Handover};
+use berth_monitor::log;
 use berth_runtime::proto::{self, ExitStatus, Request, Response, ShimConfig};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -146,33 +147,6 @@ fn set_cloexec(fd: RawFd, on: bool) {
         };
         libc::fcntl(fd, libc::F_SETFD, fl);
     }
-}
-
-/// What a shim passes to the image it re-executes (`Shim::slim_down`):
-/// descriptors by number, open across the exec, and the state around them.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Handover {
-    listener: RawFd,
-    init_pid: i32,
-    init_stdin: Option<RawFd>,
-    init_tty: Option<RawFd>,
-    init_open_streams: usize,
-    sources: Vec<(RawFd, usize)>,
-    clients: Vec<HandedClient>,
-    log_partial: [Vec<u8>; 2],
-    seccomp: Option<(Vec<u8>, u32)>,
-    finished_execs: Vec<(String, i32)>,
-    generation: u32,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct HandedClient {
-    fd: RawFd,
-    waiting: bool,
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-    read_closed: bool,
 }
 
 fn pipe() -> Res<(OwnedFd, OwnedFd)> {
@@ -529,7 +503,7 @@ impl Shim {
         let st = ExitStatus {
             exit_code: code,
             oom_killed: berth_runtime::cgroups::oom_kills(&self.cfg.cgroup_path) > 0,
-            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            finished_at: log::rfc3339_nanos(std::time::SystemTime::now()),
         };
         if let Err(e) = write_exit_file(&self.state_dir, &st) {
             eprintln!("berth-shim: writing exit file: {e}");
@@ -977,18 +951,13 @@ impl Shim {
             })
     }
 
-    /// Re-executes this binary with the container's stdio, the listening
-    /// socket and the connected clients carried over as open descriptors:
-    /// the container creation code, libcontainer's pages and the heap it left
-    /// stop counting against an idle container. Returns only on failure.
+    /// Execs the monitor (or, without one, this binary again) with the
+    /// container's stdio, the listening socket and the connected clients
+    /// carried over as open descriptors: the container creation code,
+    /// libcontainer's pages and the heap it left stop counting against an
+    /// idle container. Returns only on failure.
     fn slim_down(&mut self) -> Res<()> {
-        let mut fds = vec![self.listener.as_raw_fd()];
-        let sources: Vec<(RawFd, usize)> = self
-            .sources
-            .values()
-            .map(|s| (s.fd.as_raw_fd(), s.stream))
-            .collect();
-        fds.extend(sources.iter().map(|s| s.0));
+        let shim = std::env::current_exe()?;
         let clients: Vec<HandedClient> = self
             .clients
             .values()
@@ -1008,40 +977,52 @@ impl Shim {
                     stdout,
                     stderr,
                     read_closed: c.read_closed,
+                    outbuf: c.outbuf.clone(),
                 }
             })
             .collect();
-        fds.extend(clients.iter().map(|c| c.fd));
-        fds.extend(self.init_stdin.as_ref().map(|f| f.as_raw_fd()));
-        fds.extend(self.init_tty);
-        let h = Handover {
+        let mut h = Handover {
+            generation: self.generation + 1,
+            shim: shim.to_string_lossy().into_owned(),
             listener: self.listener.as_raw_fd(),
             init_pid: self.init_pid.unwrap_or(0),
             init_stdin: self.init_stdin.as_ref().map(|f| f.as_raw_fd()),
             init_tty: self.init_tty,
             init_open_streams: self.init_open_streams,
-            sources,
+            sources: self
+                .sources
+                .values()
+                .map(|s| (s.fd.as_raw_fd(), s.stream))
+                .collect(),
             clients,
+            log_path: self.cfg.log_path.clone(),
+            log_max_size: self.cfg.log_max_size,
+            log_max_files: self.cfg.log_max_files,
+            tty: self.cfg.tty,
             log_partial: self.log.take_partial(),
             seccomp: self.filter.as_ref().map(|f| {
                 let (bpf, flags) = f.program();
                 (bpf.to_vec(), flags)
             }),
             finished_execs: self.finished_execs.iter().cloned().collect(),
-            generation: self.generation + 1,
         };
-        let path = self.state_dir.join("handover.json");
-        let restore = |log: &mut log::JsonLog, h: Handover| log.set_partial(h.log_partial);
-        if let Err(e) = fs::write(&path, serde_json::to_vec(&h)?) {
-            restore(&mut self.log, h);
+        let path = self.state_dir.join("handover");
+        let tmp = self.state_dir.join("handover.tmp");
+        if let Err(e) = fs::write(&tmp, h.encode()).and_then(|_| fs::rename(&tmp, &path)) {
+            self.log.set_partial(std::mem::take(&mut h.log_partial));
             return Err(e.into());
         }
+        let fds = h.fds();
         for &fd in &fds {
             set_cloexec(fd, false);
         }
+        let (image, name) = match self.cfg.monitor.as_deref() {
+            Some(m) if !m.is_empty() => (PathBuf::from(m), "berth-monitor"),
+            _ => (PathBuf::from("/proc/self/exe"), "berth-shim"),
+        };
         use std::os::unix::process::CommandExt;
-        let err = std::process::Command::new("/proc/self/exe")
-            .arg0("berth-shim")
+        let err = std::process::Command::new(image)
+            .arg0(name)
             .arg(&self.state_dir)
             .arg("--resume")
             .arg(h.generation.to_string())
@@ -1050,7 +1031,7 @@ impl Shim {
             set_cloexec(fd, true);
         }
         let _ = fs::remove_file(&path);
-        restore(&mut self.log, h);
+        self.log.set_partial(std::mem::take(&mut h.log_partial));
         Err(err.into())
     }
 
@@ -1215,15 +1196,10 @@ fn event_loop(
 /// container, a fresh image.
 fn resume(state_dir: &Path) -> Res<Shim> {
     let cfg: ShimConfig = serde_json::from_slice(&fs::read(state_dir.join("shim.json"))?)?;
-    let path = state_dir.join("handover.json");
-    let h: Handover = serde_json::from_slice(&fs::read(&path)?)?;
+    let path = state_dir.join("handover");
+    let h = Handover::decode(&fs::read_to_string(&path)?)?;
     let _ = fs::remove_file(&path);
-    let mut fds = vec![h.listener];
-    fds.extend(h.sources.iter().map(|s| s.0));
-    fds.extend(h.clients.iter().map(|c| c.fd));
-    fds.extend(h.init_stdin);
-    fds.extend(h.init_tty);
-    for &fd in &fds {
+    for fd in h.fds() {
         set_cloexec(fd, true);
     }
     // The previous image of this process handed these descriptors over,
@@ -1245,6 +1221,10 @@ fn resume(state_dir: &Path) -> Res<Shim> {
     shim.init_pid = Some(h.init_pid);
     shim.finished_execs = h.finished_execs.into_iter().collect();
     shim.generation = h.generation;
+    // Handed back by the monitor: once idle again, this image goes back to it.
+    if shim.cfg.monitor.is_some() {
+        shim.dirty_since = Some(Instant::now());
+    }
     for (fd, stream) in h.sources {
         shim.add_source(own(fd), Owner::Init, stream)?;
     }
@@ -1270,7 +1250,7 @@ fn resume(state_dir: &Path) -> Res<Shim> {
             Client {
                 sock,
                 inbuf: Vec::new(),
-                outbuf: Vec::new(),
+                outbuf: c.outbuf,
                 state,
                 close_after_flush: false,
                 read_closed: c.read_closed,

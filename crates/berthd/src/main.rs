@@ -51,6 +51,10 @@ struct Args {
     /// container-creation code (0: never; tests set it low)
     #[arg(long, hide = true)]
     shim_slim_after: Option<u64>,
+    /// What idle shims become (default: berth-monitor beside the shim; none:
+    /// the shim re-executes itself)
+    #[arg(long, env = "BERTH_MONITOR")]
+    shim_monitor: Option<PathBuf>,
 }
 
 /// See `Args::cgroup_favordynmods`.
@@ -81,6 +85,14 @@ fn shim_path(args: &Args) -> Result<PathBuf> {
         bail!("berth-shim not found beside {}", exe.display());
     }
     Ok(p)
+}
+
+fn monitor_path(args: &Args, shim: &std::path::Path) -> Option<PathBuf> {
+    match &args.shim_monitor {
+        Some(p) if p.as_os_str() == "none" => None,
+        Some(p) => Some(p.clone()),
+        None => Some(shim.with_file_name("berth-monitor")).filter(|p| p.exists()),
+    }
 }
 
 fn daemon_id(data_root: &std::path::Path) -> String {
@@ -130,11 +142,13 @@ async fn main() -> Result<()> {
         }
         std::fs::write(p, std::process::id().to_string())?;
     }
+    let shim = shim_path(&args)?;
     let engine = Engine::open(
         EngineConfig {
             data_root: args.data_root.clone(),
             exec_root: args.exec_root.clone(),
-            shim_path: shim_path(&args)?,
+            monitor_path: monitor_path(&args, &shim),
+            shim_path: shim,
             bridge_name: args.bridge.clone(),
             bip: args.bip.clone(),
             nft_table: args.nft_table.clone(),
