@@ -218,3 +218,49 @@ def test_namespace_and_process_options(daemon, tool, tmp_path):
     assert rc != 0 and "soft limit" in err, err
     rc, o, err = run("run", "--rm", "--pid", "container:x", "busybox", "true")
     assert rc != 0, err
+
+
+def test_image_symlinks_cannot_send_mounts_outside_the_rootfs(daemon, tmp_path, name):
+    """Mount destinations are resolved inside the rootfs: an image whose
+    /etc/hosts and a volume's parent are absolute symlinks to host paths gets
+    them created under its own root, and nothing appears on the host."""
+    import io
+    import subprocess
+    import tarfile
+    host_dir = f"/tmp/berth-escape-{os.getpid()}-{name}"
+    base = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "busybox-rootfs")],
+                          capture_output=True, check=True).stdout
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(base)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src.getmembers():
+            if m.name.lstrip("./") != "etc/hosts":
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        for path, target in (("etc/hosts", f"{host_dir}/hosts"), ("mnt/v", f"{host_dir}/vol")):
+            info = tarfile.TarInfo(path)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            dst.addfile(info)
+    (tmp_path / "img.tar").write_bytes(out.getvalue())
+    image = f"escape-{name}:1"
+    assert daemon.docker("import", str(tmp_path / "img.tar"), image)[0] == 0
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "f").write_text("from-volume")
+    try:
+        rc, out, err = daemon.docker("run", "--rm", "-v", f"{vol}:/mnt/v/data", image, "sh", "-c",
+                                     f"cat /etc/hosts /mnt/v/data/f; ls -d {host_dir}/vol/data")
+        assert rc == 0, err
+        assert "localhost" in out and "from-volume" in out, out
+        assert not os.path.exists(host_dir), "a mount followed an image's symlink onto the host"
+    finally:
+        daemon.docker("rmi", image)
+
+
+def test_device_cgroup_allows_only_dockers_devices(daemon):
+    """A node for a device Docker does not allow (/dev/kmsg, c 1:11) can be
+    made (mknod is allowed) but not opened: the devices cgroup refuses it,
+    unless --privileged."""
+    script = "mknod /tmp/kmsg c 1 11 && head -c 0 /tmp/kmsg; echo rc=$?"
+    rc, out, err = daemon.docker("run", "--rm", "busybox", "sh", "-c", script)
+    assert "rc=1" in out and "Operation not permitted" in out + err, (out, err)
+    rc, out, err = daemon.docker("run", "--rm", "--privileged", "busybox", "sh", "-c", script)
+    assert "rc=0" in out, (out, err)

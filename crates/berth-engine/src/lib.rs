@@ -1107,8 +1107,6 @@ impl Engine {
         }
         let _ = std::fs::remove_file(self.shim_socket(id));
         let runtime_root = self.cfg.exec_root.join("runtime");
-        // A previous run of this container leaves libcontainer state behind.
-        let _ = remove_tree(&runtime_root.join(id));
         write_replace(
             &xdir.join("bundle/config.json"),
             &serde_json::to_vec(&oci).map_err(|e| EngineError::Internal(e.to_string()))?,
@@ -1219,6 +1217,12 @@ impl Engine {
                 true
             }
         };
+        if exited_early && line.is_empty() {
+            // It may have exited just after writing its answer, which the
+            // pipe still holds.
+            let _ =
+                tokio::time::timeout(Duration::from_millis(200), reader.read_line(&mut line)).await;
+        }
         if exited_early && line.is_empty() {
             let log = std::fs::read_to_string(xdir.join("shim.log")).unwrap_or_default();
             return Err(EngineError::Internal(format!(

@@ -7,7 +7,7 @@
 //! container. Anything else (berthd connecting, the container exiting, a
 //! stream ending) it hands back by exec'ing the full shim, which takes it from
 //! there. Std and libc only, linked statically where the build allows: an
-//! idle container costs this process's resident pages, not libcontainer's.
+//! idle container costs this process's resident pages, not the shim's.
 
 use berth_monitor::handover::{HandedClient, Handover};
 use berth_monitor::log::JsonLog;

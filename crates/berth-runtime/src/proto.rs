@@ -82,7 +82,8 @@ impl Response {
 pub struct ShimConfig {
     pub id: String,
     pub bundle: String,
-    /// libcontainer's state directory.
+    /// The runtime's directory in the exec root; the seccomp program cache
+    /// defaults to its sibling `seccomp`.
     pub runtime_root: String,
     pub log_path: String,
     pub log_max_size: u64,
@@ -99,8 +100,8 @@ pub struct ShimConfig {
     /// Where compiled seccomp programs are kept, named by the profile's sha256.
     #[serde(default)]
     pub seccomp_cache: String,
-    /// How long after its last use of libcontainer an idle shim re-executes
-    /// itself to shed that code and heap (None: the default; 0: never).
+    /// How long an idle shim waits before it hands the container to the
+    /// monitor (None: the default; 0: never).
     #[serde(default)]
     pub slim_after_ms: Option<u64>,
     /// What an idle shim execs: berth-monitor (None: the shim itself).

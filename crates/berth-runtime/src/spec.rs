@@ -457,9 +457,7 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
     Ok(v)
 }
 
-/// libcontainer loads the seccomp filter while it still holds CAP_SYS_ADMIN only
-/// when `noNewPrivileges` is absent; `false` makes it load after dropping
-/// capabilities, which the kernel refuses. So the key is written only when true.
+/// Written only when set, as Docker writes it.
 fn set_no_new_privileges(process: &mut Value, on: bool) {
     if on {
         process["noNewPrivileges"] = json!(true);

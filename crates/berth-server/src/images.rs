@@ -19,10 +19,21 @@ pub async fn list(State(s): State<AppState>, q: Q) -> ApiResult {
 pub(crate) async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> {
     let mut f = temp_file(s, "upload")?;
     let mut stream = body.into_data_stream();
+    let mut failed = None;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad(format!("reading body: {e}")))?;
-        f.write_all(&chunk)
-            .map_err(|e| crate::ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if failed.is_none() {
+            failed = f.write_all(&chunk).err();
+        }
+    }
+    // Read to the end even after a failed write (a full disk): a client
+    // still sending when the connection closes sees a broken pipe instead
+    // of the error.
+    if let Some(e) = failed {
+        return Err(crate::ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ));
     }
     use std::io::Seek;
     f.rewind().map_err(|e| ApiError::bad(e.to_string()))?;

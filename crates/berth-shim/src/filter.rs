@@ -1,20 +1,10 @@
 //! Seccomp without recompiling it for every container.
 //!
-//! libcontainer builds the filter with libseccomp inside each new container,
-//! which for Docker's profile (three architectures, ~370 rules) costs 10–20 ms
-//! of a ~30 ms start. Like crun, we compile a profile once, keep the BPF in a
-//! cache named by the profile's sha256, and install the cached program
-//! ourselves from a libcontainer `Executor`, just before exec.
-//!
-//! At that point libcontainer has already dropped capabilities, and without
-//! no_new_privs installing a filter needs CAP_SYS_ADMIN. So the shim hands
-//! libcontainer CAP_SYS_ADMIN (and CAP_SETPCAP, to drop it from the bounding
-//! set) in the bounding and permitted sets only; the executor raises them,
-//! installs the filter, takes them away again and checks the result before it
-//! execs. runc orders it the same way (filter first, then capabilities).
+//! Compiling Docker's profile (three architectures, ~370 rules) with
+//! libseccomp costs 10–20 ms. Like crun, we compile a profile once, keep the
+//! BPF in a cache named by the profile's sha256, and load the cached program
+//! in each new process just before exec (see linux.rs for the order).
 
-use caps::{CapSet, Capability, CapsHashSet};
-use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
@@ -24,7 +14,6 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
@@ -36,83 +25,14 @@ pub enum FilterError {
     Io(#[from] io::Error),
 }
 
-/// The capabilities the executor borrows to install the filter.
-const BORROWED: [&str; 2] = ["CAP_SYS_ADMIN", "CAP_SETPCAP"];
-
-/// A compiled filter and what the process's capabilities must be once it is in.
-#[derive(Debug)]
-pub struct Filter {
-    bpf: Vec<u8>,
-    flags: u32,
-    /// Capabilities added only so the filter can be installed.
-    borrowed: Vec<Capability>,
-    effective: CapsHashSet,
-    permitted: CapsHashSet,
-}
-
-/// Takes `linux.seccomp` out of an OCI spec (so libcontainer does not compile
-/// it again) and returns its compiled program, from `cache_dir` when it is
-/// there. Lends the process the capabilities the executor needs.
-pub fn take_from_spec(spec: &mut Value, cache_dir: &Path) -> Result<Option<Filter>, FilterError> {
-    let Some(profile) = spec["linux"]
-        .as_object_mut()
-        .and_then(|l| l.remove("seccomp"))
-    else {
-        return Ok(None);
-    };
+/// The compiled program (and its flags) of an OCI seccomp profile, from
+/// `cache_dir` when it is there; None without a profile.
+pub fn program(profile: &Value, cache_dir: &Path) -> Result<Option<(Vec<u8>, u32)>, FilterError> {
     if profile.is_null() {
         return Ok(None);
     }
-    let bpf = cached_program(&profile, cache_dir)?;
-    let flags = filter_flags(&profile)?;
-    lend_capabilities(&mut spec["process"], bpf, flags).map(Some)
-}
-
-/// For an exec: the same program, with the exec process's own capabilities.
-pub fn for_process(f: &Filter, process: &mut Value) -> Result<Filter, FilterError> {
-    lend_capabilities(process, f.bpf.clone(), f.flags)
-}
-
-fn lend_capabilities(process: &mut Value, bpf: Vec<u8>, flags: u32) -> Result<Filter, FilterError> {
-    let caps = &mut process["capabilities"];
-    let set_of = |caps: &Value, key: &str| -> Result<CapsHashSet, FilterError> {
-        caps[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                c.as_str()
-                    .unwrap_or("")
-                    .parse::<Capability>()
-                    .map_err(|e| FilterError::Profile(format!("capability {c}: {e}")))
-            })
-            .collect()
-    };
-    let effective = set_of(caps, "effective")?;
-    let permitted = set_of(caps, "permitted")?;
-    let bounding = set_of(caps, "bounding")?;
-    let mut borrowed = Vec::new();
-    for name in BORROWED {
-        let cap: Capability = name.parse().expect("known capability");
-        if !bounding.contains(&cap) || !permitted.contains(&cap) {
-            borrowed.push(cap);
-        }
-        for key in ["bounding", "permitted"] {
-            let list = caps[key].as_array_mut();
-            match list {
-                Some(l) if !l.iter().any(|c| c == name) => l.push(Value::from(name)),
-                Some(_) => {}
-                None => caps[key] = Value::from(vec![name]),
-            }
-        }
-    }
-    Ok(Filter {
-        bpf,
-        flags,
-        borrowed,
-        effective,
-        permitted,
-    })
+    let bpf = cached_program(profile, cache_dir)?;
+    Ok(Some((bpf, filter_flags(profile)?)))
 }
 
 /// Cache entries are `sha256(program) ‖ program`, so a torn or altered file
@@ -257,84 +177,6 @@ fn filter_flags(profile: &Value) -> Result<u32, FilterError> {
     Ok(flags)
 }
 
-impl Filter {
-    /// The compiled program and its flags, for a re-executed shim.
-    pub fn program(&self) -> (&[u8], u32) {
-        (&self.bpf, self.flags)
-    }
-
-    /// A filter rebuilt from `program()`: a base for `for_process` only.
-    pub fn from_program(bpf: Vec<u8>, flags: u32) -> Filter {
-        Filter {
-            bpf,
-            flags,
-            borrowed: Vec::new(),
-            effective: CapsHashSet::new(),
-            permitted: CapsHashSet::new(),
-        }
-    }
-
-    /// Runs in the container process after libcontainer's setup: borrow,
-    /// install, give back, verify. Any failure stops the exec.
-    fn install(&self) -> io::Result<()> {
-        let raise = |c: Capability| caps::raise(None, CapSet::Effective, c);
-        raise(Capability::CAP_SYS_ADMIN).map_err(io::Error::other)?;
-        raise(Capability::CAP_SETPCAP).map_err(io::Error::other)?;
-        let prog = libc::sock_fprog {
-            len: (self.bpf.len() / 8) as u16,
-            filter: self.bpf.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: `prog` points at `bpf`, which outlives the call; the kernel
-        // copies the program.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for c in &self.borrowed {
-            caps::drop(None, CapSet::Bounding, *c).map_err(io::Error::other)?;
-        }
-        caps::set(None, CapSet::Effective, &self.effective).map_err(io::Error::other)?;
-        caps::set(None, CapSet::Permitted, &self.permitted).map_err(io::Error::other)?;
-        let bounding = caps::read(None, CapSet::Bounding).map_err(io::Error::other)?;
-        let eff = caps::read(None, CapSet::Effective).map_err(io::Error::other)?;
-        let perm = caps::read(None, CapSet::Permitted).map_err(io::Error::other)?;
-        if self.borrowed.iter().any(|c| bounding.contains(c))
-            || eff != self.effective
-            || perm != self.permitted
-        {
-            return Err(io::Error::other(
-                "capabilities did not return to the requested sets",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// libcontainer's default executor, with the cached filter installed first.
-#[derive(Clone)]
-pub struct FilterExecutor(pub Option<Arc<Filter>>);
-
-impl Executor for FilterExecutor {
-    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
-        if let Some(f) = &self.0 {
-            f.install()
-                .map_err(|e| ExecutorError::Other(format!("installing seccomp filter: {e}")))?;
-        }
-        libcontainer::workload::default::get_executor().exec(spec)
-    }
-
-    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
-        libcontainer::workload::default::get_executor().validate(spec)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,30 +234,13 @@ mod tests {
     }
 
     #[test]
-    fn spec_loses_its_profile_and_lends_only_missing_caps() {
+    fn no_profile_no_program() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spec = json!({
-            "process": {"capabilities": {
-                "bounding": ["CAP_CHOWN", "CAP_SETPCAP"],
-                "effective": ["CAP_CHOWN", "CAP_SETPCAP"],
-                "permitted": ["CAP_CHOWN", "CAP_SETPCAP"]}},
-            "linux": {"seccomp": profile()}
-        });
-        let f = take_from_spec(&mut spec, dir.path()).unwrap().unwrap();
-        assert!(spec["linux"].get("seccomp").is_none());
-        assert_eq!(f.borrowed, vec![Capability::CAP_SYS_ADMIN]);
-        let caps = &spec["process"]["capabilities"];
-        assert_eq!(
-            caps["bounding"],
-            json!(["CAP_CHOWN", "CAP_SETPCAP", "CAP_SYS_ADMIN"])
-        );
-        assert_eq!(
-            caps["permitted"],
-            json!(["CAP_CHOWN", "CAP_SETPCAP", "CAP_SYS_ADMIN"])
-        );
-        assert_eq!(caps["effective"], json!(["CAP_CHOWN", "CAP_SETPCAP"]));
-        assert!(!f.effective.contains(&Capability::CAP_SYS_ADMIN));
-        let mut plain = json!({"process": {}, "linux": {}});
-        assert!(take_from_spec(&mut plain, dir.path()).unwrap().is_none());
+        assert!(program(&Value::Null, dir.path()).unwrap().is_none());
+        let mut p = profile();
+        p["flags"] = json!(["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]);
+        let (bpf, flags) = program(&p, dir.path()).unwrap().unwrap();
+        assert!(!bpf.is_empty());
+        assert_eq!(flags, libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32);
     }
 }

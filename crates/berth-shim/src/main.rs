@@ -1,17 +1,15 @@
-//! berth-shim: one per container. Single-threaded: creates the container with
-//! libcontainer, then loops on epoll, moving the container's stdio to the log
+//! berth-shim: one per container. Single-threaded: creates the container
+//! (`linux.rs`), then loops on epoll, moving the container's stdio to the log
 //! file and to attached clients, answering berthd's requests, and reaping. It
 //! writes the exit status to `<state>/exit` before it exits, so nothing is lost
 //! while berthd is down.
 
 mod filter;
+mod linux;
 
 use berth_monitor::handover::{HandedClient, Handover};
 use berth_monitor::log;
 use berth_runtime::proto::{self, ExitStatus, Request, Response, ShimConfig};
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::Container;
-use libcontainer::syscall::syscall::SyscallType;
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -24,7 +22,6 @@ use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
@@ -92,13 +89,13 @@ struct Exec {
 }
 
 struct Shim {
-    /// The container's compiled seccomp filter; execs get it too.
-    filter: Option<Arc<filter::Filter>>,
+    /// The container's compiled seccomp program and flags; execs get it too.
+    filter: Option<(Vec<u8>, u32)>,
     cfg: ShimConfig,
     state_dir: PathBuf,
-    /// libcontainer's handle, loaded on first use after a re-exec.
-    container: Option<Container>,
-    /// When the shim last ran libcontainer code (None: not since its last
+    /// The created container, until `Start`.
+    created: Option<linux::Created>,
+    /// When the shim last did more than move bytes (None: not since its last
     /// re-exec): the clock for `slim_down`.
     dirty_since: Option<Instant>,
     slim_failed: bool,
@@ -169,105 +166,44 @@ fn set_winsize(fd: RawFd, h: u16, w: u16) {
     }
 }
 
-/// Receives the pty master that libcontainer sends over the console socket.
-fn recv_console(listener: &std::os::unix::net::UnixListener) -> Res<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let (conn, _) = listener.accept()?;
-    let mut buf = [0u8; 4096];
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err("no pty received on the console socket".into())
-}
+/// A process's output streams as we read them: (fd, 0 stdout / 1 stderr).
+type Outputs = Vec<(OwnedFd, usize)>;
 
-struct Stdio {
-    stdin: Option<OwnedFd>,
-    /// Read ends: (fd, stream).
-    outputs: Vec<(OwnedFd, usize)>,
-    tty: Option<RawFd>,
-}
-
-/// Prepares a builder's stdio: a console socket for a TTY, pipes otherwise.
-/// Where a console socket is bound: beside the shim's own, for the same reason.
-fn console_path(cfg: &ShimConfig, name: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "{}.{name}.console",
-        cfg.socket.trim_end_matches(".sock")
-    ))
-}
-
-fn with_stdio(
-    mut b: ContainerBuilder,
-    console: &Path,
-    tty: bool,
-    stdin: bool,
-) -> Res<(ContainerBuilder, StdioPending)> {
+/// Pipes for a new process's stdio (or a pty it makes): the child's ends,
+/// and ours — its stdin's writing end (when it takes input) and the
+/// (fd, stream) we read its output from.
+fn make_stdio(tty: bool, stdin: bool) -> Res<(linux::StdioIn, Option<OwnedFd>, Outputs)> {
     if tty {
-        let path = console.to_path_buf();
-        let _ = fs::remove_file(&path);
-        let l = std::os::unix::net::UnixListener::bind(&path)?;
-        b = b.with_console_socket(Some(&path));
-        return Ok((b, StdioPending::Tty(l, path)));
+        return Ok((linux::StdioIn::Terminal, None, Vec::new()));
     }
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    b = b.with_stdout(out_w).with_stderr(err_w);
-    let mut stdin_w = None;
-    if stdin {
-        let (in_r, in_w) = pipe()?;
-        b = b.with_stdin(in_r);
-        stdin_w = Some(in_w);
+    let (child_in, ours_in) = if stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
     } else {
-        b = b.with_stdin(fs::File::open("/dev/null")?);
-    }
+        (OwnedFd::from(fs::File::open("/dev/null")?), None)
+    };
     Ok((
-        b,
-        StdioPending::Pipes(Stdio {
-            stdin: stdin_w,
-            outputs: vec![(out_r, 0), (err_r, 1)],
-            tty: None,
-        }),
+        linux::StdioIn::Pipes {
+            stdin: child_in,
+            stdout: out_w,
+            stderr: err_w,
+        },
+        ours_in,
+        vec![(out_r, 0), (err_r, 1)],
     ))
 }
 
-enum StdioPending {
-    Tty(std::os::unix::net::UnixListener, PathBuf),
-    Pipes(Stdio),
-}
-
-impl StdioPending {
-    fn finish(self, h: u16, w: u16) -> Res<Stdio> {
-        match self {
-            StdioPending::Pipes(s) => Ok(s),
-            StdioPending::Tty(l, path) => {
-                let master = recv_console(&l)?;
-                let _ = fs::remove_file(path);
-                set_winsize(master.as_raw_fd(), h, w);
-                let dup = nix::unistd::dup(master.as_raw_fd())?;
-                // SAFETY: dup just returned a fresh descriptor that we now own.
-                let write_end = unsafe { OwnedFd::from_raw_fd(dup) };
-                let raw = master.as_raw_fd();
-                Ok(Stdio {
-                    stdin: Some(write_end),
-                    outputs: vec![(master, 0)],
-                    tty: Some(raw),
-                })
-            }
-        }
-    }
+/// A pty master as a process's stdio on our side: written to as its input,
+/// read as its output.
+fn pty_stdio(master: OwnedFd, h: u16, w: u16) -> Res<(RawFd, OwnedFd, Outputs)> {
+    set_winsize(master.as_raw_fd(), h, w);
+    let dup = nix::unistd::dup(master.as_raw_fd())?;
+    // SAFETY: dup just returned a fresh descriptor that we now own.
+    let write_end = unsafe { OwnedFd::from_raw_fd(dup) };
+    set_cloexec(dup, true);
+    Ok((master.as_raw_fd(), write_end, vec![(master, 0)]))
 }
 
 /// Atomic, not durable: the exec root does not outlive a reboot, and the
@@ -293,14 +229,14 @@ fn write_exit_file(state_dir: &Path, st: &ExitStatus) -> io::Result<()> {
 
 impl Shim {
     /// A shim with its event loop set up and no process known yet;
-    /// `container`: libcontainer's handle when this image created it.
+    /// `created`: the container this image created, not yet started.
     fn new(
         cfg: ShimConfig,
         state_dir: &Path,
         listener: std::os::unix::net::UnixListener,
         log: log::JsonLog,
-        filter: Option<Arc<filter::Filter>>,
-        container: Option<Container>,
+        filter: Option<(Vec<u8>, u32)>,
+        created: Option<linux::Created>,
     ) -> Res<Shim> {
         let (poll, listener, sig_r) = event_loop(listener)?;
         Ok(Shim {
@@ -310,8 +246,8 @@ impl Shim {
             init_stdin: None,
             cfg,
             state_dir: state_dir.to_path_buf(),
-            dirty_since: container.as_ref().map(|_| Instant::now()),
-            container,
+            dirty_since: created.as_ref().map(|_| Instant::now()),
+            created,
             slim_failed: false,
             poll,
             listener,
@@ -726,14 +662,17 @@ impl Shim {
     fn handle(&mut self, t: Token, req: Request) {
         match req {
             Request::Start => {
-                let r = self.container().and_then(|c| Ok(c.start()?));
+                let r = match self.created.take() {
+                    Some(c) => {
+                        let pid = c.pid;
+                        c.start().map(|_| pid).map_err(|e| e.to_string())
+                    }
+                    None => Err("the container is not waiting to start".to_string()),
+                };
                 match r {
-                    Ok(()) => {
-                        self.init_pid = self
-                            .container
-                            .as_ref()
-                            .and_then(|c| c.pid())
-                            .map(|p| p.as_raw());
+                    Ok(pid) => {
+                        self.dirty_since = Some(Instant::now());
+                        self.init_pid = Some(pid);
                         let _ = fs::write(
                             self.state_dir.join("init.pid"),
                             self.init_pid.unwrap_or(0).to_string(),
@@ -744,7 +683,7 @@ impl Shim {
                         // A process that exited before we got here was reaped already.
                         self.reap();
                     }
-                    Err(e) => self.reply(t, Response::err(e.to_string()), true),
+                    Err(e) => self.reply(t, Response::err(e), true),
                 }
             }
             Request::Attach {
@@ -765,12 +704,12 @@ impl Shim {
                 }
             }
             Request::Kill { signal, all } => {
-                let r = match Signal::try_from(signal) {
-                    Ok(sig) => self
-                        .container()
-                        .and_then(|c| Ok(c.kill(sig, all)?))
+                let target = self.init_pid.or(self.created.as_ref().map(|c| c.pid));
+                let r = match (Signal::try_from(signal), target) {
+                    (Ok(_), Some(pid)) => linux::kill(pid, &self.cfg.cgroup_path, signal, all)
                         .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    (Ok(_), None) => Err("container not running".to_string()),
+                    (Err(e), _) => Err(e.to_string()),
                 };
                 let resp = match r {
                     Ok(()) => Response::ok(),
@@ -811,17 +750,11 @@ impl Shim {
                 self.reply(t, resp, true);
             }
             Request::Pause => {
-                let r = self
-                    .container()
-                    .and_then(|c| Ok(c.pause()?))
-                    .map_err(|e| e.to_string());
+                let r = linux::freeze(&self.cfg.cgroup_path, true).map_err(|e| e.to_string());
                 self.reply(t, r.map_or_else(Response::err, |_| Response::ok()), true);
             }
             Request::Resume => {
-                let r = self
-                    .container()
-                    .and_then(|c| Ok(c.resume()?))
-                    .map_err(|e| e.to_string());
+                let r = linux::freeze(&self.cfg.cgroup_path, false).map_err(|e| e.to_string());
                 self.reply(t, r.map_or_else(Response::err, |_| Response::ok()), true);
             }
             Request::Exec {
@@ -863,61 +796,47 @@ impl Shim {
     }
 
     fn exec(&mut self, id: &str, process: &serde_json::Value, stdin: bool) -> Res<i32> {
-        if self.init_pid.is_none() || self.init_exit.is_some() {
+        let Some(init) = self.init_pid.filter(|_| self.init_exit.is_none()) else {
             return Err("container is not running".into());
-        }
-        let tty = process["terminal"].as_bool().unwrap_or(false);
-        let mut process = process.clone();
-        let filter = match &self.filter {
-            Some(f) => Some(Arc::new(filter::for_process(f, &mut process)?)),
-            None => None,
         };
         self.dirty_since = Some(Instant::now());
-        let ppath = self.state_dir.join(format!("exec-{id}.json"));
-        fs::write(&ppath, serde_json::to_vec(&process)?)?;
-        let b = ContainerBuilder::new(self.cfg.id.clone(), SyscallType::Linux)
-            .with_root_path(&self.cfg.runtime_root)?
-            .with_executor(filter::FilterExecutor(filter));
-        let short = &id[..id.len().min(12)];
-        let (b, pending) = with_stdio(b, &console_path(&self.cfg, short), tty, stdin)?;
-        let pid = b
-            .as_tenant()
-            .with_process(Some(&ppath))
-            .with_detach(true)
-            .build();
-        let _ = fs::remove_file(&ppath);
-        let pid = pid?.as_raw();
-        let (h, w) = (
-            process["consoleSize"]["height"].as_u64().unwrap_or(0) as u16,
-            process["consoleSize"]["width"].as_u64().unwrap_or(0) as u16,
-        );
-        let stdio = pending.finish(h, w)?;
-        let n = stdio.outputs.len();
+        let mut p = linux::Process::from_spec(process)?;
+        // An exec runs under the container's rlimits, as its init does.
+        p.rlimits = self.init_rlimits()?;
+        let (child, stdin_w, outputs) = make_stdio(p.terminal, stdin)?;
+        let entered = linux::enter(init, &self.cfg.cgroup_path, &p, self.filter.as_ref(), child)?;
+        let (tty, stdin_w, outputs) = match entered.pty_master {
+            Some(m) => {
+                let (h, w) = (
+                    process["consoleSize"]["height"].as_u64().unwrap_or(0) as u16,
+                    process["consoleSize"]["width"].as_u64().unwrap_or(0) as u16,
+                );
+                let (raw, write_end, outs) = pty_stdio(m, h, w)?;
+                (Some(raw), Some(write_end), outs)
+            }
+            None => (None, stdin_w, outputs),
+        };
         self.execs.insert(
             id.to_string(),
             Exec {
-                pid: Some(pid),
-                tty: stdio.tty,
-                stdin: if stdin { stdio.stdin } else { None },
+                pid: Some(entered.pid),
+                tty,
+                stdin: if stdin { stdin_w } else { None },
                 exit: None,
-                open_streams: n,
+                open_streams: outputs.len(),
             },
         );
-        for (fd, stream) in stdio.outputs {
+        for (fd, stream) in outputs {
             self.add_source(fd, Owner::Exec(id.to_string()), stream)?;
         }
-        Ok(pid)
+        Ok(entered.pid)
     }
 
-    /// libcontainer's handle of the container, loaded from its state after a
-    /// re-exec.
-    fn container(&mut self) -> Res<&mut Container> {
-        self.dirty_since = Some(Instant::now());
-        if self.container.is_none() {
-            let root = Path::new(&self.cfg.runtime_root).join(&self.cfg.id);
-            self.container = Some(Container::load(root)?);
-        }
-        Ok(self.container.as_mut().expect("just loaded"))
+    /// The rlimits of the container's spec.
+    fn init_rlimits(&self) -> Res<Vec<(u32, u64, u64)>> {
+        let spec: serde_json::Value =
+            serde_json::from_slice(&fs::read(Path::new(&self.cfg.bundle).join("config.json"))?)?;
+        Ok(linux::Process::from_spec(&spec["process"])?.rlimits)
     }
 
     fn slim_after(&self) -> Option<Duration> {
@@ -954,7 +873,7 @@ impl Shim {
     /// Execs the monitor (or, without one, this binary again) with the
     /// container's stdio, the listening socket and the connected clients
     /// carried over as open descriptors: the container creation code,
-    /// libcontainer's pages and the heap it left stop counting against an
+    /// its pages and the heap it left stop counting against an
     /// idle container. Returns only on failure.
     fn slim_down(&mut self) -> Res<()> {
         let shim = std::env::current_exe()?;
@@ -1000,10 +919,7 @@ impl Shim {
             log_max_files: self.cfg.log_max_files,
             tty: self.cfg.tty,
             log_partial: self.log.take_partial(),
-            seccomp: self.filter.as_ref().map(|f| {
-                let (bpf, flags) = f.program();
-                (bpf.to_vec(), flags)
-            }),
+            seccomp: self.filter.clone(),
             finished_execs: self.finished_execs.iter().cloned().collect(),
         };
         let path = self.state_dir.join("handover");
@@ -1092,12 +1008,10 @@ impl Shim {
                     for t in toks {
                         self.flush_client(t);
                     }
-                    // Waiters have the exit status; tearing down the cgroups and
-                    // libcontainer's state is off their path. berthd waits for
-                    // this process before it starts the container again.
-                    if let Err(e) = self.container().and_then(|c| Ok(c.delete(true)?)) {
-                        eprintln!("berth-shim: delete: {e}");
-                    }
+                    // Waiters have the exit status; tearing down the cgroups
+                    // is off their path. berthd waits for this process
+                    // before it starts the container again.
+                    linux::delete(&self.cfg.cgroup_path);
                     self.exit_deadline = Some(Instant::now() + Duration::from_secs(5));
                 }
             }
@@ -1146,22 +1060,14 @@ fn response_line(r: &Response) -> Vec<u8> {
     v
 }
 
-/// Moves the bundle's seccomp profile out of libcontainer's way (see filter.rs).
-fn take_seccomp(cfg: &ShimConfig) -> Res<Option<Arc<filter::Filter>>> {
-    let path = Path::new(&cfg.bundle).join("config.json");
-    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)?;
+/// The compiled program of the spec's seccomp profile (see filter.rs).
+fn seccomp_program(cfg: &ShimConfig, spec: &serde_json::Value) -> Res<Option<(Vec<u8>, u32)>> {
     let cache = if cfg.seccomp_cache.is_empty() {
         Path::new(&cfg.runtime_root).with_file_name("seccomp")
     } else {
         PathBuf::from(&cfg.seccomp_cache)
     };
-    let Some(f) = filter::take_from_spec(&mut spec, &cache)? else {
-        return Ok(None);
-    };
-    let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, serde_json::to_vec(&spec)?)?;
-    fs::rename(&tmp, &path)?;
-    Ok(Some(Arc::new(f)))
+    Ok(filter::program(&spec["linux"]["seccomp"], &cache)?)
 }
 
 /// The SIGCHLD self-pipe and the poll set with the listener and that pipe.
@@ -1211,10 +1117,7 @@ fn resume(state_dir: &Path) -> Res<Shim> {
     let std_listener = std::os::unix::net::UnixListener::from(own(h.listener));
     let mut log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
     log.set_partial(h.log_partial);
-    let filter = h
-        .seccomp
-        .map(|(bpf, flags)| Arc::new(filter::Filter::from_program(bpf, flags)));
-    let mut shim = Shim::new(cfg, state_dir, std_listener, log, filter, None)?;
+    let mut shim = Shim::new(cfg, state_dir, std_listener, log, h.seccomp, None)?;
     shim.init_open_streams = h.init_open_streams;
     shim.init_tty = h.init_tty;
     shim.init_stdin = h.init_stdin.map(own);
@@ -1270,24 +1173,24 @@ fn setup(state_dir: &Path) -> Res<Shim> {
     let std_listener = std::os::unix::net::UnixListener::bind(&sock_path)?;
     std_listener.set_nonblocking(true)?;
 
-    let filter = take_seccomp(&cfg)?;
-    let b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
-        .with_root_path(&cfg.runtime_root)?
-        .with_executor(filter::FilterExecutor(filter.clone()));
-    let (b, pending) = with_stdio(b, &console_path(&cfg, "init"), cfg.tty, cfg.open_stdin)?;
-    let container = b
-        .as_init(&cfg.bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .build()?;
-    let stdio = pending.finish(cfg.height, cfg.width)?;
-
+    let spec: serde_json::Value =
+        serde_json::from_slice(&fs::read(Path::new(&cfg.bundle).join("config.json"))?)?;
+    let filter = seccomp_program(&cfg, &spec)?;
+    let (child, mut stdin_w, mut outputs) = make_stdio(cfg.tty, cfg.open_stdin)?;
+    let mut created = linux::create(&spec, filter.clone(), child)?;
+    let mut tty = None;
+    if let Some(m) = created.pty_master.take() {
+        let (raw, write_end, outs) = pty_stdio(m, cfg.height, cfg.width)?;
+        tty = Some(raw);
+        stdin_w = Some(write_end);
+        outputs = outs;
+    }
     let log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
-    let mut shim = Shim::new(cfg, state_dir, std_listener, log, filter, Some(container))?;
-    shim.init_open_streams = stdio.outputs.len();
-    shim.init_tty = stdio.tty;
-    shim.init_stdin = stdio.stdin;
-    for (fd, stream) in stdio.outputs {
+    let mut shim = Shim::new(cfg, state_dir, std_listener, log, filter, Some(created))?;
+    shim.init_open_streams = outputs.len();
+    shim.init_tty = tty;
+    shim.init_stdin = stdin_w;
+    for (fd, stream) in outputs {
         shim.add_source(fd, Owner::Init, stream)?;
     }
     Ok(shim)
@@ -1334,7 +1237,7 @@ fn main() {
                     libc::dup2(null.as_raw_fd(), 1);
                 }
             }
-            // libcontainer's setup leaves most of the heap free; hand it back,
+            // Container setup leaves most of the heap free; hand it back,
             // since this process now idles for as long as the container runs.
             // SAFETY: malloc_trim only releases free memory of glibc's allocator.
             unsafe {
