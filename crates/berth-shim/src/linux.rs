@@ -15,6 +15,7 @@
 //! command exists; report ready and wait for `Start`; then capabilities,
 //! user, seccomp and exec.
 
+use berth_runtime::cgroups::DeviceRule;
 use serde_json::Value;
 use std::ffi::{CStr, CString};
 use std::fs;
@@ -309,29 +310,30 @@ fn make_cgroup(spec: &Value, cgroup_path: &str, dirs: &[PathBuf], unified: bool)
     }
     berth_runtime::cgroups::update_at(Path::new("/sys/fs/cgroup"), unified, cgroup_path, &limits)
         .map_err(os("setting cgroup limits"))?;
+    let rules: Vec<DeviceRule> = r["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(DeviceRule::from_spec)
+        .collect();
     if unified {
+        if let Some(dir) = dirs.first() {
+            berth_runtime::cgroups::attach_device_rules(dir, &rules)
+                .map_err(os("attaching the device filter"))?;
+        }
         return Ok(());
     }
-    let devices = dirs.iter().find(|d| {
-        d.parent()
-            .is_some_and(|_| d.starts_with("/sys/fs/cgroup/devices"))
-    });
-    if let Some(dev) = devices {
-        for rule in r["devices"].as_array().into_iter().flatten() {
-            let kind = rule["type"].as_str().unwrap_or("a");
-            let num = |k: &str| rule[k].as_i64().map_or("*".to_string(), |n| n.to_string());
-            let line = format!(
-                "{kind} {}:{} {}",
-                num("major"),
-                num("minor"),
-                rule["access"].as_str().unwrap_or("rwm")
-            );
-            let file = if rule["allow"].as_bool().unwrap_or(false) {
+    if let Some(dev) = dirs
+        .iter()
+        .find(|d| d.starts_with("/sys/fs/cgroup/devices"))
+    {
+        for rule in &rules {
+            let file = if rule.allow {
                 "devices.allow"
             } else {
                 "devices.deny"
             };
-            write_file(&dev.join(file), &line)?;
+            write_file(&dev.join(file), &rule.v1_line())?;
         }
     }
     Ok(())
@@ -997,7 +999,7 @@ fn make_devices(root: RawFd) -> Res<()> {
 
 /// A pty from the container's devpts: the master goes to the shim, the
 /// slave becomes the process's stdio and controlling terminal.
-fn open_console(root: Option<RawFd>, sock: RawFd, bind_console: bool) -> Res<OwnedFd> {
+fn open_console(root: Option<RawFd>, sock: RawFd, bind_console: bool, uid: u32) -> Res<OwnedFd> {
     let master = match root {
         Some(root) => openat2(
             root,
@@ -1037,6 +1039,9 @@ fn open_console(root: Option<RawFd>, sock: RawFd, bind_console: bool) -> Res<Own
         check(fd, "opening the pty's peer")?;
         OwnedFd::from_raw_fd(fd)
     };
+    // The process's user owns its terminal, as with runc.
+    // SAFETY: fchown of the pty we just opened.
+    unsafe { libc::fchown(slave.as_raw_fd(), uid, u32::MAX) };
     if let (true, Some(root)) = (bind_console, root) {
         let target = ensure_in_root(root, "dev/console", true)?;
         sys_mount(
@@ -1327,8 +1332,17 @@ fn exec_process(p: &Process, path: &CStr) -> Res<std::convert::Infallible> {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    // SAFETY: execve with NUL-terminated arrays of live C strings.
+    // SAFETY: close_range only flags descriptors; execve takes
+    // NUL-terminated arrays of live C strings.
     unsafe {
+        // Whatever the shim had open that is not stdio stays out of the
+        // container, even a descriptor someone forgot to mark.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         libc::umask(0o022);
         libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
     }
@@ -1398,7 +1412,12 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
         }
     }
     let slave = if plan.process.terminal {
-        Some(open_console(Some(root.as_raw_fd()), sock, true)?)
+        Some(open_console(
+            Some(root.as_raw_fd()),
+            sock,
+            true,
+            plan.process.uid,
+        )?)
     } else {
         None
     };
@@ -1589,7 +1608,7 @@ fn exec_child(
     // SAFETY: setsid has no memory-safety preconditions.
     unsafe { libc::setsid() };
     let slave = if p.terminal {
-        Some(open_console(None, sock, false)?)
+        Some(open_console(None, sock, false, p.uid)?)
     } else {
         None
     };
