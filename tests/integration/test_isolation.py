@@ -264,3 +264,17 @@ def test_device_cgroup_allows_only_dockers_devices(daemon):
     assert "rc=1" in out and "Operation not permitted" in out + err, (out, err)
     rc, out, err = daemon.docker("run", "--rm", "--privileged", "busybox", "sh", "-c", script)
     assert "rc=0" in out, (out, err)
+
+
+def test_processes_start_with_default_signal_handling(daemon, name):
+    """Nothing ignored or blocked leaks from the supervisor into the
+    container's processes (an ignored SIGPIPE survives execve)."""
+    rc, out, err = daemon.docker("run", "--rm", "busybox", "grep", "-E", "Sig(Ign|Blk)", "/proc/self/status")
+    assert rc == 0, err
+    assert out.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], out
+    cid = daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)[1].strip()
+    try:
+        rc, out, err = daemon.docker("exec", name, "grep", "-E", "Sig(Ign|Blk)", "/proc/self/status")
+        assert out.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], (out, err)
+    finally:
+        daemon.docker("rm", "-f", cid)

@@ -382,12 +382,19 @@ impl Engine {
     }
 
     fn persist_state(&self, c: &Ctr) -> Result<()> {
+        self.persist_state_with(c, true)
+    }
+
+    fn persist_state_with(&self, c: &Ctr, durable: bool) -> Result<()> {
         let id = c.id();
         let st = c.state();
-        write_atomic(
-            &self.cdir(&id).join("state.json"),
-            &serde_json::to_vec(&st).map_err(|e| EngineError::Internal(e.to_string()))?,
-        )?;
+        let data = serde_json::to_vec(&st).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let path = self.cdir(&id).join("state.json");
+        if durable {
+            write_atomic(&path, &data)?;
+        } else {
+            write_replace(&path, &data)?;
+        }
         Ok(())
     }
 
@@ -526,7 +533,7 @@ impl Engine {
                 self.start_health(&c, false);
                 let me = self.clone();
                 let c2 = c.clone();
-                tokio::spawn(async move { me.monitor(c2).await });
+                tokio::spawn(async move { me.monitor(c2, None).await });
             } else if was_running {
                 // The container ended while we were away: its shim left the status.
                 let exit = std::fs::read(self.xdir(&id).join("exit"))
@@ -1162,6 +1169,8 @@ impl Engine {
             }
         })
         .await;
+        // berthd's waiter is in place before the process runs.
+        let waiter = self.shim(id).begin_wait().await.ok();
         let resp = match self.shim(id).call(&Request::Start).await {
             Ok(r) => r,
             Err(e) => {
@@ -1188,7 +1197,7 @@ impl Engine {
         self.emit_for(c, "start", &[]);
         let me = self.clone();
         let c2 = c.clone();
-        tokio::spawn(async move { me.monitor(c2).await });
+        tokio::spawn(async move { me.monitor(c2, waiter).await });
         Ok(())
     }
 
@@ -1246,9 +1255,17 @@ impl Engine {
         )))
     }
 
-    async fn monitor(self: Arc<Self>, c: Arc<Ctr>) {
+    async fn monitor(
+        self: Arc<Self>,
+        c: Arc<Ctr>,
+        waiter: Option<berth_runtime::shim_client::PendingWait>,
+    ) {
         let id = c.id();
-        let exit = match self.shim(&id).wait().await {
+        let exit = match waiter {
+            Some(w) => w.exit().await,
+            None => self.shim(&id).wait().await,
+        };
+        let exit = match exit {
             Ok(e) => e,
             Err(_) => {
                 // The shim is gone, usually because a short-lived container ended
@@ -1608,11 +1625,12 @@ impl Engine {
             }
             st.status = Status::Removing;
         }
-        let _ = self.persist_state(&c);
+        // Atomic, not durable: the directory is discarded next; after a
+        // crash in between the container is still there, exited, to remove.
+        let _ = self.persist_state_with(&c, false);
         let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
         self.teardown_network(&id, &eps).await;
         self.mounter.unmount(&self.rootfs(&id))?;
-        let _ = remove_tree(&self.cfg.exec_root.join("runtime").join(&id));
         self.discard(&self.xdir(&id), &self.cfg.exec_root)?;
         let _ = std::fs::remove_file(self.shim_socket(&id));
         self.discard(&self.cdir(&id), &self.cfg.data_root)?;

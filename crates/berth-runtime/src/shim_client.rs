@@ -45,10 +45,18 @@ impl ShimClient {
     }
 
     pub async fn wait(&self) -> Result<ExitStatus, RuntimeError> {
-        self.call(&Request::Wait)
-            .await?
-            .exit
-            .ok_or_else(|| RuntimeError::Shim("wait: no exit status".into()))
+        self.begin_wait().await?.exit().await
+    }
+
+    /// Registers as the container's waiter without waiting yet: connected
+    /// before `Start`, the exit status is pushed the moment the container
+    /// ends, ahead of the shim's cleanup.
+    pub async fn begin_wait(&self) -> Result<PendingWait, RuntimeError> {
+        let mut s = UnixStream::connect(&self.sock).await?;
+        let mut line = serde_json::to_vec(&Request::Wait)?;
+        line.push(b'\n');
+        s.write_all(&line).await?;
+        Ok(PendingWait(BufReader::new(s)))
     }
 
     pub async fn exec_wait(&self, exec_id: &str) -> Result<ExitStatus, RuntimeError> {
@@ -58,5 +66,25 @@ impl ShimClient {
         .await?
         .exit
         .ok_or_else(|| RuntimeError::Shim("exec wait: no exit status".into()))
+    }
+}
+
+/// A `Wait` sent to a shim, its answer still to come.
+#[derive(Debug)]
+pub struct PendingWait(BufReader<UnixStream>);
+
+impl PendingWait {
+    pub async fn exit(mut self) -> Result<ExitStatus, RuntimeError> {
+        let mut resp = String::new();
+        self.0.read_line(&mut resp).await?;
+        if resp.is_empty() {
+            return Err(RuntimeError::Shim("connection closed".into()));
+        }
+        let resp: Response = serde_json::from_str(&resp)?;
+        if !resp.ok {
+            return Err(RuntimeError::Shim(resp.error.unwrap_or_default()));
+        }
+        resp.exit
+            .ok_or_else(|| RuntimeError::Shim("wait: no exit status".into()))
     }
 }

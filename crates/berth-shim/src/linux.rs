@@ -1325,6 +1325,31 @@ fn become_process(p: &Process, seccomp: Option<&(Vec<u8>, u32)>, cap_last: u32) 
     Ok(())
 }
 
+/// Signal dispositions and the mask as a new process expects them: the shim
+/// ignores SIGPIPE (as every Rust program does), and an ignored signal stays
+/// ignored across execve.
+fn reset_signals() {
+    // SAFETY: raw rt_sigaction/rt_sigprocmask (glibc's wrappers refuse its own
+    // two real-time signals) with a zeroed kernel sigaction, i.e. SIG_DFL,
+    // and an empty 8-byte mask; no handler of ours runs here from now on.
+    unsafe {
+        let dfl = [0u64; 4]; // struct kernel_sigaction: handler, flags, restorer, mask
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+            }
+        }
+        let empty = 0u64;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            0usize,
+            8usize,
+        );
+    }
+}
+
 fn exec_process(p: &Process, path: &CStr) -> Res<std::convert::Infallible> {
     let args: Vec<CString> = p.args.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
     let env: Vec<CString> = p.env.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
@@ -1478,6 +1503,7 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
         // SAFETY: exiting the never-started init.
         unsafe { libc::_exit(1) };
     }
+    reset_signals();
     become_process(&plan.process, plan.seccomp.as_ref(), plan.cap_last)?;
     let err = exec_process(&plan.process, &path).unwrap_err();
     eprintln!("berth: {err}");
@@ -1618,6 +1644,7 @@ fn exec_child(
     enter_cwd(p)?;
     let path = resolve_command(p)?;
     send_msg(sock, b"ok", None);
+    reset_signals();
     become_process(p, seccomp, cap_last())?;
     let err = exec_process(p, &path).unwrap_err();
     eprintln!("berth: {err}");
