@@ -278,3 +278,13 @@ def test_processes_start_with_default_signal_handling(daemon, name):
         assert out.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], (out, err)
     finally:
         daemon.docker("rm", "-f", cid)
+
+
+def test_network_none_has_a_working_loopback(daemon):
+    """As Docker's: `lo` is up with 127.0.0.1, and nothing else is there."""
+    script = ("ip addr; nc -l -p 7777 > /tmp/got & sleep 0.3; "
+              "echo over-lo | nc 127.0.0.1 7777; sleep 0.2; cat /tmp/got")
+    rc, out, err = daemon.docker("run", "--rm", "--network", "none", "busybox", "sh", "-c", script)
+    assert "inet 127.0.0.1/8" in out and "LOOPBACK,UP" in out, out
+    assert out.strip().endswith("over-lo"), (out, err)
+    assert "eth0" not in out

@@ -273,3 +273,27 @@ def test_idle_container_is_supervised_by_the_monitor(daemon, name):
             attach.kill()
             attach.wait()
         daemon.docker("rm", "-f", name)
+
+
+def test_a_start_not_yet_on_disk_survives_a_kill9(daemon, name):
+    """`start` answers before its `running` state reaches the disk. A crash in
+    between leaves the record `created` while the container runs: the next
+    berthd must find it running (asking its shim), never kill it as a launch
+    cut short."""
+    import os
+    import subprocess
+    cid = daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)[1].strip()
+    try:
+        pid = json.loads(daemon.berth("inspect", name)[1])[0]["State"]["Pid"]
+        daemon.stop(signal.SIGKILL)
+        path = os.path.join(daemon.data, "containers", cid, "state.json")
+        st = json.load(open(path))
+        st["status"] = "created"
+        json.dump(st, open(path, "w"))
+        daemon.start()
+        got = json.loads(daemon.berth("inspect", name)[1])[0]["State"]
+        assert got["Status"] == "running" and got["Pid"] == pid, got
+        assert subprocess.run(["kill", "-0", str(pid)]).returncode == 0
+        assert daemon.docker("exec", name, "true")[0] == 0
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -121,6 +121,9 @@ pub(crate) struct Ctr {
     /// Serialises start / stop / remove of one container.
     op: tokio::sync::Mutex<()>,
     attach_pending: AtomicUsize,
+    /// Orders writes of state.json: each writes the state as it is when it
+    /// holds this, so the last one written is the newest.
+    persist: Mutex<()>,
 }
 
 impl Ctr {
@@ -386,16 +389,27 @@ impl Engine {
     }
 
     fn persist_state_with(&self, c: &Ctr, durable: bool) -> Result<()> {
+        let _order = c.persist.lock().expect("persist");
         let id = c.id();
         let st = c.state();
         let data = serde_json::to_vec(&st).map_err(|e| EngineError::Internal(e.to_string()))?;
-        let path = self.cdir(&id).join("state.json");
-        if durable {
-            write_atomic(&path, &data)?;
-        } else {
-            write_replace(&path, &data)?;
-        }
+        berth_store::fsutil::write_in_existing_dir(
+            &self.cdir(&id).join("state.json"),
+            &data,
+            durable,
+        )?;
         Ok(())
+    }
+
+    /// `persist_state` off the caller's path (a `start` answers without
+    /// waiting for the disk); later writes still land after it.
+    fn persist_state_soon(self: &Arc<Self>, c: &Arc<Ctr>) {
+        let (me, c) = (self.clone(), c.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = me.persist_state(&c) {
+                tracing::warn!("persisting the state of {}: {e}", c.id());
+            }
+        });
     }
 
     fn persist_record(&self, rec: &Record) -> Result<()> {
@@ -416,6 +430,7 @@ impl Engine {
             signals: tx,
             op: tokio::sync::Mutex::new(()),
             attach_pending: AtomicUsize::new(0),
+            persist: Mutex::new(()),
         });
         self.containers
             .write()
@@ -500,7 +515,10 @@ impl Engine {
                 continue;
             }
             let id = rec.id.clone();
-            let live = if st.status.is_running() {
+            // A record still `created` may belong to a container that started
+            // just before a crash (its `running` write is made off the start
+            // path): the shim knows.
+            let live = if st.status.is_running() || st.status == Status::Created {
                 match self.shim(&id).call(&Request::State).await {
                     Ok(r)
                         if r.status.as_deref() == Some("running")
@@ -512,6 +530,9 @@ impl Engine {
                             Status::Running
                         };
                         st.pid = r.pid.unwrap_or(st.pid);
+                        if st.started_at.is_none() {
+                            st.started_at = Some(now());
+                        }
                         true
                     }
                     _ => false,
@@ -1193,7 +1214,7 @@ impl Engine {
             st.started_at = Some(now());
         }
         self.start_health(c, true);
-        self.persist_state(c)?;
+        self.persist_state_soon(c);
         self.emit_for(c, "start", &[]);
         let me = self.clone();
         let c2 = c.clone();
@@ -1363,7 +1384,10 @@ impl Engine {
             }
             (restart, rec.host_config.auto_remove && !restart)
         };
-        let _ = self.persist_state(&c);
+        // Removal follows at once for `--rm`: atomic is enough; a crash in
+        // between leaves an exited container, or a running one whose shim
+        // is gone, which the next start of berthd marks exited.
+        let _ = self.persist_state_with(&c, !remove);
         let _ = self.mounter.unmount(&self.rootfs(&id));
         if exit.oom_killed {
             self.emit_for(&c, "oom", &[]);

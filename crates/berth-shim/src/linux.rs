@@ -522,6 +522,8 @@ struct InitPlan {
     unified: bool,
     cgroup_procs: Vec<PathBuf>,
     new_cgroupns: bool,
+    /// A network namespace of its own (not one berthd made).
+    new_netns: bool,
     join: Vec<(String, i32)>,
     sysctls: Vec<(String, String)>,
     masked: Vec<String>,
@@ -590,6 +592,7 @@ pub fn create(spec: &Value, seccomp: Option<(Vec<u8>, u32)>, stdio: StdioIn) -> 
         unified,
         cgroup_procs: dirs.iter().map(|d| d.join("cgroup.procs")).collect(),
         new_cgroupns,
+        new_netns: flags & libc::CLONE_NEWNET as u64 != 0,
         join,
         sysctls: linux["sysctl"]
             .as_object()
@@ -1113,6 +1116,28 @@ fn join_namespaces(join: &[(String, i32)]) -> Res<()> {
     Ok(())
 }
 
+/// A network namespace of its own starts with `lo` down; Docker's
+/// containers (`--network none` too) have it up, with 127.0.0.1 and ::1.
+fn loopback_up() -> Res<()> {
+    // SAFETY: an ioctl socket and SIOC[GS]IFFLAGS on a zeroed ifreq naming lo.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        check(sock, "socket for lo")?;
+        let sock = OwnedFd::from_raw_fd(sock);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[..2].copy_from_slice(&[b'l' as libc::c_char, b'o' as libc::c_char]);
+        check(
+            libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req),
+            "reading lo's flags",
+        )?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        check(
+            libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req),
+            "bringing lo up",
+        )
+    }
+}
+
 fn join_cgroups(procs: &[PathBuf]) -> Res<()> {
     for p in procs {
         write_file(p, "0")?;
@@ -1392,6 +1417,9 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
         )?;
     }
     join_namespaces(&plan.join)?;
+    if plan.new_netns {
+        loopback_up()?;
+    }
     // SAFETY: setsid has no memory-safety preconditions.
     unsafe { libc::setsid() };
     if let Some(h) = &plan.hostname {

@@ -15,9 +15,20 @@ pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
     write_via_temp(path, data, false)
 }
 
+/// As `write_atomic` (or `write_replace` when not `durable`), but only into
+/// a directory that exists: a late write must not bring back a directory
+/// that was removed meanwhile.
+pub fn write_in_existing_dir(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+    write_into(path, data, durable)
+}
+
 fn write_via_temp(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+    fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    write_into(path, data, durable)
+}
+
+fn write_into(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
