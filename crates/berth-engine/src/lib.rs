@@ -800,7 +800,9 @@ impl Engine {
         let res = (|| {
             std::fs::create_dir_all(self.cdir(&id))?;
             self.persist_record(&rec)?;
-            write_atomic(
+            // The default state: also what a record without state.json
+            // loads as, so this one need not reach the disk first.
+            write_replace(
                 &self.cdir(&id).join("state.json"),
                 &serde_json::to_vec(&State::default()).unwrap_or_default(),
             )?;
