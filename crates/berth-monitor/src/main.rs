@@ -11,6 +11,7 @@
 
 use berth_monitor::handover::{HandedClient, Handover};
 use berth_monitor::log::JsonLog;
+use berth_monitor::set_cloexec;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -23,19 +24,6 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
         Err(io::Error::last_os_error())
     } else {
         Ok(r)
-    }
-}
-
-fn set_cloexec(fd: RawFd, on: bool) {
-    // SAFETY: fcntl on a descriptor we own; flags come from the kernel.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFD);
-        let fl = if on {
-            fl | libc::FD_CLOEXEC
-        } else {
-            fl & !libc::FD_CLOEXEC
-        };
-        libc::fcntl(fd, libc::F_SETFD, fl);
     }
 }
 

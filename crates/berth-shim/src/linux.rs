@@ -15,6 +15,7 @@
 //! command exists; report ready and wait for `Start`; then capabilities,
 //! user, seccomp and exec.
 
+use berth_monitor::set_cloexec;
 use berth_runtime::cgroups::DeviceRule;
 use serde_json::Value;
 use std::ffi::{CStr, CString};
@@ -1086,22 +1087,6 @@ fn dup_stdio(stdio: &StdioIn, slave: Option<&OwnedFd>) -> Res<()> {
         check(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }, "TIOCSCTTY")?;
     }
     Ok(())
-}
-
-fn set_cloexec(fd: RawFd, on: bool) {
-    // SAFETY: fcntl on a descriptor of this process.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFD);
-        libc::fcntl(
-            fd,
-            libc::F_SETFD,
-            if on {
-                fl | libc::FD_CLOEXEC
-            } else {
-                fl & !libc::FD_CLOEXEC
-            },
-        );
-    }
 }
 
 fn join_namespaces(join: &[(String, i32)]) -> Res<()> {

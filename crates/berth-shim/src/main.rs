@@ -9,6 +9,7 @@ mod linux;
 
 use berth_monitor::handover::{HandedClient, Handover};
 use berth_monitor::log;
+use berth_monitor::set_cloexec;
 use berth_runtime::proto::{self, ExitStatus, Request, Response, ShimConfig};
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -130,19 +131,6 @@ fn set_nonblock(fd: RawFd) {
     unsafe {
         let fl = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
-}
-
-fn set_cloexec(fd: RawFd, on: bool) {
-    // SAFETY: fcntl on a descriptor we own; flags come from the kernel.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFD);
-        let fl = if on {
-            fl | libc::FD_CLOEXEC
-        } else {
-            fl & !libc::FD_CLOEXEC
-        };
-        libc::fcntl(fd, libc::F_SETFD, fl);
     }
 }
 
