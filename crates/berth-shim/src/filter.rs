@@ -3,7 +3,7 @@
 //! Compiling Docker's profile (three architectures, ~370 rules) with
 //! libseccomp costs 10–20 ms. Like crun, we compile a profile once, keep the
 //! BPF in a cache named by the profile's sha256, and load the cached program
-//! in each new process just before exec (see linux.rs for the order).
+//! in each new process just before exec (see linux/process.rs for the order).
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,

@@ -1,5 +1,5 @@
 //! berth-shim: one per container. Single-threaded: creates the container
-//! (`linux.rs`), then loops on epoll, moving the container's stdio to the log
+//! (`linux/`), then loops on epoll, moving the container's stdio to the log
 //! file and to attached clients, answering berthd's requests, and reaping. It
 //! writes the exit status to `<state>/exit` before it exits, so nothing is lost
 //! while berthd is down.
