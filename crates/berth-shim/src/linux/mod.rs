@@ -1,7 +1,7 @@
 //! Creating and entering containers: berth's own OCI runtime path, for the
 //! subset of the runtime spec that `berth_runtime::spec` writes.
 //!
-//! It replaced libcontainer here because of time: libcontainer's create took
+//! It replaced libcontainer for start-up time: libcontainer's create took
 //! ~7.8 ms of a ~22 ms `run`, most of it in ~3,500 system calls of hardened
 //! procfs lookups (each mount re-verifies /proc and /proc/thread-self). This
 //! path makes ~150: the shim is single-threaded, so a plain clone3 (fork-like,
@@ -12,8 +12,8 @@
 //! Order in the container's init (as runc's): join the cgroups, unshare the
 //! cgroup namespace, hostname, mounts under the new root, devices, console,
 //! pivot_root, sysctls, masked and read-only paths, rlimits; check that the
-//! command exists; report ready and wait for `Start`; then capabilities,
-//! user, seccomp and exec.
+//! command exists; report ready and wait for `Start`; then signal
+//! dispositions, capabilities, user and seccomp (process.rs), and exec.
 
 mod cgroup;
 mod mounts;
