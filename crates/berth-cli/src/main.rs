@@ -981,6 +981,15 @@ fn quick_parse() -> Option<Cli> {
         "stop" => Stop(StopArgs),
         "logs" => Logs(LogsArgs),
         "inspect" => Inspect(InspectArgs),
+        "kill" => Kill(KillArgs),
+        "restart" => Restart(StopArgs),
+        "wait" => Wait(NamesArgs),
+        "attach" => Attach(AttachArgs),
+        "top" => Top(TopArgs),
+        "pause" => Pause(NamesArgs),
+        "unpause" => Unpause(NamesArgs),
+        "images" => Images(ImagesArgs),
+        "version" => Version(FormatArgs),
     };
     Some(Cli {
         host,
