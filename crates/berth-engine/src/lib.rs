@@ -590,6 +590,28 @@ impl Engine {
                 to_start.push(id);
             }
         }
+        // Addresses are written without sync; after a crash of the machine a
+        // pool may still list containers that hold none now.
+        let held: std::collections::HashSet<(String, String)> = self
+            .containers
+            .read()
+            .expect("containers")
+            .values()
+            .flat_map(|c| {
+                let id = c.id();
+                c.state()
+                    .endpoints
+                    .values()
+                    .map(|e| (e.network_id.clone(), id.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if let Err(e) = self
+            .nets
+            .retain_addresses(|net, owner| held.contains(&(net.to_string(), owner.to_string())))
+        {
+            tracing::warn!("tidying address pools: {e}");
+        }
         for id in to_start {
             if let Err(e) = self.start(&id).await {
                 tracing::warn!("restart policy: starting {id}: {e}");

@@ -46,6 +46,39 @@ where
     .map_err(|_| NetError::Host("netlink thread panicked".into()))?
 }
 
+/// Runs `f` with two netlink handles on one thread: one in the host's
+/// network namespace and one in the namespace at `netns` (a socket keeps
+/// the namespace it was made in, so the second is made after a setns).
+fn with_netlink_pair<T, F, Fut>(netns: &Path, f: F) -> Result<T, NetError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle, Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, NetError>>,
+{
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| host_err("runtime", e))?;
+        rt.block_on(async move {
+            let (conn, host, _) =
+                rtnetlink::new_connection().map_err(|e| host_err("netlink", e))?;
+            tokio::spawn(conn);
+            let ns = std::fs::File::open(&netns)
+                .map_err(|e| host_err(&format!("opening {}", netns.display()), e))?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| host_err("setns", e))?;
+            let (conn, inside, _) =
+                rtnetlink::new_connection().map_err(|e| host_err("netlink", e))?;
+            tokio::spawn(conn);
+            f(host, inside).await
+        })
+    })
+    .join()
+    .map_err(|_| NetError::Host("netlink thread panicked".into()))?
+}
+
 async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
     let mut links = h.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
@@ -176,22 +209,17 @@ pub struct Endpoint {
 /// an interface afterwards costs an RCU grace period each.
 pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError> {
     let ns_file = std::fs::File::open(netns)?;
-    let fd = ns_file.as_raw_fd();
-    let (host_if, bridge_name, cif, mac) = (
-        ep.host_if.clone(),
-        bridge.to_string(),
-        ep.container_if.clone(),
-        ep.mac,
-    );
-    with_netlink(None, move |h| async move {
+    let bridge_name = bridge.to_string();
+    let ep2 = ep.clone();
+    with_netlink_pair(netns, move |h, inside| async move {
         let br = link_index(&h, &bridge_name)
             .await?
             .ok_or_else(|| NetError::Host(format!("no bridge {bridge_name}")))?;
-        let peer = LinkUnspec::new_with_name(&cif)
-            .setns_by_fd(fd)
-            .address(mac.to_vec())
+        let peer = LinkUnspec::new_with_name(&ep2.container_if)
+            .setns_by_fd(ns_file.as_raw_fd())
+            .address(ep2.mac.to_vec())
             .build();
-        let msg = LinkVeth::new(&host_if, &cif)
+        let msg = LinkVeth::new(&ep2.host_if, &ep2.container_if)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .controller(br)
             .up()
@@ -200,12 +228,9 @@ pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError>
             .add(msg)
             .execute()
             .await
-            .map_err(|e| host_err(&format!("creating veth {host_if}"), e))?;
-        Ok(())
-    })?;
-    drop(ns_file);
-    let ep2 = ep.clone();
-    with_netlink(Some(netns), move |h| async move {
+            .map_err(|e| host_err(&format!("creating veth {}", ep2.host_if), e))?;
+        drop(ns_file);
+        let h = inside;
         if let Some(lo) = link_index(&h, "lo").await? {
             h.link()
                 .set(LinkUnspec::new_with_index(lo).up().build())

@@ -8,7 +8,7 @@ pub mod host;
 pub mod ipam;
 pub mod redirect;
 
-use berth_store::fsutil::write_atomic;
+use berth_store::fsutil::{write_atomic, write_replace};
 use ipam::{Pool, Subnet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -175,8 +175,41 @@ impl NetStore {
     }
 
     fn persist(&self, nets: &BTreeMap<String, Network>) -> Result<(), NetError> {
+        self.persist_with(nets, true)
+    }
+
+    /// Addresses are written atomically but not synced: they matter only
+    /// for running containers, which do not outlive the machine, and
+    /// `retain_addresses` drops what a lost write left behind.
+    fn persist_with(
+        &self,
+        nets: &BTreeMap<String, Network>,
+        durable: bool,
+    ) -> Result<(), NetError> {
         let b = serde_json::to_vec(nets).map_err(|e| NetError::Invalid(e.to_string()))?;
-        write_atomic(&self.path, &b)?;
+        if durable {
+            write_atomic(&self.path, &b)?;
+        } else {
+            write_replace(&self.path, &b)?;
+        }
+        Ok(())
+    }
+
+    /// Releases every container address for which `live(network id, owner)`
+    /// is false: after a restart, those of containers that are not running.
+    pub fn retain_addresses(&self, live: impl Fn(&str, &str) -> bool) -> Result<(), NetError> {
+        let mut nets = self.nets.lock().expect("nets");
+        let mut changed = false;
+        for n in nets.values_mut() {
+            let before = n.pool.taken.len();
+            n.pool
+                .taken
+                .retain(|_, owner| owner == "gateway" || live(&n.id, owner));
+            changed |= n.pool.taken.len() != before;
+        }
+        if changed {
+            self.persist(&nets)?;
+        }
         Ok(())
     }
 
@@ -332,7 +365,7 @@ impl NetStore {
             .pool
             .allocate(&sub, &range, owner, want)
             .map_err(NetError::Conflict)?;
-        self.persist(&nets)?;
+        self.persist_with(&nets, false)?;
         Ok(ip)
     }
 
@@ -344,7 +377,7 @@ impl NetStore {
         if let Some(n) = nets.get_mut(&id) {
             n.pool.release(owner);
         }
-        let _ = self.persist(&nets);
+        let _ = self.persist_with(&nets, false);
     }
 }
 
@@ -437,5 +470,37 @@ mod tests {
         assert!(matches!(s.remove("bridge"), Err(NetError::Conflict(_))));
         s.remove("appnet").unwrap();
         assert!(matches!(s.get("appnet"), Err(NetError::NotFound(_))));
+    }
+
+    #[test]
+    fn addresses_of_containers_no_longer_running_are_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let s = NetStore::open(d.path(), "berth0", "10.88.0.1/16").unwrap();
+        let bridge = s.get("bridge").unwrap().id;
+        assert_eq!(
+            s.allocate("bridge", "gone", None).unwrap().to_string(),
+            "10.88.0.2"
+        );
+        assert_eq!(
+            s.allocate("bridge", "alive", None).unwrap().to_string(),
+            "10.88.0.3"
+        );
+        s.retain_addresses(|net, owner| net == bridge && owner == "alive")
+            .unwrap();
+        // Kept on disk: the freed address is the next one handed out, the
+        // gateway and the live container keep theirs.
+        let s = NetStore::open(d.path(), "berth0", "10.88.0.1/16").unwrap();
+        assert_eq!(
+            s.allocate("bridge", "new", None).unwrap().to_string(),
+            "10.88.0.2"
+        );
+        assert_eq!(
+            s.allocate("bridge", "alive", None).unwrap().to_string(),
+            "10.88.0.3"
+        );
+        assert_eq!(
+            s.allocate("bridge", "next", None).unwrap().to_string(),
+            "10.88.0.4"
+        );
     }
 }
