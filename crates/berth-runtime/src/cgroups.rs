@@ -386,6 +386,36 @@ fn write(p: &Path, v: &str) -> std::io::Result<()> {
     fs::write(p, v).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
 }
 
+/// The cgroup2 controllers a container's cgroup needs for its limits and
+/// its stats.
+const V2_CONTROLLERS: [&str; 4] = ["cpu", "io", "memory", "pids"];
+
+/// On cgroup2 a cgroup has memory.max, pids.max… only when every ancestor
+/// hands the controller down in `cgroup.subtree_control`: enables what the
+/// hierarchy offers on each level above the container's cgroup.
+pub fn enable_controllers_at(root: &Path, cgroup_path: &str) -> std::io::Result<()> {
+    let mut dir = root.to_path_buf();
+    let comps: Vec<&str> = cgroup_path.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, c) in comps.iter().enumerate() {
+        let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        let missing: Vec<String> = V2_CONTROLLERS
+            .iter()
+            .filter(|k| offered.split_whitespace().any(|o| o == **k))
+            .filter(|k| !enabled.split_whitespace().any(|o| o == **k))
+            .map(|k| format!("+{k}"))
+            .collect();
+        if !missing.is_empty() {
+            write(&dir.join("cgroup.subtree_control"), &missing.join(" "))?;
+        }
+        dir = dir.join(c);
+        if i + 1 < comps.len() {
+            fs::create_dir_all(&dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// `update` under a given cgroup mount root (tests point it at a fake tree).
 pub fn update_at(root: &Path, unified: bool, cgroup_path: &str, l: &Limits) -> std::io::Result<()> {
     let at = |controller: &str| dir_at(root, unified, controller, cgroup_path);
@@ -483,6 +513,33 @@ mod tests {
             .iter()
             .map(DeviceRule::from_spec)
             .collect()
+    }
+
+    #[test]
+    fn cgroup2_ancestors_hand_the_controllers_down() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::write(
+            r.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma\n",
+        )
+        .unwrap();
+        fs::write(r.join("cgroup.subtree_control"), "memory\n").unwrap();
+        fs::create_dir(r.join("berth")).unwrap();
+        fs::write(r.join("berth/cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        fs::write(r.join("berth/cgroup.subtree_control"), "").unwrap();
+        enable_controllers_at(r, "/berth/abc").unwrap();
+        // Only what each level offers and lacks; the container's own
+        // cgroup is left to be made.
+        assert_eq!(
+            fs::read_to_string(r.join("cgroup.subtree_control")).unwrap(),
+            "+cpu +io +pids"
+        );
+        assert_eq!(
+            fs::read_to_string(r.join("berth/cgroup.subtree_control")).unwrap(),
+            "+cpu +io +memory +pids"
+        );
+        assert!(!r.join("berth/abc").exists());
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub(super) fn make_cgroup(
     dirs: &[PathBuf],
     unified: bool,
 ) -> Res<()> {
+    if unified {
+        berth_runtime::cgroups::enable_controllers_at(Path::new("/sys/fs/cgroup"), cgroup_path)
+            .map_err(os("enabling cgroup controllers"))?;
+    }
     for d in dirs {
         fs::create_dir_all(d).map_err(os(format!("creating cgroup {}", d.display())))?;
     }
