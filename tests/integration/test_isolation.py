@@ -288,3 +288,4 @@ def test_network_none_has_a_working_loopback(daemon):
     assert "inet 127.0.0.1/8" in out and "LOOPBACK,UP" in out, out
     assert out.strip().endswith("over-lo"), (out, err)
     assert "eth0" not in out
+

@@ -1185,6 +1185,14 @@ fn setup(state_dir: &Path) -> Res<Shim> {
 }
 
 fn main() {
+    // Not dumpable, and so are the children it clones: an exec's process sits
+    // in the container's pid namespace while it is still this binary, and a
+    // process there must not reach it through /proc/<pid>/exe (runc's
+    // CVE-2019-5736); execve makes the container's program dumpable again.
+    // SAFETY: prctl with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     let mut args = std::env::args().skip(1);
     let Some(state_dir) = args.next().map(PathBuf::from) else {
         eprintln!("usage: berth-shim STATE_DIR");
