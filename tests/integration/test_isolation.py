@@ -289,3 +289,18 @@ def test_network_none_has_a_working_loopback(daemon):
     assert out.strip().endswith("over-lo"), (out, err)
     assert "eth0" not in out
 
+
+
+def test_execs_run_under_the_containers_rlimits(daemon, name):
+    """An exec gets the container's --ulimit, as its init does, including
+    after the shim has handed the container to the monitor and back."""
+    cid = daemon.docker("run", "-d", "--name", name, "--ulimit", "nofile=512:1024", "busybox",
+                        "sleep", "60", check=True)[1].strip()
+    try:
+        for _ in range(2):
+            rc, out, err = daemon.docker("exec", name, "sh", "-c", "ulimit -n; ulimit -Hn")
+            assert (rc, out.split()) == (0, ["512", "1024"]), err
+            import time
+            time.sleep(0.4)  # idle: the next exec comes through a resumed shim
+    finally:
+        daemon.docker("rm", "-f", cid)

@@ -19,3 +19,22 @@ pub fn set_cloexec(fd: std::os::fd::RawFd, on: bool) {
         libc::fcntl(fd, libc::F_SETFD, fl);
     }
 }
+
+/// Writes all of `data` to `fd`, which may be non-blocking. Input to the
+/// container is rare and small: a full pipe briefly blocks the writer rather
+/// than losing keystrokes. Gives up on any other error.
+pub fn write_all_fd(fd: std::os::fd::RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writing from a valid slice.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n > 0 {
+            data = &data[n as usize..];
+            continue;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            Some(libc::EINTR) => {}
+            _ => return,
+        }
+    }
+}

@@ -11,7 +11,7 @@
 
 use berth_monitor::handover::{HandedClient, Handover};
 use berth_monitor::log::JsonLog;
-use berth_monitor::set_cloexec;
+use berth_monitor::{set_cloexec, write_all_fd};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -34,24 +34,6 @@ fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
-    }
-}
-
-/// Input to the container is rare and small; a full pipe briefly blocks the
-/// monitor rather than losing keystrokes.
-fn write_all_fd(fd: RawFd, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writing from a valid slice.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n > 0 {
-            data = &data[n as usize..];
-            continue;
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN) => std::thread::sleep(std::time::Duration::from_millis(1)),
-            Some(libc::EINTR) => {}
-            _ => return,
-        }
     }
 }
 

@@ -14,41 +14,46 @@ fn host_err(what: &str, e: impl std::fmt::Display) -> NetError {
     NetError::Host(format!("{what}: {e}"))
 }
 
-/// Runs `f` with a netlink handle whose socket lives in the network namespace
-/// at `netns` (the host's when None), on a thread of its own: `setns` changes
-/// only the calling thread, and sockets keep the namespace they were made in.
-pub fn with_netlink<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T, NetError>
+/// Runs `body` on a thread of its own with a current-thread runtime: `setns`
+/// changes only the calling thread, and a netlink socket keeps the
+/// namespace it was made in.
+fn on_netlink_thread<T, B, Fut>(body: B) -> Result<T, NetError>
 where
     T: Send + 'static,
-    F: FnOnce(Handle) -> Fut + Send + 'static,
+    B: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T, NetError>>,
 {
-    let netns = netns.map(Path::to_path_buf);
     std::thread::spawn(move || {
-        if let Some(p) = &netns {
-            let f = std::fs::File::open(p)
-                .map_err(|e| host_err(&format!("opening {}", p.display()), e))?;
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| host_err("setns", e))?;
-        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| host_err("runtime", e))?;
-        rt.block_on(async move {
-            let (conn, handle, _) =
-                rtnetlink::new_connection().map_err(|e| host_err("netlink", e))?;
-            tokio::spawn(conn);
-            f(handle).await
-        })
+        rt.block_on(body())
     })
     .join()
     .map_err(|_| NetError::Host("netlink thread panicked".into()))?
 }
 
+/// A netlink handle in the calling thread's network namespace (inside a runtime).
+fn connect() -> Result<Handle, NetError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| host_err("netlink", e))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// Runs `f` with a netlink handle in the host's network namespace.
+pub fn with_netlink<T, F, Fut>(f: F) -> Result<T, NetError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, NetError>>,
+{
+    on_netlink_thread(move || async move { f(connect()?).await })
+}
+
 /// Runs `f` with two netlink handles on one thread: one in the host's
-/// network namespace and one in the namespace at `netns` (a socket keeps
-/// the namespace it was made in, so the second is made after a setns).
+/// network namespace and one in the namespace at `netns` (the second is made
+/// after a setns).
 fn with_netlink_pair<T, F, Fut>(netns: &Path, f: F) -> Result<T, NetError>
 where
     T: Send + 'static,
@@ -56,27 +61,15 @@ where
     Fut: std::future::Future<Output = Result<T, NetError>>,
 {
     let netns = netns.to_path_buf();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| host_err("runtime", e))?;
-        rt.block_on(async move {
-            let (conn, host, _) =
-                rtnetlink::new_connection().map_err(|e| host_err("netlink", e))?;
-            tokio::spawn(conn);
-            let ns = std::fs::File::open(&netns)
-                .map_err(|e| host_err(&format!("opening {}", netns.display()), e))?;
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| host_err("setns", e))?;
-            let (conn, inside, _) =
-                rtnetlink::new_connection().map_err(|e| host_err("netlink", e))?;
-            tokio::spawn(conn);
-            f(host, inside).await
-        })
+    on_netlink_thread(move || async move {
+        let host = connect()?;
+        let ns = std::fs::File::open(&netns)
+            .map_err(|e| host_err(&format!("opening {}", netns.display()), e))?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| host_err("setns", e))?;
+        let inside = connect()?;
+        f(host, inside).await
     })
-    .join()
-    .map_err(|_| NetError::Host("netlink thread panicked".into()))?
 }
 
 async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
@@ -130,7 +123,7 @@ pub fn ensure_bridge(n: &Network) -> Result<(), NetError> {
         .gateway_ip()
         .ok_or_else(|| NetError::Invalid("no gateway".into()))?;
     let name = n.bridge.clone();
-    with_netlink(None, move |h| async move {
+    with_netlink(move |h| async move {
         let idx = match link_index(&h, &name).await? {
             Some(i) => i,
             None => {
@@ -168,7 +161,7 @@ pub fn ensure_bridge(n: &Network) -> Result<(), NetError> {
 
 pub fn delete_link(name: &str) -> Result<(), NetError> {
     let name = name.to_string();
-    with_netlink(None, move |h| async move {
+    with_netlink(move |h| async move {
         if let Some(idx) = link_index(&h, &name).await? {
             h.link()
                 .del(idx)

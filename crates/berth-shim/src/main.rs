@@ -9,7 +9,7 @@ mod linux;
 
 use berth_monitor::handover::{HandedClient, Handover};
 use berth_monitor::log;
-use berth_monitor::set_cloexec;
+use berth_monitor::{set_cloexec, write_all_fd};
 use berth_runtime::proto::{self, ExitStatus, Request, Response, ShimConfig};
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -121,6 +121,9 @@ struct Shim {
     finished_execs: std::collections::VecDeque<(String, i32)>,
     /// How many times this shim has re-executed itself.
     generation: u32,
+    /// The spec's rlimits, which execs run under too: read from the bundle
+    /// once per image of this process.
+    rlimits: Option<Vec<(u32, u64, u64)>>,
 }
 
 /// How many finished execs' exit codes a shim remembers.
@@ -251,6 +254,7 @@ impl Shim {
             exit_deadline: None,
             finished_execs: Default::default(),
             generation: 0,
+            rlimits: None,
         })
     }
 
@@ -790,7 +794,7 @@ impl Shim {
         self.dirty_since = Some(Instant::now());
         let mut p = linux::Process::from_spec(process)?;
         // An exec runs under the container's rlimits, as its init does.
-        p.rlimits = self.init_rlimits()?;
+        p.rlimits = self.spec_rlimits()?;
         let (child, stdin_w, outputs) = make_stdio(p.terminal, stdin)?;
         let entered = linux::enter(init, &self.cfg.cgroup_path, &p, self.filter.as_ref(), child)?;
         let (tty, stdin_w, outputs) = match entered.pty_master {
@@ -820,11 +824,13 @@ impl Shim {
         Ok(entered.pid)
     }
 
-    /// The rlimits of the container's spec.
-    fn init_rlimits(&self) -> Res<Vec<(u32, u64, u64)>> {
-        let spec: serde_json::Value =
-            serde_json::from_slice(&fs::read(Path::new(&self.cfg.bundle).join("config.json"))?)?;
-        Ok(linux::Process::from_spec(&spec["process"])?.rlimits)
+    fn spec_rlimits(&mut self) -> Res<Vec<(u32, u64, u64)>> {
+        if self.rlimits.is_none() {
+            let path = Path::new(&self.cfg.bundle).join("config.json");
+            let spec: serde_json::Value = serde_json::from_slice(&fs::read(path)?)?;
+            self.rlimits = Some(linux::Process::from_spec(&spec["process"])?.rlimits);
+        }
+        Ok(self.rlimits.clone().unwrap_or_default())
     }
 
     fn slim_after(&self) -> Option<Duration> {
@@ -1024,24 +1030,6 @@ impl Shim {
     }
 }
 
-fn write_all_fd(fd: RawFd, mut data: &[u8]) {
-    // Input to the container is rare and small; a full pipe briefly blocks the
-    // shim rather than losing keystrokes.
-    while !data.is_empty() {
-        // SAFETY: writing from a valid slice to a descriptor we own.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n > 0 {
-            data = &data[n as usize..];
-        } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-            std::thread::sleep(Duration::from_millis(1));
-        } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        } else {
-            return;
-        }
-    }
-}
-
 fn response_line(r: &Response) -> Vec<u8> {
     let mut v = serde_json::to_vec(r).unwrap_or_default();
     v.push(b'\n');
@@ -1175,6 +1163,7 @@ fn setup(state_dir: &Path) -> Res<Shim> {
     }
     let log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
     let mut shim = Shim::new(cfg, state_dir, std_listener, log, filter, Some(created))?;
+    shim.rlimits = Some(linux::Process::from_spec(&spec["process"])?.rlimits);
     shim.init_open_streams = outputs.len();
     shim.init_tty = tty;
     shim.init_stdin = stdin_w;
