@@ -542,6 +542,7 @@ impl Engine {
             };
             let policy = rec.host_config.restart_policy.name.clone();
             let was_running = st.status.is_running();
+            let never_started = st.status == Status::Created;
             let c = self.insert(rec, st);
             if live {
                 let eps = c.state().endpoints;
@@ -568,8 +569,10 @@ impl Engine {
                 self.clone().handle_exit(c.clone(), exit, false).await;
             } else {
                 // A launch cut short by a crash may have left a shim waiting to
-                // start its container, its cgroup, and an endpoint.
-                if kill_stale_shim(&self.xdir(&id)) {
+                // start its container, its cgroup (also when that shim died
+                // since, killed outright), and an endpoint.
+                kill_stale_shim(&self.xdir(&id));
+                if never_started {
                     let path = stats::cgroup_path(&id);
                     let _ =
                         tokio::task::spawn_blocking(move || berth_runtime::cgroups::destroy(&path))

@@ -1213,8 +1213,13 @@ fn main() {
     let _ = fs::write(state_dir.join("shim.pid"), std::process::id().to_string());
     match setup(&state_dir) {
         Ok(mut shim) => {
-            println!("ready");
-            let _ = io::stdout().flush();
+            let told = writeln!(io::stdout(), "ready").and_then(|_| io::stdout().flush());
+            if told.is_err() {
+                // berthd went away before it heard: nobody will start this
+                // container; dropping it takes its init and cgroup along.
+                drop(shim);
+                std::process::exit(1);
+            }
             // berthd stops reading after "ready"; never die of SIGPIPE on stdout.
             if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
                 // SAFETY: dup2 onto our own stdout.

@@ -80,18 +80,37 @@ pub enum StdioIn {
     Terminal,
 }
 
-/// A created container: its init waits for `start`.
+/// A created container: its init waits for `start`. Dropped unstarted (the
+/// shim failing before it could report ready, or going away with berthd's
+/// pipe), it takes its init and its cgroup with it.
 pub struct Created {
     pub pid: i32,
     pub pty_master: Option<OwnedFd>,
     start: OwnedFd,
+    cgroup_path: String,
+    started: bool,
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if self.started {
+            return;
+        }
+        // SAFETY: killing and reaping our own child, which waits for start.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+        delete(&self.cgroup_path);
+    }
 }
 
 impl Created {
     /// Lets the init run its command.
-    pub fn start(self) -> Res<()> {
+    pub fn start(mut self) -> Res<()> {
         // SAFETY: a one-byte write to our end of the start pipe.
         let n = unsafe { libc::write(self.start.as_raw_fd(), b"s".as_ptr().cast(), 1) };
+        self.started = n == 1;
         if n != 1 {
             return Err(last_err("starting the container"));
         }
@@ -220,7 +239,7 @@ pub fn create(spec: &Value, seccomp: Option<(Vec<u8>, u32)>, stdio: StdioIn) -> 
         stdio,
     };
     make_cgroup(spec, &cgroup_path, &dirs, unified)?;
-    let made = spawn_init(flags, plan);
+    let made = spawn_init(flags, plan, &cgroup_path);
     if made.is_err() {
         berth_runtime::cgroups::destroy(&cgroup_path);
     }
@@ -235,7 +254,7 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn spawn_init(flags: u64, plan: InitPlan) -> Res<Created> {
+fn spawn_init(flags: u64, plan: InitPlan, cgroup_path: &str) -> Res<Created> {
     let (parent_sock, child_sock) = seqpacket_pair()?;
     let (start_r, start_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Os {
@@ -262,6 +281,8 @@ fn spawn_init(flags: u64, plan: InitPlan) -> Res<Created> {
         pid,
         pty_master,
         start: start_w,
+        cgroup_path: cgroup_path.to_string(),
+        started: false,
     })
 }
 
