@@ -337,3 +337,60 @@ def test_bad_dockerfiles_are_refused_with_the_line(daemon, tmp_path, dockerfile,
     (tmp_path / "Dockerfile").write_text(dockerfile)
     rc, out, err = build(daemon, "berth", str(tmp_path))
     assert rc != 0 and message in out + err, out + err
+
+
+def test_deep_images_build_and_run_up_to_dockers_layer_limit(daemon, tmp_path):
+    """100 steps build and run (a container's overlay then names more lower
+    layers than one page of mount options holds by path); 125 layers is the
+    most an image may have, as in dockerd, and one more fails clearly."""
+    (tmp_path / "f").write_text("layer\n")
+    steps = "".join(f"COPY f /f{i}\n" for i in range(1, 99))
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\n" + steps + "RUN cat /f1 /f98 > /out\nCMD [\"cat\", \"/out\"]\n")
+    rc, out, err = build(daemon, "docker", "-q", "-t", "deep:100", str(tmp_path))
+    assert rc == 0, out[-2000:] + err
+    layers = json.loads(daemon.docker("image", "inspect", "deep:100")[1])[0]["RootFS"]["Layers"]
+    assert len(layers) == 100
+    rc, out, err = daemon.docker("run", "--rm", "deep:100")
+    assert rc == 0 and out == "layer\nlayer\n", err
+    # Up to 125 layers: builds and runs.
+    more = "".join(f"COPY f /g{i}\n" for i in range(24))
+    (tmp_path / "Dockerfile").write_text(f"FROM deep:100\n{more}RUN cat /g23\n")
+    rc, out, err = build(daemon, "docker", "-q", "-t", "deep:125", str(tmp_path))
+    assert rc == 0, out[-2000:] + err
+    layers = json.loads(daemon.docker("image", "inspect", "deep:125")[1])[0]["RootFS"]["Layers"]
+    assert len(layers) == 125
+    rc, out, err = daemon.docker("run", "--rm", "deep:125", "cat", "/g0", "/f1")
+    assert rc == 0 and out == "layer\nlayer\n", err
+    # One more layer, by COPY, by RUN or by commit: a clear error, and the
+    # raw build stream ends.
+    for step in ("COPY f /h", "RUN true"):
+        (tmp_path / "Dockerfile").write_text(f"FROM deep:125\n{step}\n")
+        ctx = io.BytesIO()
+        with tarfile.open(fileobj=ctx, mode="w") as t:
+            t.add(tmp_path / "Dockerfile", "Dockerfile")
+            t.add(tmp_path / "f", "f")
+        st, raw, _ = daemon.api("POST", "/build", body=ctx.getvalue(),
+                                headers={"Content-Type": "application/x-tar"}, timeout=30)
+        last = json.loads(raw.decode().splitlines()[-1])
+        assert "max depth exceeded" in last.get("error", ""), raw[-500:]
+    rc, out, err = daemon.docker("run", "--name", "deep-commit", "deep:125", "true")
+    assert rc == 0, err
+    rc, out, err = daemon.docker("commit", "deep-commit", "deep:126")
+    assert rc != 0 and "max depth exceeded" in err, err
+    daemon.docker("rm", "deep-commit")
+    daemon.docker("rmi", "deep:125", "deep:100")
+
+
+def test_a_failed_run_step_ends_the_raw_build_stream(daemon):
+    ctx = io.BytesIO()
+    data = b'FROM busybox\nRUN ["/nonexistent"]\n'
+    with tarfile.open(fileobj=ctx, mode="w") as t:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    # The response must end by itself (the timeout would raise).
+    st, raw, _ = daemon.api("POST", "/build", body=ctx.getvalue(),
+                            headers={"Content-Type": "application/x-tar"}, timeout=15)
+    last = json.loads(raw.decode().splitlines()[-1])
+    assert "/nonexistent" in last["error"], raw

@@ -4,13 +4,18 @@
 
 use crate::BuildError;
 
+/// How deeply `${A:-${B:-…}}` may nest. Expansion recurses once per level,
+/// and a Dockerfile is untrusted input: without a bound a 15 KB `ENV` line
+/// overflows the stack of the daemon thread that expands it.
+pub const MAX_NESTING: usize = 64;
+
 /// Expands and unquotes `s` as one word.
 pub fn expand(
     s: &str,
     escape: char,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, BuildError> {
-    Ok(process(s, escape, env, false)?.join(""))
+    Ok(process(s, escape, env, false, 0)?.join(""))
 }
 
 /// Expands `s` and splits it into words on unquoted whitespace.
@@ -19,7 +24,7 @@ pub fn expand_words(
     escape: char,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<String>, BuildError> {
-    process(s, escape, env, true)
+    process(s, escape, env, true, 0)
 }
 
 fn process(
@@ -27,7 +32,13 @@ fn process(
     escape: char,
     env: &dyn Fn(&str) -> Option<String>,
     split: bool,
+    depth: usize,
 ) -> Result<Vec<String>, BuildError> {
+    if depth > MAX_NESTING {
+        return Err(BuildError::Syntax(format!(
+            "bad substitution: variable expansions nested more than {MAX_NESTING} deep"
+        )));
+    }
     let chars: Vec<char> = s.chars().collect();
     let mut words = Vec::new();
     let mut cur = String::new();
@@ -77,7 +88,7 @@ fn process(
                         }
                         i += 2;
                     } else if d == '$' {
-                        i = dollar(&chars, i, escape, env, &mut cur)?;
+                        i = dollar(&chars, i, escape, env, &mut cur, depth)?;
                     } else {
                         cur.push(d);
                         i += 1;
@@ -95,7 +106,7 @@ fn process(
             }
             '$' => {
                 let mut val = String::new();
-                i = dollar(&chars, i, escape, env, &mut val)?;
+                i = dollar(&chars, i, escape, env, &mut val, depth)?;
                 if split {
                     // An unquoted expansion splits into words, as in a shell.
                     let mut parts = val.split(char::is_whitespace);
@@ -129,6 +140,7 @@ fn dollar(
     escape: char,
     env: &dyn Fn(&str) -> Option<String>,
     out: &mut String,
+    depth: usize,
 ) -> Result<usize, BuildError> {
     let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut j = i + 1;
@@ -165,13 +177,13 @@ fn dollar(
         j += 1;
         // The word runs to the matching `}`, and is itself expanded.
         let wstart = j;
-        let mut depth = 1;
+        let mut braces = 1;
         while j < chars.len() {
             match chars[j] {
-                '{' => depth += 1,
+                '{' => braces += 1,
                 '}' => {
-                    depth -= 1;
-                    if depth == 0 {
+                    braces -= 1;
+                    if braces == 0 {
                         break;
                     }
                 }
@@ -183,7 +195,7 @@ fn dollar(
             return Err(BuildError::Syntax(format!("missing '}}' for ${{{name}")));
         }
         let word: String = chars[wstart..j].iter().collect();
-        let word = expand(&word, escape, env)?;
+        let word = process(&word, escape, env, false, depth + 1)?.join("");
         let val = env(&name);
         let set = match (&val, colon) {
             (Some(v), true) => !v.is_empty(),
@@ -257,6 +269,17 @@ mod tests {
         assert_eq!(x("/my\\ dir"), "/my dir");
         assert!(expand("'open", '\\', &env).is_err());
         assert_eq!(expand("`$A", '`', &env).unwrap(), "$A");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = |n: usize| format!("{}x{}", "${NOPE:-".repeat(n), "}".repeat(n));
+        assert_eq!(x(&deep(MAX_NESTING)), "x");
+        // Deep enough to overflow a 2 MiB thread stack before the bound existed.
+        let e = expand(&deep(5000), '\\', &env).unwrap_err().to_string();
+        assert!(e.contains("nested more than"), "{e}");
+        let e = expand_words(&format!("\"{}\"", deep(5000)), '\\', &env).unwrap_err();
+        assert!(e.to_string().contains("nested"), "{e}");
     }
 
     #[test]

@@ -286,10 +286,16 @@ const FUNCS: [&str; 26] = [
     "js", "urlquery",
 ];
 
+/// How deeply actions (`if`, `range`, `with`, `else if` chains) and
+/// parentheses may nest. Parsing and execution recurse once per level; a
+/// `--format` string must get an error, never overflow the stack.
+const MAX_DEPTH: usize = 200;
+
 struct Parser<'a> {
     toks: &'a [Tok],
     pos: usize,
     line: usize,
+    parens: usize,
 }
 
 impl Parser<'_> {
@@ -374,7 +380,12 @@ impl Parser<'_> {
                 f => return Err(self.err(format!("function {f:?} not defined"))),
             },
             Tok::LParen => {
+                self.parens += 1;
+                if self.parens > MAX_DEPTH {
+                    return Err(self.err(format!("parentheses nested more than {MAX_DEPTH} deep")));
+                }
                 let p = self.pipeline("")?;
+                self.parens -= 1;
                 if self.toks.get(self.pos) != Some(&Tok::RParen) {
                     return Err(self.err("unclosed left paren"));
                 }
@@ -411,6 +422,7 @@ fn parse_action(body: &str, line: usize) -> Result<Option<Item>, TemplateError> 
         toks: &toks,
         pos: 0,
         line,
+        parens: 0,
     };
     let kw = match toks.first() {
         Some(Tok::Ident(k)) => k.as_str(),
@@ -456,55 +468,61 @@ fn parse_action(body: &str, line: usize) -> Result<Option<Item>, TemplateError> 
     Ok(Some(item))
 }
 
+type Items = std::iter::Peekable<std::vec::IntoIter<(Item, usize)>>;
+/// The nodes of a list, and the `end`/`else` that closed it (none at EOF).
+type Parsed = (Vec<Node>, Option<(Item, usize)>);
+
 /// Parses items into nodes until `end`/`else` (returned) or the input ends.
-fn parse_list(
-    items: &mut std::iter::Peekable<std::vec::IntoIter<(Item, usize)>>,
-) -> (Vec<Node>, Option<(Item, usize)>) {
+fn parse_list(items: &mut Items, depth: usize) -> Result<Parsed, TemplateError> {
     let mut nodes = Vec::new();
     while let Some((item, line)) = items.next() {
         match item {
-            Item::Node(Node::If(p, _, _)) => {
-                nodes.push(block(items, line, &|a, b| Node::If(p.clone(), a, b)))
-            }
-            Item::Node(Node::Range(p, _, _)) => {
-                nodes.push(block(items, line, &|a, b| Node::Range(p.clone(), a, b)))
-            }
-            Item::Node(Node::With(p, _, _)) => {
-                nodes.push(block(items, line, &|a, b| Node::With(p.clone(), a, b)))
-            }
+            Item::Node(Node::If(p, _, _)) => nodes.push(block(items, line, depth, &|a, b| {
+                Node::If(p.clone(), a, b)
+            })?),
+            Item::Node(Node::Range(p, _, _)) => nodes.push(block(items, line, depth, &|a, b| {
+                Node::Range(p.clone(), a, b)
+            })?),
+            Item::Node(Node::With(p, _, _)) => nodes.push(block(items, line, depth, &|a, b| {
+                Node::With(p.clone(), a, b)
+            })?),
             Item::Node(n) => nodes.push(n),
-            other => return (nodes, Some((other, line))),
+            other => return Ok((nodes, Some((other, line)))),
         }
     }
-    (nodes, None)
+    Ok((nodes, None))
 }
 
 fn block(
-    items: &mut std::iter::Peekable<std::vec::IntoIter<(Item, usize)>>,
+    items: &mut Items,
     line: usize,
+    depth: usize,
     make: &dyn Fn(Vec<Node>, Vec<Node>) -> Node,
-) -> Node {
-    let (body, stop) = parse_list(items);
-    match stop {
+) -> Result<Node, TemplateError> {
+    if depth >= MAX_DEPTH {
+        return Err(TemplateError::Parse {
+            line,
+            msg: format!("actions nested more than {MAX_DEPTH} deep"),
+        });
+    }
+    let (body, stop) = parse_list(items, depth + 1)?;
+    Ok(match stop {
         Some((Item::Else(None, _), _)) => {
-            let (els, _) = parse_list(items);
+            let (els, _) = parse_list(items, depth + 1)?;
             make(body, els)
         }
         Some((Item::Else(Some(p), with), l)) => {
             // `else if p` is an `if` nested in the else branch, sharing the `end`.
             let inner = if with {
-                block(items, l, &|a, b| Node::With(p.clone(), a, b))
+                block(items, l, depth + 1, &|a, b| Node::With(p.clone(), a, b))?
             } else {
-                block(items, l, &|a, b| Node::If(p.clone(), a, b))
+                block(items, l, depth + 1, &|a, b| Node::If(p.clone(), a, b))?
             };
             make(body, vec![inner])
         }
         Some((Item::End, _)) => make(body, vec![]),
-        _ => {
-            let _ = line;
-            make(body, vec![Node::Text("\u{0}unclosed".into())])
-        }
-    }
+        _ => make(body, vec![Node::Text("\u{0}unclosed".into())]),
+    })
 }
 
 fn contains_unclosed(nodes: &[Node]) -> bool {
@@ -529,7 +547,7 @@ impl Template {
         }
         let last_line = items.last().map(|(_, l)| *l).unwrap_or(1);
         let mut it = items.into_iter().peekable();
-        let (nodes, stop) = parse_list(&mut it);
+        let (nodes, stop) = parse_list(&mut it, 0)?;
         if let Some((item, line)) = stop {
             let what = match item {
                 Item::End => "end",
@@ -1171,5 +1189,28 @@ mod tests {
             .render(&ctx())
             .unwrap_err();
         assert!(e.to_string().contains("index out of range"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let ifs = |n: usize| format!("{}x{}", "{{if .A}}".repeat(n), "{{end}}".repeat(n));
+        assert_eq!(r(&ifs(MAX_DEPTH), &ctx()), "x");
+        let e = Template::parse(&ifs(100_000)).unwrap_err().to_string();
+        assert!(e.contains("nested more than"), "{e}");
+        let elifs = format!(
+            "{{{{if .Nope}}}}{}y{{{{end}}}}",
+            "{{else if .Nope}}".repeat(100_000)
+        );
+        assert!(Template::parse(&elifs)
+            .unwrap_err()
+            .to_string()
+            .contains("nested"));
+        let parens = format!("{{{{{}.A{}}}}}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(Template::parse(&parens)
+            .unwrap_err()
+            .to_string()
+            .contains("nested"));
+        let ok = format!("{{{{{}.A{}}}}}", "(".repeat(50), ")".repeat(50));
+        assert!(Template::parse(&ok).is_ok());
     }
 }

@@ -272,23 +272,41 @@ impl Engine {
 /// below it, named `name/...` — with a literal `./` prefix when `name` is
 /// `.`, which the docker CLI's rebasing of `cp SRC/.` relies on (the tar
 /// crate's own path setters would normalise it away).
+///
+/// Iterative (a stack of sibling lists): a container's tree can nest deeper
+/// than berthd's stack.
 fn append_tree<W: std::io::Write>(b: &mut tar::Builder<W>, host: &Path, name: &str) -> Result<()> {
-    let meta = fs::symlink_metadata(host)?;
-    let ft = meta.file_type();
-    let mut h = tar::Header::new_gnu();
-    h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-    let entry_name = if ft.is_dir() && name != "." {
-        format!("{name}/")
-    } else {
-        name.to_string()
-    };
-    append_named(b, &mut h, &entry_name, host, &meta)?;
-    if ft.is_dir() {
-        let mut children: Vec<_> = fs::read_dir(host)?.filter_map(|e| e.ok()).collect();
-        children.sort_by_key(|e| e.file_name());
-        for c in children {
-            let child = format!("{}/{}", name, c.file_name().to_string_lossy());
-            append_tree(b, &c.path(), &child)?;
+    let mut stack = vec![vec![(host.to_path_buf(), name.to_string())]];
+    while let Some(top) = stack.last_mut() {
+        let Some((host, name)) = top.pop() else {
+            stack.pop();
+            continue;
+        };
+        let meta = fs::symlink_metadata(&host)?;
+        let ft = meta.file_type();
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        let entry_name = if ft.is_dir() && name != "." {
+            format!("{name}/")
+        } else {
+            name.clone()
+        };
+        append_named(b, &mut h, &entry_name, &host, &meta)?;
+        if ft.is_dir() {
+            let mut children: Vec<_> = fs::read_dir(&host)?.filter_map(|e| e.ok()).collect();
+            // Reversed, so that popping gives them in name order.
+            children.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
+            stack.push(
+                children
+                    .into_iter()
+                    .map(|c| {
+                        (
+                            c.path(),
+                            format!("{name}/{}", c.file_name().to_string_lossy()),
+                        )
+                    })
+                    .collect(),
+            );
         }
     }
     Ok(())

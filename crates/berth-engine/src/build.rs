@@ -231,50 +231,57 @@ fn digest_sources(paths: &[PathBuf]) -> std::io::Result<String> {
 
 /// Copies `src` to `dst` (both host paths), as COPY does: directories
 /// recursively, symlinks as links, modes and times kept, owner set.
+/// Iterative: a context or a stage can nest deeper than berthd's stack.
 fn copy_tree(src: &Path, dst: &Path, owner: (u32, u32), chmod: Option<u32>) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let m = std::fs::symlink_metadata(src)?;
-    let ft = m.file_type();
-    if ft.is_symlink() {
-        let _ = std::fs::remove_file(dst);
-        std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)?;
-    } else if ft.is_dir() {
-        if !dst.is_dir() {
-            let _ = std::fs::remove_file(dst);
-            std::fs::create_dir(dst)?;
-        }
-        for e in std::fs::read_dir(src)? {
-            let e = e?;
-            copy_tree(&e.path(), &dst.join(e.file_name()), owner, chmod)?;
-        }
+    let mut pending = vec![(src.to_path_buf(), dst.to_path_buf())];
+    // Directories get their modes once everything below them is written.
+    let mut dirs = Vec::new();
+    while let Some((src, dst)) = pending.pop() {
+        let m = std::fs::symlink_metadata(&src)?;
+        let ft = m.file_type();
         let mode = chmod.unwrap_or(m.mode() & 0o7777);
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))?;
-    } else if ft.is_file() {
-        if dst.is_dir() {
-            std::fs::remove_dir_all(dst)?;
+        if ft.is_symlink() {
+            let _ = std::fs::remove_file(&dst);
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            if !dst.is_dir() {
+                let _ = std::fs::remove_file(&dst);
+                std::fs::create_dir(&dst)?;
+            }
+            for e in std::fs::read_dir(&src)? {
+                let e = e?;
+                pending.push((e.path(), dst.join(e.file_name())));
+            }
+            dirs.push((dst.clone(), mode));
+        } else if ft.is_file() {
+            if dst.is_dir() {
+                berth_store::fsutil::remove_tree(&dst)?;
+            }
+            std::fs::copy(&src, &dst)?;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
+            let f = std::fs::File::options().write(true).open(&dst)?;
+            f.set_modified(m.modified()?)?;
+        } else {
+            // Devices, fifos and sockets are not part of a build context.
+            continue;
         }
-        std::fs::copy(src, dst)?;
-        let mode = chmod.unwrap_or(m.mode() & 0o7777);
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))?;
-        let f = std::fs::File::options().write(true).open(dst)?;
-        f.set_modified(m.modified()?)?;
-    } else {
-        // Devices, fifos and sockets are not part of a build context.
-        return Ok(());
+        std::os::unix::fs::lchown(&dst, Some(owner.0), Some(owner.1))?;
     }
-    std::os::unix::fs::lchown(dst, Some(owner.0), Some(owner.1))
+    for (d, mode) in dirs.into_iter().rev() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Creates the missing directories of `dir` (root, 0755), as COPY does.
 fn mkdir_root(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    let missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.is_dir()).collect();
+    for d in missing.into_iter().rev() {
+        std::fs::create_dir(d)?;
+        std::os::unix::fs::lchown(d, Some(0), Some(0))?;
     }
-    if let Some(p) = dir.parent() {
-        mkdir_root(p)?;
-    }
-    std::fs::create_dir(dir)?;
-    std::os::unix::fs::lchown(dir, Some(0), Some(0))
+    Ok(())
 }
 
 /// Is `path` a tar archive (plain or gzip)? ADD extracts those.
@@ -1098,6 +1105,9 @@ impl Engine {
                 "RUN needs a filesystem: this stage has no layers (FROM scratch)".into(),
             ));
         }
+        if state.chain.len() >= berth_store::MAX_LAYERS {
+            return Err(berth_store::StoreError::MaxDepth(state.chain.len() + 1).into());
+        }
         let image_env = state.config.config.env.clone().unwrap_or_default();
         let req = CreateRequest {
             config: ContainerConfig {
@@ -1172,7 +1182,12 @@ impl Engine {
                 }
             }
         });
-        self.start(cid).await?;
+        if let Err(e) = self.start(cid).await {
+            // The pump would wait for a stream that never comes, holding the
+            // build's output channel, and the client's response would never end.
+            pump.abort();
+            return Err(e);
+        }
         let code = tokio::select! {
             code = exited => code,
             _ = out.gone() => {
@@ -1436,21 +1451,12 @@ impl Engine {
                     .join("build")
                     .join(format!("ro-{:016x}", rand::random::<u64>()));
                 std::fs::create_dir_all(&d)?;
-                let opts = format!(
-                    "lowerdir={}",
-                    dirs.iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(":")
-                );
-                nix::mount::mount(
-                    Some("overlay"),
-                    &d,
-                    Some("overlay"),
-                    nix::mount::MsFlags::MS_RDONLY,
-                    Some(opts.as_str()),
-                )
-                .map_err(|e| {
+                let m = OverlayMount {
+                    lower: dirs,
+                    upper: None,
+                    target: d.clone(),
+                };
+                self.mounter.mount_overlay(&m).map_err(|e| {
                     EngineError::Internal(format!("mounting a stage's filesystem: {e}"))
                 })?;
                 Ok((d, true))
@@ -1466,6 +1472,9 @@ impl Engine {
         f: impl FnOnce(&Path) -> std::io::Result<()>,
         created_by: &str,
     ) -> Result<ImageState> {
+        if state.chain.len() >= berth_store::MAX_LAYERS {
+            return Err(berth_store::StoreError::MaxDepth(state.chain.len() + 1).into());
+        }
         let work = self
             .cfg
             .data_root
@@ -1480,8 +1489,7 @@ impl Engine {
                 let merged = work.join("merged");
                 let m = OverlayMount {
                     lower: self.store.chain_dirs(&state.chain)?,
-                    upper: upper.clone(),
-                    work: work.join("work"),
+                    upper: Some((upper.clone(), work.join("work"))),
                     target: merged.clone(),
                 };
                 self.mounter.mount_overlay(&m).map_err(|e| {

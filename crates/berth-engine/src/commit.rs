@@ -75,6 +75,9 @@ impl Engine {
             .store
             .get(&rec.image_id)
             .map_err(|_| EngineError::NotFound(format!("No such image: {}", rec.image_id)))?;
+        if base.chain.len() >= berth_store::MAX_LAYERS {
+            return Err(berth_store::StoreError::MaxDepth(base.chain.len() + 1).into());
+        }
         // What a container's config does not carry comes from its image.
         if run.healthcheck.is_none() {
             run.healthcheck = base.config.config.healthcheck.clone();

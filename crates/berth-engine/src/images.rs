@@ -375,18 +375,95 @@ impl Engine {
     }
 }
 
-/// Docker's `reference` filter: shell-style `*` patterns.
+/// Docker's `reference` filter: Go's `path.Match` (`*` and `?` stay within
+/// a path element, `[…]` classes, `\\` escapes). Matched by dynamic
+/// programming over the pattern rather than by backtracking, so a filter
+/// full of `*`s costs length × length, never exponential time or stack.
 fn glob(pat: &str, s: &str) -> bool {
-    match pat.split_once('*') {
-        None => pat == s,
-        Some((pre, rest)) => {
-            if !s.starts_with(pre) {
-                return false;
-            }
-            let tail = &s[pre.len()..];
-            (0..=tail.len()).any(|i| glob(rest, &tail[i..]))
-        }
+    enum Tok {
+        Star,
+        Any,
+        Lit(char),
+        Class(bool, Vec<(char, char)>),
     }
+    let p: Vec<char> = pat.chars().collect();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '*' => toks.push(Tok::Star),
+            '?' => toks.push(Tok::Any),
+            '\\' if i + 1 < p.len() => {
+                i += 1;
+                toks.push(Tok::Lit(p[i]));
+            }
+            '[' => {
+                let mut j = i + 1;
+                let neg = p.get(j) == Some(&'^');
+                if neg {
+                    j += 1;
+                }
+                let mut ranges = Vec::new();
+                let mut closed = false;
+                while j < p.len() {
+                    if p[j] == ']' && (!ranges.is_empty() || j > i + 1 + neg as usize) {
+                        closed = true;
+                        break;
+                    }
+                    let mut lo = p[j];
+                    if lo == '\\' && j + 1 < p.len() {
+                        j += 1;
+                        lo = p[j];
+                    }
+                    let mut hi = lo;
+                    if p.get(j + 1) == Some(&'-') && p.get(j + 2).is_some_and(|c| *c != ']') {
+                        hi = p[j + 2];
+                        j += 2;
+                    }
+                    ranges.push((lo, hi));
+                    j += 1;
+                }
+                if !closed {
+                    // Go reports ErrBadPattern; nothing matches a bad pattern.
+                    return false;
+                }
+                toks.push(Tok::Class(neg, ranges));
+                i = j;
+            }
+            c => toks.push(Tok::Lit(c)),
+        }
+        i += 1;
+    }
+    let s: Vec<char> = s.chars().collect();
+    // m[j]: the tokens so far match s[..j].
+    let mut m = vec![false; s.len() + 1];
+    m[0] = true;
+    for t in &toks {
+        let mut next = vec![false; s.len() + 1];
+        match t {
+            Tok::Star => {
+                for j in 0..=s.len() {
+                    next[j] = m[j] || (j > 0 && next[j - 1] && s[j - 1] != '/');
+                }
+            }
+            _ => {
+                for j in 1..=s.len() {
+                    let c = s[j - 1];
+                    let ok = match t {
+                        Tok::Any => c != '/',
+                        Tok::Lit(l) => c == *l,
+                        Tok::Class(neg, r) => {
+                            c != '/' && (r.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *neg)
+                        }
+                        Tok::Star => unreachable!(),
+                    };
+                    next[j] = m[j - 1] && ok;
+                }
+            }
+        }
+        m = next;
+    }
+    m[s.len()]
 }
 
 #[cfg(test)]
@@ -420,5 +497,16 @@ mod tests {
         assert!(glob("busy*", "busybox"));
         assert!(glob("*:latest", "busybox:latest"));
         assert!(!glob("alp*", "busybox"));
+        assert!(glob("*/app:v?", "team/app:v1"));
+        assert!(
+            !glob("*:v1", "team/app:v1"),
+            "* stays within a path element"
+        );
+        assert!(!glob("b[a-u]sy[!x]ox", "busybox"), "Go negates with ^ only");
+        assert!(glob("b[a-u]sy[^x]ox", "busybox"));
+        assert!(glob("caf\u{e9}:*", "caf\u{e9}:latest"), "multi-byte text");
+        assert!(!glob("[oops", "[oops"));
+        let stars = "*".repeat(20_000) + "x";
+        assert!(!glob(&stars, &"a".repeat(300)));
     }
 }

@@ -874,8 +874,10 @@ impl Engine {
             }
             let m = OverlayMount {
                 lower: self.lower_dirs_of(rec)?,
-                upper: self.cdir(&rec.id).join("rw/upper"),
-                work: self.cdir(&rec.id).join("rw/work"),
+                upper: Some((
+                    self.cdir(&rec.id).join("rw/upper"),
+                    self.cdir(&rec.id).join("rw/work"),
+                )),
                 target: target.clone(),
             };
             self.mounter

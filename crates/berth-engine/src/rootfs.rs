@@ -6,21 +6,25 @@ use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayMount {
+    /// Read-only layers, top first.
     pub lower: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
+    /// The writable layer and overlay's work directory; none for a
+    /// read-only view.
+    pub upper: Option<(PathBuf, PathBuf)>,
     pub target: PathBuf,
 }
 
+/// mount(2) copies one page of options.
+const MOUNT_DATA_MAX: usize = 4095;
+
 impl OverlayMount {
-    pub fn options(&self) -> String {
-        let lower: Vec<String> = self.lower.iter().map(|p| p.display().to_string()).collect();
-        format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            self.upper.display(),
-            self.work.display()
-        )
+    /// The mount options, with `lower` named as given.
+    pub fn options(&self, lower: &[String]) -> String {
+        let mut o = format!("lowerdir={}", lower.join(":"));
+        if let Some((upper, work)) = &self.upper {
+            o += &format!(",upperdir={},workdir={}", upper.display(), work.display());
+        }
+        o
     }
 }
 
@@ -36,23 +40,55 @@ pub struct HostMounter;
 impl Mounter for HostMounter {
     fn mount_overlay(&self, m: &OverlayMount) -> std::io::Result<()> {
         std::fs::create_dir_all(&m.target)?;
-        std::fs::create_dir_all(&m.upper)?;
-        std::fs::create_dir_all(&m.work)?;
-        let opts = m.options();
-        if opts.len() >= 4000 {
-            // The kernel takes one page of options; deep images need shorter paths.
-            return Err(std::io::Error::other(
-                "too many layers for one overlay mount",
-            ));
+        if let Some((upper, work)) = &m.upper {
+            std::fs::create_dir_all(upper)?;
+            std::fs::create_dir_all(work)?;
         }
-        nix::mount::mount(
+        let mut names: Vec<String> = m.lower.iter().map(|p| p.display().to_string()).collect();
+        // Deep images do not fit one page by their paths (~38 layers under
+        // /var/lib/berth). Then each layer is named by a descriptor of this
+        // process (`/proc/self/fd/N`, ~18 bytes: room for ~200 layers, past
+        // the 125 an image may have); the kernel resolves the names during
+        // the mount, after which the descriptors can go.
+        let mut held = Vec::new();
+        if m.options(&names).len() > MOUNT_DATA_MAX {
+            names.clear();
+            for p in &m.lower {
+                let fd = nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_PATH
+                        | nix::fcntl::OFlag::O_DIRECTORY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )?;
+                // SAFETY: `open` just returned this descriptor; nothing else owns it.
+                held.push(unsafe {
+                    <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                });
+                names.push(format!("/proc/self/fd/{fd}"));
+            }
+        }
+        let opts = m.options(&names);
+        if opts.len() > MOUNT_DATA_MAX {
+            return Err(std::io::Error::other(format!(
+                "max depth exceeded: {} layers do not fit one overlay mount",
+                m.lower.len()
+            )));
+        }
+        let flags = if m.upper.is_none() {
+            nix::mount::MsFlags::MS_RDONLY
+        } else {
+            nix::mount::MsFlags::empty()
+        };
+        let r = nix::mount::mount(
             Some("overlay"),
             &m.target,
             Some("overlay"),
-            nix::mount::MsFlags::empty(),
+            flags,
             Some(opts.as_str()),
-        )
-        .map_err(std::io::Error::from)
+        );
+        drop(held);
+        r.map_err(std::io::Error::from)
     }
 
     fn unmount(&self, target: &Path) -> std::io::Result<()> {

@@ -523,27 +523,36 @@ fn copy_up(rootfs: &Path, dest: &str, volume: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Iterative: an image can nest directories deeper than berthd's stack.
 fn copy_dir_contents(src: &Path, dst: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        let from = e.path();
-        let to = dst.join(e.file_name());
-        let m = std::fs::symlink_metadata(&from)?;
-        let ft = m.file_type();
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-        } else if ft.is_dir() {
-            std::fs::create_dir(&to)?;
-            copy_dir_contents(&from, &to)?;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
-        } else if ft.is_file() {
-            std::fs::copy(&from, &to)?;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
-        } else {
-            continue;
+    let mut pending = vec![(src.to_path_buf(), dst.to_path_buf())];
+    // Directories get their modes once everything below them is written.
+    let mut dirs = Vec::new();
+    while let Some((src, dst)) = pending.pop() {
+        for e in std::fs::read_dir(&src)? {
+            let e = e?;
+            let from = e.path();
+            let to = dst.join(e.file_name());
+            let m = std::fs::symlink_metadata(&from)?;
+            let ft = m.file_type();
+            if ft.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            } else if ft.is_dir() {
+                std::fs::create_dir(&to)?;
+                dirs.push((to.clone(), m.mode() & 0o7777));
+                pending.push((from, to.clone()));
+            } else if ft.is_file() {
+                std::fs::copy(&from, &to)?;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            } else {
+                continue;
+            }
+            std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()))?;
         }
-        std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()))?;
+    }
+    for (d, mode) in dirs.into_iter().rev() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(())
 }

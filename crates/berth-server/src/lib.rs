@@ -639,7 +639,7 @@ async fn build(
                 .await
                 .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if let Err(e) = res {
-            let _ = std::fs::remove_dir_all(&ctx);
+            let _ = berth_store::fsutil::remove_tree(&ctx);
             return Err(e.into());
         }
     }

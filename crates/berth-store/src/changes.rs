@@ -79,24 +79,29 @@ fn is_opaque(p: &Path) -> bool {
 }
 
 /// Every entry under `root`, parents before children, siblings by name.
+/// Iterative: a container's writable layer can nest deeper than a stack.
 fn walk(root: &Path) -> io::Result<Vec<PathBuf>> {
-    fn visit(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let list = |rel: &Path| -> io::Result<Vec<PathBuf>> {
         let mut names: Vec<_> = fs::read_dir(root.join(rel))?
-            .map(|e| e.map(|e| e.file_name()))
+            .map(|e| e.map(|e| rel.join(e.file_name())))
             .collect::<io::Result<_>>()?;
-        names.sort();
-        for n in names {
-            let r = rel.join(n);
-            let is_dir = fs::symlink_metadata(root.join(&r))?.is_dir();
-            out.push(r.clone());
-            if is_dir {
-                visit(root, &r, out)?;
-            }
-        }
-        Ok(())
-    }
+        // Reversed, so that popping gives them in order.
+        names.sort_by(|a, b| b.cmp(a));
+        Ok(names)
+    };
     let mut out = Vec::new();
-    visit(root, Path::new(""), &mut out)?;
+    let mut stack = vec![list(Path::new(""))?];
+    while let Some(top) = stack.last_mut() {
+        let Some(r) = top.pop() else {
+            stack.pop();
+            continue;
+        };
+        let is_dir = fs::symlink_metadata(root.join(&r))?.is_dir();
+        out.push(r.clone());
+        if is_dir {
+            stack.push(list(&r)?);
+        }
+    }
     Ok(out)
 }
 

@@ -41,11 +41,21 @@ pub enum StoreError {
     Conflict(String),
     #[error("invalid archive: {0}")]
     InvalidArchive(String),
+    #[error(
+        "max depth exceeded: an image has at most {MAX_LAYERS} layers, this one would have {0}"
+    )]
+    MaxDepth(usize),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("invalid json: {0}")]
     Json(#[from] serde_json::Error),
 }
+
+/// The most layers an image may have: dockerd's limit (`maxLayerDepth`), so
+/// that every image made here also runs under Docker, and one that keeps a
+/// container's overlay (these layers, its init layer, its writable layer)
+/// within the kernel's mount option page.
+pub const MAX_LAYERS: usize = 125;
 
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -218,6 +228,9 @@ impl Store {
         config: &ImageConfigBlob,
         tags: &[String],
     ) -> Result<String, StoreError> {
+        if config.rootfs.diff_ids.len() > MAX_LAYERS {
+            return Err(StoreError::MaxDepth(config.rootfs.diff_ids.len()));
+        }
         let bytes = serde_json::to_vec(config)?;
         let desc = self.content.write(&bytes)?;
         let mut chain = Vec::new();

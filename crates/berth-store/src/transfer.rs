@@ -203,6 +203,9 @@ impl Store {
         for (cfg_digest, layers, tags) in images {
             let config: ImageConfigBlob = serde_json::from_slice(&self.content.read(&cfg_digest)?)
                 .map_err(|e| StoreError::InvalidArchive(format!("image config: {e}")))?;
+            if config.rootfs.diff_ids.len() > crate::MAX_LAYERS {
+                return Err(StoreError::MaxDepth(config.rootfs.diff_ids.len()));
+            }
             if config.rootfs.diff_ids.len() != layers.len() {
                 return Err(StoreError::InvalidArchive(
                     "layer count differs from the config's diff_ids".into(),

@@ -105,9 +105,19 @@ fn daemon_id(data_root: &std::path::Path) -> String {
     id
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> Result<()> {
+    // Every recursion on client input is bounded where it happens; the larger
+    // stack (address space only, touched pages alone are resident) is the
+    // margin behind those bounds, since an overflow would abort berthd and
+    // take every container's API down with it.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()?
+        .block_on(run(Args::parse()))
+}
+
+async fn run(args: Args) -> Result<()> {
     let level = match args.log_level.as_str() {
         "fatal" => "error",
         l => l,
