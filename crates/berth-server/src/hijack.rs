@@ -67,10 +67,19 @@ where
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
     if wants_upgrade {
+        let conn = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::ConnFd>>()
+            .map(|c| c.0 .0);
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             match on.await {
-                Ok(up) => f(Box::new(TokioIo::new(up))).await,
+                Ok(up) => {
+                    if let Some(fd) = conn {
+                        response_read(fd).await;
+                    }
+                    f(Box::new(TokioIo::new(up))).await
+                }
                 Err(e) => tracing::debug!("upgrade failed: {e}"),
             }
         });
@@ -97,6 +106,26 @@ where
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(header::CONTENT_TYPE, content_type);
     r
+}
+
+/// Waits (up to a second) until the client has taken the 101 response out
+/// of its socket. Clients such as docker-py read the response through a
+/// buffered reader and then the stream from the raw socket: output that
+/// arrived together with the response would sit unseen in that buffer. A
+/// unix socket counts what the peer has not read yet in the sender's
+/// SIOCOUTQ; over TCP the count ends at the peer's kernel, which is as close
+/// as TCP can tell.
+async fn response_read(fd: std::os::fd::RawFd) {
+    for _ in 0..1000 {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int; `fd` is the connection whose
+        // upgraded stream the caller holds open.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        if r != 0 || queued == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// Finds the detach sequence in client input; holds back a partial match.
