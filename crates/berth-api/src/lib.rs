@@ -28,6 +28,8 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// `POST /containers/create` body: Docker's `ContainerConfig` plus `HostConfig`.
+/// Serialised (in inspect) as dockerd does: `omitempty` fields left out when
+/// empty, the others always present.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerConfig {
@@ -37,25 +39,47 @@ pub struct ContainerConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
+    #[serde(skip_serializing_if = "is_empty_map")]
     pub exposed_ports: Option<HashMap<String, serde_json::Value>>,
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,
     pub env: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
-    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub args_escaped: bool,
     pub image: String,
     pub volumes: Option<HashMap<String, serde_json::Value>>,
     pub working_dir: String,
-    pub labels: Option<HashMap<String, String>>,
-    pub stop_signal: Option<String>,
-    pub stop_timeout: Option<i64>,
-    pub on_build: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<serde_json::Value>,
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub network_disabled: bool,
     /// Deprecated in API 1.44 for `EndpointsConfig.<net>.MacAddress`; still sent by old clients.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub mac_address: String,
+    #[serde(skip_serializing_if = "is_empty_list")]
+    pub on_build: Option<Vec<String>>,
+    pub labels: Option<HashMap<String, String>>,
+    #[serde(skip_serializing_if = "is_empty_str")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+    #[serde(skip_serializing_if = "is_empty_list")]
+    pub shell: Option<Vec<String>>,
+}
+
+fn is_empty_map<V>(m: &Option<HashMap<String, V>>) -> bool {
+    m.as_ref().is_none_or(|m| m.is_empty())
+}
+
+fn is_empty_list<T>(l: &Option<Vec<T>>) -> bool {
+    l.as_ref().is_none_or(|l| l.is_empty())
+}
+
+fn is_empty_str(s: &Option<String>) -> bool {
+    s.as_ref().is_none_or(|s| s.is_empty())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -83,44 +107,120 @@ pub struct LogConfig {
     pub config: Option<HashMap<String, String>>,
 }
 
+/// Docker's `HostConfig` with its `Resources`, every field dockerd keeps:
+/// what a client sends comes back in inspect (nulls and empty lists as
+/// sent), with dockerd's defaults filled in at create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
     pub binds: Option<Vec<String>>,
+    #[serde(rename = "ContainerIDFile")]
+    pub container_id_file: String,
+    pub log_config: LogConfig,
     pub network_mode: String,
+    pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
-    pub log_config: LogConfig,
+    pub volume_driver: String,
+    pub volumes_from: Option<Vec<String>>,
+    /// Height, width.
+    pub console_size: [u32; 2],
+    #[serde(skip_serializing_if = "is_empty_map")]
+    pub annotations: Option<HashMap<String, String>>,
     pub cap_add: Option<Vec<String>>,
     pub cap_drop: Option<Vec<String>>,
+    pub cgroupns_mode: String,
+    pub dns: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub extra_hosts: Option<Vec<String>>,
+    pub group_add: Option<Vec<String>>,
+    pub ipc_mode: String,
+    pub cgroup: String,
+    pub links: Option<Vec<String>>,
+    pub oom_score_adj: i64,
+    pub pid_mode: String,
     pub privileged: bool,
+    pub publish_all_ports: bool,
     pub readonly_rootfs: bool,
     pub security_opt: Option<Vec<String>>,
-    pub memory: i64,
-    pub memory_swap: i64,
-    pub nano_cpus: i64,
-    pub cpu_shares: i64,
-    pub cpu_period: i64,
-    pub cpu_quota: i64,
-    pub pids_limit: Option<i64>,
-    pub init: Option<bool>,
-    pub extra_hosts: Option<Vec<String>>,
-    pub dns: Option<Vec<String>>,
-    pub mounts: Option<Vec<MountRequest>>,
+    #[serde(skip_serializing_if = "is_empty_map")]
+    pub storage_opt: Option<HashMap<String, String>>,
+    #[serde(skip_serializing_if = "is_empty_map")]
     pub tmpfs: Option<HashMap<String, String>>,
-    pub volumes_from: Option<Vec<String>>,
-    pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
-    pub publish_all_ports: bool,
-    pub group_add: Option<Vec<String>>,
-    pub ulimits: Option<Vec<Ulimit>>,
-    pub sysctls: Option<HashMap<String, String>>,
-    pub shm_size: i64,
-    pub pid_mode: String,
-    pub ipc_mode: String,
     #[serde(rename = "UTSMode")]
     pub uts_mode: String,
-    pub dns_search: Option<Vec<String>>,
-    pub dns_options: Option<Vec<String>>,
+    pub userns_mode: String,
+    pub shm_size: i64,
+    #[serde(skip_serializing_if = "is_empty_map")]
+    pub sysctls: Option<HashMap<String, String>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub runtime: String,
+    pub isolation: String,
+    pub cpu_shares: i64,
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub cgroup_parent: String,
+    pub blkio_weight: u16,
+    pub blkio_weight_device: Option<Vec<WeightDevice>>,
+    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
+    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_realtime_period: i64,
+    pub cpu_realtime_runtime: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub devices: Option<Vec<DeviceMapping>>,
+    pub device_cgroup_rules: Option<Vec<String>>,
+    pub device_requests: Option<Vec<serde_json::Value>>,
+    pub memory_reservation: i64,
+    pub memory_swap: i64,
+    pub memory_swappiness: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub pids_limit: Option<i64>,
+    pub ulimits: Option<Vec<Ulimit>>,
+    pub cpu_count: i64,
+    pub cpu_percent: i64,
+    #[serde(rename = "IOMaximumIOps")]
+    pub io_maximum_iops: u64,
+    #[serde(rename = "IOMaximumBandwidth")]
+    pub io_maximum_bandwidth: u64,
+    #[serde(skip_serializing_if = "is_empty_list")]
+    pub mounts: Option<Vec<MountRequest>>,
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+}
+
+/// `--blkio-weight-device PATH:WEIGHT`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// `--device-read-bps PATH:RATE` and its siblings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
 }
 
 /// `--ulimit name=soft[:hard]`.
@@ -163,6 +263,9 @@ pub struct VolumeOptions {
     pub no_copy: bool,
     pub labels: Option<HashMap<String, String>>,
     pub driver_config: Option<DriverConfig>,
+    /// `volume-subpath=…`: mount this directory of the volume (API 1.45).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -237,6 +237,20 @@ fn resource_fields(r: &crate::ResourceArgs) -> Result<serde_json::Map<String, Va
     if let Some(c) = r.cpus {
         m.insert("NanoCpus".into(), json!((c * 1e9) as i64));
     }
+    if let Some(v) = &r.memory_reservation {
+        m.insert("MemoryReservation".into(), json!(ram_bytes(v)?));
+    }
+    for (k, v) in [
+        ("CpusetCpus", &r.cpuset_cpus),
+        ("CpusetMems", &r.cpuset_mems),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(w) = r.blkio_weight {
+        m.insert("BlkioWeight".into(), json!(w));
+    }
     for (k, v) in [
         ("CpuShares", r.cpu_shares),
         ("CpuPeriod", r.cpu_period),
@@ -384,6 +398,12 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     hc["PidMode"] = json!(a.pid.clone().unwrap_or_default());
     hc["IpcMode"] = json!(a.ipc.clone().unwrap_or_default());
     hc["UTSMode"] = json!(a.uts.clone().unwrap_or_default());
+    hc["CgroupnsMode"] = json!(a.cgroupns.clone().unwrap_or_default());
+    hc["DeviceCgroupRules"] = json!(a.device_cgroup_rule);
+    hc["OomScoreAdj"] = json!(a.oom_score_adj.unwrap_or(0));
+    hc["OomKillDisable"] = json!(a.oom_kill_disable);
+    hc["MemorySwappiness"] = json!(a.memory_swappiness.unwrap_or(-1));
+    hc["Runtime"] = json!(a.runtime.clone().unwrap_or_default());
     hc["DnsSearch"] = json!(a.dns_search);
     hc["DnsOptions"] = json!(a.dns_option);
     // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes),
@@ -529,6 +549,9 @@ fn create(c: &Client, a: &RunArgs) -> Result<String> {
         }
     };
     let v = resp.json()?;
+    for w in v["Warnings"].as_array().into_iter().flatten() {
+        eprintln!("WARNING: {}", w.as_str().unwrap_or_default());
+    }
     Ok(v["Id"].as_str().unwrap_or_default().to_string())
 }
 

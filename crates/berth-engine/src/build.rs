@@ -1131,7 +1131,7 @@ impl Engine {
                 ..Default::default()
             },
         };
-        let cid = self.create(None, req).await?;
+        let (cid, _) = self.create(None, req).await?;
         out.line(format!(" ---> Running in {}\n", short(&cid)))
             .await?;
         let res = self

@@ -159,6 +159,7 @@ impl Engine {
             tty: ex.config.tty,
             caps: &caps,
             no_new_privileges: nnp,
+            oom_score_adj: hc.oom_score_adj,
         });
         if let Some((h, w)) = console.or_else(|| {
             ex.config

@@ -20,6 +20,7 @@ pub mod stats;
 mod top;
 mod update;
 pub mod user;
+mod validate;
 pub mod volumes;
 
 use berth_api::CreateRequest;
@@ -156,6 +157,8 @@ pub struct Engine {
     redirect: Option<berth_net::redirect::LocalRedirect>,
     /// What `/events` reports.
     pub events: events::EventBus,
+    /// What this host's cgroups can limit, for create and update checks.
+    sys: validate::SysInfo,
 }
 
 fn now() -> String {
@@ -184,6 +187,31 @@ pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Block devices named by path, with their weight or rate, by number.
+fn block_devices<'a>(devs: impl Iterator<Item = (&'a str, u64)>) -> Result<Vec<spec::BlkioDevice>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    devs.map(|(path, value)| {
+        let md = std::fs::metadata(path)
+            .map_err(|e| EngineError::BadRequest(format!("invalid block device {path}: {e}")))?;
+        if !md.file_type().is_block_device() {
+            return Err(EngineError::BadRequest(format!(
+                "invalid block device {path}: not a block device"
+            )));
+        }
+        let rdev = md.rdev();
+        Ok(spec::BlkioDevice {
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            value,
+        })
+    })
+    .collect()
+}
+
+fn throttles(l: &Option<Vec<berth_api::ThrottleDevice>>) -> Result<Vec<spec::BlkioDevice>> {
+    block_devices(l.iter().flatten().map(|d| (d.path.as_str(), d.rate)))
 }
 
 /// Refuses `--pid`/`--ipc`/`--uts` modes, ulimits and sysctls Docker would
@@ -333,6 +361,7 @@ impl Engine {
             )?),
             redirect,
             events: events::EventBus::default(),
+            sys: validate::SysInfo::probe(),
         });
         {
             let e = engine.clone();
@@ -624,12 +653,23 @@ impl Engine {
 
     // ---------------------------------------------------------------- create
 
-    pub async fn create(&self, name: Option<&str>, req: CreateRequest) -> Result<String> {
+    /// Makes a container; answers its id and dockerd's warnings about
+    /// settings this host cannot honour.
+    pub async fn create(
+        &self,
+        name: Option<&str>,
+        req: CreateRequest,
+    ) -> Result<(String, Vec<String>)> {
         let CreateRequest {
             mut config,
             mut host_config,
             networking_config,
         } = req;
+        let bad = EngineError::BadRequest;
+        validate::config(&mut config).map_err(bad)?;
+        let mut warnings = validate::host_config(&host_config).map_err(bad)?;
+        warnings.extend(validate::resources(&mut host_config, &self.sys, false).map_err(bad)?);
+        validate::apply_defaults(&mut host_config, &self.sys);
         match host_config.log_config.kind.as_str() {
             "" => host_config.log_config.kind = "json-file".into(),
             "json-file" => {}
@@ -648,21 +688,6 @@ impl Engine {
             }
             e => e.into(),
         })?;
-        let rp = &host_config.restart_policy;
-        if host_config.auto_remove && !rp.name.is_empty() && rp.name != "no" {
-            return Err(EngineError::BadRequest(
-                "conflicting options: cannot specify both --restart and --rm".into(),
-            ));
-        }
-        if !matches!(
-            rp.name.as_str(),
-            "" | "no" | "always" | "unless-stopped" | "on-failure"
-        ) {
-            return Err(EngineError::BadRequest(format!(
-                "invalid restart policy: unknown policy '{}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'",
-                rp.name
-            )));
-        }
         host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
         check_host_options(&host_config)?;
         let net_name = net::mode_network(&host_config.network_mode).to_string();
@@ -840,7 +865,7 @@ impl Engine {
         }
         self.emit_container(&rec, "create", &[]);
         self.insert(rec, State::default());
-        Ok(id)
+        Ok((id, warnings))
     }
 
     // ---------------------------------------------------------------- start
@@ -1072,6 +1097,32 @@ impl Engine {
             cgroup_path: stats::cgroup_path(&rec.id),
             etc_binds: self.write_etc_files(rec, eps)?,
             mounts: self.prepare_mounts(rec, rootfs)?,
+            host_cgroupns: hc.cgroupns_mode == "host",
+            memory_reservation: hc.memory_reservation,
+            memory_swappiness: hc.memory_swappiness,
+            oom_kill_disable: hc.oom_kill_disable == Some(true),
+            oom_score_adj: hc.oom_score_adj,
+            cpuset_cpus: hc.cpuset_cpus.clone(),
+            cpuset_mems: hc.cpuset_mems.clone(),
+            blkio_weight: hc.blkio_weight,
+            blkio_weight_device: block_devices(
+                hc.blkio_weight_device
+                    .iter()
+                    .flatten()
+                    .map(|d| (d.path.as_str(), d.weight as u64)),
+            )?,
+            read_bps: throttles(&hc.blkio_device_read_bps)?,
+            write_bps: throttles(&hc.blkio_device_write_bps)?,
+            read_iops: throttles(&hc.blkio_device_read_iops)?,
+            write_iops: throttles(&hc.blkio_device_write_iops)?,
+            device_allow: hc
+                .device_cgroup_rules
+                .iter()
+                .flatten()
+                .map(|r| validate::parse_device_rule(r).map_err(EngineError::BadRequest))
+                .collect::<Result<_>>()?,
+            masked_paths: hc.masked_paths.clone(),
+            readonly_paths: hc.readonly_paths.clone(),
         })
     }
 

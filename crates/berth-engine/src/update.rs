@@ -1,51 +1,68 @@
 //! `docker update`: new resource limits and restart policy for a container,
 //! written to its cgroup at once when it runs and kept for its next start.
 
-use crate::{Engine, EngineError, Result};
+use crate::{validate, Engine, EngineError, Result};
+use berth_api::HostConfig;
 use berth_runtime::cgroups::Limits;
 use serde_json::{json, Value};
 
-const MIN_MEMORY: i64 = 6 << 20;
-
 impl Engine {
-    /// `POST /containers/{id}/update`.
+    /// `POST /containers/{id}/update`: the body's non-zero fields replace the
+    /// container's, as dockerd merges them.
     pub async fn update(&self, key: &str, body: &Value) -> Result<Value> {
+        let bad = EngineError::BadRequest;
+        let mut given: HostConfig =
+            serde_json::from_value(body.clone()).map_err(|e| bad(e.to_string()))?;
+        let warnings = validate::resources(&mut given, &self.sys, true).map_err(bad)?;
         let c = self.find(key)?;
         let _op = c.op.lock().await;
-        let int = |k: &str| body.get(k).and_then(Value::as_i64).filter(|v| *v != 0);
         let mut rec = c.rec.read().expect("rec").clone();
         let hc = &mut rec.host_config;
-        let mut l = Limits::default();
-        if let Some(m) = int("Memory") {
-            if m < MIN_MEMORY {
-                return Err(EngineError::BadRequest(
-                    "Minimum memory limit allowed is 6MB".into(),
-                ));
-            }
-            hc.memory = m;
-            l.memory = Some(m);
+        let conflict = |m: &str| Err(EngineError::Conflict(m.to_string()));
+        if given.nano_cpus > 0 && hc.cpu_period > 0 {
+            return conflict("Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set");
         }
-        if let Some(sw) = int("MemorySwap") {
-            hc.memory_swap = sw;
-            l.memory_swap = Some(sw);
+        if given.nano_cpus > 0 && hc.cpu_quota > 0 {
+            return conflict("Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set");
+        }
+        if given.cpu_period > 0 && hc.nano_cpus > 0 {
+            return conflict("Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set");
+        }
+        if given.cpu_quota > 0 && hc.nano_cpus > 0 {
+            return conflict(
+                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set",
+            );
+        }
+        let mut l = Limits::default();
+        if given.memory != 0 {
+            if hc.memory_swap > 0 && given.memory > hc.memory_swap && given.memory_swap == 0 {
+                return conflict("Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time");
+            }
+            hc.memory = given.memory;
+            l.memory = Some(given.memory);
+        }
+        if given.memory_swap != 0 {
+            hc.memory_swap = given.memory_swap;
+            l.memory_swap = Some(given.memory_swap);
         }
         if hc.memory > 0 && hc.memory_swap > 0 && hc.memory_swap < hc.memory {
-            return Err(EngineError::BadRequest(if l.memory_swap.is_some() {
-                "Minimum memoryswap limit should be larger than memory limit, see usage".into()
-            } else {
-                "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into()
-            }));
+            return Err(bad(
+                "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+            ));
         }
-        if let Some(n) = int("NanoCpus") {
-            hc.nano_cpus = n;
-            hc.cpu_quota = 0;
-            l.cpu_quota = Some((n * 100_000 / 1_000_000_000, 100_000));
-        } else if int("CpuQuota").is_some() || int("CpuPeriod").is_some() {
-            if let Some(q) = int("CpuQuota") {
-                hc.cpu_quota = q;
+        if given.memory_reservation != 0 {
+            hc.memory_reservation = given.memory_reservation;
+            l.memory_reservation = Some(given.memory_reservation);
+        }
+        if given.nano_cpus != 0 {
+            hc.nano_cpus = given.nano_cpus;
+            l.cpu_quota = Some((given.nano_cpus * 100_000 / 1_000_000_000, 100_000));
+        } else if given.cpu_quota != 0 || given.cpu_period != 0 {
+            if given.cpu_quota != 0 {
+                hc.cpu_quota = given.cpu_quota;
             }
-            if let Some(p) = int("CpuPeriod") {
-                hc.cpu_period = p;
+            if given.cpu_period != 0 {
+                hc.cpu_period = given.cpu_period;
             }
             let period = if hc.cpu_period > 0 {
                 hc.cpu_period
@@ -54,26 +71,34 @@ impl Engine {
             };
             l.cpu_quota = Some((hc.cpu_quota, period));
         }
-        if let Some(s) = int("CpuShares") {
-            hc.cpu_shares = s;
-            l.cpu_shares = Some(s);
+        if given.cpu_shares != 0 {
+            hc.cpu_shares = given.cpu_shares;
+            l.cpu_shares = Some(given.cpu_shares);
         }
-        if let Some(p) = body.get("PidsLimit").and_then(Value::as_i64) {
-            hc.pids_limit = Some(p);
-            l.pids = Some(p);
+        if !given.cpuset_cpus.is_empty() {
+            hc.cpuset_cpus = given.cpuset_cpus.clone();
+            l.cpuset_cpus = Some(given.cpuset_cpus);
         }
-        if let Some(rp) = body.get("RestartPolicy").filter(|v| v.is_object()) {
-            let name = rp["Name"].as_str().unwrap_or_default();
-            if !name.is_empty() {
-                if hc.auto_remove && name != "no" {
-                    return Err(EngineError::BadRequest(
-                        "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
-                    ));
-                }
-                hc.restart_policy.name = name.to_string();
-                hc.restart_policy.maximum_retry_count =
-                    rp["MaximumRetryCount"].as_i64().unwrap_or(0);
+        if !given.cpuset_mems.is_empty() {
+            hc.cpuset_mems = given.cpuset_mems.clone();
+            l.cpuset_mems = Some(given.cpuset_mems);
+        }
+        if given.blkio_weight != 0 {
+            hc.blkio_weight = given.blkio_weight;
+            l.blkio_weight = Some(given.blkio_weight);
+        }
+        // `PidsLimit` 0 or -1 lifts the limit; validation made those None.
+        if body.get("PidsLimit").is_some_and(|p| !p.is_null()) {
+            hc.pids_limit = given.pids_limit;
+            l.pids = Some(given.pids_limit.unwrap_or(0));
+        }
+        if !given.restart_policy.name.is_empty() {
+            let rp = &given.restart_policy;
+            validate::restart_policy(&rp.name, rp.maximum_retry_count).map_err(bad)?;
+            if hc.auto_remove && rp.name != "no" {
+                return conflict("Restart policy cannot be updated because AutoRemove is enabled for the container");
             }
+            hc.restart_policy = rp.clone();
         }
         if c.state().status.is_running() && l != Limits::default() {
             let path = crate::stats::cgroup_path(&rec.id);
@@ -84,6 +109,6 @@ impl Engine {
         self.persist_record(&rec)?;
         self.emit_container(&rec, "update", &[]);
         *c.rec.write().expect("rec") = rec;
-        Ok(json!({"Warnings": []}))
+        Ok(json!({ "Warnings": warnings }))
     }
 }

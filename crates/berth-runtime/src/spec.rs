@@ -68,6 +68,8 @@ pub const ALL_CAPS: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// Docker's default masked paths, less the per-cpu ones
+/// [`default_masked_paths`] adds.
 const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
@@ -83,13 +85,54 @@ const MASKED_PATHS: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY_PATHS: &[&str] = &[
+/// Docker's default read-only paths.
+pub const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
+
+/// Docker's default masked paths on this host: the fixed list and each
+/// cpu's `thermal_throttle` directory (it leaks host activity).
+pub fn default_masked_paths() -> Vec<String> {
+    let mut out: Vec<String> = MASKED_PATHS.iter().map(|s| s.to_string()).collect();
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+    for part in online.trim().split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (Ok(lo), Ok(hi)) = (lo.parse::<u32>(), hi.parse::<u32>()) else {
+            continue;
+        };
+        for cpu in lo..=hi.min(lo + 8192) {
+            let p = format!("/sys/devices/system/cpu/cpu{cpu}/thermal_throttle");
+            if std::path::Path::new(&p).exists() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A block device's weight or throttle rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BlkioDevice {
+    pub major: u64,
+    pub minor: u64,
+    pub value: u64,
+}
+
+/// An extra `linux.resources.devices` allow rule (`--device-cgroup-rule`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeviceAllow {
+    /// 'a', 'b' or 'c'.
+    pub kind: char,
+    /// None: any.
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    /// Letters of "rwm".
+    pub access: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum NetMode {
@@ -140,6 +183,28 @@ pub struct RunSpec {
     pub host_pid: bool,
     pub host_ipc: bool,
     pub host_uts: bool,
+    /// `--cgroupns=host`.
+    pub host_cgroupns: bool,
+    /// Soft limit, bytes (0: none).
+    pub memory_reservation: i64,
+    pub memory_swappiness: Option<i64>,
+    pub oom_kill_disable: bool,
+    pub oom_score_adj: i64,
+    /// cgroup cpu and memory-node lists ("0-1,3"); empty: all.
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    /// 10–1000; 0: the kernel's default.
+    pub blkio_weight: u16,
+    pub blkio_weight_device: Vec<BlkioDevice>,
+    /// Throttles: bytes or operations per second.
+    pub read_bps: Vec<BlkioDevice>,
+    pub write_bps: Vec<BlkioDevice>,
+    pub read_iops: Vec<BlkioDevice>,
+    pub write_iops: Vec<BlkioDevice>,
+    pub device_allow: Vec<DeviceAllow>,
+    /// None: Docker's defaults (none when privileged).
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -347,7 +412,9 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
         }
     }
     namespaces.push(json!({"type": "mount"}));
-    namespaces.push(json!({"type": "cgroup"}));
+    if !spec.host_cgroupns {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
     match &spec.net {
         NetMode::None => namespaces.push(json!({"type": "network"})),
         NetMode::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
@@ -373,11 +440,62 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
     if spec.privileged {
         resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
     }
-    if spec.memory > 0 {
-        resources["memory"] = json!({"limit": spec.memory});
-        if spec.memory_swap != 0 {
-            resources["memory"]["swap"] = json!(spec.memory_swap);
+    if let Some(rules) = resources["devices"].as_array_mut() {
+        for d in &spec.device_allow {
+            let mut r = json!({"allow": true, "access": d.access});
+            if d.kind != 'a' {
+                r["type"] = json!(d.kind.to_string());
+            }
+            if let Some(m) = d.major {
+                r["major"] = json!(m);
+            }
+            if let Some(m) = d.minor {
+                r["minor"] = json!(m);
+            }
+            rules.push(r);
         }
+    }
+    let mut memory = serde_json::Map::new();
+    if spec.memory > 0 {
+        memory.insert("limit".into(), json!(spec.memory));
+        if spec.memory_swap != 0 {
+            memory.insert("swap".into(), json!(spec.memory_swap));
+        }
+    }
+    if spec.memory_reservation > 0 {
+        memory.insert("reservation".into(), json!(spec.memory_reservation));
+    }
+    if let Some(s) = spec.memory_swappiness {
+        memory.insert("swappiness".into(), json!(s));
+    }
+    if spec.oom_kill_disable {
+        memory.insert("disableOOMKiller".into(), json!(true));
+    }
+    if !memory.is_empty() {
+        resources["memory"] = Value::Object(memory);
+    }
+    let mut blkio = serde_json::Map::new();
+    if spec.blkio_weight > 0 {
+        blkio.insert("weight".into(), json!(spec.blkio_weight));
+    }
+    let devs = |l: &[BlkioDevice], key: &str| -> Value {
+        l.iter()
+            .map(|d| json!({"major": d.major, "minor": d.minor, key: d.value}))
+            .collect()
+    };
+    for (key, list, field) in [
+        ("weightDevice", &spec.blkio_weight_device, "weight"),
+        ("throttleReadBpsDevice", &spec.read_bps, "rate"),
+        ("throttleWriteBpsDevice", &spec.write_bps, "rate"),
+        ("throttleReadIOPSDevice", &spec.read_iops, "rate"),
+        ("throttleWriteIOPSDevice", &spec.write_iops, "rate"),
+    ] {
+        if !list.is_empty() {
+            blkio.insert(key.into(), devs(list, field));
+        }
+    }
+    if !blkio.is_empty() {
+        resources["blockIO"] = Value::Object(blkio);
     }
     let mut cpu = serde_json::Map::new();
     if spec.nano_cpus > 0 {
@@ -401,6 +519,12 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
     if spec.cpu_shares > 0 {
         cpu.insert("shares".into(), json!(spec.cpu_shares));
     }
+    if !spec.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), json!(spec.cpuset_cpus));
+    }
+    if !spec.cpuset_mems.is_empty() {
+        cpu.insert("mems".into(), json!(spec.cpuset_mems));
+    }
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);
     }
@@ -415,12 +539,24 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
     if !spec.sysctls.is_empty() {
         linux["sysctl"] = json!(spec.sysctls);
     }
-    if !spec.privileged {
-        linux["maskedPaths"] = json!(MASKED_PATHS);
-        linux["readonlyPaths"] = json!(READONLY_PATHS);
-        if !spec.seccomp_unconfined {
-            linux["seccomp"] = crate::seccomp::default_profile(&caps);
-        }
+    let masked = match &spec.masked_paths {
+        Some(p) => p.clone(),
+        None if spec.privileged => vec![],
+        None => default_masked_paths(),
+    };
+    let readonly = match &spec.readonly_paths {
+        Some(p) => p.clone(),
+        None if spec.privileged => vec![],
+        None => READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+    };
+    if !masked.is_empty() {
+        linux["maskedPaths"] = json!(masked);
+    }
+    if !readonly.is_empty() {
+        linux["readonlyPaths"] = json!(readonly);
+    }
+    if !spec.privileged && !spec.seccomp_unconfined {
+        linux["seccomp"] = crate::seccomp::default_profile(&caps);
     }
     let mut user = json!({"uid": spec.uid, "gid": spec.gid});
     if !spec.additional_gids.is_empty() {
@@ -437,7 +573,7 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
-            "oomScoreAdj": 0,
+            "oomScoreAdj": spec.oom_score_adj,
         },
         "root": {"path": spec.rootfs, "readonly": spec.readonly_rootfs},
         "mounts": mounts,
@@ -475,6 +611,8 @@ pub struct ExecProcess<'a> {
     pub tty: bool,
     pub caps: &'a [String],
     pub no_new_privileges: bool,
+    /// The container's, as runc gives every exec.
+    pub oom_score_adj: i64,
 }
 
 /// The `process` object for an exec inside a running container.
@@ -487,6 +625,7 @@ pub fn exec_process(e: &ExecProcess) -> Value {
         "env": e.env,
         "cwd": if e.cwd.is_empty() { "/" } else { e.cwd },
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "oomScoreAdj": e.oom_score_adj,
     });
     set_no_new_privileges(&mut p, e.no_new_privileges);
     p

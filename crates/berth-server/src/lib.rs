@@ -305,10 +305,10 @@ async fn containers_list(State(s): State<AppState>, q: Q) -> ApiResult {
 async fn container_create(State(s): State<AppState>, q: Q, body: bytes::Bytes) -> ApiResult {
     let req: CreateRequest = parse_json(&body)?;
     let name = q.get("name").filter(|n| !n.is_empty());
-    let id = s.engine.create(name, req).await?;
+    let (id, warnings) = s.engine.create(name, req).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({"Id": id, "Warnings": []})),
+        axum::Json(json!({"Id": id, "Warnings": warnings})),
     )
         .into_response())
 }

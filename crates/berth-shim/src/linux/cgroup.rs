@@ -45,8 +45,8 @@ pub fn v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
 
 /// The controllers a container's cgroup is made in on a v1 host; the other
 /// hierarchies' counters are not read and their limits not set.
-pub(super) const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio",
+pub(super) const V1_CONTROLLERS: [&str; 8] = [
+    "memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio", "cpuset",
 ];
 
 /// The cgroup directories a container's processes join.
@@ -76,18 +76,12 @@ pub(super) fn make_cgroup(
     for d in dirs {
         fs::create_dir_all(d).map_err(os(format!("creating cgroup {}", d.display())))?;
     }
-    let r = &spec["linux"]["resources"];
-    let num = |v: &Value| v.as_i64().filter(|n| *n != 0);
-    let mut limits = berth_runtime::cgroups::Limits {
-        memory: num(&r["memory"]["limit"]),
-        memory_swap: num(&r["memory"]["swap"]),
-        cpu_shares: num(&r["cpu"]["shares"]),
-        pids: num(&r["pids"]["limit"]),
-        ..Default::default()
-    };
-    if let Some(q) = num(&r["cpu"]["quota"]) {
-        limits.cpu_quota = Some((q, num(&r["cpu"]["period"]).unwrap_or(100_000)));
+    if !unified && dirs.iter().any(|d| d.starts_with("/sys/fs/cgroup/cpuset")) {
+        berth_runtime::cgroups::init_cpuset_v1(Path::new("/sys/fs/cgroup"), cgroup_path)
+            .map_err(os("filling the cpuset cgroup"))?;
     }
+    let r = &spec["linux"]["resources"];
+    let limits = limits_of(r);
     berth_runtime::cgroups::update_at(Path::new("/sys/fs/cgroup"), unified, cgroup_path, &limits)
         .map_err(os("setting cgroup limits"))?;
     let rules: Vec<DeviceRule> = r["devices"]
@@ -117,6 +111,50 @@ pub(super) fn make_cgroup(
         }
     }
     Ok(())
+}
+
+/// The cgroup limits in a runtime spec's `linux.resources`.
+fn limits_of(r: &Value) -> berth_runtime::cgroups::Limits {
+    let num = |v: &Value| v.as_i64().filter(|n| *n != 0);
+    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let devs = |key: &str, field: &str| -> Vec<(String, u64)> {
+        r["blockIO"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                (
+                    format!("{}:{}", d["major"], d["minor"]),
+                    d[field].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let mut limits = berth_runtime::cgroups::Limits {
+        memory: num(&r["memory"]["limit"]),
+        memory_swap: num(&r["memory"]["swap"]),
+        memory_reservation: num(&r["memory"]["reservation"]),
+        swappiness: r["memory"]["swappiness"].as_i64(),
+        oom_kill_disable: r["memory"]["disableOOMKiller"].as_bool().filter(|b| *b),
+        cpu_shares: num(&r["cpu"]["shares"]),
+        cpuset_cpus: text(&r["cpu"]["cpus"]),
+        cpuset_mems: text(&r["cpu"]["mems"]),
+        pids: num(&r["pids"]["limit"]),
+        blkio_weight: r["blockIO"]["weight"].as_u64().map(|w| w as u16),
+        blkio_weight_device: devs("weightDevice", "weight")
+            .into_iter()
+            .map(|(d, w)| (d, w as u16))
+            .collect(),
+        read_bps: devs("throttleReadBpsDevice", "rate"),
+        write_bps: devs("throttleWriteBpsDevice", "rate"),
+        read_iops: devs("throttleReadIOPSDevice", "rate"),
+        write_iops: devs("throttleWriteIOPSDevice", "rate"),
+        ..Default::default()
+    };
+    if let Some(q) = num(&r["cpu"]["quota"]) {
+        limits.cpu_quota = Some((q, num(&r["cpu"]["period"]).unwrap_or(100_000)));
+    }
+    limits
 }
 
 pub(super) fn join_cgroups(procs: &[PathBuf]) -> Res<()> {

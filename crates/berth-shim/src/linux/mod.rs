@@ -550,6 +550,7 @@ fn exec_child(
         None
     };
     set_rlimits(&p.rlimits)?;
+    write_oom_score(p.oom_score_adj);
     dup_stdio(stdio, slave.as_ref())?;
     drop(slave);
     enter_cwd(p)?;
