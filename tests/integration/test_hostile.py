@@ -112,3 +112,81 @@ def test_deeply_nested_format_template_is_an_error(daemon):
     fmt = "{{if .Id}}" * 7000 + "x" + "{{end}}" * 7000
     rc, out, err = daemon.berth("ps", "-a", "--format", fmt)
     assert rc != 0 and "nested more than" in err, err[-500:]
+
+
+def tar_of(entries):
+    """entries: (name, kind, data_or_target) with kind file, dir, symlink, hardlink."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for n, kind, extra in entries:
+            info = tarfile.TarInfo(n)
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, extra
+                t.addfile(info)
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, extra
+                t.addfile(info)
+            else:
+                data = extra.encode()
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def entries_then(entries, junk):
+    """The entries' tar without its end blocks, then `junk` and end blocks."""
+    buf = io.BytesIO()
+    t = tarfile.open(fileobj=buf, mode="w")
+    for n, kind, extra in entries:
+        info = tarfile.TarInfo(n)
+        if kind == "dir":
+            info.type = tarfile.DIRTYPE
+            t.addfile(info)
+        else:
+            info.size = len(extra)
+            t.addfile(info, io.BytesIO(extra.encode()))
+    return buf.getvalue() + junk + b"\0" * 1024
+
+
+def test_a_rejected_copy_into_a_container_writes_nothing(daemon, name):
+    rc, out, err = daemon.docker("create", "--name", name, "busybox", "true")
+    assert rc == 0, err
+    good = [("new", "dir", None), ("new/a.txt", "file", "a" * 10000), ("new/b.txt", "file", "b")]
+    whole = tar_of(good + [("new/c.txt", "file", "c" * 20000)])
+    cases = {
+        "parent escape": tar_of(good + [("../escape.txt", "file", "x")]),
+        "through a symlink it made": tar_of(good + [("lnk", "symlink", "/etc"), ("lnk/passwd", "file", "x")]),
+        "hard link to nothing": tar_of(good + [("h", "hardlink", "missing/file")]),
+        # A tar cut short in the middle of the last file's content.
+        "truncated": whole[: len(whole) - 1024 - 10000],
+        "a corrupt header after good entries": entries_then(good, b"\x01" * 512),
+    }
+    try:
+        for label, body in cases.items():
+            st, raw, _ = daemon.api("PUT", f"/containers/{name}/archive?path=/tmp", body=body,
+                                    headers={"Content-Type": "application/x-tar"})
+            assert st == 400, (label, st, raw)
+            st, raw, _ = daemon.api("GET", f"/containers/{name}/archive?path=/tmp/new")
+            assert st == 404, (label, "half-extracted", st)
+            st, raw, _ = daemon.api("GET", f"/containers/{name}/archive?path=/tmp/lnk")
+            assert st == 404, (label, "half-extracted", st)
+        # With noOverwriteDirNonDir, a conflict late in the tar writes nothing either.
+        daemon.api("PUT", f"/containers/{name}/archive?path=/tmp", body=tar_of([("f", "file", "x")]),
+                   headers={"Content-Type": "application/x-tar"})
+        conflict = tar_of(good + [("f", "dir", None)])
+        st, raw, _ = daemon.api("PUT", f"/containers/{name}/archive?path=/tmp&noOverwriteDirNonDir=1",
+                                body=conflict, headers={"Content-Type": "application/x-tar"})
+        assert st == 400 and b"cannot overwrite non-directory" in raw, raw
+        assert daemon.api("GET", f"/containers/{name}/archive?path=/tmp/new")[0] == 404
+        # The whole tar goes in.
+        st, raw, _ = daemon.api("PUT", f"/containers/{name}/archive?path=/tmp", body=whole,
+                                headers={"Content-Type": "application/x-tar"})
+        assert st == 200, raw
+        rc, out, err = daemon.docker("cp", f"{name}:/tmp/new/c.txt", "-")
+        assert rc == 0 and "c" * 100 in out, err
+    finally:
+        daemon.docker("rm", "-f", name)
+    alive(daemon)

@@ -257,6 +257,14 @@ impl Engine {
                     )))
                 }
             }
+            let mut tar = tar;
+            berth_store::layer::check_into(
+                std::io::BufReader::new(&mut tar),
+                &dir,
+                no_overwrite_dir_non_dir,
+            )?;
+            use std::io::Seek;
+            tar.rewind()?;
             berth_store::layer::unpack_into(
                 std::io::BufReader::new(tar),
                 &dir,

@@ -88,6 +88,112 @@ pub fn unpack_into<R: Read>(
     unpack(reader, dst, false, no_overwrite_dir_non_dir)
 }
 
+/// What an entry or an existing path is, for [`check_into`].
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// Reads a whole tar for [`unpack_into`] without writing anything: every
+/// header and every byte of content, each name, each hard link's target and
+/// each parent directory, against `dst` as the entries before would leave
+/// it. A tar that passes fails to unpack only on the host's own errors
+/// (a full disk), so a rejected `docker cp` leaves no half-extracted tree.
+pub fn check_into<R: Read>(
+    reader: R,
+    dst: &Path,
+    no_overwrite_dir_non_dir: bool,
+) -> Result<(), StoreError> {
+    let mut seen: std::collections::HashMap<PathBuf, Kind> = Default::default();
+    let on_disk = |rel: &Path| -> Option<Kind> {
+        let m = fs::symlink_metadata(dst.join(rel)).ok()?;
+        Some(if m.file_type().is_symlink() {
+            Kind::Symlink
+        } else if m.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::Other
+        })
+    };
+    let parents = |seen: &mut std::collections::HashMap<PathBuf, Kind>,
+                   rel: &Path|
+     -> Result<(), StoreError> {
+        let mut cur = PathBuf::new();
+        for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+            cur.push(c);
+            match seen.get(&cur).copied().or_else(|| on_disk(&cur)) {
+                Some(Kind::Symlink) => {
+                    return Err(StoreError::UnsafeTarEntry(rel.display().to_string()))
+                }
+                Some(Kind::Dir) => {}
+                // unpack makes (or remakes) it a directory.
+                _ => {
+                    seen.insert(cur.clone(), Kind::Dir);
+                }
+            }
+        }
+        Ok(())
+    };
+    // Anything unreadable is the tar's fault here: nothing is written yet.
+    let bad = |e: std::io::Error| StoreError::InvalidArchive(e.to_string());
+    let mut ar = tar::Archive::new(reader);
+    for entry in ar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let rel = clean_entry_path(&entry.path().map_err(bad)?)?;
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(bad)?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        parents(&mut seen, &rel)?;
+        let kind = entry.header().entry_type();
+        if kind.is_hard_link() {
+            let link = entry
+                .link_name()
+                .map_err(bad)?
+                .ok_or_else(|| StoreError::UnsafeTarEntry(rel.display().to_string()))?;
+            let link_rel = clean_entry_path(&link)?;
+            parents(&mut seen, &link_rel)?;
+            if seen
+                .get(&link_rel)
+                .copied()
+                .or_else(|| on_disk(&link_rel))
+                .is_none()
+            {
+                return Err(StoreError::UnsafeTarEntry(format!(
+                    "{}: hard link to missing {}",
+                    rel.display(),
+                    link.display()
+                )));
+            }
+        }
+        let existing = seen.get(&rel).copied().or_else(|| on_disk(&rel));
+        if let (true, Some(e)) = (no_overwrite_dir_non_dir, existing) {
+            let shown = Path::new("/").join(&rel);
+            if e == Kind::Dir && !kind.is_dir() {
+                return Err(StoreError::InvalidArchive(format!(
+                    "cannot overwrite directory {shown:?} with non-directory {shown:?}"
+                )));
+            }
+            if e != Kind::Dir && kind.is_dir() {
+                return Err(StoreError::InvalidArchive(format!(
+                    "cannot overwrite non-directory {shown:?} with directory {shown:?}"
+                )));
+            }
+        }
+        let k = if kind.is_dir() {
+            Kind::Dir
+        } else if kind.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Other
+        };
+        seen.insert(rel, k);
+    }
+    Ok(())
+}
+
 fn unpack<R: Read>(
     reader: R,
     dst: &Path,
@@ -312,7 +418,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileTypeExt;
 
-    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    /// (name, type, content, link target).
+    type Entry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
+    fn tar_of(entries: &[Entry]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, kind, data, link) in entries {
             let mut h = tar::Header::new_gnu();
@@ -350,6 +459,42 @@ mod tests {
             Path::new("/bin/sh")
         );
         assert_eq!(fs::read(d.path().join("bin/hl")).unwrap(), b"#!");
+    }
+
+    #[test]
+    fn check_into_sees_what_unpack_would_refuse_and_writes_nothing() {
+        use tar::EntryType as E;
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("dir")).unwrap();
+        fs::write(d.path().join("file"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("out")).unwrap();
+        let ok = ("a/b", E::Regular, &b"1"[..], None);
+        let refused: [&[Entry]; 5] = [
+            &[ok, ("../x", E::Regular, b"", None)],
+            &[
+                ok,
+                ("l", E::Symlink, b"", Some("/etc")),
+                ("l/passwd", E::Regular, b"", None),
+            ],
+            &[ok, ("out/passwd", E::Regular, b"", None)],
+            &[ok, ("h", E::Link, b"", Some("nothing"))],
+            &[ok, ("dir", E::Regular, b"", None)],
+        ];
+        for t in refused {
+            assert!(check_into(&tar_of(t)[..], d.path(), true).is_err());
+        }
+        assert!(!d.path().join("a").exists());
+        // Without the flag a file may replace a directory; a hard link may
+        // point at an earlier entry.
+        let fine = tar_of(&[
+            ok,
+            ("dir", E::Regular, b"", None),
+            ("h", E::Link, b"", Some("a/b")),
+        ]);
+        check_into(&fine[..], d.path(), false).unwrap();
+        assert!(check_into(&fine[..], d.path(), true).is_err());
+        unpack_into(&fine[..], d.path(), false).unwrap();
+        assert_eq!(fs::read(d.path().join("h")).unwrap(), b"1");
     }
 
     #[test]
