@@ -196,3 +196,30 @@ def test_hostile_import_is_refused(daemon, tmp_path):
     rc, out, err = daemon.berth("import", "-", "evil:1", input=buf.getvalue())
     assert rc != 0 and "unsafe tar entry" in err
     assert daemon.berth("images", "-q", "evil")[1] == ""
+
+
+def test_rm_refuses_restarting_and_paused_containers(daemon, name):
+    daemon.docker("run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c", "exit 1",
+                  check=True)
+    try:
+        deadline = time.time() + 10
+        while True:
+            st = json.loads(daemon.docker("inspect", name)[1])[0]["State"]
+            if st["Restarting"]:
+                break
+            assert time.time() < deadline, "never seen restarting"
+            time.sleep(0.01)
+        rc, out, err = daemon.docker("rm", name)
+        # Caught while restarting or just restarted: never removed without force.
+        assert rc != 0 and ("container is restarting" in err or "container is running" in err), err
+        rc, out, err = daemon.docker("rm", "-f", name)
+        assert rc == 0, err
+        daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)
+        daemon.docker("pause", name, check=True)
+        rc, out, err = daemon.docker("rm", name)
+        assert rc != 0 and "container is paused and must be unpaused first" in err, err
+        # Forced, a paused container is thawed to take its SIGKILL.
+        rc, out, err = daemon.docker("rm", "-f", name)
+        assert rc == 0, err
+    finally:
+        daemon.docker("rm", "-f", name)

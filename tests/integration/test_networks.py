@@ -475,3 +475,64 @@ def test_ip_range_attachable_and_add_host(daemon, tool, name):
     finally:
         run("rm", "-f", name)
         run("network", "rm", net)
+
+
+def netns_mounts(daemon):
+    """Container ids whose network namespace is mounted under the exec root."""
+    base = os.path.join(daemon.exec_root, "netns") + "/"
+    return {l.split()[4][len(base):] for l in open("/proc/self/mountinfo") if l.split()[4].startswith(base)}
+
+
+def full_id(daemon, name):
+    return json.loads(daemon.docker("inspect", name)[1])[0]["Id"]
+
+
+def test_no_network_namespace_outlives_its_container(daemon, name):
+    """Namespaces leaked when every network was disconnected from a running
+    container, and when a removal raced a start."""
+    daemon.docker("network", "create", name + "-n", check=True)
+    try:
+        # Every network disconnected while it runs, then stopped.
+        daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)
+        cid = full_id(daemon, name)
+        assert cid in netns_mounts(daemon)
+        daemon.docker("network", "connect", name + "-n", name, check=True)
+        daemon.docker("network", "disconnect", name + "-n", name, check=True)
+        daemon.docker("network", "disconnect", "bridge", name, check=True)
+        daemon.docker("stop", "-t", "0", name, check=True)
+        assert cid not in netns_mounts(daemon)
+        daemon.docker("rm", name, check=True)
+
+        # Removals racing starts, on the default and a user network.
+        import threading
+        ids = []
+        for i in range(20):
+            n = f"{name}-r{i}"
+            args = ["--network", name + "-n"] if i % 2 else []
+            daemon.docker("create", "--name", n, *args, "busybox", "sleep", "60", check=True)
+            ids.append(full_id(daemon, n))
+            t = threading.Thread(target=daemon.docker, args=("start", n))
+            t.start()
+            time.sleep(0.002 * (i % 5))
+            daemon.docker("rm", "-f", n)
+            t.join()
+            daemon.docker("rm", "-f", n)
+        deadline = time.time() + 5
+        while set(ids) & netns_mounts(daemon) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not set(ids) & netns_mounts(daemon)
+        rc, out, _ = daemon.docker("ps", "-aq", "--filter", f"name={name}-r")
+        assert out.split() == []
+    finally:
+        daemon.docker("rm", "-f", name)
+        daemon.docker("network", "rm", name + "-n")
+
+
+def test_disconnecting_what_is_not_connected_is_an_error(daemon, name):
+    daemon.docker("create", "--name", name, "--network", "none", "busybox", "true", check=True)
+    try:
+        for force in ([], ["--force"]):
+            rc, out, err = daemon.docker("network", "disconnect", *force, "bridge", name)
+            assert rc != 0 and "is not connected to the network bridge" in err, err
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -121,10 +121,13 @@ def test_kill9_during_a_burst_of_creates_loses_nothing(daemon):
                 assert st["Pid"] > 0
                 assert subprocess.run(["kill", "-0", str(st["Pid"])]).returncode == 0
             else:
-                # A launch the kill cut short leaves no cgroup behind.
+                # A launch the kill cut short leaves no cgroup and no
+                # network namespace behind.
                 full = json.loads(daemon.berth("inspect", cid)[1])[0]["Id"]
                 import os
                 assert not os.path.exists(f"/sys/fs/cgroup/pids/berth/{full}"), (cid, state)
+                ns = os.path.join(daemon.exec_root, "netns", full)
+                assert not any(l.split()[4] == ns for l in open("/proc/self/mountinfo")), (cid, state)
         log = open(daemon.log).read()
         assert "corrupt" not in log.lower() and "panicked" not in log
     finally:

@@ -608,8 +608,8 @@ impl Engine {
                             .await;
                 }
                 let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
+                self.teardown_network(&id, &eps).await;
                 if !eps.is_empty() {
-                    self.teardown_network(&id, &eps).await;
                     let _ = self.persist_state(&c);
                 }
             }
@@ -1692,33 +1692,66 @@ impl Engine {
     pub async fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.find(key)?;
         let name = c.rec.read().expect("rec").name.clone();
-        if c.state().status == Status::Restarting {
-            let mut st = c.state.lock().expect("state");
-            st.manually_stopped = true;
-            st.status = Status::Exited;
-        }
-        if c.state().status.is_running() {
+        // A start may be under way: once it holds the container the kill
+        // must come again, or the removal would take a running container's
+        // network and root away beneath it.
+        let mut tries = 0;
+        let _op = loop {
+            let status = c.state().status;
             if !force {
-                return Err(EngineError::Conflict(format!(
-                    "cannot remove container \"/{name}\": container is running: stop the container before removing or force remove"
-                )));
+                let why = match status {
+                    Status::Restarting => Some(
+                        "container is restarting: stop the container before removing or force remove",
+                    ),
+                    Status::Paused => Some("container is paused and must be unpaused first"),
+                    s if s.is_running() => Some(
+                        "container is running: stop the container before removing or force remove",
+                    ),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot remove container \"/{name}\": {why}"
+                    )));
+                }
             }
-            c.state.lock().expect("state").manually_stopped = true;
-            let _ = self
-                .shim(&c.id())
-                .call(&Request::Kill {
-                    signal: libc::SIGKILL,
-                    all: true,
-                })
-                .await;
-            if !self.wait_exit(&c, Some(Duration::from_secs(15))).await {
+            if status == Status::Restarting {
+                let mut st = c.state.lock().expect("state");
+                st.manually_stopped = true;
+                st.status = Status::Exited;
+            }
+            if c.state().status.is_running() {
+                c.state.lock().expect("state").manually_stopped = true;
+                let _ = self
+                    .shim(&c.id())
+                    .call(&Request::Kill {
+                        signal: libc::SIGKILL,
+                        all: true,
+                    })
+                    .await;
+                // A frozen process cannot take its SIGKILL until thawed.
+                if c.state().status == Status::Paused {
+                    let _ = self.shim(&c.id()).call(&Request::Resume).await;
+                }
+                if !self.wait_exit(&c, Some(Duration::from_secs(15))).await {
+                    return Err(EngineError::Internal(format!(
+                        "could not kill running container {}, cannot remove",
+                        c.id()
+                    )));
+                }
+            }
+            let op = c.op.lock().await;
+            if !c.state().status.is_running() {
+                break op;
+            }
+            tries += 1;
+            if tries == 5 {
                 return Err(EngineError::Internal(format!(
                     "could not kill running container {}, cannot remove",
                     c.id()
                 )));
             }
-        }
-        let _op = c.op.lock().await;
+        };
         let id = c.id();
         {
             let mut st = c.state.lock().expect("state");

@@ -158,6 +158,7 @@ impl Engine {
     /// Deletes veths on our bridges that no running container owns: a kill -9
     /// of berthd can cut a background teardown short.
     pub(crate) fn remove_orphan_links(&self) {
+        self.remove_orphan_netns();
         let owned: Vec<String> = self
             .endpoints_except(None)
             .into_iter()
@@ -168,6 +169,27 @@ impl Engine {
                 if port.starts_with("vb") && !owned.contains(&port) {
                     let _ = host::delete_link(&port);
                 }
+            }
+        }
+    }
+
+    /// Network namespaces of containers that are gone or not running: a
+    /// launch cut short before its endpoints were on disk leaves one.
+    fn remove_orphan_netns(&self) {
+        let dir = self.cfg.exec_root.join("netns");
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let busy = self
+                .containers
+                .read()
+                .expect("containers")
+                .get(&id)
+                .is_some_and(|c| {
+                    // A start or stop under way owns its namespace.
+                    c.op.try_lock().is_err() || c.state().status.is_running()
+                });
+            if !busy {
+                host::remove_netns(&e.path());
             }
         }
     }
@@ -401,7 +423,7 @@ impl Engine {
     }
 
     /// `POST /networks/{id}/disconnect`.
-    pub async fn network_disconnect(&self, net: &str, container: &str, force: bool) -> Result<()> {
+    pub async fn network_disconnect(&self, net: &str, container: &str) -> Result<()> {
         let n = self.nets.get(net)?;
         let c = self.find(container)?;
         let _op = c.op.lock().await;
@@ -409,11 +431,14 @@ impl Engine {
         let mode = mode_network(&rec.host_config.network_mode).to_string();
         let is_extra = rec.extra_networks.iter().any(|x| x.name == n.name);
         if mode != n.name && !is_extra {
-            if force {
-                return Ok(());
-            }
+            // Refused with `Force` too, as dockerd does.
+            let the = if c.state().status.is_running() {
+                ""
+            } else {
+                "the "
+            };
             return Err(EngineError::Forbidden(format!(
-                "container {} is not connected to network {}",
+                "container {} is not connected to {the}network {}",
                 rec.id, n.name
             )));
         }
@@ -663,11 +688,15 @@ impl Engine {
     /// (tens of ms), so it and the address's release happen in the background.
     pub(crate) async fn teardown_network(&self, id: &str, eps: &BTreeMap<String, EndpointState>) {
         self.stop_dns(id);
+        // Even with no endpoint left (all disconnected while it ran) the
+        // namespace may be there.
+        let ns = host::netns_path(&self.cfg.exec_root, id);
+        if ns.exists() {
+            host::remove_netns(&ns);
+        }
         if eps.is_empty() {
             return;
         }
-        let ns = host::netns_path(&self.cfg.exec_root, id);
-        host::remove_netns(&ns);
         let links: Vec<String> = eps.values().map(|e| e.host_if.clone()).collect();
         let nets: Vec<String> = eps.values().map(|e| e.network_id.clone()).collect();
         let store = self.nets_handle();

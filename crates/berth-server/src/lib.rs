@@ -752,9 +752,9 @@ async fn network_disconnect(
 ) -> ApiResult {
     let v: Value = parse_json(&body)?;
     let container = v["Container"].as_str().unwrap_or_default().to_string();
-    s.engine
-        .network_disconnect(&id, &container, v["Force"].as_bool().unwrap_or(false))
-        .await?;
+    // `Force` changes nothing here: there are no stale endpoints of gone
+    // networks or other daemons to drop.
+    s.engine.network_disconnect(&id, &container).await?;
     Ok(StatusCode::OK.into_response())
 }
 
