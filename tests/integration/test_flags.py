@@ -242,3 +242,32 @@ def test_exec_failures_report_dockers_codes(daemon, name):
             client.close()
     finally:
         daemon.docker("rm", "-f", name)
+
+
+def test_attach_with_logs_and_no_stream_returns_the_logs_and_ends(daemon, name):
+    import docker as dockerpy
+    rc, out, err = daemon.docker("run", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert rc == 0, err
+    client = dockerpy.DockerClient(base_url="unix://" + daemon.sock, version="1.45", timeout=10)
+    try:
+        c = client.containers.get(name)
+        # An exited container: the logs, then the end (this used to hang).
+        assert c.attach(stdout=True, stderr=True, logs=True, stream=False) == b"out\nerr\n"
+        assert c.attach(stdout=True, stderr=False, logs=True, stream=False) == b"out\n"
+        # On a running one, logs=1 replays what came before the live output.
+        daemon.docker("run", "-d", "--name", name + "-r", "busybox", "sh", "-c",
+                      "echo before; sleep 1; echo after", check=True)
+        time.sleep(0.5)
+        r = client.containers.get(name + "-r")
+        assert r.attach(stdout=True, stderr=True, logs=True, stream=False) == b"before\n"
+        got = b"".join(r.attach(stdout=True, stderr=True, logs=True, stream=True))
+        assert got in (b"before\nafter\n", b"before\n"), got
+        # Paused: dockerd's 409.
+        daemon.docker("run", "-d", "--name", name + "-p", "busybox", "sleep", "60", check=True)
+        daemon.docker("pause", name + "-p", check=True)
+        with pytest.raises(dockerpy.errors.APIError) as e:
+            client.containers.get(name + "-p").attach(stream=False, logs=True)
+        assert e.value.status_code == 409 and "is paused, unpause the container before attach" in str(e.value)
+    finally:
+        client.close()
+        daemon.docker("rm", "-f", name, name + "-r", name + "-p")

@@ -1903,6 +1903,19 @@ impl Engine {
     /// Connects to the container's stdio. Before the container starts (`docker run`
     /// attaches first), the returned future waits for its shim; the container's
     /// start waits for such attaches, which register here, synchronously.
+    /// dockerd's refusals of any attach, with or without a live stream.
+    pub fn check_attach(&self, key: &str) -> Result<()> {
+        match self.find(key)?.state().status {
+            Status::Paused => Err(EngineError::Conflict(format!(
+                "container {key} is paused, unpause the container before attach"
+            ))),
+            Status::Restarting => Err(EngineError::Conflict(format!(
+                "container {key} is restarting, wait until the container is running"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn attach(
         &self,
         key: &str,
@@ -1922,6 +1935,7 @@ impl Engine {
             stdout,
             stderr,
         };
+        self.check_attach(key)?;
         let pending = !st.is_running();
         if pending && st != Status::Created && st != Status::Exited {
             return Err(EngineError::Conflict(

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use berth_api::{CreateRequest, ExecConfig, ExecStart, API_VERSION, MIN_API_VERSION};
 use berth_engine::{Engine, EngineError, LogOptions};
@@ -875,14 +875,44 @@ async fn container_attach(
     q: Q,
     req: Request,
 ) -> ApiResult {
-    let (fut, tty) = s
-        .engine
-        .attach(&id, q.bool("stdin"), q.bool("stdout"), q.bool("stderr"))?;
+    let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
     let keys = hijack::detach_keys(q.get("detachKeys"))?;
-    Ok(hijack::upgrade(req, tty, move |client| async move {
-        match fut.await {
-            Ok(shim) => hijack::pump(client, shim, keys, async {}).await,
-            Err(e) => tracing::debug!("attach: {e}"),
+    let tty = s.engine.container_tty(&id)?;
+    s.engine.check_attach(&id)?;
+    // `logs`: what the container wrote so far comes first; `stream`: then
+    // its live output (without it the answer ends after the logs).
+    let mut history = match q.bool("logs") && (stdout || stderr) {
+        true => Some(s.engine.logs(
+            &id,
+            LogOptions {
+                stdout,
+                stderr,
+                ..Default::default()
+            },
+        )?),
+        false => None,
+    };
+    let live = match q.bool("stream") {
+        true => Some(s.engine.attach(&id, q.bool("stdin"), stdout, stderr)?.0),
+        false => None,
+    };
+    Ok(hijack::upgrade(req, tty, move |mut client| async move {
+        use tokio::io::AsyncWriteExt;
+        if let Some(rx) = history.as_mut() {
+            while let Some(chunk) = rx.recv().await {
+                if client.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+        match live {
+            Some(fut) => match fut.await {
+                Ok(shim) => hijack::pump(client, shim, keys, async {}).await,
+                Err(e) => tracing::debug!("attach: {e}"),
+            },
+            None => {
+                let _ = client.shutdown().await;
+            }
         }
     }))
 }
@@ -951,6 +981,22 @@ async fn exec_resize(State(s): State<AppState>, Path(id): Path<String>, q: Q) ->
 
 async fn exec_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
     Ok(json_response(s.engine.exec_inspect(&id)?))
+}
+
+/// Swarm mode's endpoints, until it exists: dockerd's answers for a node
+/// that is in no swarm (503), which clients tell apart from a missing route.
+async fn no_swarm(req: Request) -> ApiResult {
+    let path = req.uri().path();
+    let msg = match path {
+        "/swarm/leave" => "This node is not part of a swarm",
+        "/swarm/init" | "/swarm/join" => {
+            "Swarm mode is not available in this version of berthd: it cannot init or join a swarm"
+        }
+        _ => {
+            "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."
+        }
+    };
+    Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, msg.into()))
 }
 
 async fn not_found(req: Request) -> ApiResult {
@@ -1023,6 +1069,18 @@ pub fn router(state: AppState) -> Router {
                 .post(images::by_name_post)
                 .delete(images::by_name_delete),
         )
+        .route("/swarm", any(no_swarm))
+        .route("/swarm/{*rest}", any(no_swarm))
+        .route("/nodes", any(no_swarm))
+        .route("/nodes/{*rest}", any(no_swarm))
+        .route("/services", any(no_swarm))
+        .route("/services/{*rest}", any(no_swarm))
+        .route("/tasks", any(no_swarm))
+        .route("/tasks/{*rest}", any(no_swarm))
+        .route("/secrets", any(no_swarm))
+        .route("/secrets/{*rest}", any(no_swarm))
+        .route("/configs", any(no_swarm))
+        .route("/configs/{*rest}", any(no_swarm))
         .fallback(not_found)
         .with_state(state)
 }
