@@ -30,3 +30,30 @@ def test_docker_cli_swarm_commands_show_dockerds_words(daemon):
     assert rc != 0 and "This node is not part of a swarm" in err, err
     st, raw, _ = daemon.api("POST", "/swarm/init", body={"ListenAddr": "127.0.0.1"})
     assert st == 503 and "not available" in json.loads(raw)["message"], raw
+
+
+def test_image_load_answers_a_stream_docker_py_reads_and_errors_inside_it(daemon, name):
+    import docker as dockerpy
+    rc, out, err = daemon.docker("tag", "busybox", f"{name}:saved")
+    assert rc == 0, err
+    client = dockerpy.DockerClient(base_url="unix://" + daemon.sock, version="1.45", timeout=30)
+    try:
+        tar = b"".join(client.api.get_image(f"{name}:saved"))
+        daemon.docker("rmi", f"{name}:saved", check=True)
+        # quiet=0: message by message (a sized body made docker-py fail with 'Extra data').
+        msgs = list(client.api.load_image(tar, quiet=False))
+        assert {"stream": f"Loaded image: {name}:saved\n"} in msgs, msgs
+        assert [f"{name}:saved" in i.tags for i in client.images.load(tar)] == [True]
+        # Garbage: a 200 whose stream carries the error, as dockerd sends it.
+        st, raw, hdrs = daemon.api("POST", "/images/load?quiet=0", body=b"\x00garbage" * 100,
+                                   headers={"Content-Type": "application/x-tar"})
+        assert st == 200 and hdrs.get("transfer-encoding") == "chunked", (st, hdrs)
+        msg = json.loads(raw.splitlines()[-1])
+        assert msg["error"] and msg["errorDetail"]["message"] == msg["error"], raw
+        with pytest.raises(dockerpy.errors.ImageLoadError):
+            client.images.load(b"\x00garbage" * 100)
+        rc, out, err = daemon.docker("load", input=b"\x00garbage" * 100)
+        assert rc != 0 and msg["error"] in err, err
+    finally:
+        client.close()
+        daemon.docker("rmi", f"{name}:saved")

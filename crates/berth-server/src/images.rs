@@ -63,9 +63,15 @@ fn rand_u64() -> u64 {
     t ^ (std::process::id() as u64).rotate_left(32)
 }
 
+/// JSON messages as dockerd's progress streams send them: chunked, which
+/// clients such as docker-py take as the sign to read message by message
+/// (a sized body is parsed as one JSON document).
 fn json_lines(lines: Vec<Value>) -> Response {
-    let body: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
-    let mut r = Response::new(Body::from(body));
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = lines
+        .iter()
+        .map(|l| Ok(bytes::Bytes::from(format!("{l}\r\n"))))
+        .collect();
+    let mut r = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -120,10 +126,21 @@ pub async fn create(State(s): State<AppState>, q: Q, req: Request) -> ApiResult 
 pub async fn load(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
     let file = spool(&s, req.into_body()).await?;
     let store = s.engine.store.clone();
-    let rep = tokio::task::spawn_blocking(move || store.load(file))
+    let loaded = tokio::task::spawn_blocking(move || store.load(file))
         .await
-        .map_err(|e| ApiError::bad(e.to_string()))??;
+        .map_err(|e| ApiError::bad(e.to_string()))?;
     let _ = q.bool("quiet");
+    // As dockerd: the answer is a 200 stream whatever happens, and a tar
+    // that cannot be loaded is an error message inside it.
+    let rep = match loaded {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.to_string();
+            return Ok(json_lines(vec![
+                json!({"errorDetail": {"message": msg}, "error": msg}),
+            ]));
+        }
+    };
     for t in &rep.tags {
         let id = s.engine.store.get(t).map(|i| i.id).unwrap_or_default();
         s.engine.emit_image("load", &id, t);
