@@ -271,3 +271,43 @@ def test_attach_with_logs_and_no_stream_returns_the_logs_and_ends(daemon, name):
     finally:
         client.close()
         daemon.docker("rm", "-f", name, name + "-r", name + "-p")
+
+
+def test_exec_start_framing_detach_and_detach_keys_as_dockerd(daemon, name):
+    import docker as dockerpy
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60", check=True)
+    client = dockerpy.APIClient(base_url="unix://" + daemon.sock, version="1.45", timeout=20)
+    try:
+        script = "echo out; sleep 0.2; echo err >&2"
+        # Created without a terminal, started with Tty: raw output, no frames.
+        e = client.exec_create(name, ["sh", "-c", script], tty=False)
+        assert client.exec_start(e["Id"], tty=True) == b"out\nerr\n"
+        # Created with a terminal, started without: the terminal's output in
+        # stdout frames (docker-py demultiplexes them).
+        e = client.exec_create(name, ["sh", "-c", "echo tty"], tty=True)
+        assert client.exec_start(e["Id"], tty=False, demux=True) == (b"tty\r\n", None)
+        # Detach: the start answers at once and the process runs on.
+        e = client.exec_create(name, ["sh", "-c", "sleep 0.3; echo done > /tmp/detached"])
+        assert client.exec_start(e["Id"], detach=True) == ""
+        deadline = time.time() + 10
+        while client.exec_inspect(e["Id"])["Running"] or client.exec_inspect(e["Id"])["ExitCode"] is None:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert client.exec_inspect(e["Id"])["ExitCode"] == 0
+        assert daemon.docker("exec", name, "cat", "/tmp/detached")[1] == "done\n"
+    finally:
+        client.close()
+    # The exec's own detach keys end the client's stream; the process goes on.
+    child = pexpect.spawn("docker", ["exec", "-it", "--detach-keys", "ctrl-a,x", name, "sh"],
+                          env=daemon.env, timeout=20, encoding="utf-8")
+    try:
+        child.sendline("echo in-$((2+3))")
+        child.expect("in-5")
+        child.sendcontrol("a")
+        child.send("x")
+        child.expect(pexpect.EOF)
+        child.close()
+        rc, out, _ = daemon.docker("top", name)
+        assert out.count("sh") >= 1, out
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -26,7 +26,10 @@ pub struct PreparedExec {
     container_id: String,
     req: Request,
     detach: bool,
+    /// Whether the process has a terminal (the exec's create request).
     pub tty: bool,
+    /// `DetachKeys` of the create request ("" for Docker's default).
+    pub detach_keys: String,
 }
 
 impl Engine {
@@ -182,6 +185,7 @@ impl Engine {
             req,
             detach,
             tty: ex.config.tty,
+            detach_keys: ex.config.detach_keys.clone(),
         })
     }
 

@@ -128,6 +128,130 @@ async fn response_read(fd: std::os::fd::RawFd) {
     }
 }
 
+/// How a stream's framing changes between the shim and the client.
+#[derive(Debug, Clone, Copy)]
+pub enum Reframe {
+    /// Raw terminal output becomes stdout frames.
+    Frame,
+    /// Frames become raw output, stdout and stderr interleaved.
+    Deframe,
+}
+
+/// The shim's side of an exec whose start request asked for the other
+/// framing than the process has (dockerd honours the start's `Tty`).
+pub struct Reframed<S> {
+    inner: S,
+    mode: Reframe,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    /// Deframing: header bytes seen so far, payload bytes still to come.
+    header: Vec<u8>,
+    remaining: usize,
+}
+
+impl<S> Reframed<S> {
+    pub fn new(inner: S, mode: Reframe) -> Self {
+        Reframed {
+            inner,
+            mode,
+            buf: vec![0; 32 * 1024],
+            out: Vec::new(),
+            pos: 0,
+            header: Vec::with_capacity(8),
+            remaining: 0,
+        }
+    }
+
+    fn take(&mut self, n: usize) {
+        let data = &self.buf[..n];
+        match self.mode {
+            Reframe::Frame => {
+                self.out
+                    .extend_from_slice(&berth_runtime::proto::frame_header(
+                        berth_runtime::proto::STDOUT,
+                        n,
+                    ));
+                self.out.extend_from_slice(data);
+            }
+            Reframe::Deframe => {
+                let mut i = 0;
+                while i < n {
+                    if self.remaining > 0 {
+                        let k = self.remaining.min(n - i);
+                        self.out.extend_from_slice(&data[i..i + k]);
+                        self.remaining -= k;
+                        i += k;
+                    } else {
+                        let k = (8 - self.header.len()).min(n - i);
+                        self.header.extend_from_slice(&data[i..i + k]);
+                        i += k;
+                        if self.header.len() == 8 {
+                            let h = &self.header;
+                            self.remaining = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
+                            self.header.clear();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Reframed<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let me = self.get_mut();
+        loop {
+            if me.pos < me.out.len() {
+                let n = (me.out.len() - me.pos).min(buf.remaining());
+                buf.put_slice(&me.out[me.pos..me.pos + n]);
+                me.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            me.out.clear();
+            me.pos = 0;
+            let mut rb = tokio::io::ReadBuf::new(&mut me.buf);
+            match std::pin::Pin::new(&mut me.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    me.take(n);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Reframed<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// Finds the detach sequence in client input; holds back a partial match.
 struct DetachScanner {
     keys: Vec<u8>,
@@ -215,6 +339,35 @@ mod tests {
         assert_eq!(detach_keys(None).unwrap(), Some(vec![0x10, 0x11]));
         assert_eq!(detach_keys(Some("ctrl-a,x")).unwrap(), Some(vec![1, b'x']));
         assert!(detach_keys(Some("ctrl-ab")).is_err());
+    }
+
+    #[tokio::test]
+    async fn reframing_both_ways() {
+        let mut framed = Vec::new();
+        for (stream, data) in [(1u8, &b"out"[..]), (2, b"err!"), (1, b"")] {
+            framed.extend_from_slice(&berth_runtime::proto::frame_header(stream, data.len()));
+            framed.extend_from_slice(data);
+        }
+        // Deframing survives any split of the input.
+        let (mut a, b) = tokio::io::duplex(3);
+        let writer = tokio::spawn(async move {
+            for chunk in framed.chunks(3) {
+                a.write_all(chunk).await.unwrap();
+            }
+        });
+        let mut raw = Vec::new();
+        Reframed::new(b, Reframe::Deframe)
+            .read_to_end(&mut raw)
+            .await
+            .unwrap();
+        writer.await.unwrap();
+        assert_eq!(raw, b"outerr!");
+        let mut out = Vec::new();
+        Reframed::new(&b"tty"[..], Reframe::Frame)
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, [&[1u8, 0, 0, 0, 0, 0, 0, 3][..], b"tty"].concat());
     }
 
     #[test]

@@ -896,6 +896,8 @@ async fn container_attach(
         true => Some(s.engine.attach(&id, q.bool("stdin"), stdout, stderr)?.0),
         false => None,
     };
+    // Detach keys act only on a terminal, as dockerd's.
+    let keys = if tty { keys } else { None };
     Ok(hijack::upgrade(req, tty, move |mut client| async move {
         use tokio::io::AsyncWriteExt;
         if let Some(rx) = history.as_mut() {
@@ -936,10 +938,11 @@ async fn exec_start(State(s): State<AppState>, Path(id): Path<String>, req: Requ
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let start: ExecStart = parse_json(&bytes)?;
     let req = Request::from_parts(parts, Body::empty());
+    // As dockerd: no console size without a terminal.
     let console = start
         .console_size
         .as_ref()
-        .filter(|c| c.len() == 2)
+        .filter(|c| c.len() == 2 && start.tty)
         .map(|c| (c[0], c[1]));
     let engine = s.engine.clone();
     if start.detach {
@@ -949,10 +952,30 @@ async fn exec_start(State(s): State<AppState>, Path(id): Path<String>, req: Requ
     // As dockerd: the stream is up before the process starts, so that a
     // client still reading the 101 response cannot miss its first output.
     let prepared = engine.exec_prepare(&id, false, console)?;
-    let tty = prepared.tty;
+    // The process has a terminal or not as the exec was created; the
+    // stream is framed as this start request says.
+    let tty = start.tty;
+    let reframe = match (prepared.tty, tty) {
+        (false, true) => Some(hijack::Reframe::Deframe),
+        (true, false) => Some(hijack::Reframe::Frame),
+        _ => None,
+    };
+    // Detach keys act only on a terminal, as dockerd's.
+    let keys = match prepared.tty {
+        true => hijack::detach_keys(Some(&prepared.detach_keys))?,
+        false => None,
+    };
     Ok(hijack::upgrade(req, tty, move |mut client| async move {
         match engine.exec_launch(prepared).await {
-            Ok(Some(shim)) => hijack::pump(client, shim, None, engine.exec_finished(&id)).await,
+            Ok(Some(shim)) => {
+                let done = engine.exec_finished(&id);
+                match reframe {
+                    Some(mode) => {
+                        hijack::pump(client, hijack::Reframed::new(shim, mode), keys, done).await
+                    }
+                    None => hijack::pump(client, shim, keys, done).await,
+                }
+            }
             Ok(None) => {}
             Err(e) => {
                 use tokio::io::AsyncWriteExt;
@@ -986,8 +1009,9 @@ async fn exec_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiR
 /// Swarm mode's endpoints, until it exists: dockerd's answers for a node
 /// that is in no swarm (503), which clients tell apart from a missing route.
 async fn no_swarm(req: Request) -> ApiResult {
-    let path = req.uri().path();
-    let msg = match path {
+    let (parts, body) = req.into_parts();
+    drain(body).await;
+    let msg = match parts.uri.path() {
         "/swarm/leave" => "This node is not part of a swarm",
         "/swarm/init" | "/swarm/join" => {
             "Swarm mode is not available in this version of berthd: it cannot init or join a swarm"
@@ -999,7 +1023,17 @@ async fn no_swarm(req: Request) -> ApiResult {
     Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, msg.into()))
 }
 
+/// Reads (a bounded amount of) a body the answer does not need: a client
+/// still sending it when the connection closed would get EPIPE instead of
+/// the answer.
+async fn drain(body: Body) {
+    let _ = axum::body::to_bytes(body, 1 << 20).await;
+}
+
 async fn not_found(req: Request) -> ApiResult {
+    let (parts, body) = req.into_parts();
+    drain(body).await;
+    let req = Request::from_parts(parts, Body::empty());
     Err(ApiError(
         StatusCode::NOT_FOUND,
         format!("page not found: {} {}", req.method(), req.uri().path()),
