@@ -57,3 +57,30 @@ def test_image_load_answers_a_stream_docker_py_reads_and_errors_inside_it(daemon
     finally:
         client.close()
         daemon.docker("rmi", f"{name}:saved")
+
+
+def test_log_drivers_none_and_local(daemon, name):
+    # none: the attached client still sees the output; nothing is kept.
+    rc, out, err = daemon.docker("run", "--name", name, "--log-driver", "none", "busybox", "echo", "seen")
+    assert rc == 0 and out == "seen\n", err
+    try:
+        info = json.loads(daemon.docker("inspect", name)[1])[0]
+        assert info["HostConfig"]["LogConfig"]["Type"] == "none" and info["LogPath"] == ""
+        rc, out, err = daemon.docker("logs", name)
+        assert rc != 0 and "configured logging driver does not support reading" in err, err
+        st, raw, _ = daemon.api("GET", f"/containers/{name}/logs?stdout=1")
+        assert st == 501, (st, raw)
+        import glob
+        assert not glob.glob(f"{daemon.data}/containers/{info['Id']}/*.log*")
+        # local: kept and read back.
+        rc, out, err = daemon.docker("run", "--name", name + "-l", "--log-driver", "local", "busybox",
+                                     "sh", "-c", "echo kept; echo also >&2")
+        assert rc == 0, err
+        rc, out, err = daemon.docker("logs", name + "-l")
+        assert (out, err) == ("kept\n", "also\n")
+        hc = json.loads(daemon.docker("inspect", name + "-l")[1])[0]["HostConfig"]
+        assert hc["LogConfig"]["Type"] == "local"
+        rc, out, err = daemon.docker("run", "--rm", "--log-driver", "syslog2", "busybox", "true")
+        assert rc != 0 and "no log driver named 'syslog2'" in err, err
+    finally:
+        daemon.docker("rm", "-f", name, name + "-l")

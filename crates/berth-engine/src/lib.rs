@@ -57,6 +57,9 @@ pub enum EngineError {
     NotModified,
     #[error("{0}")]
     Internal(String),
+    /// Something this configuration cannot do (dockerd's 501).
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl From<berth_store::StoreError> for EngineError {
@@ -672,7 +675,9 @@ impl Engine {
         validate::apply_defaults(&mut host_config, &self.sys);
         match host_config.log_config.kind.as_str() {
             "" => host_config.log_config.kind = "json-file".into(),
-            "json-file" => {}
+            // `local` keeps its logs in our json-file format, which reads
+            // back the same; only its defaults differ.
+            "json-file" | "local" | "none" => {}
             other => {
                 return Err(EngineError::BadRequest(format!(
                     "logger: no log driver named '{other}' is registered"
@@ -814,11 +819,16 @@ impl Engine {
             }
         }
         let mounts = self.resolve_mounts(&config, &host_config)?;
-        let log_path = self
-            .cdir(&id)
-            .join(format!("{id}-json.log"))
-            .display()
-            .to_string();
+        // `none` keeps nothing: the shim logs nowhere, and inspect shows
+        // an empty LogPath as dockerd's.
+        let log_path = match host_config.log_config.kind.as_str() {
+            "none" => String::new(),
+            _ => self
+                .cdir(&id)
+                .join(format!("{id}-json.log"))
+                .display()
+                .to_string(),
+        };
         let rec = Record {
             id: id.clone(),
             name: name.clone(),
@@ -1225,6 +1235,9 @@ impl Engine {
             .config
             .clone()
             .unwrap_or_default();
+        // dockerd's `local` driver keeps 5 files of 20 MB unless told.
+        let local = rec.host_config.log_config.kind == "local";
+        let (default_size, default_files) = if local { (20 << 20, 5) } else { (10 << 20, 3) };
         let shim_cfg = berth_runtime::proto::ShimConfig {
             id: id.clone(),
             bundle: xdir.join("bundle").display().to_string(),
@@ -1233,11 +1246,11 @@ impl Engine {
             log_max_size: log_opts
                 .get("max-size")
                 .and_then(|s| parse_size(s))
-                .unwrap_or(10 << 20),
+                .unwrap_or(default_size),
             log_max_files: log_opts
                 .get("max-file")
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(3),
+                .unwrap_or(default_files),
             tty: rec.config.tty,
             open_stdin: rec.config.open_stdin,
             stdin_once: rec.config.stdin_once,

@@ -74,6 +74,11 @@ impl Engine {
         let c = self.find(key)?;
         let (path, tty) = {
             let r = c.rec.read().expect("rec");
+            if r.host_config.log_config.kind == "none" {
+                return Err(crate::EngineError::NotImplemented(
+                    "configured logging driver does not support reading".into(),
+                ));
+            }
             (r.log_path.clone(), r.config.tty)
         };
         let (tx, rx) = mpsc::channel(64);

@@ -67,12 +67,18 @@ pub fn rfc3339_nanos(t: SystemTime) -> String {
 }
 
 impl JsonLog {
+    /// An empty `path` keeps nothing (`--log-driver none`).
     pub fn open(path: &str, max_size: u64, max_files: u32) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let size = file.metadata()?.len();
+        let (file, size) = if path.is_empty() {
+            (None, 0)
+        } else {
+            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            let size = f.metadata()?.len();
+            (Some(f), size)
+        };
         Ok(Self {
             path: PathBuf::from(path),
-            file: Some(file),
+            file,
             size,
             max_size,
             max_files: max_files.max(1),
@@ -103,6 +109,9 @@ impl JsonLog {
     }
 
     fn entry(&mut self, stream: usize, line: &[u8]) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
         let mut rec = Vec::with_capacity(line.len() + 80);
         rec.extend_from_slice(b"{\"log\":");
         escape(&mut rec, line);

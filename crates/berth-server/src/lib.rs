@@ -104,6 +104,7 @@ impl From<EngineError> for ApiError {
             EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         };
         ApiError(code, e.to_string())
     }
