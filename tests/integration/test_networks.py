@@ -536,3 +536,42 @@ def test_disconnecting_what_is_not_connected_is_an_error(daemon, name):
             assert rc != 0 and "is not connected to the network bridge" in err, err
     finally:
         daemon.docker("rm", "-f", name)
+
+
+def test_endpoints_config_joins_every_network_and_keeps_settings_as_given(daemon, name):
+    a, b = name + "-a", name + " b"  # dockerd allows spaces in network names
+    rc, out, err = daemon.docker("network", "create", "--subnet", "10.98.60.0/24",
+                                 "--aux-address", "router=10.98.60.2", a)
+    assert rc == 0, err
+    daemon.docker("network", "create", "--subnet", "10.98.61.0/24", b, check=True)
+    try:
+        ipam = json.loads(daemon.docker("network", "inspect", a)[1])[0]["IPAM"]["Config"][0]
+        assert ipam["AuxiliaryAddresses"] == {"router": "10.98.60.2"}, ipam
+        body = {"Image": "busybox", "Cmd": ["sleep", "60"], "HostConfig": {"NetworkMode": a},
+                "NetworkingConfig": {"EndpointsConfig": {
+                    a: {"IPAMConfig": {"IPv4Address": "10.98.60.9"}, "Aliases": ["one"],
+                        "DriverOpts": {"k": "v"}, "Links": None},
+                    b: {"Aliases": ["two"], "MacAddress": "02:42:0a:62:3d:09"}}}}
+        st, raw, _ = daemon.api("POST", f"/containers/create?name={name}", body)
+        assert st == 201, raw
+        daemon.docker("start", name, check=True)
+        nets = json.loads(daemon.docker("inspect", name)[1])[0]["NetworkSettings"]["Networks"]
+        assert set(nets) == {a, b}, nets
+        assert nets[a]["IPAddress"] == "10.98.60.9" and nets[a]["Aliases"] == ["one"]
+        assert nets[a]["IPAMConfig"] == {"IPv4Address": "10.98.60.9"} and nets[a]["DriverOpts"] == {"k": "v"}
+        assert nets[b]["Aliases"] == ["two"] and nets[b]["IPAddress"].startswith("10.98.61.")
+        assert nets[b]["MacAddress"] == "02:42:0a:62:3d:09"
+        rc, out, err = daemon.docker("exec", name, "ip", "-o", "-4", "addr")
+        assert "10.98.60.9/24" in out and "10.98.61." in out, out
+        # The auxiliary address is never given to a container.
+        rc, out, err = daemon.docker("run", "--rm", "--network", a, "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
+        assert rc == 0 and "10.98.60.2/" not in out, out
+        # A network that does not exist fails the start with dockerd's 404.
+        body["NetworkingConfig"]["EndpointsConfig"] = {a: {}, "no-such-net": {}}
+        st, raw, _ = daemon.api("POST", f"/containers/create?name={name}-x", body)
+        assert st == 201, raw
+        st, raw, _ = daemon.api("POST", f"/containers/{name}-x/start")
+        assert st == 404 and "network no-such-net not found" in json.loads(raw)["message"], raw
+    finally:
+        daemon.docker("rm", "-f", name, name + "-x")
+        daemon.docker("network", "rm", a, b)

@@ -696,25 +696,46 @@ impl Engine {
         host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
         check_host_options(&host_config)?;
         let net_name = net::mode_network(&host_config.network_mode).to_string();
-        let endpoint_cfg = networking_config
+        // Every network of `EndpointsConfig` (API 1.44+): the mode's is the
+        // primary one, the others are joined at start as after `network
+        // connect`. An unknown one fails the start, as dockerd.
+        let primary = self
+            .nets
+            .get(&net_name)
+            .map(|n| n.name)
+            .unwrap_or_else(|_| net_name.clone());
+        let mut endpoint_cfg = Value::Null;
+        let mut extra_networks = Vec::new();
+        let mut endpoint_settings = BTreeMap::new();
+        let endpoints = networking_config
             .as_ref()
-            .and_then(|n| {
-                n["EndpointsConfig"]
-                    .get(&net_name)
-                    .or_else(|| n["EndpointsConfig"].as_object()?.values().next())
-            })
-            .cloned()
+            .and_then(|n| n["EndpointsConfig"].as_object().cloned())
             .unwrap_or_default();
-        let aliases: Vec<String> = endpoint_cfg["Aliases"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
-        let requested_ip = endpoint_cfg["IPAMConfig"]["IPv4Address"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        for (k, v) in endpoints {
+            // The docker CLI names the default network `default`.
+            let k = net::mode_network(&k).to_string();
+            let name = self.nets.get(&k).map(|n| n.name).unwrap_or(k);
+            if name == primary {
+                endpoint_cfg = v.clone();
+            } else if net_name == "host" {
+                return Err(EngineError::BadRequest(
+                    "container cannot be disconnected from host network or connected to host network".into(),
+                ));
+            } else if net_name == "none" {
+                return Err(EngineError::BadRequest(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
+                ));
+            } else {
+                let (aliases, ip) = record::endpoint_aliases_and_ip(&v);
+                extra_networks.push(record::ExtraNetwork {
+                    name: name.clone(),
+                    aliases,
+                    ip,
+                });
+            }
+            endpoint_settings.insert(name, record::endpoint_settings_as_given(&v));
+        }
+        let (aliases, requested_ip) = record::endpoint_aliases_and_ip(&endpoint_cfg);
         let mac_address = endpoint_cfg["MacAddress"]
             .as_str()
             .filter(|s| !s.is_empty())
@@ -845,7 +866,8 @@ impl Engine {
             aliases,
             requested_ip,
             mac_address,
-            extra_networks: Vec::new(),
+            extra_networks,
+            endpoint_settings,
         };
         {
             // Check and claim the name in one step: two creates race for it.

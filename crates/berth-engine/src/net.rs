@@ -311,9 +311,18 @@ impl Engine {
         } else {
             None
         };
-        let mac = match (&rec.mac_address, primary) {
-            (Some(m), true) => parse_mac(m)?,
-            _ => mac_for(addr),
+        let asked = match primary {
+            true => rec.mac_address.clone(),
+            false => rec
+                .endpoint_settings
+                .get(&n.name)
+                .and_then(|s| s["MacAddress"].as_str())
+                .filter(|m| !m.is_empty())
+                .map(str::to_string),
+        };
+        let mac = match asked {
+            Some(m) => parse_mac(&m)?,
+            None => mac_for(addr),
         };
         let ep = Endpoint {
             // Unique per launch: the previous launch's veth may still be
@@ -351,13 +360,14 @@ impl Engine {
     }
 
     /// `POST /networks/{id}/connect`.
+    /// `POST /networks/{id}/connect` with the client's `EndpointConfig`.
     pub async fn network_connect(
         self: &std::sync::Arc<Self>,
         net: &str,
         container: &str,
-        aliases: Vec<String>,
-        ip: Option<String>,
+        endpoint: &Value,
     ) -> Result<()> {
+        let (aliases, ip) = crate::record::endpoint_aliases_and_ip(endpoint);
         let n = self.nets.get(net)?;
         let c = self.find(container)?;
         let _op = c.op.lock().await;
@@ -379,6 +389,10 @@ impl Engine {
         // A container that is not running and on no network (it was
         // disconnected from its only one, as docker-compose does before it
         // reconnects with its aliases) takes this network as its primary.
+        rec.endpoint_settings.insert(
+            n.name.clone(),
+            crate::record::endpoint_settings_as_given(endpoint),
+        );
         if mode == "none" && rec.extra_networks.is_empty() && !st.status.is_running() {
             rec.host_config.network_mode = n.name.clone();
             rec.aliases = aliases;
@@ -461,6 +475,7 @@ impl Engine {
                 self.sync_nft();
             }
         }
+        rec.endpoint_settings.remove(&n.name);
         if is_extra {
             rec.extra_networks.retain(|x| x.name != n.name);
         } else if !rec.extra_networks.is_empty() && !c.state().status.is_running() {
@@ -746,13 +761,25 @@ impl Engine {
                 }
                 _ => Value::Null,
             };
+            let given = rec
+                .endpoint_settings
+                .get(&name)
+                .cloned()
+                .unwrap_or_default();
+            let mac = match ep.mac.as_str() {
+                "" => given["MacAddress"].clone(),
+                m => json!(m),
+            };
             nets.insert(
                 name,
                 json!({
-                    "IPAMConfig": null, "Links": null, "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
-                    "MacAddress": ep.mac, "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
+                    "IPAMConfig": given["IPAMConfig"], "Links": given["Links"],
+                    "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                    "MacAddress": if mac.is_null() { json!("") } else { mac },
+                    "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
                     "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": "",
-                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": dns_names,
+                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                    "DriverOpts": given["DriverOpts"], "DNSNames": dns_names,
                 }),
             );
         }
@@ -840,6 +867,10 @@ impl Engine {
             if !n.ip_range.is_empty() {
                 c["IPRange"] = json!(n.ip_range);
             }
+            let aux = n.aux_addresses();
+            if !aux.is_empty() {
+                c["AuxiliaryAddresses"] = json!(aux);
+            }
             json!([c])
         };
         json!({
@@ -908,6 +939,7 @@ impl Engine {
         };
         let n = self.nets.create(CreateOptions {
             name,
+            aux_addresses: map(&cfg["AuxiliaryAddresses"]),
             driver: body["Driver"].as_str().unwrap_or_default().to_string(),
             subnet: s(&cfg["Subnet"]),
             gateway: s(&cfg["Gateway"]),

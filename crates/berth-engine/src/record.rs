@@ -89,6 +89,10 @@ pub struct Record {
     /// Networks joined with `network connect`, beyond `NetworkMode`'s.
     #[serde(default)]
     pub extra_networks: Vec<ExtraNetwork>,
+    /// Per network name, the endpoint settings as the client gave them
+    /// (`IPAMConfig`, `Links`, `DriverOpts`, `MacAddress`), for inspect.
+    #[serde(default)]
+    pub endpoint_settings: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -178,6 +182,32 @@ fn status_base(st: &State) -> String {
         ),
         Status::Dead => "Dead".into(),
     }
+}
+
+/// The parts of a client's `EndpointSettings` that inspect shows as given.
+pub fn endpoint_settings_as_given(v: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for k in ["IPAMConfig", "Links", "DriverOpts", "MacAddress"] {
+        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
+            out.insert(k.to_string(), x.clone());
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// `Aliases` and `IPAMConfig.IPv4Address` of a client's `EndpointSettings`.
+pub fn endpoint_aliases_and_ip(v: &serde_json::Value) -> (Vec<String>, Option<String>) {
+    let aliases = v["Aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let ip = v["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    (aliases, ip)
 }
 
 #[cfg(test)]

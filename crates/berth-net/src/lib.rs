@@ -59,6 +59,15 @@ pub struct Network {
 }
 
 impl Network {
+    /// The auxiliary addresses the network was made with.
+    pub fn aux_addresses(&self) -> BTreeMap<String, String> {
+        self.pool
+            .taken
+            .iter()
+            .filter_map(|(ip, o)| Some((o.strip_prefix(AUX_OWNER)?.to_string(), ip.to_string())))
+            .collect()
+    }
+
     pub fn is_bridge(&self) -> bool {
         self.driver == "bridge"
     }
@@ -75,9 +84,14 @@ impl Network {
 }
 
 /// What `network create` asks for.
+/// How the address pool marks a network's auxiliary addresses.
+const AUX_OWNER: &str = "aux:";
+
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub name: String,
+    /// `IPAM.Config[].AuxiliaryAddresses`: host name to address.
+    pub aux_addresses: BTreeMap<String, String>,
     pub driver: String,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
@@ -202,9 +216,9 @@ impl NetStore {
         let mut changed = false;
         for n in nets.values_mut() {
             let before = n.pool.taken.len();
-            n.pool
-                .taken
-                .retain(|_, owner| owner == "gateway" || live(&n.id, owner));
+            n.pool.taken.retain(|_, owner| {
+                owner == "gateway" || owner.starts_with(AUX_OWNER) || live(&n.id, owner)
+            });
             changed |= n.pool.taken.len() != before;
         }
         if changed {
@@ -234,16 +248,10 @@ impl NetStore {
                 "plugin \"{driver}\" not found: only the bridge driver can make new networks"
             )));
         }
-        if o.name.is_empty()
-            || !o
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
-            return Err(NetError::Invalid(format!(
-                "invalid network name: {:?}",
-                o.name
-            )));
+        // dockerd takes any name but an empty one (spaces included): the
+        // name is only ever a key, never a path or an interface name.
+        if o.name.is_empty() {
+            return Err(NetError::Invalid("invalid name: name is empty".into()));
         }
         let mut nets = self.nets.lock().expect("nets");
         if nets.values().any(|n| n.name == o.name) {
@@ -313,6 +321,18 @@ impl NetStore {
         }
         let mut pool = Pool::default();
         pool.taken.insert(gw, "gateway".into());
+        // Addresses the user keeps for hosts outside Docker: never handed out.
+        for (host, a) in &o.aux_addresses {
+            let ip: Ipv4Addr = a
+                .parse()
+                .map_err(|_| NetError::Invalid(format!("invalid auxiliary address {host}={a}")))?;
+            if !sub.contains(ip) {
+                return Err(NetError::Invalid(format!(
+                    "invalid pool request: auxiliary address {host}={ip} is not in subnet {sub}"
+                )));
+            }
+            pool.taken.insert(ip, format!("{AUX_OWNER}{host}"));
+        }
         let n = Network {
             id: id.clone(),
             name: o.name,
@@ -470,6 +490,45 @@ mod tests {
         assert!(matches!(s.remove("bridge"), Err(NetError::Conflict(_))));
         s.remove("appnet").unwrap();
         assert!(matches!(s.get("appnet"), Err(NetError::NotFound(_))));
+    }
+
+    #[test]
+    fn auxiliary_addresses_are_never_handed_out_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let s = NetStore::open(d.path(), "berth0", "10.88.0.1/16").unwrap();
+        let aux = |a: &str| BTreeMap::from([("router".to_string(), a.to_string())]);
+        let n = s
+            .create(CreateOptions {
+                name: "with spaces".into(),
+                subnet: Some("10.91.0.0/24".into()),
+                aux_addresses: aux("10.91.0.2"),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(n.aux_addresses(), aux("10.91.0.2"));
+        assert_eq!(
+            s.allocate("with spaces", "c1", None).unwrap().to_string(),
+            "10.91.0.3"
+        );
+        s.retain_addresses(|_, _| false).unwrap();
+        assert_eq!(
+            s.get("with spaces").unwrap().aux_addresses(),
+            aux("10.91.0.2")
+        );
+        assert!(s
+            .create(CreateOptions {
+                name: "bad".into(),
+                subnet: Some("10.92.0.0/24".into()),
+                aux_addresses: aux("10.93.0.2"),
+                ..Default::default()
+            })
+            .is_err());
+        assert!(s
+            .create(CreateOptions {
+                name: "".into(),
+                ..Default::default()
+            })
+            .is_err());
     }
 
     #[test]

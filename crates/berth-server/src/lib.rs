@@ -729,19 +729,8 @@ async fn network_connect(
 ) -> ApiResult {
     let v: Value = parse_json(&body)?;
     let container = v["Container"].as_str().unwrap_or_default().to_string();
-    let ep = &v["EndpointConfig"];
-    let aliases = ep["Aliases"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
-    let ip = ep["IPAMConfig"]["IPv4Address"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
     s.engine
-        .network_connect(&id, &container, aliases, ip)
+        .network_connect(&id, &container, &v["EndpointConfig"])
         .await?;
     Ok(StatusCode::OK.into_response())
 }
