@@ -100,9 +100,15 @@ def test_volume_options_prune_and_api_errors(daemon, name):
     ids = daemon.docker("ps", "-aq", "--no-trunc")[1].split()
     for cid in ids:
         daemon.docker("rm", cid)
+    # Made through the API without a name: anonymous too, as dockerd's.
+    st, body, _ = daemon.api("POST", "/volumes/create", {})
+    api_anon = json.loads(body)["Name"]
+    assert json.loads(body)["Labels"] == {"com.docker.volume.anonymous": ""}, body
     rc, out, err = daemon.docker("volume", "prune", "-f")
     assert rc == 0 and "Total reclaimed space" in out, err
-    assert f"{name}-named" in daemon.docker("volume", "ls", "-q")[1].split()
+    assert api_anon in out, out
+    left = daemon.docker("volume", "ls", "-q")[1].split()
+    assert f"{name}-named" in left and api_anon not in left
     rc, out, err = daemon.berth("volume", "prune", "-a", "-f")
     assert rc == 0 and f"{name}-named" in out, (out, err)
     assert daemon.docker("volume", "ls", "-q")[1].strip() == ""

@@ -389,13 +389,15 @@ impl Engine {
                 req.driver, req.driver
             )));
         }
+        // Without a name it is anonymous, as dockerd's: `volume prune`
+        // takes it without `all`.
         let v = self.volumes.create(
             Some(&req.name)
                 .filter(|n| !n.is_empty())
                 .map(|n| n.as_str()),
             req.driver_opts.unwrap_or_default(),
             req.labels.unwrap_or_default(),
-            false,
+            req.name.is_empty(),
         )?;
         self.emit_volume(&v.meta.name, "create");
         Ok(volume_json(&v))

@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// The label dockerd puts on volumes made without a name.
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error("get {0}: no such volume")]
@@ -67,6 +70,7 @@ impl VolumeStore {
     }
 
     /// Creates a volume, or returns the existing one of that name (as Docker).
+    /// Makes a volume (an unnamed one gets a random name and is anonymous).
     pub fn create(
         &self,
         name: Option<&str>,
@@ -116,6 +120,11 @@ impl VolumeStore {
         }
         let dir = self.dir(&name);
         std::fs::create_dir_all(dir.join("_data"))?;
+        let mut labels = labels;
+        if anonymous {
+            // dockerd's mark, which `volume prune` and clients filter on.
+            labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
+        }
         let meta = Meta {
             name: name.clone(),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
