@@ -84,3 +84,31 @@ def test_log_drivers_none_and_local(daemon, name):
         assert rc != 0 and "no log driver named 'syslog2'" in err, err
     finally:
         daemon.docker("rm", "-f", name, name + "-l")
+
+
+def test_image_parent_is_the_local_image_it_came_from(daemon, name, tmp_path):
+    base = json.loads(daemon.docker("image", "inspect", "busybox")[1])[0]["Id"]
+    daemon.docker("run", "--name", name, "busybox", "touch", "/made", check=True)
+    try:
+        daemon.docker("commit", name, f"{name}:c", check=True)
+        img = json.loads(daemon.docker("image", "inspect", f"{name}:c")[1])[0]
+        assert img["Parent"] == base, img["Parent"]
+        # A build's image descends from its last step's image, back to its base.
+        (tmp_path / "Dockerfile").write_text(f"FROM {name}:c\nENV A=1\nRUN touch /b\n")
+        env = dict(daemon.env, DOCKER_BUILDKIT="0")
+        import subprocess
+        p = subprocess.run(["docker", "build", "-q", "-t", f"{name}:b", str(tmp_path)], env=env,
+                           capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        built = json.loads(daemon.docker("image", "inspect", f"{name}:b")[1])[0]
+        chain, cur = [], built["Parent"]
+        while cur:
+            chain.append(cur)
+            cur = json.loads(daemon.docker("image", "inspect", cur)[1])[0]["Parent"]
+        # RUN's image ← ENV's image ← the committed image ← busybox.
+        assert len(chain) == 3 and chain[1:] == [img["Id"], base], chain
+        # Imported images have none.
+        assert json.loads(daemon.docker("image", "inspect", "busybox")[1])[0]["Parent"] == ""
+    finally:
+        daemon.docker("rm", "-f", name)
+        daemon.docker("rmi", f"{name}:b", f"{name}:c")

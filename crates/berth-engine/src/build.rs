@@ -685,7 +685,9 @@ impl Engine {
             comment: None,
             empty_layer: true,
         });
-        let id = self.store.register(&config, &[])?;
+        let id = self
+            .store
+            .register_child(&config, &[], Some(&parent.id))?;
         cache.put(key, &id)?;
         let st = ImageState {
             id,
@@ -1026,7 +1028,7 @@ impl Engine {
             comment: None,
             empty_layer: false,
         });
-        let id = self.store.register(&config, &[])?;
+        let id = self.store.register_child(&config, &[], Some(&state.id))?;
         let mut chain = state.chain.clone();
         chain.push(chain_id);
         Ok(ImageState { id, config, chain })

@@ -124,7 +124,9 @@ impl Engine {
         } else {
             vec![opts.reference.clone()]
         };
-        Ok(self.store.register(&config, &tags)?)
+        Ok(self
+            .store
+            .register_child(&config, &tags, Some(&rec.image_id))?)
     }
 }
 

@@ -84,7 +84,7 @@ impl Engine {
         let containers = self.image_users(&img.id).len();
         json!({
             "Id": img.id,
-            "ParentId": "",
+            "ParentId": img.parent.clone().unwrap_or_default(),
             "RepoTags": img.repo_tags,
             "RepoDigests": [],
             "Created": img.created_unix(),
@@ -273,7 +273,7 @@ impl Engine {
             "Id": img.id,
             "RepoTags": img.repo_tags,
             "RepoDigests": [],
-            "Parent": "",
+            "Parent": img.parent.clone().unwrap_or_default(),
             "Comment": cfg.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
             "Created": cfg.created.clone().unwrap_or_default(),
             "DockerVersion": "",

@@ -70,6 +70,8 @@ pub struct Image {
     pub chain: Vec<String>,
     pub size: u64,
     pub repo_tags: Vec<String>,
+    /// The local image this one was committed or built from, while it exists.
+    pub parent: Option<String>,
 }
 
 /// Was `child` built on `parent`: its history and layers a strict extension
@@ -117,6 +119,9 @@ struct Index {
 struct IndexEntry {
     chain: Vec<String>,
     size: u64,
+    /// The local image it was committed or built from (dockerd's Parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
 }
 
 pub struct Store {
@@ -177,6 +182,7 @@ impl Store {
             chain: e.chain.clone(),
             size: e.size,
             repo_tags,
+            parent: e.parent.clone().filter(|p| idx.images.contains_key(p)),
         })
     }
 
@@ -228,6 +234,17 @@ impl Store {
         config: &ImageConfigBlob,
         tags: &[String],
     ) -> Result<String, StoreError> {
+        self.register_child(config, tags, None)
+    }
+
+    /// `register` for an image committed or built from the local image
+    /// `parent`.
+    pub fn register_child(
+        &self,
+        config: &ImageConfigBlob,
+        tags: &[String],
+        parent_image: Option<&str>,
+    ) -> Result<String, StoreError> {
         if config.rootfs.diff_ids.len() > MAX_LAYERS {
             return Err(StoreError::MaxDepth(config.rootfs.diff_ids.len()));
         }
@@ -255,8 +272,19 @@ impl Store {
             .expect("configs lock")
             .insert(desc.digest.clone(), config.clone());
         let mut idx = self.index.write().expect("index lock");
-        idx.images
-            .insert(desc.digest.clone(), IndexEntry { chain, size });
+        // Registering an image again keeps the parent it was first given.
+        let parent_image = parent_image
+            .map(str::to_string)
+            .or_else(|| idx.images.get(&desc.digest).and_then(|e| e.parent.clone()))
+            .filter(|p| !p.is_empty() && *p != desc.digest);
+        idx.images.insert(
+            desc.digest.clone(),
+            IndexEntry {
+                chain,
+                size,
+                parent: parent_image,
+            },
+        );
         for t in tags {
             idx.refs.insert(t, desc.digest.clone());
         }
