@@ -112,3 +112,28 @@ def test_image_parent_is_the_local_image_it_came_from(daemon, name, tmp_path):
     finally:
         daemon.docker("rm", "-f", name)
         daemon.docker("rmi", f"{name}:b", f"{name}:c")
+
+
+def test_commit_racing_an_exit_or_a_removal_answers_cleanly(daemon, name):
+    import threading
+    import time
+    seen = {}
+    for i in range(30):
+        n = f"{name}-{i}"
+        daemon.docker("run", "-d", "--name", n, "busybox", "sh", "-c",
+                      f"echo x > /f; sleep 0.0{i % 10}", check=True)
+        if i % 3 == 2:
+            t = threading.Thread(target=daemon.docker, args=("rm", "-f", n))
+            t.start()
+        else:
+            t = None
+        st, raw, _ = daemon.api("POST", f"/commit?container={n}&pause=1")
+        seen[st] = raw
+        assert st in (201, 404, 409), (st, raw)
+        if st == 201:
+            daemon.api("DELETE", f"/images/{json.loads(raw)['Id']}")
+        if t:
+            t.join()
+        daemon.docker("rm", "-f", n)
+    assert 201 in seen, seen
+    assert daemon.api("GET", "/_ping")[0] == 200

@@ -685,9 +685,7 @@ impl Engine {
             comment: None,
             empty_layer: true,
         });
-        let id = self
-            .store
-            .register_child(&config, &[], Some(&parent.id))?;
+        let id = self.store.register_child(&config, &[], Some(&parent.id))?;
         cache.put(key, &id)?;
         let st = ImageState {
             id,

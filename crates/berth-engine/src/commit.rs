@@ -85,12 +85,22 @@ impl Engine {
         if run.shell.is_none() {
             run.shell = base.config.config.shell.clone();
         }
-        let paused = opts.pause && c.state().status == crate::record::Status::Running;
+        let mut paused = opts.pause && c.state().status == crate::record::Status::Running;
         if paused {
-            self.pause(key, true).await?;
+            match self.pause(key, true).await {
+                Ok(()) => {}
+                // It stopped on its own meanwhile: nothing moves any more,
+                // so the commit goes on without the freeze.
+                Err(EngineError::Conflict(_)) => paused = false,
+                Err(e) => return Err(e),
+            }
         }
         let upper = self.cdir(&rec.id).join("rw/upper");
-        std::fs::create_dir_all(&upper)?;
+        // Never started: no upper directory yet. (Made only while the
+        // container's own directory is there: a removal may be racing.)
+        if self.cdir(&rec.id).exists() {
+            std::fs::create_dir_all(&upper)?;
+        }
         let store = self.store.clone();
         let parent = base.chain.last().cloned();
         let layer = tokio::task::spawn_blocking(move || {
@@ -101,7 +111,16 @@ impl Engine {
         if paused {
             let _ = self.pause(key, false).await;
         }
-        let (desc, _) = layer?;
+        let gone = || EngineError::NotFound(format!("No such container: {key}"));
+        let (desc, _) = match layer {
+            Ok(l) => l,
+            // Removed while its changes were read: a 404, not the I/O error.
+            Err(_) if self.find(&rec.id).is_err() => return Err(gone()),
+            Err(e) => return Err(e.into()),
+        };
+        if self.find(&rec.id).is_err() {
+            return Err(gone());
+        }
         let mut config = base.config.clone();
         config.config = run;
         config.created = Some(now());

@@ -1693,7 +1693,19 @@ impl Engine {
         let id = c.id();
         match (pause, st) {
             (true, Status::Running) => {
-                self.shim(&id).call(&Request::Pause).await?;
+                if let Err(e) = self.shim(&id).call(&Request::Pause).await {
+                    // The container ending under us (its shim gone, its
+                    // cgroup removed) is not a daemon failure.
+                    let pid = c.state().pid;
+                    let gone = pid <= 0
+                        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+                    if gone {
+                        return Err(EngineError::Conflict(format!(
+                            "Container {id} is not running"
+                        )));
+                    }
+                    return Err(e.into());
+                }
                 c.state.lock().expect("state").status = Status::Paused;
                 self.emit_for(&c, "pause", &[]);
             }
