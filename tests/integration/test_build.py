@@ -394,3 +394,58 @@ def test_a_failed_run_step_ends_the_raw_build_stream(daemon):
                             headers={"Content-Type": "application/x-tar"}, timeout=15)
     last = json.loads(raw.decode().splitlines()[-1])
     assert "/nonexistent" in last["error"], raw
+
+
+def test_build_context_files_hosts_stderr_and_cache_from(daemon, tmp_path, name):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "app.txt").write_text("app")
+    (ctx / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx\nRUN ls -a /ctx | sort | tr '\\n' ' '\n")
+    for tool in ("docker", "berth"):
+        rc, out, err = build(daemon, tool, "--no-cache", str(ctx))
+        assert rc == 0, out + err
+        # Named by .dockerignore: read by the builder, not copied.
+        assert ". .. app.txt" in out, out
+    # A Dockerfile from outside the context: the docker CLI sends it under a
+    # generated name that COPY must not copy either.
+    (ctx / ".dockerignore").unlink()
+    outside = tmp_path / "Outside.dockerfile"
+    outside.write_text("FROM busybox\nCOPY . /ctx\nRUN ls -a /ctx | sort | tr '\\n' ' '\n")
+    rc, out, err = build(daemon, "docker", "--no-cache", "-f", str(outside), str(ctx))
+    assert rc == 0, out + err
+    assert ". .. Dockerfile app.txt" in out and ".dockerfile." not in out, out
+    # --add-host reaches RUN's /etc/hosts; RUN's stderr comes in red, as the
+    # classic builder sends it.
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN grep myhost /etc/hosts && echo oops >&2\n")
+    rc, out, err = build(daemon, "docker", "--no-cache", "--add-host", "myhost:10.1.2.3", str(ctx))
+    assert rc == 0 and "10.1.2.3" in out, out + err
+    st, raw, _ = daemon.api("POST", "/build?nocache=1&extrahosts=myhost:10.1.2.3", body=_ctx_tar(ctx),
+                            headers={"Content-Type": "application/x-tar"})
+    msgs = [json.loads(l) for l in raw.decode().splitlines() if l.strip()]
+    assert {"stream": "\x1b[91moops\n\x1b[0m"} in msgs, msgs
+    # --cache-from: an image's history is the cache, not the local one.
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV A=1\nCOPY app.txt /app.txt\nRUN echo ran > /ran\n")
+    rc, out, err = build(daemon, "docker", "--no-cache", "-t", f"{name}:src", str(ctx))
+    assert rc == 0, out + err
+    src = json.loads(daemon.docker("image", "inspect", f"{name}:src")[1])[0]
+    rc, out, err = build(daemon, "docker", "--cache-from", f"{name}:src", "-t", f"{name}:again", str(ctx))
+    assert rc == 0, out + err
+    assert out.count("Using cache") == 3 and "Running in" not in out, out
+    again = json.loads(daemon.docker("image", "inspect", f"{name}:again")[1])[0]
+    assert again["Id"] == src["Id"], (again["Id"], src["Id"])
+    rc, out, err = build(daemon, "berth", "--cache-from", f"{name}:src", "--add-host", "h:10.9.9.9", str(ctx))
+    assert rc == 0 and out.count("Using cache") == 3 and src["Id"][7:19] in out, out + err
+    # A changed file misses from its step on.
+    (ctx / "app.txt").write_text("changed")
+    rc, out, err = build(daemon, "docker", "--cache-from", f"{name}:src", str(ctx))
+    assert rc == 0 and out.count("Using cache") == 1 and "Running in" in out, out
+    daemon.docker("rmi", f"{name}:src", f"{name}:again")
+
+
+def _ctx_tar(d):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for f in sorted(os.listdir(d)):
+            t.add(os.path.join(d, f), arcname=f)
+    return buf.getvalue()

@@ -140,6 +140,12 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
     if a.force_rm {
         q.push(("forcerm", "1".into()));
     }
+    for h in &a.add_host {
+        q.push(("extrahosts", h.clone()));
+    }
+    if !a.cache_from.is_empty() {
+        q.push(("cachefrom", serde_json::json!(a.cache_from).to_string()));
+    }
     q.push(("rm", if a.rm { "1" } else { "0" }.into()));
     let resp = c.post_stream(
         &format!("/build{}", query(&q)),

@@ -764,6 +764,12 @@ pub struct BuildArgs {
     /// Always remove intermediate containers
     #[arg(long = "force-rm")]
     pub force_rm: bool,
+    /// Add a custom host-to-IP mapping (host:ip) for RUN steps
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Images to consider as cache sources
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
     /// PATH | URL | -
     pub context: String,
 }

@@ -26,6 +26,10 @@ pub struct BuildOptions {
     pub labels: HashMap<String, String>,
     pub quiet: bool,
     pub network: String,
+    /// `--add-host`s for RUN steps' /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    /// `--cache-from` images: their history is a cache source.
+    pub cache_from: Vec<String>,
     pub force_remove: bool,
     /// Becomes true when the client has gone away.
     pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
@@ -145,6 +149,17 @@ fn set_env(config: &mut ImageConfigBlob, key: &str, val: &str) {
 struct Cache {
     path: PathBuf,
     map: BTreeMap<String, String>,
+    /// `--cache-from` images. When there are any, they are the cache: a
+    /// step hits when one of them was built from the same image by the same
+    /// step (its history says so), as the classic builder does.
+    sources: Vec<berth_store::Image>,
+}
+
+/// A step found in a `--cache-from` image: its history entry and, for a
+/// step with a layer, that layer's diff id.
+struct SourceHit {
+    entry: History,
+    diff_id: Option<String>,
 }
 
 impl Cache {
@@ -154,7 +169,43 @@ impl Cache {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        Cache { path, map }
+        Cache {
+            path,
+            map,
+            sources: Vec::new(),
+        }
+    }
+
+    /// The local cache entry for `key`, unless `--cache-from` images stand
+    /// in for the local cache.
+    fn local(&self, store: &berth_store::Store, key: &str) -> Option<berth_store::Image> {
+        if !self.sources.is_empty() {
+            return None;
+        }
+        self.map.get(key).and_then(|id| store.get(id).ok())
+    }
+
+    fn source_hit(&self, parent: &ImageState, created_by: &str, empty: bool) -> Option<SourceHit> {
+        let (ph, pd) = (&parent.config.history, &parent.config.rootfs.diff_ids);
+        self.sources.iter().find_map(|s| {
+            let (h, d) = (&s.config.history, &s.config.rootfs.diff_ids);
+            let e = h.get(ph.len())?;
+            let fits = h.starts_with(ph)
+                && d.starts_with(pd)
+                && e.created_by.as_deref() == Some(created_by)
+                && e.empty_layer == empty;
+            if !fits {
+                return None;
+            }
+            let diff_id = match empty {
+                true => None,
+                false => Some(d.get(pd.len())?.clone()),
+            };
+            Some(SourceHit {
+                entry: e.clone(),
+                diff_id,
+            })
+        })
     }
     fn put(&mut self, key: String, id: &str) -> Result<()> {
         self.map.insert(key, id.to_string());
@@ -165,33 +216,23 @@ impl Cache {
     }
 }
 
-/// Removes what `.dockerignore` leaves out (the Dockerfile and the ignore
-/// file itself always stay, as Docker sends them).
-fn apply_dockerignore(ctx: &Path, dockerfile: &str) -> std::io::Result<()> {
+/// dockerd's one server-side use of `.dockerignore`: once the Dockerfile
+/// is read, it and `.dockerignore` leave the context when the patterns name
+/// them, so `COPY .` does not copy them. (Clients apply the other patterns
+/// before they send the context; the docker CLI lists a Dockerfile from
+/// outside the context, which it sends under a generated name, there too.)
+fn remove_ignored_build_files(ctx: &Path, dockerfile: &str) -> std::io::Result<()> {
     let Ok(text) = std::fs::read_to_string(ctx.join(".dockerignore")) else {
         return Ok(());
     };
     let ig = Ignore::parse(&text);
-    if ig.is_empty() {
-        return Ok(());
-    }
-    let keep = [dockerfile.trim_start_matches("./"), ".dockerignore"];
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in std::fs::read_dir(ctx.join(&rel))? {
-            let e = e?;
-            let r = rel.join(e.file_name());
-            let s = r.to_string_lossy().into_owned();
-            let is_dir = e.file_type()?.is_dir();
-            if ig.excluded(&s) && !keep.contains(&s.as_str()) {
-                // A directory may still hold re-included (`!`) paths.
-                if is_dir {
-                    stack.push(r);
-                } else {
-                    std::fs::remove_file(ctx.join(&r))?;
+    for f in [".dockerignore", dockerfile.trim_start_matches("./")] {
+        if ig.excluded(f) {
+            // Within the context: `dockerfile` was resolved in it already.
+            if let Ok(p) = berth_build::resolve_in_context(ctx, f) {
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
+                    std::fs::remove_file(p)?;
                 }
-            } else if is_dir {
-                stack.push(r);
             }
         }
     }
@@ -395,7 +436,7 @@ impl Engine {
         {
             let ctx = ctx.to_path_buf();
             let name = dockerfile_name.clone();
-            tokio::task::spawn_blocking(move || apply_dockerignore(&ctx, &name))
+            tokio::task::spawn_blocking(move || remove_ignored_build_files(&ctx, &name))
                 .await
                 .map_err(|e| EngineError::Internal(e.to_string()))??;
         }
@@ -494,6 +535,12 @@ impl Engine {
             .map(|i| 1 + stages[i].body.len())
             .sum();
         let mut cache = Cache::load(&self.cfg.data_root);
+        // Unknown images are skipped, as dockerd does.
+        cache.sources = opts
+            .cache_from
+            .iter()
+            .filter_map(|r| self.store.get(r).ok())
+            .collect();
         let mut used_args: Vec<String> = Vec::new();
         let mut results: Vec<Option<ImageState>> = vec![None; stages.len()];
         let mut step = 0;
@@ -669,7 +716,7 @@ impl Engine {
     ) -> Result<(ImageState, bool)> {
         let key = berth_build::cache_key(&parent.id, text, "");
         if !no_cache {
-            if let Some(img) = cache.map.get(&key).and_then(|id| self.store.get(id).ok()) {
+            if let Some(img) = cache.local(&self.store, &key) {
                 let st = ImageState {
                     id: img.id,
                     config: img.config,
@@ -678,21 +725,29 @@ impl Engine {
                 return Ok((st, true));
             }
         }
-        config.created = Some(now());
-        config.history.push(History {
-            created: config.created.clone(),
+        let hit = match no_cache {
+            true => None,
+            false => cache.source_hit(parent, &nop(text), true),
+        };
+        let from_source = hit.is_some();
+        let entry = hit.map(|h| h.entry).unwrap_or_else(|| History {
+            created: Some(now()),
             created_by: Some(nop(text)),
             comment: None,
             empty_layer: true,
         });
+        config.created = entry.created.clone();
+        config.history.push(entry);
         let id = self.store.register_child(&config, &[], Some(&parent.id))?;
-        cache.put(key, &id)?;
+        if !from_source {
+            cache.put(key, &id)?;
+        }
         let st = ImageState {
             id,
             config,
             chain: parent.chain.clone(),
         };
-        Ok((st, false))
+        Ok((st, from_source))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1032,6 +1087,35 @@ impl Engine {
         Ok(ImageState { id, config, chain })
     }
 
+    /// A step with a layer found in a `--cache-from` image: registered over
+    /// `state` with that image's layer and history entry, never run.
+    fn layer_from_source(
+        &self,
+        cache: &Cache,
+        state: &ImageState,
+        created_by: &str,
+    ) -> Result<Option<ImageState>> {
+        let Some(SourceHit {
+            entry,
+            diff_id: Some(diff),
+        }) = cache.source_hit(state, created_by, false)
+        else {
+            return Ok(None);
+        };
+        let chain_id = berth_store::layer::chain_id(state.chain.last().map(String::as_str), &diff);
+        if self.store.layers.get(&chain_id).is_none() {
+            return Ok(None);
+        }
+        let mut config = state.config.clone();
+        config.created = entry.created.clone();
+        config.rootfs.diff_ids.push(diff);
+        config.history.push(entry);
+        let id = self.store.register_child(&config, &[], Some(&state.id))?;
+        let mut chain = state.chain.clone();
+        chain.push(chain_id);
+        Ok(Some(ImageState { id, config, chain }))
+    }
+
     async fn run_step(
         self: &Arc<Self>,
         out: &Out,
@@ -1090,14 +1174,18 @@ impl Engine {
         let created_by = format!("{prefix}{}", cmd.join(" "));
         let key = berth_build::cache_key(&state.id, &format!("RUN {created_by}"), "");
         if !opts.no_cache {
-            if let Some(img) = cache.map.get(&key).and_then(|id| self.store.get(id).ok()) {
-                out.line(" ---> Using cache\n").await?;
-                out.line(format!(" ---> {}\n", short(&img.id))).await?;
-                return Ok(ImageState {
+            let hit = match cache.local(&self.store, &key) {
+                Some(img) => Some(ImageState {
                     id: img.id,
                     config: img.config,
                     chain: img.chain,
-                });
+                }),
+                None => self.layer_from_source(cache, state, &created_by)?,
+            };
+            if let Some(st) = hit {
+                out.line(" ---> Using cache\n").await?;
+                out.line(format!(" ---> {}\n", short(&st.id))).await?;
+                return Ok(st);
             }
         }
         if state.chain.is_empty() {
@@ -1128,6 +1216,7 @@ impl Engine {
                 } else {
                     opts.network.clone()
                 },
+                extra_hosts: Some(opts.extra_hosts.clone()).filter(|h| !h.is_empty()),
                 ..Default::default()
             },
         };
@@ -1176,9 +1265,13 @@ impl Engine {
                     break;
                 }
                 if !quiet {
-                    let _ = tx
-                        .send(json!({"stream": String::from_utf8_lossy(&buf)}))
-                        .await;
+                    let text = String::from_utf8_lossy(&buf);
+                    // As the classic builder: stderr in red.
+                    let text = match hdr[0] {
+                        2 => format!("\x1b[91m{text}\x1b[0m"),
+                        _ => text.into_owned(),
+                    };
+                    let _ = tx.send(json!({ "stream": text })).await;
                 }
             }
         });
@@ -1347,11 +1440,27 @@ impl Engine {
                 if from.is_some() { format!("--from={} ", from.clone().unwrap_or_default()) } else { String::new() },
                 words.join(" "));
             let key = berth_build::cache_key(&state.id, &text, &inputs);
+            // As dockerd's history: what was copied is named by its digest,
+            // which is what lets `--cache-from` trust the step.
+            let kind = match (multi, sources.first().map(|p| p.is_dir())) {
+                (false, Some(true)) => "dir",
+                (false, _) => "file",
+                (true, _) => "multi",
+            };
+            let created_by = format!("/bin/sh -c #(nop) {kw} {}{}{}{kind}:{} in {dest}",
+                inst.flag("chown").map(|c| format!("--chown={c} ")).unwrap_or_default(),
+                inst.flag("chmod").map(|c| format!("--chmod={c} ")).unwrap_or_default(),
+                if from.is_some() { format!("--from={} ", from.clone().unwrap_or_default()) } else { String::new() },
+                hex::encode(Sha256::digest(inputs.as_bytes())));
             if !opts.no_cache {
-                if let Some(img) = cache.map.get(&key).and_then(|id| self.store.get(id).ok()) {
+                let hit = match cache.local(&self.store, &key) {
+                    Some(img) => Some(ImageState { id: img.id, config: img.config, chain: img.chain }),
+                    None => self.layer_from_source(cache, state, &created_by)?,
+                };
+                if let Some(st) = hit {
                     out.line(" ---> Using cache\n").await?;
-                    out.line(format!(" ---> {}\n", short(&img.id))).await?;
-                    return Ok(ImageState { id: img.id, config: img.config, chain: img.chain });
+                    out.line(format!(" ---> {}\n", short(&st.id))).await?;
+                    return Ok(st);
                 }
             }
             let chmod = match inst.flag("chmod") {
@@ -1405,7 +1514,7 @@ impl Engine {
                         std::os::unix::fs::lchown(&target, Some(owner.0), Some(owner.1))?;
                     }
                     Ok(())
-                }, &format!("/bin/sh -c #(nop) {text}"))
+                }, &created_by)
                 .await?;
             cache.put(key, &st.id)?;
             out.line(format!(" ---> {}\n", short(&st.id))).await?;
@@ -1525,19 +1634,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dockerignore_prunes_the_context_but_keeps_the_dockerfile() {
+    fn dockerignore_removes_only_the_dockerfile_and_itself() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        std::fs::create_dir_all(r.join("node_modules/x")).unwrap();
-        std::fs::write(r.join("node_modules/x/a.js"), "").unwrap();
-        std::fs::write(r.join("index.js"), "").unwrap();
-        std::fs::write(r.join("debug.log"), "").unwrap();
-        std::fs::write(r.join("Dockerfile"), "").unwrap();
-        std::fs::write(r.join(".dockerignore"), "node_modules\n*.log\nDockerfile\n").unwrap();
-        apply_dockerignore(r, "Dockerfile").unwrap();
-        assert!(!r.join("node_modules/x/a.js").exists());
-        assert!(!r.join("debug.log").exists());
-        assert!(r.join("index.js").exists() && r.join("Dockerfile").exists());
+        std::fs::create_dir_all(r.join("sub")).unwrap();
+        for f in ["index.js", "debug.log", "Dockerfile", "sub/Dockerfile"] {
+            std::fs::write(r.join(f), "").unwrap();
+        }
+        std::fs::write(
+            r.join(".dockerignore"),
+            "*.log\nDockerfile\n.dockerignore\n",
+        )
+        .unwrap();
+        remove_ignored_build_files(r, "Dockerfile").unwrap();
+        assert!(!r.join("Dockerfile").exists() && !r.join(".dockerignore").exists());
+        // The client's to apply: dockerd leaves the rest as sent.
+        assert!(r.join("debug.log").exists() && r.join("index.js").exists());
+        // Named through a parent directory.
+        std::fs::write(r.join(".dockerignore"), "sub\n").unwrap();
+        remove_ignored_build_files(r, "sub/Dockerfile").unwrap();
+        assert!(!r.join("sub/Dockerfile").exists() && r.join(".dockerignore").exists());
     }
 
     #[test]

@@ -615,6 +615,14 @@ async fn build(
             }
         }
     };
+    let json_list = |k: &str| -> ApiResult<Vec<String>> {
+        match q.get(k) {
+            None | Some("") => Ok(Vec::new()),
+            Some(v) => serde_json::from_str::<Option<Vec<String>>>(v)
+                .map(Option::unwrap_or_default)
+                .map_err(|e| ApiError::bad(format!("invalid {k}: {e}"))),
+        }
+    };
     let labels = json_map("labels")?
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))
@@ -628,6 +636,15 @@ async fn build(
         labels,
         quiet: q.bool("q"),
         network: q.str("networkmode"),
+        // `name:ip` each; the docker CLI repeats the parameter.
+        extra_hosts: q
+            .all("extrahosts")
+            .iter()
+            .flat_map(|h| h.split(','))
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect(),
+        cache_from: json_list("cachefrom")?,
         force_remove: q.bool("forcerm"),
         cancel: None,
     };
