@@ -112,3 +112,34 @@ def test_volume_options_prune_and_api_errors(daemon, name):
     rc, out, err = daemon.berth("volume", "prune", "-a", "-f")
     assert rc == 0 and f"{name}-named" in out, (out, err)
     assert daemon.docker("volume", "ls", "-q")[1].strip() == ""
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_mount_a_volume_subpath(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    run("volume", "create", name, check=True)
+    try:
+        run("run", "--rm", "-v", f"{name}:/v", "busybox", "sh", "-c",
+            "mkdir -p /v/sub/dir && echo inside > /v/sub/dir/f && ln -s /etc /v/sub/out", check=True)
+        rc, out, err = run("run", "--rm", "--mount", f"type=volume,source={name},target=/m,volume-subpath=sub/dir",
+                           "busybox", "ls", "/m")
+        assert rc == 0 and out.split() == ["f"], out + err
+        # Read-only subpath mounts stay read-only.
+        rc, out, err = run("run", "--rm", "--mount",
+                           f"type=volume,source={name},target=/m,volume-subpath=sub,readonly",
+                           "busybox", "touch", "/m/x")
+        assert rc != 0, out
+        # Out of the volume: refused at create, or held inside the volume.
+        rc, out, err = run("run", "--rm", "--mount", f"type=volume,source={name},target=/m,volume-subpath=../x",
+                           "busybox", "true")
+        assert rc != 0 and "subpath must be a relative path within the volume" in err, err
+        rc, out, err = run("run", "--rm", "--mount", f"type=volume,source={name},target=/m,volume-subpath=sub/out",
+                           "busybox", "ls", "/m")
+        assert "passwd" not in out, out
+        rc, out, err = run("run", "--rm", "--mount", f"type=volume,source={name},target=/m,volume-subpath=nope",
+                           "busybox", "true")
+        assert rc != 0 and "cannot access path nope" in err, err
+        rc, out, err = run("run", "--rm", "--mount", "type=volume,target=/m,volume-subpath=sub", "busybox", "true")
+        assert rc != 0 and "must not set Subpath when using anonymous volumes" in err, err
+    finally:
+        run("volume", "rm", "-f", name)

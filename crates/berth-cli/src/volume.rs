@@ -15,6 +15,7 @@ pub fn parse_mount(spec: &str) -> Result<Value> {
     let mut vol_opts = serde_json::Map::new();
     let mut labels = serde_json::Map::new();
     let mut nocopy = false;
+    let mut subpath = String::new();
     let mut tmpfs = serde_json::Map::new();
     for field in spec.split(',') {
         let (k, v) = field.split_once('=').unwrap_or((field, ""));
@@ -24,6 +25,7 @@ pub fn parse_mount(spec: &str) -> Result<Value> {
             "target" | "destination" | "dst" => m["Target"] = json!(v),
             "readonly" | "ro" => m["ReadOnly"] = json!(v.is_empty() || matches!(v, "1" | "true")),
             "volume-nocopy" => nocopy = v.is_empty() || matches!(v, "1" | "true"),
+            "volume-subpath" => subpath = v.to_string(),
             "volume-label" => {
                 let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
                 labels.insert(lk.into(), json!(lv));
@@ -52,6 +54,9 @@ pub fn parse_mount(spec: &str) -> Result<Value> {
     }
     if m["Type"] == "volume" {
         m["VolumeOptions"] = json!({"NoCopy": nocopy, "Labels": labels, "DriverConfig": {"Name": "local", "Options": vol_opts}});
+        if !subpath.is_empty() {
+            m["VolumeOptions"]["Subpath"] = json!(subpath);
+        }
     }
     if m["Type"] == "tmpfs" && !tmpfs.is_empty() {
         m["TmpfsOptions"] = Value::Object(tmpfs);

@@ -36,6 +36,25 @@ pub struct MountPoint {
     pub anonymous: bool,
     #[serde(default)]
     pub tmpfs_options: Vec<String>,
+    /// `volume-subpath`: the directory of the volume that is mounted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
+}
+
+/// Go's `filepath.IsLocal`: relative, non-empty, never above its root.
+fn is_local(p: &str) -> bool {
+    let mut depth = 0i32;
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    !p.is_empty() && !p.starts_with('/')
 }
 
 impl From<VolumeError> for EngineError {
@@ -190,6 +209,20 @@ impl Engine {
                     let vo = m.volume_options.clone().unwrap_or_default();
                     let opts = vo.driver_config.and_then(|d| d.options).unwrap_or_default();
                     let anonymous = m.source.is_empty();
+                    let bad = |why: &str| {
+                        Err(EngineError::BadRequest(format!(
+                            "invalid mount config for type \"volume\": {why}"
+                        )))
+                    };
+                    if !vo.subpath.is_empty() {
+                        if anonymous {
+                            return bad("must not set Subpath when using anonymous volumes");
+                        }
+                        if !is_local(&vo.subpath) {
+                            return bad("subpath must be a relative path within the volume");
+                        }
+                    }
+                    let subpath = vo.subpath.clone();
                     let v = self.volumes.create(
                         Some(&m.source)
                             .filter(|s| !s.is_empty())
@@ -206,6 +239,7 @@ impl Engine {
                             rw: !m.read_only,
                             no_copy: vo.no_copy,
                             anonymous,
+                            subpath,
                             ..Default::default()
                         },
                         &mut out,
@@ -302,11 +336,25 @@ impl Engine {
                 "volume" => {
                     let v = self.volumes.get(&m.name)?;
                     self.volumes.activate(&v)?;
-                    if !m.no_copy {
-                        copy_up(rootfs, &m.destination, &v.mountpoint)?;
-                    }
+                    let source = if m.subpath.is_empty() {
+                        if !m.no_copy {
+                            copy_up(rootfs, &m.destination, &v.mountpoint)?;
+                        }
+                        v.mountpoint.clone()
+                    } else {
+                        // Resolved inside the volume: a link in it cannot
+                        // lead the mount out.
+                        let p = crate::rootfs::secure_join(&v.mountpoint, &m.subpath)?;
+                        if !p.is_dir() && !p.is_file() {
+                            return Err(EngineError::BadRequest(format!(
+                                "error while mounting volume '{}': cannot access path {}: no such file or directory",
+                                m.name, m.subpath
+                            )));
+                        }
+                        p
+                    };
                     out.push(UserMount {
-                        source: Some(v.mountpoint.clone()),
+                        source: Some(source),
                         destination: m.destination.clone(),
                         readonly: !m.rw,
                         ..Default::default()
