@@ -575,3 +575,36 @@ def test_endpoints_config_joins_every_network_and_keeps_settings_as_given(daemon
     finally:
         daemon.docker("rm", "-f", name, name + "-x")
         daemon.docker("network", "rm", a, b)
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_legacy_links_on_the_default_bridge(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    db, web = name + "-db", name + "-web"
+    run("run", "-d", "--name", db, "--expose", "5432", "-e", "SECRET=s3", "busybox", "sleep", "60", check=True)
+    try:
+        rc, out, err = run("run", "--name", web, "--link", f"{db}:data", "busybox", "sh", "-c",
+                           "env | sort; cat /etc/hosts")
+        assert rc == 0, err
+        db_ip = ip_of(daemon, db, "bridge")
+        assert f"DATA_PORT=tcp://{db_ip}:5432" in out and f"DATA_PORT_5432_TCP_ADDR={db_ip}" in out, out
+        assert f"DATA_NAME=/{web}/data" in out and "DATA_ENV_SECRET=s3" in out, out
+        db_id = json.loads(daemon.docker("inspect", db)[1])[0]["Id"]
+        assert f"{db_ip}\tdata {db_id[:12]} {db}" in out, out
+        hc = json.loads(daemon.docker("inspect", web)[1])[0]["HostConfig"]
+        assert hc["Links"] == [f"/{db}:/{web}/data"], hc["Links"]
+        rc, out, _ = daemon.docker("ps", "--no-trunc", "--filter", f"name={db}", "--format", "{{.Names}}")
+        assert set(out.strip().split(",")) == {db, f"{web}/data"}, out
+        # A link to a container that is not running fails the start.
+        daemon.docker("stop", "-t", "0", db, check=True)
+        rc, out, err = run("start", web)
+        assert rc != 0 and "Cannot link to a non running container" in err, err
+        # rm --link drops the link; both containers stay.
+        rc, out, err = daemon.docker("rm", "--link", f"/{web}/data")
+        assert rc == 0, err
+        assert json.loads(daemon.docker("inspect", web)[1])[0]["HostConfig"]["Links"] is None
+        assert daemon.docker("inspect", db)[0] == 0
+        rc, out, err = run("create", "--link", "no-such-container:x", "busybox", "true")
+        assert rc != 0 and "could not get container for no-such-container" in err, err
+    finally:
+        daemon.docker("rm", "-f", web, db)

@@ -404,6 +404,9 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     hc["OomKillDisable"] = json!(a.oom_kill_disable);
     hc["MemorySwappiness"] = json!(a.memory_swappiness.unwrap_or(-1));
     hc["Runtime"] = json!(a.runtime.clone().unwrap_or_default());
+    if !a.link.is_empty() {
+        hc["Links"] = json!(a.link);
+    }
     hc["DnsSearch"] = json!(a.dns_search);
     hc["DnsOptions"] = json!(a.dns_option);
     // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes),

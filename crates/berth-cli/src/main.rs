@@ -446,6 +446,9 @@ pub struct RunArgs {
     /// Runtime to use for this container
     #[arg(long)]
     pub runtime: Option<String>,
+    /// Add link to another container (name[:alias])
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Set custom DNS search domains
     #[arg(long = "dns-search")]
     pub dns_search: Vec<String>,

@@ -10,6 +10,7 @@ pub mod events;
 mod exec;
 pub mod health;
 pub mod images;
+mod links;
 mod logs;
 mod names;
 pub mod net;
@@ -840,6 +841,10 @@ impl Engine {
             }
         }
         let mounts = self.resolve_mounts(&config, &host_config)?;
+        let links = self.register_links(
+            host_config.links.as_deref().unwrap_or_default(),
+            &host_config.network_mode,
+        )?;
         // `none` keeps nothing: the shim logs nowhere, and inspect shows
         // an empty LogPath as dockerd's.
         let log_path = match host_config.log_config.kind.as_str() {
@@ -868,6 +873,7 @@ impl Engine {
             mac_address,
             extra_networks,
             endpoint_settings,
+            links,
         };
         {
             // Check and claim the name in one step: two creates race for it.
@@ -978,6 +984,7 @@ impl Engine {
         &self,
         rec: &Record,
         eps: &BTreeMap<String, net::EndpointState>,
+        link_hosts: &[String],
     ) -> Result<Vec<(PathBuf, String)>> {
         let dir = self.cdir(&rec.id);
         let host_net = rec.host_config.network_mode == "host";
@@ -997,6 +1004,9 @@ impl Engine {
             if let Some((name, ip)) = self.extra_host(e) {
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
+        }
+        for l in link_hosts {
+            hosts.push_str(&format!("{l}\n"));
         }
         if !host_net {
             for ep in eps.values() {
@@ -1049,7 +1059,9 @@ impl Engine {
     ) -> Result<RunSpec> {
         let hc = &rec.host_config;
         let user = user::resolve(rootfs, &rec.config.user).map_err(EngineError::BadRequest)?;
-        let mut env = rec.config.env.clone().unwrap_or_default();
+        let (link_env, link_hosts) = self.link_setup(rec)?;
+        // The container's own variables win over its links'.
+        let mut env = merge_env(&link_env, rec.config.env.as_deref().unwrap_or_default());
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.insert(0, DEFAULT_PATH.to_string());
         }
@@ -1127,7 +1139,7 @@ impl Engine {
                 _ => NetMode::None,
             },
             cgroup_path: stats::cgroup_path(&rec.id),
-            etc_binds: self.write_etc_files(rec, eps)?,
+            etc_binds: self.write_etc_files(rec, eps, &link_hosts)?,
             mounts: self.prepare_mounts(rec, rootfs)?,
             host_cgroupns: hc.cgroupns_mode == "host",
             memory_reservation: hc.memory_reservation,
@@ -2060,6 +2072,7 @@ impl Engine {
         let net_mode = net::mode_network(&rec.host_config.network_mode).to_string();
         let mut host_config = serde_json::to_value(&rec.host_config).unwrap_or_default();
         host_config["NetworkMode"] = json!(net_mode);
+        host_config["Links"] = json!(self.links_json(&rec));
         let exec_ids: Vec<String> = self
             .execs
             .lock()
@@ -2220,7 +2233,9 @@ impl Engine {
                 .unwrap_or(0);
             let mut v = json!({
                 "Id": rec.id,
-                "Names": [format!("/{}", rec.name)],
+                "Names": std::iter::once(format!("/{}", rec.name))
+                    .chain(self.link_names(&rec.id))
+                    .collect::<Vec<_>>(),
                 "Image": rec.image,
                 "ImageID": rec.image_id,
                 "Command": command,

@@ -93,6 +93,9 @@ pub struct Record {
     /// (`IPAMConfig`, `Links`, `DriverOpts`, `MacAddress`), for inspect.
     #[serde(default)]
     pub endpoint_settings: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Legacy links on the default bridge (`--link`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::links::Link>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

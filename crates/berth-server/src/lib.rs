@@ -362,6 +362,10 @@ async fn container_resize(State(s): State<AppState>, Path(id): Path<String>, q: 
 }
 
 async fn container_delete(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+    if q.bool("link") {
+        s.engine.remove_link(&id).await?;
+        return Ok(no_content());
+    }
     s.engine.remove(&id, q.bool("force"), q.bool("v")).await?;
     Ok(no_content())
 }
@@ -1037,9 +1041,23 @@ async fn drain(body: Body) {
     let _ = axum::body::to_bytes(body, 1 << 20).await;
 }
 
-async fn not_found(req: Request) -> ApiResult {
+async fn not_found(State(s): State<AppState>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
     drain(body).await;
+    // `docker rm --link /parent/alias`: a link's name has slashes in it.
+    if parts.method == axum::http::Method::DELETE {
+        if let Some(name) = parts.uri.path().strip_prefix("/containers/") {
+            let link = parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| matches!(kv, "link=1" | "link=true")));
+            if link {
+                let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+                s.engine.remove_link(&name).await?;
+                return Ok(no_content());
+            }
+        }
+    }
     let req = Request::from_parts(parts, Body::empty());
     Err(ApiError(
         StatusCode::NOT_FOUND,
