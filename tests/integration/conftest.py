@@ -172,7 +172,8 @@ def cleanup_leftovers(d):
             pass
     for link in links:
         subprocess.run(["ip", "link", "del", link], capture_output=True)
-    subprocess.run(["nft", "delete", "table", "ip", d.nft_table], capture_output=True)
+    for family in ("ip", "ip6"):
+        subprocess.run(["nft", "delete", "table", family, d.nft_table], capture_output=True)
     for ctrl in os.listdir("/sys/fs/cgroup"):
         base = os.path.join("/sys/fs/cgroup", ctrl, "berth")
         if os.path.isdir(base) and os.path.isdir(containers):

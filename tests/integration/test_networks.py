@@ -608,3 +608,40 @@ def test_legacy_links_on_the_default_bridge(daemon, tool, name):
         assert rc != 0 and "could not get container for no-such-container" in err, err
     finally:
         daemon.docker("rm", "-f", web, db)
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_dual_stack_user_bridge(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    net = name + "-v6"
+    sub6 = "fd00:db8:71::/64" if tool == "docker" else "fd00:db8:72::/64"
+    sub4 = "10.98.71.0/24" if tool == "docker" else "10.98.72.0/24"
+    rc, out, err = run("network", "create", "--ipv6", "--subnet", sub4, "--subnet", sub6, net)
+    assert rc == 0, err
+    try:
+        info = json.loads(daemon.docker("network", "inspect", net)[1])[0]
+        assert info["EnableIPv6"] is True
+        assert {c["Subnet"] for c in info["IPAM"]["Config"]} == {sub4, sub6}, info["IPAM"]
+        prefix6 = sub6.split("::")[0]
+        run("run", "-d", "--name", name, "--network", net, "--ip6", f"{prefix6}::10",
+            "busybox", "sleep", "60", check=True)
+        nets = json.loads(daemon.docker("inspect", name)[1])[0]["NetworkSettings"]["Networks"]
+        ep = nets[net]
+        assert ep["GlobalIPv6Address"] == f"{prefix6}::10" and ep["GlobalIPv6PrefixLen"] == 64, ep
+        assert ep["IPv6Gateway"] == f"{prefix6}::1" and ep["IPAddress"].startswith(sub4[:8]), ep
+        # Both stacks, by address and by name (AAAA from the embedded DNS),
+        # with no wait for duplicate address detection.
+        rc, out, err = run("run", "--rm", "--network", net, "busybox", "sh", "-c",
+                           f"ping -6 -c1 -W2 {prefix6}::10 && ping -4 -c1 -W2 {name} && "
+                           f"nslookup -type=AAAA {name} 127.0.0.11 && ip -6 route")
+        assert rc == 0, out + err
+        assert f"{prefix6}::10" in out and f"default via {prefix6}::1" in out, out
+        # An address outside the subnet is refused.
+        rc, out, err = run("run", "--rm", "--network", net, "--ip6", "fd00:dead::5", "busybox", "true")
+        assert rc != 0 and "fd00:dead::5" in err, err
+        # An IPv6 subnet without --ipv6 is refused with a clear error.
+        rc, out, err = run("network", "create", "--subnet", "fd00:db8:79::/64", net + "-x")
+        assert rc != 0 and "IPv6" in err, err
+    finally:
+        daemon.docker("rm", "-f", name)
+        daemon.docker("network", "rm", net)

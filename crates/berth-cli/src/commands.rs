@@ -436,11 +436,14 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     if !exposed.is_empty() {
         cfg["ExposedPorts"] = Value::Object(exposed);
     }
-    if !a.network_alias.is_empty() || a.ip.is_some() || a.mac_address.is_some() {
+    if !a.network_alias.is_empty() || a.ip.is_some() || a.ip6.is_some() || a.mac_address.is_some() {
         let net = a.network.clone().unwrap_or_else(|| "bridge".into());
         let mut ep = json!({"Aliases": a.network_alias});
         if let Some(ip) = &a.ip {
-            ep["IPAMConfig"] = json!({"IPv4Address": ip});
+            ep["IPAMConfig"]["IPv4Address"] = json!(ip);
+        }
+        if let Some(ip) = &a.ip6 {
+            ep["IPAMConfig"]["IPv6Address"] = json!(ip);
         }
         if let Some(m) = &a.mac_address {
             ep["MacAddress"] = json!(m);

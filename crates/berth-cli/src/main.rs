@@ -101,12 +101,19 @@ pub struct NetworkDisconnectArgs {
 pub struct NetworkCreateArgs {
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,
+    /// Subnets in CIDR form (one IPv4 and, with --ipv6, one IPv6)
     #[arg(long)]
-    pub subnet: Option<String>,
+    pub subnet: Vec<String>,
     #[arg(long)]
-    pub gateway: Option<String>,
+    pub gateway: Vec<String>,
     #[arg(long = "ip-range")]
-    pub ip_range: Option<String>,
+    pub ip_range: Vec<String>,
+    /// Auxiliary addresses the network keeps (host=ip)
+    #[arg(long = "aux-address")]
+    pub aux_address: Vec<String>,
+    /// Enable IPv6 (dual stack)
+    #[arg(long)]
+    pub ipv6: bool,
     #[arg(long)]
     pub internal: bool,
     #[arg(long)]
@@ -461,6 +468,9 @@ pub struct RunArgs {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., fd00:1::10)
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,

@@ -38,23 +38,35 @@ pub fn dispatch(c: &Client, cmd: NetworkCmd) -> Result<i32> {
 }
 
 fn create(c: &Client, a: NetworkCreateArgs) -> Result<i32> {
-    let mut ipam = serde_json::Map::new();
-    for (k, v) in [
-        ("Subnet", &a.subnet),
-        ("Gateway", &a.gateway),
-        ("IPRange", &a.ip_range),
-    ] {
-        if let Some(v) = v {
-            ipam.insert(k.into(), json!(v));
+    // One IPAM configuration per subnet; gateways, ranges and auxiliary
+    // addresses go with the subnet of their address family.
+    let v6 = |s: &str| s.contains(':');
+    let mut config = Vec::new();
+    for sub in &a.subnet {
+        let same = |x: &&String| v6(x) == v6(sub);
+        let mut m = serde_json::Map::new();
+        m.insert("Subnet".into(), json!(sub));
+        if let Some(g) = a.gateway.iter().find(same) {
+            m.insert("Gateway".into(), json!(g));
         }
+        if let Some(r) = a.ip_range.iter().find(same) {
+            m.insert("IPRange".into(), json!(r));
+        }
+        let aux: serde_json::Map<String, Value> = a
+            .aux_address
+            .iter()
+            .filter_map(|x| x.split_once('='))
+            .filter(|(_, ip)| v6(ip) == v6(sub))
+            .map(|(h, ip)| (h.to_string(), json!(ip)))
+            .collect();
+        if !aux.is_empty() {
+            m.insert("AuxiliaryAddresses".into(), Value::Object(aux));
+        }
+        config.push(Value::Object(m));
     }
-    let config = if ipam.is_empty() {
-        json!([])
-    } else {
-        json!([ipam])
-    };
     let body = json!({
         "Name": a.name, "Driver": a.driver, "Internal": a.internal, "Attachable": a.attachable,
+        "EnableIPv6": a.ipv6,
         "Labels": kv_map(&a.label), "Options": kv_map(&a.opt), "IPAM": {"Driver": "default", "Config": config},
     });
     let v = c.post_json("/networks/create", &body)?.json()?;

@@ -22,6 +22,13 @@ pub struct EndpointState {
     pub host_if: String,
     #[serde(default)]
     pub mac: String,
+    /// On a dual-stack network: the IPv6 address, its prefix and gateway.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip6: String,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
     /// Published ports, forwarded by the kernel to this endpoint.
     #[serde(default)]
     pub ports: Vec<PortMap>,
@@ -324,6 +331,25 @@ impl Engine {
             Some(m) => parse_mac(&m)?,
             None => mac_for(addr),
         };
+        let want6 = rec
+            .endpoint_settings
+            .get(&n.name)
+            .and_then(|s| s["IPAMConfig"]["IPv6Address"].as_str())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| EngineError::BadRequest(format!("invalid IPv6 address {s}")))
+            })
+            .transpose()?;
+        let addr6 = match self.nets.allocate6(&n.id, &rec.id, want6) {
+            Ok(a) => a,
+            Err(e) => {
+                self.nets.release(&n.id, &rec.id);
+                return Err(e.into());
+            }
+        };
+        let sub6 = n.subnet6();
+        let gateway6 = n.gateway6_ip().filter(|_| primary && !n.internal);
         let ep = Endpoint {
             // Unique per launch: the previous launch's veth may still be
             // going away in the background.
@@ -333,6 +359,8 @@ impl Engine {
             prefix: sub.prefix,
             gateway,
             mac,
+            ip6: addr6.zip(sub6.map(|s| s.prefix)),
+            gateway6,
         };
         let (ns2, n2, ep2) = (ns.to_path_buf(), n.clone(), ep.clone());
         let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
@@ -355,11 +383,13 @@ impl Engine {
             gateway: gateway.map(|g| g.to_string()).unwrap_or_default(),
             mac: mac_text(&ep.mac),
             host_if: ep.host_if,
+            ip6: addr6.map(|a| a.to_string()).unwrap_or_default(),
+            prefix6: ep.ip6.map(|(_, p)| p).unwrap_or(0),
+            gateway6: gateway6.map(|g| g.to_string()).unwrap_or_default(),
             ports: Vec::new(),
         })
     }
 
-    /// `POST /networks/{id}/connect`.
     /// `POST /networks/{id}/connect` with the client's `EndpointConfig`.
     pub async fn network_connect(
         self: &std::sync::Arc<Self>,
@@ -660,7 +690,7 @@ impl Engine {
     /// The addresses `name` has for container `asker`: running containers
     /// sharing one of its user-defined networks, by name, hostname, alias or
     /// short id. None: not a container's name.
-    pub(crate) fn resolve_name(&self, asker: &str, name: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+    pub(crate) fn resolve_name(&self, asker: &str, name: &str) -> Option<Vec<std::net::IpAddr>> {
         let cs = self.containers.read().expect("containers");
         let mine: Vec<String> = cs
             .get(asker)?
@@ -690,8 +720,10 @@ impl Engine {
                 .values()
                 .filter(|e| mine.contains(&e.network_id))
             {
-                if let Ok(ip) = e.ip.parse() {
-                    out.push(ip);
+                for a in [&e.ip, &e.ip6] {
+                    if let Ok(ip) = a.parse() {
+                        out.push(ip);
+                    }
                 }
             }
         }
@@ -777,8 +809,8 @@ impl Engine {
                     "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
                     "MacAddress": if mac.is_null() { json!("") } else { mac },
                     "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
-                    "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": "",
-                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                    "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": ep.gateway6,
+                    "GlobalIPv6Address": ep.ip6, "GlobalIPv6PrefixLen": ep.prefix6,
                     "DriverOpts": given["DriverOpts"], "DNSNames": dns_names,
                 }),
             );
@@ -855,7 +887,8 @@ impl Engine {
                     containers.insert(
                         rec.id.clone(),
                         json!({"Name": rec.name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac,
-                               "IPv4Address": format!("{}/{}", ep.ip, ep.prefix), "IPv6Address": ""}),
+                               "IPv4Address": format!("{}/{}", ep.ip, ep.prefix),
+                               "IPv6Address": if ep.ip6.is_empty() { String::new() } else { format!("{}/{}", ep.ip6, ep.prefix6) }}),
                     );
                 }
             }
@@ -871,11 +904,15 @@ impl Engine {
             if !aux.is_empty() {
                 c["AuxiliaryAddresses"] = json!(aux);
             }
-            json!([c])
+            let mut list = vec![c];
+            if n.enable_ipv6 {
+                list.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
+            }
+            json!(list)
         };
         json!({
             "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
-            "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": ipam},
+            "EnableIPv6": n.enable_ipv6, "IPAM": {"Driver": "default", "Options": null, "Config": ipam},
             "Internal": n.internal, "Attachable": n.attachable, "Ingress": false,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": false,
             "Containers": containers, "Options": n.options, "Labels": n.labels,
@@ -923,10 +960,18 @@ impl Engine {
 
     pub fn network_create(&self, body: &Value) -> Result<Value> {
         let name = body["Name"].as_str().unwrap_or_default().to_string();
-        let cfg = body["IPAM"]["Config"]
-            .get(0)
+        // One IPv4 and (with EnableIPv6) one IPv6 configuration.
+        let configs = body["IPAM"]["Config"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let is6 = |c: &&Value| c["Subnet"].as_str().is_some_and(|s| s.contains(':'));
+        let cfg = configs
+            .iter()
+            .find(|c| !is6(c))
             .cloned()
             .unwrap_or(Value::Null);
+        let cfg6 = configs.iter().find(is6).cloned().unwrap_or(Value::Null);
         let s = |v: &Value| v.as_str().filter(|x| !x.is_empty()).map(str::to_string);
         let map = |v: &Value| -> BTreeMap<String, String> {
             v.as_object()
@@ -939,6 +984,9 @@ impl Engine {
         };
         let n = self.nets.create(CreateOptions {
             name,
+            enable_ipv6: body["EnableIPv6"].as_bool().unwrap_or(false),
+            subnet6: s(&cfg6["Subnet"]),
+            gateway6: s(&cfg6["Gateway"]),
             aux_addresses: map(&cfg["AuxiliaryAddresses"]),
             driver: body["Driver"].as_str().unwrap_or_default().to_string(),
             subnet: s(&cfg["Subnet"]),
@@ -1042,11 +1090,16 @@ impl Resolver {
     fn local_answer(&self, pkt: &[u8]) -> Option<Vec<u8>> {
         let q = berth_net::dns::parse_query(pkt)?;
         let ips = self.engine.upgrade()?.resolve_name(&self.cid, &q.name)?;
-        let ips = if q.qtype == berth_net::dns::TYPE_A {
-            ips
-        } else {
-            Vec::new()
-        };
+        // A for IPv4, AAAA for IPv6; a known name without that record
+        // type answers NOERROR with nothing.
+        let ips: Vec<std::net::IpAddr> = ips
+            .into_iter()
+            .filter(|ip| match q.qtype {
+                berth_net::dns::TYPE_A => ip.is_ipv4(),
+                berth_net::dns::TYPE_AAAA => ip.is_ipv6(),
+                _ => false,
+            })
+            .collect();
         Some(berth_net::dns::answer(pkt, &q, &ips, false))
     }
 }

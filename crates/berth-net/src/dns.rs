@@ -2,10 +2,11 @@
 //! socket at 127.0.0.11:53 inside a container's network namespace.
 
 use crate::NetError;
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 use std::path::Path;
 
 pub const TYPE_A: u16 = 1;
+pub const TYPE_AAAA: u16 = 28;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
@@ -54,9 +55,10 @@ pub fn parse_query(b: &[u8]) -> Option<Query> {
     })
 }
 
-/// An answer to `q` (whose packet is `packet`): the addresses as A records,
-/// NOERROR with none (a name we know without that record type), or NXDOMAIN.
-pub fn answer(packet: &[u8], q: &Query, ips: &[Ipv4Addr], nxdomain: bool) -> Vec<u8> {
+/// An answer to `q` (whose packet is `packet`): the addresses as A and AAAA
+/// records, NOERROR with none (a name we know without that record type), or
+/// NXDOMAIN.
+pub fn answer(packet: &[u8], q: &Query, ips: &[IpAddr], nxdomain: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(q.question_end + ips.len() * 16);
     out.extend_from_slice(&packet[..2]);
     let rd = packet[2] & 0x01;
@@ -68,12 +70,16 @@ pub fn answer(packet: &[u8], q: &Query, ips: &[Ipv4Addr], nxdomain: bool) -> Vec
     out.extend_from_slice(&0u16.to_be_bytes());
     out.extend_from_slice(&packet[12..q.question_end]);
     for ip in ips {
+        let (kind, data) = match ip {
+            IpAddr::V4(a) => (TYPE_A, a.octets().to_vec()),
+            IpAddr::V6(a) => (TYPE_AAAA, a.octets().to_vec()),
+        };
         out.extend_from_slice(&[0xc0, 0x0c]); // the name in the question
-        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        out.extend_from_slice(&kind.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes());
         out.extend_from_slice(&600u32.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&ip.octets());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     out
 }
@@ -134,13 +140,19 @@ mod tests {
             (0x1234, "web.example", TYPE_A)
         );
         let ip: Ipv4Addr = "10.89.0.2".parse().unwrap();
-        let a = answer(&pkt, &q, &[ip], false);
+        let a = answer(&pkt, &q, &[IpAddr::V4(ip)], false);
         assert_eq!(&a[..2], &[0x12, 0x34]);
         assert_eq!(a[2] & 0x80, 0x80, "a response");
         assert_eq!(a[3] & 0x0f, 0, "NOERROR");
         assert_eq!(u16::from_be_bytes([a[6], a[7]]), 1, "one answer");
         assert_eq!(&a[a.len() - 4..], &ip.octets());
         let nx = answer(&pkt, &q, &[], true);
+        let q6 = parse_query(&query("web", TYPE_AAAA)).unwrap();
+        let v6: IpAddr = "fd00::2".parse().unwrap();
+        let a6 = answer(&query("web", TYPE_AAAA), &q6, &[v6], false);
+        assert_eq!(&a6[a6.len() - 18..a6.len() - 16], &16u16.to_be_bytes());
+        let IpAddr::V6(v6) = v6 else { unreachable!() };
+        assert_eq!(&a6[a6.len() - 16..], &v6.octets());
         assert_eq!(nx[3] & 0x0f, 3);
         assert!(parse_query(&pkt[..8]).is_none());
         let mut resp = pkt.clone();

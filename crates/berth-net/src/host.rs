@@ -6,7 +6,7 @@ use crate::{NetError, Network};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -123,6 +123,7 @@ pub fn ensure_bridge(n: &Network) -> Result<(), NetError> {
         .gateway_ip()
         .ok_or_else(|| NetError::Invalid("no gateway".into()))?;
     let name = n.bridge.clone();
+    let (gw6, sub6) = (n.gateway6_ip(), n.subnet6());
     with_netlink(move |h| async move {
         let idx = match link_index(&h, &name).await? {
             Some(i) => i,
@@ -137,15 +138,16 @@ pub fn ensure_bridge(n: &Network) -> Result<(), NetError> {
                     .ok_or_else(|| NetError::Host(format!("bridge {name} vanished")))?
             }
         };
-        let add = h
-            .address()
-            .add(idx, IpAddr::V4(gw), sub.prefix)
-            .execute()
-            .await;
-        match add {
-            Ok(()) => {}
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-            Err(e) => return Err(host_err(&format!("addressing {name}"), e)),
+        let mut addrs = vec![(IpAddr::V4(gw), sub.prefix)];
+        if let (Some(g6), Some(s6)) = (gw6, sub6) {
+            addrs.push((IpAddr::V6(g6), s6.prefix));
+        }
+        for (ip, prefix) in addrs {
+            match add_address(&h, idx, ip, prefix).await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+                Err(e) => return Err(host_err(&format!("addressing {name}"), e)),
+            }
         }
         h.link()
             .set(LinkUnspec::new_with_index(idx).up().build())
@@ -194,6 +196,22 @@ pub struct Endpoint {
     /// None on an internal network: no default route.
     pub gateway: Option<Ipv4Addr>,
     pub mac: [u8; 6],
+    /// Dual stack: the IPv6 address with its prefix, and the gateway the
+    /// default IPv6 route goes through.
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// Adds an address without duplicate address detection: a new veth's
+/// IPv6 address would otherwise be unusable ("tentative") for a second or
+/// two, and the subnet's addresses are ours to hand out.
+async fn add_address(h: &Handle, idx: u32, ip: IpAddr, prefix: u8) -> Result<(), rtnetlink::Error> {
+    let mut req = h.address().add(idx, ip, prefix);
+    if ip.is_ipv6() {
+        req.message_mut().header.flags =
+            rtnetlink::packet_route::address::AddressHeaderFlags::Nodad;
+    }
+    req.execute().await
 }
 
 /// Connects the namespace at `netns` to `bridge` with a veth pair. The
@@ -234,18 +252,27 @@ pub fn attach(netns: &Path, bridge: &str, ep: &Endpoint) -> Result<(), NetError>
         let pi = link_index(&h, &ep2.container_if)
             .await?
             .ok_or_else(|| NetError::Host("the veth did not arrive".into()))?;
-        h.address()
-            .add(pi, IpAddr::V4(ep2.ip), ep2.prefix)
-            .execute()
+        add_address(&h, pi, IpAddr::V4(ep2.ip), ep2.prefix)
             .await
             .map_err(|e| host_err("addressing the interface", e))?;
+        if let Some((ip6, prefix6)) = ep2.ip6 {
+            add_address(&h, pi, IpAddr::V6(ip6), prefix6)
+                .await
+                .map_err(|e| host_err("addressing the interface (IPv6)", e))?;
+        }
         h.link()
             .set(LinkUnspec::new_with_index(pi).up().build())
             .execute()
             .await
             .map_err(|e| host_err("raising the interface", e))?;
+        let mut routes = Vec::new();
         if let Some(gw) = ep2.gateway {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+            routes.push(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build());
+        }
+        if let Some(gw6) = ep2.gateway6 {
+            routes.push(RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw6).build());
+        }
+        for route in routes {
             match h.route().add(route).execute().await {
                 Ok(()) => {}
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
@@ -332,14 +359,41 @@ pub fn apply_nft(table: &str, nets: &[Network], forwards: &[Forward]) -> Result<
     } else {
         format!("  chain guard {{\n    type filter hook prerouting priority raw; policy accept;\n    iifname {{ {} }} ip daddr 127.0.0.0/8 drop\n  }}\n", bridges.join(", "))
     };
+    // IPv6 of dual-stack networks: the same isolation, and masquerade.
+    // (Forwarding IPv6 off the host is the host's to enable, as it changes
+    // how the host itself takes router advertisements.)
+    let mut fwd6 = String::new();
+    let mut post6 = String::new();
+    for n in nets.iter().filter(|n| n.is_bridge() && n.enable_ipv6) {
+        if bridges.len() > 1 {
+            fwd6.push_str(&format!(
+                "    iifname \"{0}\" oifname != \"{0}\" oifname {{ {1} }} drop\n",
+                n.bridge,
+                bridges.join(", ")
+            ));
+        }
+        if n.internal {
+            fwd6.push_str(&format!("    iifname \"{0}\" oifname != \"{0}\" drop\n    oifname \"{0}\" iifname != \"{0}\" drop\n", n.bridge));
+        } else {
+            post6.push_str(&format!(
+                "    ip6 saddr {} oifname != \"{}\" masquerade\n",
+                n.subnet6, n.bridge
+            ));
+        }
+    }
+    let v6 = format!(
+        "add table ip6 {table}\ndelete table ip6 {table}\ntable ip6 {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{post6}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd6}  }}\n}}\n"
+    );
     let script = format!(
-        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{guard}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
+        "{v6}add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{guard}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
     );
     run_nft(&script)
 }
 
 pub fn delete_nft(table: &str) -> Result<(), NetError> {
-    run_nft(&format!("add table ip {table}\ndelete table ip {table}\n"))
+    run_nft(&format!(
+        "add table ip {table}\ndelete table ip {table}\nadd table ip6 {table}\ndelete table ip6 {table}\n"
+    ))
 }
 
 fn run_nft(script: &str) -> Result<(), NetError> {
@@ -389,6 +443,9 @@ mod tests {
             bridge: format!("btu{}", std::process::id() % 100000),
             subnet: "10.123.45.0/24".into(),
             gateway: "10.123.45.1".into(),
+            enable_ipv6: true,
+            subnet6: "fd00:7b:2d::/64".into(),
+            gateway6: "fd00:7b:2d::1".into(),
             ..Default::default()
         };
         let host_if = format!("vbu{}", std::process::id() % 100000);
@@ -403,18 +460,23 @@ mod tests {
                 prefix: 24,
                 gateway: Some("10.123.45.1".parse().unwrap()),
                 mac: [0x02, 0x42, 10, 123, 45, 2],
+                ip6: Some(("fd00:7b:2d::2".parse().unwrap(), 64)),
+                gateway6: Some("fd00:7b:2d::1".parse().unwrap()),
             };
             attach(&ns, &net.bridge, &ep).unwrap();
-            let out = std::process::Command::new("nsenter")
-                .arg(format!("--net={}", ns.display()))
-                .args(["/bin/busybox", "ping", "-c", "1", "-W", "2", "10.123.45.1"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
+            // Both stacks reach the gateway; IPv6 at once (no DAD wait).
+            for gw in ["10.123.45.1", "fd00:7b:2d::1"] {
+                let out = std::process::Command::new("nsenter")
+                    .arg(format!("--net={}", ns.display()))
+                    .args(["/bin/busybox", "ping", "-c", "1", "-W", "2", gw])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{gw}: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
         });
         let _ = delete_link(&host_if);
         remove_netns(&ns);

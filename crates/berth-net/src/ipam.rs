@@ -1,8 +1,8 @@
-//! IPv4 address management: subnets in CIDR form, the gateway, and which
+//! IPv4 and IPv6 address management: subnets in CIDR form, the gateway, and which
 //! addresses are taken. Never hands out an address twice.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
@@ -108,8 +108,131 @@ impl Pool {
     }
 }
 
+/// An IPv6 subnet (`--ipv6 --subnet fd00:1::/64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet6 {
+    pub network: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Subnet6 {
+    pub fn parse(s: &str) -> Result<Subnet6, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
+        let addr: Ipv6Addr = a
+            .parse()
+            .map_err(|_| format!("invalid CIDR address: {s}"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| (16..=124).contains(p))
+            .ok_or_else(|| format!("invalid CIDR prefix in {s}: use /16 to /124"))?;
+        Ok(Subnet6 {
+            network: Ipv6Addr::from(u128::from(addr) & Self::mask_of(prefix)),
+            prefix,
+        })
+    }
+
+    fn mask_of(prefix: u8) -> u128 {
+        u128::MAX << (128 - prefix)
+    }
+
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & Self::mask_of(self.prefix) == u128::from(self.network)
+    }
+
+    pub fn overlaps(&self, o: &Subnet6) -> bool {
+        let m = Self::mask_of(self.prefix.min(o.prefix));
+        u128::from(self.network) & m == u128::from(o.network) & m
+    }
+
+    pub fn first_host(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.network) + 1)
+    }
+
+    /// A random /64 of the unique local range (fd00::/8), for a network
+    /// that asked for IPv6 without a subnet.
+    pub fn random_ula() -> Subnet6 {
+        let r: u64 = rand::random::<u64>() & 0x00ff_ffff_ffff_ffff;
+        let hi = (0xfdu128 << 120) | ((r as u128) << 64);
+        Subnet6 {
+            network: Ipv6Addr::from(hi),
+            prefix: 64,
+        }
+    }
+
+    /// Gives `owner` an address of the subnet: `want` if free, else the
+    /// lowest free one; `taken` maps addresses to owners.
+    pub fn allocate(
+        &self,
+        taken: &mut BTreeMap<String, String>,
+        owner: &str,
+        want: Option<Ipv6Addr>,
+    ) -> Result<Ipv6Addr, String> {
+        if let Some((ip, _)) = taken.iter().find(|(_, o)| *o == owner) {
+            return ip.parse().map_err(|_| format!("bad address {ip}"));
+        }
+        if let Some(ip) = want {
+            if !self.contains(ip) {
+                return Err(format!(
+                    "no available IPv6 addresses: {ip} is not in {self}"
+                ));
+            }
+            if taken.contains_key(&ip.to_string()) {
+                return Err(format!("Address already in use: {ip}"));
+            }
+            taken.insert(ip.to_string(), owner.to_string());
+            return Ok(ip);
+        }
+        let base = u128::from(self.network);
+        let size = 1u128 << (128 - self.prefix).min(20);
+        for n in 1..size {
+            let ip = Ipv6Addr::from(base + n);
+            if let std::collections::btree_map::Entry::Vacant(e) = taken.entry(ip.to_string()) {
+                e.insert(owner.to_string());
+                return Ok(ip);
+            }
+        }
+        Err(format!(
+            "no available IPv6 addresses on this network's address pools: {self}"
+        ))
+    }
+}
+
+impl std::fmt::Display for Subnet6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ipv6_subnets_and_allocation() {
+        let s = Subnet6::parse("fd00:db8:1::7/64").unwrap();
+        assert_eq!(s.to_string(), "fd00:db8:1::/64");
+        assert!(s.contains("fd00:db8:1::ffff".parse().unwrap()));
+        assert!(!s.contains("fd00:db8:2::1".parse().unwrap()));
+        assert!(s.overlaps(&Subnet6::parse("fd00:db8::/32").unwrap()));
+        assert!(!s.overlaps(&Subnet6::parse("fd00:db8::/48").unwrap()));
+        assert!(Subnet6::parse("fd00::/8").is_err());
+        let mut taken = BTreeMap::from([(s.first_host().to_string(), "gateway".to_string())]);
+        assert_eq!(
+            s.allocate(&mut taken, "a", None).unwrap().to_string(),
+            "fd00:db8:1::2"
+        );
+        assert_eq!(
+            s.allocate(&mut taken, "a", None).unwrap().to_string(),
+            "fd00:db8:1::2"
+        );
+        let want = "fd00:db8:1::99".parse().unwrap();
+        assert_eq!(s.allocate(&mut taken, "b", Some(want)).unwrap(), want);
+        assert!(s.allocate(&mut taken, "c", Some(want)).is_err());
+        let u = Subnet6::random_ula();
+        assert_eq!((u.network.segments()[0] >> 8, u.prefix), (0xfd, 64));
+    }
+
     use super::*;
 
     #[test]

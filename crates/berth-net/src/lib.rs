@@ -9,7 +9,7 @@ pub mod ipam;
 pub mod redirect;
 
 use berth_store::fsutil::{write_atomic, write_replace};
-use ipam::{Pool, Subnet};
+use ipam::{Pool, Subnet, Subnet6};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -56,6 +56,16 @@ pub struct Network {
     pub created: String,
     #[serde(default)]
     pub pool: Pool,
+    /// Dual stack (`--ipv6`): the IPv6 subnet and gateway, and the IPv6
+    /// addresses taken (address → owner).
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub subnet6: String,
+    #[serde(default)]
+    pub gateway6: String,
+    #[serde(default)]
+    pub pool6: BTreeMap<String, String>,
 }
 
 impl Network {
@@ -77,18 +87,30 @@ impl Network {
     pub fn gateway_ip(&self) -> Option<Ipv4Addr> {
         self.gateway.parse().ok()
     }
+    pub fn subnet6(&self) -> Option<Subnet6> {
+        Subnet6::parse(&self.subnet6)
+            .ok()
+            .filter(|_| self.enable_ipv6)
+    }
+    pub fn gateway6_ip(&self) -> Option<std::net::Ipv6Addr> {
+        self.gateway6.parse().ok().filter(|_| self.enable_ipv6)
+    }
     /// Predefined networks cannot be removed.
     pub fn builtin(&self) -> bool {
         matches!(self.name.as_str(), "bridge" | "host" | "none")
     }
 }
 
-/// What `network create` asks for.
 /// How the address pool marks a network's auxiliary addresses.
 const AUX_OWNER: &str = "aux:";
 
+/// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
+    /// `--ipv6`, with an IPv6 subnet and gateway of its own or not.
+    pub enable_ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
     pub name: String,
     /// `IPAM.Config[].AuxiliaryAddresses`: host name to address.
     pub aux_addresses: BTreeMap<String, String>,
@@ -219,7 +241,11 @@ impl NetStore {
             n.pool.taken.retain(|_, owner| {
                 owner == "gateway" || owner.starts_with(AUX_OWNER) || live(&n.id, owner)
             });
-            changed |= n.pool.taken.len() != before;
+            let before6 = n.pool6.len();
+            let id = n.id.clone();
+            n.pool6
+                .retain(|_, owner| owner == "gateway" || live(&id, owner));
+            changed |= n.pool.taken.len() != before || n.pool6.len() != before6;
         }
         if changed {
             self.persist(&nets)?;
@@ -319,6 +345,49 @@ impl NetStore {
                 "bridge name {bridge} is too long or already used"
             )));
         }
+        let (subnet6, gateway6) = match (o.enable_ipv6, &o.subnet6) {
+            (false, Some(s)) => {
+                return Err(NetError::Invalid(format!(
+                    "the IPv6 subnet {s} needs IPv6 enabled on the network (--ipv6)"
+                )))
+            }
+            (false, None) => (None, None),
+            (true, given) => {
+                let taken6: Vec<Subnet6> = nets.values().filter_map(|n| n.subnet6()).collect();
+                let sub6 = match given {
+                    Some(s) => {
+                        let sub6 = Subnet6::parse(s).map_err(NetError::Invalid)?;
+                        if let Some(t) = taken6.iter().find(|t| t.overlaps(&sub6)) {
+                            return Err(NetError::Conflict(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
+                        }
+                        sub6
+                    }
+                    None => (0..16)
+                        .map(|_| Subnet6::random_ula())
+                        .find(|c| !taken6.iter().any(|t| t.overlaps(c)))
+                        .ok_or_else(|| {
+                            NetError::Conflict(
+                                "could not find an available IPv6 address pool".into(),
+                            )
+                        })?,
+                };
+                let gw6 = match &o.gateway6 {
+                    Some(g) => {
+                        let ip: std::net::Ipv6Addr = g
+                            .parse()
+                            .map_err(|_| NetError::Invalid(format!("invalid gateway {g}")))?;
+                        if !sub6.contains(ip) {
+                            return Err(NetError::Invalid(format!(
+                                "gateway {ip} is not in subnet {sub6}"
+                            )));
+                        }
+                        ip
+                    }
+                    None => sub6.first_host(),
+                };
+                (Some(sub6), Some(gw6))
+            }
+        };
         let mut pool = Pool::default();
         pool.taken.insert(gw, "gateway".into());
         // Addresses the user keeps for hosts outside Docker: never handed out.
@@ -347,6 +416,12 @@ impl NetStore {
             options: o.options,
             created: now(),
             pool,
+            enable_ipv6: subnet6.is_some(),
+            subnet6: subnet6.map(|s| s.to_string()).unwrap_or_default(),
+            gateway6: gateway6.map(|g| g.to_string()).unwrap_or_default(),
+            pool6: gateway6
+                .map(|g| BTreeMap::from([(g.to_string(), "gateway".to_string())]))
+                .unwrap_or_default(),
         };
         nets.insert(id, n.clone());
         self.persist(&nets)?;
@@ -389,6 +464,33 @@ impl NetStore {
         Ok(ip)
     }
 
+    /// An IPv6 address for `owner` on a dual-stack network (None on an
+    /// IPv4-only one).
+    pub fn allocate6(
+        &self,
+        net: &str,
+        owner: &str,
+        want: Option<std::net::Ipv6Addr>,
+    ) -> Result<Option<std::net::Ipv6Addr>, NetError> {
+        let mut nets = self.nets.lock().expect("nets");
+        let id = find(&nets, net)?.id.clone();
+        let n = nets.get_mut(&id).expect("found");
+        let Some(sub6) = n.subnet6() else {
+            return match want {
+                Some(ip) => Err(NetError::Invalid(format!(
+                    "invalid IPv6 address {ip}: network {} does not have IPv6 enabled",
+                    n.name
+                ))),
+                None => Ok(None),
+            };
+        };
+        let ip = sub6
+            .allocate(&mut n.pool6, owner, want)
+            .map_err(NetError::Conflict)?;
+        self.persist_with(&nets, false)?;
+        Ok(Some(ip))
+    }
+
     pub fn release(&self, net: &str, owner: &str) {
         let mut nets = self.nets.lock().expect("nets");
         let Ok(id) = find(&nets, net).map(|n| n.id.clone()) else {
@@ -396,6 +498,7 @@ impl NetStore {
         };
         if let Some(n) = nets.get_mut(&id) {
             n.pool.release(owner);
+            n.pool6.retain(|_, o| o != owner);
         }
         let _ = self.persist_with(&nets, false);
     }
