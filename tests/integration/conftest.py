@@ -114,6 +114,34 @@ class Daemon:
         return self.run("berth", *args, **kw)
 
 
+class ReferenceDaemon(Daemon):
+    """A dockerd (or any Engine API daemon) started by hand, for
+    `scripts/test --reference unix:///…`: the same docker-CLI-facing tests
+    against the reference, to learn where our assertions differ from it.
+    Tests that look at berthd's own internals are skipped."""
+
+    def __init__(self, url):
+        if not url.startswith("unix://"):
+            raise RuntimeError(f"--reference takes unix:///path, not {url}")
+        self.root = tempfile.mkdtemp(prefix="berth-ref-")
+        self.sock = url[len("unix://"):]
+        self.env = dict(os.environ, DOCKER_HOST=url, BERTH_HOST=url)
+        self.env.pop("DOCKER_CONTEXT", None)
+
+    def _internal(self, what):
+        pytest.skip(f"looks at berthd's {what}: not applicable to the reference daemon")
+
+    def start(self):
+        self._internal("restart")
+
+    def stop(self, sig=signal.SIGTERM):
+        self._internal("restart")
+
+    for _name in ("data", "exec_root", "log", "proc", "pidfile", "bridge", "bip", "nft_table"):
+        locals()[_name] = property(lambda self, _n=_name: self._internal(_n))
+    del _name
+
+
 def make_busybox_tar(dest):
     """A tiny rootfs from Debian's busybox-static: no registry needed."""
     with open(dest, "wb") as f:
@@ -186,6 +214,10 @@ def cleanup_leftovers(d):
 
 @pytest.fixture(scope="session")
 def daemon():
+    reference = os.environ.get("BERTH_REFERENCE")
+    if reference:
+        yield from reference_daemon(reference)
+        return
     root = tempfile.mkdtemp(prefix="berth-it-")
     d = Daemon(root)
     try:
@@ -208,6 +240,25 @@ def daemon():
         d.stop()
         cleanup_leftovers(d)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def reference_daemon(url):
+    d = ReferenceDaemon(url)
+    tar = os.path.join(d.root, "busybox.tar")
+    make_busybox_tar(tar)
+    with open(tar, "rb") as f:
+        rc, out, err = d.docker("import", "-", "busybox:latest", input=f.read())
+    assert rc == 0, err
+    d.busybox_tar = tar
+    before = {c["Id"] for c in json.loads(d.api("GET", "/containers/json?all=1")[1])}
+    try:
+        yield d
+    finally:
+        # Only what the tests made goes.
+        for c in json.loads(d.api("GET", "/containers/json?all=1")[1]):
+            if c["Id"] not in before:
+                d.api("DELETE", f"/containers/{c['Id']}?force=1")
+        shutil.rmtree(d.root, ignore_errors=True)
 
 
 @pytest.fixture
