@@ -310,17 +310,8 @@ pub fn apply_nft(table: &str, nets: &[Network], forwards: &[Forward]) -> Result<
         .map(|n| format!("\"{}\"", n.bridge))
         .collect();
     for n in nets.iter().filter(|n| n.is_bridge()) {
-        // Networks are isolated from each other, as dockerd's isolation chains do.
-        if bridges.len() > 1 {
-            fwd.push_str(&format!(
-                "    iifname \"{0}\" oifname != \"{0}\" oifname {{ {1} }} drop\n",
-                n.bridge,
-                bridges.join(", ")
-            ));
-        }
-        if n.internal {
-            fwd.push_str(&format!("    iifname \"{0}\" oifname != \"{0}\" drop\n    oifname \"{0}\" iifname != \"{0}\" drop\n", n.bridge));
-        } else {
+        fwd.push_str(&isolation(n, &bridges));
+        if !n.internal {
             rules.push_str(&format!(
                 "    ip saddr {} oifname != \"{}\" masquerade\n",
                 n.subnet, n.bridge
@@ -365,16 +356,8 @@ pub fn apply_nft(table: &str, nets: &[Network], forwards: &[Forward]) -> Result<
     let mut fwd6 = String::new();
     let mut post6 = String::new();
     for n in nets.iter().filter(|n| n.is_bridge() && n.enable_ipv6) {
-        if bridges.len() > 1 {
-            fwd6.push_str(&format!(
-                "    iifname \"{0}\" oifname != \"{0}\" oifname {{ {1} }} drop\n",
-                n.bridge,
-                bridges.join(", ")
-            ));
-        }
-        if n.internal {
-            fwd6.push_str(&format!("    iifname \"{0}\" oifname != \"{0}\" drop\n    oifname \"{0}\" iifname != \"{0}\" drop\n", n.bridge));
-        } else {
+        fwd6.push_str(&isolation(n, &bridges));
+        if !n.internal {
             post6.push_str(&format!(
                 "    ip6 saddr {} oifname != \"{}\" masquerade\n",
                 n.subnet6, n.bridge
@@ -388,6 +371,23 @@ pub fn apply_nft(table: &str, nets: &[Network], forwards: &[Forward]) -> Result<
         "{v6}add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{guard}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rules}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
     );
     run_nft(&script)
+}
+
+/// Forward rules of one bridge network: isolated from the other bridges, as
+/// dockerd's isolation chains do, and with no way in or out when internal.
+fn isolation(n: &Network, bridges: &[String]) -> String {
+    let mut out = String::new();
+    if bridges.len() > 1 {
+        out.push_str(&format!(
+            "    iifname \"{0}\" oifname != \"{0}\" oifname {{ {1} }} drop\n",
+            n.bridge,
+            bridges.join(", ")
+        ));
+    }
+    if n.internal {
+        out.push_str(&format!("    iifname \"{0}\" oifname != \"{0}\" drop\n    oifname \"{0}\" iifname != \"{0}\" drop\n", n.bridge));
+    }
+    out
 }
 
 pub fn delete_nft(table: &str) -> Result<(), NetError> {
