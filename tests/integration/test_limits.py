@@ -182,3 +182,24 @@ def test_cgroup_namespace_modes(daemon):
     # shows the full path.
     assert all(l.endswith(":/") for l in private.splitlines()), private
     assert any("/berth" in l for l in host.splitlines()), host
+
+
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_devices_are_made_and_allowed(daemon, tool, name):
+    run = daemon.docker if tool == "docker" else daemon.berth
+    # /dev/loop0 (b 7:0) is not among Docker's default devices.
+    rc, out, err = run("run", "--rm", "busybox", "ls", "/dev/loop0")
+    assert rc != 0
+    # Made under another name, readable but not writable as the rule says.
+    rc, out, err = run("run", "--rm", "--device", "/dev/loop0:/dev/sub/myloop:r", "busybox", "sh", "-c",
+                       "ls -l /dev/sub/myloop; head -c1 /dev/sub/myloop >/dev/null && echo readable; "
+                       "echo x > /dev/sub/myloop || echo not-writable")
+    assert rc == 0, err
+    assert out.startswith("b") and "7,   0" in out, out
+    assert "readable" in out and "not-writable" in out, out
+    # A directory brings the devices below it.
+    rc, out, err = run("run", "--rm", "--device", "/dev/net:/dev/n", "busybox", "ls", "/dev/n")
+    assert rc == 0 and out.split() == sorted(os.listdir("/dev/net")), out + err
+    # A missing one is refused before anything starts.
+    rc, out, err = run("run", "--rm", "--device", "/dev/nope", "busybox", "true")
+    assert rc != 0 and 'error gathering device information while adding custom device "/dev/nope"' in err, err

@@ -282,6 +282,20 @@ fn update(c: &Client, a: crate::UpdateArgs) -> Result<i32> {
     Ok(code)
 }
 
+/// `HOST[:CONTAINER][:PERMS]`, as the docker CLI reads `--device`: a
+/// second field of only r, w and m letters is the permissions.
+fn device_mapping(spec: &str) -> Value {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let perms = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let (host, inside, mode) = match parts[..] {
+        [h, c, m] => (h, c, m),
+        [h, p] if perms(p) => (h, h, p),
+        [h, c] => (h, c, "rwm"),
+        _ => (spec, spec, "rwm"),
+    };
+    json!({"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": mode})
+}
+
 pub(crate) fn ram_bytes(s: &str) -> Result<i64> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.trim_end_matches('b');
@@ -406,6 +420,13 @@ fn create_body(a: &RunArgs) -> Result<Value> {
     hc["Runtime"] = json!(a.runtime.clone().unwrap_or_default());
     if !a.link.is_empty() {
         hc["Links"] = json!(a.link);
+    }
+    if !a.device.is_empty() {
+        hc["Devices"] = json!(a
+            .device
+            .iter()
+            .map(|d| device_mapping(d))
+            .collect::<Vec<_>>());
     }
     hc["DnsSearch"] = json!(a.dns_search);
     hc["DnsOptions"] = json!(a.dns_option);

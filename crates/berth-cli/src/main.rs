@@ -456,6 +456,9 @@ pub struct RunArgs {
     /// Add link to another container (name[:alias])
     #[arg(long)]
     pub link: Vec<String>,
+    /// Add a host device to the container (HOST[:CONTAINER][:PERMS])
+    #[arg(long)]
+    pub device: Vec<String>,
     /// Set custom DNS search domains
     #[arg(long = "dns-search")]
     pub dns_search: Vec<String>,

@@ -193,6 +193,79 @@ pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// `--device HOST[:CONTAINER[:PERMS]]` as device nodes: a device file is
+/// made as the host has it (number, mode, owner); a directory brings every
+/// device below it, as dockerd does.
+fn host_devices(list: &[berth_api::DeviceMapping]) -> Result<Vec<spec::DeviceNode>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for d in list {
+        let host = Path::new(&d.path_on_host);
+        let inside = match d.path_in_container.as_str() {
+            "" => d.path_on_host.clone(),
+            p => p.to_string(),
+        };
+        let access = match d.cgroup_permissions.as_str() {
+            "" => "rwm".to_string(),
+            p => p.to_string(),
+        };
+        let md = std::fs::metadata(host).map_err(|e| {
+            EngineError::BadRequest(format!(
+                "error gathering device information while adding custom device \"{}\": {e}",
+                d.path_on_host
+            ))
+        })?;
+        let mut found: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+        if md.is_dir() {
+            let mut stack = vec![host.to_path_buf()];
+            while let Some(dir) = stack.pop() {
+                for e in std::fs::read_dir(&dir)?.flatten() {
+                    let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                        continue;
+                    };
+                    if m.is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        found.push((e.path(), m));
+                    }
+                }
+            }
+        } else {
+            found.push((host.to_path_buf(), md));
+        }
+        for (p, m) in found {
+            let kind = match m.file_type() {
+                t if t.is_char_device() => 'c',
+                t if t.is_block_device() => 'b',
+                _ if p == host => {
+                    return Err(EngineError::BadRequest(format!(
+                        "error gathering device information while adding custom device \"{}\": not a device node",
+                        d.path_on_host
+                    )))
+                }
+                _ => continue,
+            };
+            let rel = p.strip_prefix(host).unwrap_or(Path::new(""));
+            let path = if rel.as_os_str().is_empty() {
+                inside.clone()
+            } else {
+                format!("{}/{}", inside.trim_end_matches('/'), rel.display())
+            };
+            out.push(spec::DeviceNode {
+                path,
+                kind,
+                major: nix::sys::stat::major(m.rdev()),
+                minor: nix::sys::stat::minor(m.rdev()),
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                access: access.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Block devices named by path, with their weight or rate, by number.
 fn block_devices<'a>(devs: impl Iterator<Item = (&'a str, u64)>) -> Result<Vec<spec::BlkioDevice>> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -1167,6 +1240,7 @@ impl Engine {
                 .collect::<Result<_>>()?,
             masked_paths: hc.masked_paths.clone(),
             readonly_paths: hc.readonly_paths.clone(),
+            devices: host_devices(hc.devices.as_deref().unwrap_or_default())?,
         })
     }
 

@@ -122,6 +122,23 @@ pub struct BlkioDevice {
     pub value: u64,
 }
 
+/// A host device made inside the container (`--device`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeviceNode {
+    /// Where, inside the container.
+    pub path: String,
+    /// 'c' or 'b'.
+    pub kind: char,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits, as on the host.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Letters of "rwm" for the device cgroup.
+    pub access: String,
+}
+
 /// An extra `linux.resources.devices` allow rule (`--device-cgroup-rule`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DeviceAllow {
@@ -202,6 +219,8 @@ pub struct RunSpec {
     pub read_iops: Vec<BlkioDevice>,
     pub write_iops: Vec<BlkioDevice>,
     pub device_allow: Vec<DeviceAllow>,
+    /// `--device`: nodes made in the container, each allowed in its cgroup.
+    pub devices: Vec<DeviceNode>,
     /// None: Docker's defaults (none when privileged).
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
@@ -441,6 +460,10 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
         resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
     }
     if let Some(rules) = resources["devices"].as_array_mut() {
+        for d in &spec.devices {
+            rules.push(json!({"allow": true, "type": d.kind.to_string(),
+                "major": d.major, "minor": d.minor, "access": d.access}));
+        }
         for d in &spec.device_allow {
             let mut r = json!({"allow": true, "access": d.access});
             if d.kind != 'a' {
@@ -538,6 +561,16 @@ pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
     });
     if !spec.sysctls.is_empty() {
         linux["sysctl"] = json!(spec.sysctls);
+    }
+    if !spec.devices.is_empty() {
+        linux["devices"] = spec
+            .devices
+            .iter()
+            .map(|d| {
+                json!({"path": d.path, "type": d.kind.to_string(), "major": d.major,
+                    "minor": d.minor, "fileMode": d.mode, "uid": d.uid, "gid": d.gid})
+            })
+            .collect();
     }
     let masked = match &spec.masked_paths {
         Some(p) => p.clone(),
@@ -708,5 +741,47 @@ mod tests {
             .unwrap()
             .iter()
             .any(|n| n["type"] == "network"));
+    }
+
+    #[test]
+    fn devices_cpusets_and_namespaces_reach_the_spec() {
+        let s = RunSpec {
+            cpuset_cpus: "0-1".into(),
+            memory_reservation: 32 << 20,
+            oom_score_adj: 500,
+            host_cgroupns: true,
+            devices: vec![DeviceNode {
+                path: "/dev/x".into(),
+                kind: 'b',
+                major: 7,
+                minor: 0,
+                mode: 0o600,
+                access: "r".into(),
+                ..Default::default()
+            }],
+            device_allow: vec![DeviceAllow {
+                kind: 'c',
+                major: Some(1),
+                minor: None,
+                access: "m".into(),
+            }],
+            masked_paths: Some(vec![]),
+            ..Default::default()
+        };
+        let v = build(&s).unwrap();
+        let r = &v["linux"]["resources"];
+        assert_eq!(r["cpu"]["cpus"], "0-1");
+        assert_eq!(r["memory"]["reservation"], 32 << 20);
+        assert_eq!(v["process"]["oomScoreAdj"], 500);
+        assert_eq!(v["linux"]["devices"][0]["path"], "/dev/x");
+        let rules = r["devices"].as_array().unwrap();
+        assert!(rules
+            .contains(&json!({"allow": true, "type": "b", "major": 7, "minor": 0, "access": "r"})));
+        assert!(rules.contains(&json!({"allow": true, "type": "c", "major": 1, "access": "m"})));
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(!ns.iter().any(|n| n["type"] == "cgroup"));
+        // Masked paths given as empty: nothing masked.
+        assert!(v["linux"]["maskedPaths"].is_null());
+        assert!(!v["linux"]["readonlyPaths"].is_null());
     }
 }

@@ -158,6 +158,8 @@ struct InitPlan {
     join: Vec<(String, i32)>,
     sysctls: Vec<(String, String)>,
     masked: Vec<String>,
+    /// `linux.devices`: (path, S_IF* | mode, dev, uid, gid).
+    devices: Vec<(String, u32, u64, u32, u32)>,
     readonly: Vec<String>,
     process: Process,
     seccomp: Option<(Vec<u8>, u32)>,
@@ -232,6 +234,25 @@ pub fn create(spec: &Value, seccomp: Option<(Vec<u8>, u32)>, stdio: StdioIn) -> 
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
             .collect(),
         masked: strings(&linux["maskedPaths"]),
+        devices: linux["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let kind = match d["type"].as_str() {
+                    Some("b") => libc::S_IFBLK,
+                    _ => libc::S_IFCHR,
+                };
+                let n = |k: &str| d[k].as_u64().unwrap_or(0);
+                (
+                    d["path"].as_str().unwrap_or_default().to_string(),
+                    kind | (n("fileMode") as u32 & 0o7777),
+                    libc::makedev(n("major") as u32, n("minor") as u32),
+                    n("uid") as u32,
+                    n("gid") as u32,
+                )
+            })
+            .collect(),
         readonly: strings(&linux["readonlyPaths"]),
         process: Process::from_spec(&spec["process"])?,
         seccomp,
@@ -356,7 +377,7 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
     for m in &plan.mounts {
         mount_in_root(root.as_raw_fd(), m, plan)?;
         if m.destination == "/dev" && !dev_done {
-            make_devices(root.as_raw_fd())?;
+            make_devices(root.as_raw_fd(), &plan.devices)?;
             dev_done = true;
         }
     }

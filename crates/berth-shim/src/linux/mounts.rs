@@ -365,7 +365,7 @@ pub(super) fn mount_cgroups(root: RawFd, m: &MountOp, plan: &InitPlan) -> Res<()
 }
 
 /// Docker's default device nodes, and the links every /dev has.
-pub(super) fn make_devices(root: RawFd) -> Res<()> {
+pub(super) fn make_devices(root: RawFd, extra: &[(String, u32, u64, u32, u32)]) -> Res<()> {
     let dev = ensure_in_root(root, "dev", false)?;
     let dfd = openat2(
         dev.as_raw_fd(),
@@ -408,6 +408,38 @@ pub(super) fn make_devices(root: RawFd) -> Res<()> {
     ] {
         // SAFETY: symlinkat with static names under our own /dev.
         unsafe { libc::symlinkat(to.as_ptr(), dfd.as_raw_fd(), name.as_ptr()) };
+    }
+    // `--device`s: made where asked (parents resolved inside the root), as
+    // the host has them.
+    for (path, mode, dev, uid, gid) in extra {
+        let (parent, name) = path
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .unwrap_or(("", path));
+        let what = format!("creating the device {path}");
+        let pfd = ensure_in_root(root, parent, false)?;
+        let dir = openat2(
+            pfd.as_raw_fd(),
+            ".",
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+        )
+        .map_err(os(what.clone()))?;
+        let cname = cstr(name)?;
+        // SAFETY: unlinkat/mknodat/fchownat on a name under a directory we hold.
+        unsafe {
+            libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0);
+            if libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), *mode, *dev) < 0 {
+                return Err(last_err(&what));
+            }
+            libc::fchownat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                *uid,
+                *gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+        }
     }
     Ok(())
 }
