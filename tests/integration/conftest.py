@@ -47,6 +47,8 @@ class Daemon:
         self.bridge = f"bt{tag}"
         self.bip = f"10.97.{tag % 250}.1/24"
         self.nft_table = f"berth_t{tag}"
+        # More berthd flags, for tests of daemon options.
+        self.extra_args = []
 
     def start(self):
         logf = open(self.log, "ab")
@@ -57,7 +59,7 @@ class Daemon:
              "--nft-table", self.nft_table,
              # Shims re-execute themselves once idle (3 s by default); soon
              # here, so that every test also runs against re-executed shims.
-             "--shim-slim-after", "150"],
+             "--shim-slim-after", "150", *self.extra_args],
             stdout=logf, stderr=logf, start_new_session=True)
         deadline = time.time() + 10
         while time.time() < deadline:

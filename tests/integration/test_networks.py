@@ -645,3 +645,31 @@ def test_dual_stack_user_bridge(daemon, tool, name):
     finally:
         daemon.docker("rm", "-f", name)
         daemon.docker("network", "rm", net)
+
+
+def test_default_bridge_dual_stack_from_daemon_flags(tmp_path):
+    from conftest import Daemon, cleanup_leftovers, make_busybox_tar
+    root = str(tmp_path / "d")
+    os.makedirs(root)
+    d = Daemon(root, tag_offset=2)
+    d.extra_args = ["--ipv6", "--fixed-cidr-v6", "fd00:db8:99::/64"]
+    try:
+        d.start()
+        tar = os.path.join(root, "busybox.tar")
+        make_busybox_tar(tar)
+        d.berth("import", tar, "busybox:latest", check=True)
+        info = json.loads(d.docker("network", "inspect", "bridge")[1])[0]
+        assert info["EnableIPv6"] is True and "fd00:db8:99::/64" in [c["Subnet"] for c in info["IPAM"]["Config"]]
+        rc, out, err = d.docker("run", "--rm", "busybox", "sh", "-c",
+                                "ip -6 -o addr show eth0 scope global; ping -6 -c1 -W2 fd00:db8:99::1")
+        assert rc == 0 and "fd00:db8:99::2/64" in out, out + err
+        # Restarted without the flags: IPv4 only again.
+        d.stop()
+        d.extra_args = []
+        d.start()
+        assert json.loads(d.docker("network", "inspect", "bridge")[1])[0]["EnableIPv6"] is False
+        rc, out, err = d.docker("run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "eth0", "scope", "global")
+        assert rc == 0 and "fd00" not in out, out + err
+    finally:
+        d.stop()
+        cleanup_leftovers(d)

@@ -109,6 +109,10 @@ pub struct EngineConfig {
     pub shim_slim_after_ms: Option<u64>,
     /// Passed to each shim (`ShimConfig::monitor`).
     pub monitor_path: Option<PathBuf>,
+    /// `--ipv6` on the default bridge, with `--fixed-cidr-v6` (None: a
+    /// random ULA /64, kept across restarts).
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
 }
 
 /// Changes a waiter may be waiting for.
@@ -440,6 +444,9 @@ impl Engine {
             events: events::EventBus::default(),
             sys: validate::SysInfo::probe(),
         });
+        engine
+            .nets
+            .set_default_ipv6(engine.cfg.ipv6, engine.cfg.fixed_cidr_v6.as_deref())?;
         {
             let e = engine.clone();
             let _ = tokio::task::spawn_blocking(move || e.restore_networks()).await;

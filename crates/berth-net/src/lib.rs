@@ -464,6 +464,49 @@ impl NetStore {
         Ok(ip)
     }
 
+    /// Dual stack on the default `bridge` network (berthd `--ipv6`, with
+    /// `--fixed-cidr-v6` or a random ULA /64), or IPv4 only again. Takes
+    /// effect for endpoints made from now on.
+    pub fn set_default_ipv6(&self, enable: bool, subnet: Option<&str>) -> Result<(), NetError> {
+        let mut nets = self.nets.lock().expect("nets");
+        let id = find(&nets, "bridge")?.id.clone();
+        let others: Vec<Subnet6> = nets
+            .values()
+            .filter(|n| n.id != id)
+            .filter_map(|n| n.subnet6())
+            .collect();
+        let n = nets.get_mut(&id).expect("found");
+        if !enable {
+            if !n.enable_ipv6 {
+                return Ok(());
+            }
+            n.enable_ipv6 = false;
+        } else {
+            let sub6 = match subnet {
+                Some(s) => Subnet6::parse(s).map_err(NetError::Invalid)?,
+                // Keep the one it has, so addresses stay put across restarts.
+                None => match Subnet6::parse(&n.subnet6) {
+                    Ok(s) => s,
+                    Err(_) => Subnet6::random_ula(),
+                },
+            };
+            if let Some(t) = others.iter().find(|t| t.overlaps(&sub6)) {
+                return Err(NetError::Conflict(format!(
+                    "--fixed-cidr-v6 {sub6} overlaps the network on {t}"
+                )));
+            }
+            if n.enable_ipv6 && n.subnet6 == sub6.to_string() {
+                return Ok(());
+            }
+            let gw6 = sub6.first_host();
+            n.enable_ipv6 = true;
+            n.subnet6 = sub6.to_string();
+            n.gateway6 = gw6.to_string();
+            n.pool6 = BTreeMap::from([(gw6.to_string(), "gateway".to_string())]);
+        }
+        self.persist(&nets)
+    }
+
     /// An IPv6 address for `owner` on a dual-stack network (None on an
     /// IPv4-only one).
     pub fn allocate6(

@@ -43,6 +43,13 @@ struct Args {
     /// Berth's nftables table
     #[arg(long, default_value = "berth")]
     nft_table: String,
+    /// Dual stack on the default bridge
+    #[arg(long)]
+    ipv6: bool,
+    /// The default bridge's IPv6 subnet (with --ipv6; default: a random
+    /// unique local /64)
+    #[arg(long = "fixed-cidr-v6")]
+    fixed_cidr_v6: Option<String>,
     /// Connect the host's own connections to published ports straight to the
     /// container at connect() (a cgroup BPF program), rather than through DNAT
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -164,6 +171,8 @@ async fn run(args: Args) -> Result<()> {
             nft_table: args.nft_table.clone(),
             socket_redirect: args.socket_redirect,
             shim_slim_after_ms: args.shim_slim_after,
+            ipv6: args.ipv6,
+            fixed_cidr_v6: args.fixed_cidr_v6.clone(),
         },
         Arc::new(HostMounter),
     )
