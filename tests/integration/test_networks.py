@@ -673,3 +673,20 @@ def test_default_bridge_dual_stack_from_daemon_flags(tmp_path):
     finally:
         d.stop()
         cleanup_leftovers(d)
+
+
+def test_links_on_user_networks_are_names_for_their_container(daemon, name):
+    net = name + "-n"
+    daemon.docker("network", "create", net, check=True)
+    try:
+        daemon.docker("run", "-d", "--name", name + "-db", "--network", net, "busybox", "sleep", "60", check=True)
+        db_ip = ip_of(daemon, name + "-db", net)
+        rc, out, err = daemon.docker("run", "--rm", "--network", net, "--link", f"{name}-db:data",
+                                     "busybox", "nslookup", "data", "127.0.0.11")
+        assert rc == 0 and db_ip in out, out + err
+        # Only the linking container knows the alias.
+        rc, out, err = daemon.docker("run", "--rm", "--network", net, "busybox", "nslookup", "data", "127.0.0.11")
+        assert db_ip not in out, out
+    finally:
+        daemon.docker("rm", "-f", name + "-db")
+        daemon.docker("network", "rm", net)

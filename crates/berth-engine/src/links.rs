@@ -1,8 +1,8 @@
 //! Legacy `--link` on the default bridge, as dockerd still does it: the
 //! parent gets environment variables for the child's exposed ports and an
 //! /etc/hosts line for it, and the child gets an extra name
-//! (`/parent/alias`). On user-defined networks links are left to the
-//! embedded DNS, as in dockerd.
+//! (`/parent/alias`). On user-defined networks a link is a name the
+//! embedded DNS answers for its container alone, as in dockerd.
 
 use crate::record::{Record, Status};
 use crate::{Engine, EngineError, Result};

@@ -692,13 +692,30 @@ impl Engine {
     /// short id. None: not a container's name.
     pub(crate) fn resolve_name(&self, asker: &str, name: &str) -> Option<Vec<std::net::IpAddr>> {
         let cs = self.containers.read().expect("containers");
-        let mine: Vec<String> = cs
-            .get(asker)?
+        let me = cs.get(asker)?;
+        let mine: Vec<String> = me
             .state()
             .endpoints
             .values()
             .map(|e| e.network_id.clone())
             .collect();
+        // On user-defined networks a link is a name only its container
+        // resolves: `--link db:data` makes `data` answer as `db`.
+        let linked = {
+            let r = me.rec.read().expect("rec");
+            let given = r.host_config.links.iter().flatten().cloned();
+            let per_net = r
+                .endpoint_settings
+                .values()
+                .flat_map(|s| s["Links"].as_array().cloned().unwrap_or_default())
+                .filter_map(|l| l.as_str().map(str::to_string));
+            given
+                .chain(per_net)
+                .filter_map(|l| crate::links::parse_link(&l).ok())
+                .find(|(_, alias)| alias.eq_ignore_ascii_case(name))
+                .map(|(target, _)| target)
+        };
+        let name = linked.as_deref().unwrap_or(name);
         let mut out = Vec::new();
         for c in cs.values() {
             let st = c.state();
