@@ -2,6 +2,7 @@
 clients read to tell one failure from another."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -137,3 +138,12 @@ def test_commit_racing_an_exit_or_a_removal_answers_cleanly(daemon, name):
         daemon.docker("rm", "-f", n)
     assert 201 in seen, seen
     assert daemon.api("GET", "/_ping")[0] == 200
+
+
+def test_berth_cli_honours_docker_api_version(daemon):
+    env = dict(daemon.env, DOCKER_API_VERSION="1.99")
+    p = subprocess.run([daemon.cli_path("berth"), "ps"], env=env, capture_output=True)
+    assert p.returncode != 0 and b"client version 1.99 is too new" in p.stderr, p.stderr
+    env["DOCKER_API_VERSION"] = "1.41"
+    p = subprocess.run([daemon.cli_path("berth"), "ps"], env=env, capture_output=True)
+    assert p.returncode == 0, p.stderr

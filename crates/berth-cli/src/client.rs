@@ -50,6 +50,9 @@ impl Write for Conn {
 #[derive(Clone)]
 pub struct Client {
     host: String,
+    /// The API version asked for: ours, or `DOCKER_API_VERSION` as the
+    /// docker CLI honours it (to talk to an older daemon).
+    version: String,
 }
 
 pub struct Response {
@@ -162,8 +165,14 @@ pub fn query(pairs: &[(&str, String)]) -> String {
 
 impl Client {
     pub fn new(host: &str) -> Self {
+        let version = std::env::var("DOCKER_API_VERSION")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| v.trim_start_matches('v').to_string())
+            .unwrap_or_else(|| "1.45".to_string());
         Self {
             host: host.to_string(),
+            version,
         }
     }
 
@@ -196,7 +205,8 @@ impl Client {
     ) -> Result<(Response, Option<Conn>)> {
         let mut conn = self.connect()?;
         let mut head = format!(
-            "{method} /v1.45{path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli/{}\r\n",
+            "{method} /v{}{path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli/{}\r\n",
+            self.version,
             env!("CARGO_PKG_VERSION")
         );
         if upgrade {
