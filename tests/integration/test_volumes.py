@@ -82,7 +82,15 @@ def test_binds_tmpfs_mount_syntax_and_volumes_from(daemon, tmp_path, name):
 
 
 def test_volume_options_prune_and_api_errors(daemon, name):
+    # dockerd's local driver wants type, device and o together.
     rc, out, err = daemon.docker("volume", "create", "-o", "type=tmpfs", "-o", "o=size=3m", f"{name}-tmp")
+    assert rc != 0 and 'missing required option: "device"' in err, err
+    rc, out, err = daemon.docker("volume", "create", "-o", "size=3m", f"{name}-tmp")
+    assert rc != 0 and "quota size requested but no quota support" in err, err
+    rc, out, err = daemon.docker("volume", "create", "-o", "bogus=1", f"{name}-tmp")
+    assert rc != 0 and 'invalid option: "bogus"' in err, err
+    rc, out, err = daemon.docker("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs",
+                                 "-o", "o=size=3m", f"{name}-tmp")
     assert rc == 0, err
     rc, out, err = daemon.docker("run", "--rm", "-v", f"{name}-tmp:/t", "busybox", "sh", "-c",
                                  "grep ' /t ' /proc/mounts")

@@ -87,10 +87,30 @@ impl VolumeStore {
             Some(n) => n.to_string(),
             None => hex::encode(rand::random::<[u8; 32]>()),
         };
+        // dockerd's local driver rules: known keys, and type, device and o
+        // only together (o needs both, each of type and device the other).
+        let bad = |why: String| Err(VolumeError::Invalid(format!("create {name}: {why}")));
         for k in options.keys() {
             if !matches!(k.as_str(), "type" | "o" | "device" | "size") {
-                return Err(VolumeError::Invalid(format!("invalid option key: {k:?}")));
+                return bad(format!("invalid option: {k:?}"));
             }
+        }
+        for (opt, needs) in [
+            ("device", &["type"][..]),
+            ("type", &["device"][..]),
+            ("o", &["device", "type"][..]),
+        ] {
+            if options.contains_key(opt) {
+                if let Some(missing) = needs.iter().find(|n| !options.contains_key(**n)) {
+                    return bad(format!("missing required option: {missing:?}"));
+                }
+            }
+        }
+        // Sizes are quotas to dockerd; here a tmpfs volume's size is the
+        // only kind there is.
+        if options.contains_key("size") && options.get("type").map(String::as_str) != Some("tmpfs")
+        {
+            return bad("quota size requested but no quota support".into());
         }
         if let Some(t) = options.get("type") {
             match t.as_str() {
