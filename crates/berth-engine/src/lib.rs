@@ -2281,6 +2281,16 @@ impl Engine {
             .map(|c| (c.rec.read().expect("rec").clone(), c.state()))
             .collect();
         rows.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+        // `/parent/alias` names of linked containers, gathered in one pass.
+        let mut link_names: HashMap<String, Vec<String>> = HashMap::new();
+        for (r, _) in &rows {
+            for l in &r.links {
+                link_names
+                    .entry(l.child.clone())
+                    .or_default()
+                    .push(format!("/{}/{}", r.name, l.alias));
+            }
+        }
         let ancestors: Vec<String> = filters
             .get("ancestor")
             .into_iter()
@@ -2315,7 +2325,7 @@ impl Engine {
             let mut v = json!({
                 "Id": rec.id,
                 "Names": std::iter::once(format!("/{}", rec.name))
-                    .chain(self.link_names(&rec.id))
+                    .chain(link_names.get(&rec.id).into_iter().flatten().cloned())
                     .collect::<Vec<_>>(),
                 "Image": rec.image,
                 "ImageID": rec.image_id,

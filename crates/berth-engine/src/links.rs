@@ -170,23 +170,6 @@ impl Engine {
         Ok((env, hosts))
     }
 
-    /// `/parent/alias` names by which other containers link to `id`.
-    pub(crate) fn link_names(&self, id: &str) -> Vec<String> {
-        self.containers
-            .read()
-            .expect("containers")
-            .values()
-            .flat_map(|c| {
-                let r = c.rec.read().expect("rec");
-                r.links
-                    .iter()
-                    .filter(|l| l.child == id)
-                    .map(|l| format!("/{}/{}", r.name, l.alias))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
     /// `HostConfig.Links` in inspect: `/child:/parent/alias`, as dockerd
     /// shows registered links.
     pub(crate) fn links_json(&self, rec: &Record) -> Option<Vec<String>> {
