@@ -282,8 +282,11 @@ def test_processes_start_with_default_signal_handling(daemon, name):
 
 def test_network_none_has_a_working_loopback(daemon):
     """As Docker's: `lo` is up with 127.0.0.1, and nothing else is there."""
-    script = ("ip addr; nc -l -p 7777 > /tmp/got & sleep 0.3; "
-              "echo over-lo | nc 127.0.0.1 7777; sleep 0.2; cat /tmp/got")
+    # Connect once the listener is up (no fixed sleep: a loaded machine is
+    # slower than any), then wait for it to have written what it got.
+    script = ("ip addr; nc -l -p 7777 > /tmp/got & i=0; "
+              "until echo over-lo | nc 127.0.0.1 7777 2>/dev/null; do "
+              "i=$((i+1)); [ $i -gt 200 ] && break; sleep 0.05; done; wait; cat /tmp/got")
     rc, out, err = daemon.docker("run", "--rm", "--network", "none", "busybox", "sh", "-c", script)
     assert "inet 127.0.0.1/8" in out and "LOOPBACK,UP" in out, out
     assert out.strip().endswith("over-lo"), (out, err)

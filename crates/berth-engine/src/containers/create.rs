@@ -1,0 +1,327 @@
+//! Creating a container: dockerd's checks and defaults, the merge of the
+//! image's config into the request, names, mounts and network settings.
+
+use crate::*;
+
+impl Engine {
+    /// Makes a container; answers its id and dockerd's warnings about
+    /// settings this host cannot honour.
+    pub async fn create(
+        &self,
+        name: Option<&str>,
+        req: CreateRequest,
+    ) -> Result<(String, Vec<String>)> {
+        let CreateRequest {
+            mut config,
+            mut host_config,
+            networking_config,
+        } = req;
+        let bad = EngineError::BadRequest;
+        validate::config(&mut config).map_err(bad)?;
+        let mut warnings = validate::host_config(&host_config).map_err(bad)?;
+        warnings.extend(validate::resources(&mut host_config, &self.sys, false).map_err(bad)?);
+        validate::apply_defaults(&mut host_config, &self.sys);
+        match host_config.log_config.kind.as_str() {
+            "" => host_config.log_config.kind = "json-file".into(),
+            // `local` keeps its logs in our json-file format, which reads
+            // back the same; only its defaults differ.
+            "json-file" | "local" | "none" => {}
+            other => {
+                return Err(EngineError::BadRequest(format!(
+                    "logger: no log driver named '{other}' is registered"
+                )))
+            }
+        }
+        if config.image.is_empty() {
+            return Err(EngineError::BadRequest("No image specified".into()));
+        }
+        let image = self.store.get(&config.image).map_err(|e| match e {
+            berth_store::StoreError::ImageNotFound(_) => {
+                EngineError::NotFound(format!("No such image: {}", config.image))
+            }
+            e => e.into(),
+        })?;
+        host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
+        check_host_options(&host_config)?;
+        let net_name = net::mode_network(&host_config.network_mode).to_string();
+        // Every network of `EndpointsConfig` (API 1.44+): the mode's is the
+        // primary one, the others are joined at start as after `network
+        // connect`. An unknown one fails the start, as dockerd.
+        let primary = self
+            .nets
+            .get(&net_name)
+            .map(|n| n.name)
+            .unwrap_or_else(|_| net_name.clone());
+        let mut endpoint_cfg = Value::Null;
+        let mut extra_networks = Vec::new();
+        let mut endpoint_settings = BTreeMap::new();
+        let endpoints = networking_config
+            .as_ref()
+            .and_then(|n| n["EndpointsConfig"].as_object().cloned())
+            .unwrap_or_default();
+        for (k, v) in endpoints {
+            // The docker CLI names the default network `default`.
+            let k = net::mode_network(&k).to_string();
+            let name = self.nets.get(&k).map(|n| n.name).unwrap_or(k);
+            if name == primary {
+                endpoint_cfg = v.clone();
+            } else if net_name == "host" {
+                return Err(EngineError::BadRequest(
+                    "container cannot be disconnected from host network or connected to host network".into(),
+                ));
+            } else if net_name == "none" {
+                return Err(EngineError::BadRequest(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
+                ));
+            } else {
+                let (aliases, ip) = record::endpoint_aliases_and_ip(&v);
+                extra_networks.push(record::ExtraNetwork {
+                    name: name.clone(),
+                    aliases,
+                    ip,
+                });
+            }
+            endpoint_settings.insert(name, record::endpoint_settings_as_given(&v));
+        }
+        let (aliases, requested_ip) = record::endpoint_aliases_and_ip(&endpoint_cfg);
+        let mac_address = endpoint_cfg["MacAddress"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| Some(config.mac_address.clone()).filter(|m| !m.is_empty()));
+        if let Some(m) = &mac_address {
+            net::parse_mac(m)?;
+        }
+        for c in host_config
+            .cap_add
+            .iter()
+            .flatten()
+            .chain(host_config.cap_drop.iter().flatten())
+        {
+            spec::normalize_cap(c).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        }
+        let ic = &image.config.config;
+        config.env = Some(merge_env(
+            ic.env.as_deref().unwrap_or_default(),
+            config.env.as_deref().unwrap_or_default(),
+        ));
+        let entrypoint = match &config.entrypoint {
+            Some(e) if e.len() == 1 && e[0].is_empty() => vec![],
+            Some(e) => e.clone(),
+            None => ic.entrypoint.clone().unwrap_or_default(),
+        };
+        let cmd = match &config.cmd {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ if config.entrypoint.is_some() => vec![],
+            _ => ic.cmd.clone().unwrap_or_default(),
+        };
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) && config.entrypoint.is_none() {
+            config.cmd = ic.cmd.clone();
+        }
+        if config.entrypoint.is_none() {
+            config.entrypoint = ic.entrypoint.clone();
+        }
+        let mut argv = entrypoint;
+        argv.extend(cmd);
+        if argv.is_empty() {
+            return Err(EngineError::BadRequest("no command specified".into()));
+        }
+        if config.working_dir.is_empty() {
+            config.working_dir = ic.working_dir.clone();
+        }
+        if config.user.is_empty() {
+            config.user = ic.user.clone();
+        }
+        let mut labels = ic.labels.clone().unwrap_or_default();
+        labels.extend(config.labels.clone().unwrap_or_default());
+        config.labels = Some(labels);
+        if config.exposed_ports.is_none() {
+            config.exposed_ports = ic.exposed_ports.clone();
+        }
+        if config.stop_signal.is_none() {
+            config.stop_signal = ic.stop_signal.clone();
+        }
+        // The container's healthcheck replaces the image's; `Test` left
+        // empty keeps the image's command with the container's timings.
+        config.healthcheck = match (config.healthcheck.take(), &ic.healthcheck) {
+            (Some(mut c), Some(i)) if c["Test"].as_array().is_none_or(|t| t.is_empty()) => {
+                c["Test"] = i["Test"].clone();
+                Some(c)
+            }
+            (Some(c), _) => Some(c),
+            (None, i) => i.clone(),
+        };
+        let id = new_id();
+        if config.hostname.is_empty() {
+            config.hostname = if host_config.network_mode == "host" {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| id[..12].to_string())
+            } else {
+                id[..12].to_string()
+            };
+        }
+        let name = match name {
+            Some(n) if !n.is_empty() => {
+                let n = n.trim_start_matches('/');
+                if !names::valid(n) {
+                    return Err(EngineError::BadRequest(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.to_string()
+            }
+            _ => {
+                let taken = self.names.read().expect("names");
+                (0..)
+                    .map(names::generate)
+                    .find(|n| !taken.contains_key(n))
+                    .unwrap_or_else(|| id[..12].to_string())
+            }
+        };
+        // The image's VOLUMEs become anonymous volumes too.
+        if let Some(iv) = &ic.volumes {
+            let v = config.volumes.get_or_insert_with(Default::default);
+            for (k, val) in iv {
+                v.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
+        let mounts = self.resolve_mounts(&config, &host_config)?;
+        let links = self.register_links(
+            host_config.links.as_deref().unwrap_or_default(),
+            &host_config.network_mode,
+        )?;
+        // `none` keeps nothing: the shim logs nowhere, and inspect shows
+        // an empty LogPath as dockerd's.
+        let log_path = match host_config.log_config.kind.as_str() {
+            "none" => String::new(),
+            _ => self
+                .cdir(&id)
+                .join(format!("{id}-json.log"))
+                .display()
+                .to_string(),
+        };
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: now(),
+            image: config.image.clone(),
+            image_id: image.id.clone(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host_config,
+            log_path,
+            layers: image.chain.clone(),
+            mounts,
+            aliases,
+            requested_ip,
+            mac_address,
+            extra_networks,
+            endpoint_settings,
+            links,
+        };
+        {
+            // Check and claim the name in one step: two creates race for it.
+            let mut names = self.names.write().expect("names");
+            if let Some(other) = names.get(&name) {
+                return Err(EngineError::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            names.insert(name.clone(), id.clone());
+        }
+        let res = (|| {
+            std::fs::create_dir_all(self.cdir(&id))?;
+            self.persist_record(&rec)?;
+            // The default state: also what a record without state.json
+            // loads as, so this one need not reach the disk first.
+            write_replace(
+                &self.cdir(&id).join("state.json"),
+                &serde_json::to_vec(&State::default()).unwrap_or_default(),
+            )?;
+            Ok::<_, EngineError>(())
+        })();
+        if let Err(e) = res {
+            self.names.write().expect("names").remove(&name);
+            let _ = remove_tree(&self.cdir(&id));
+            return Err(e);
+        }
+        self.emit_container(&rec, "create", &[]);
+        self.insert(rec, State::default());
+        Ok((id, warnings))
+    }
+}
+
+/// Refuses `--pid`/`--ipc`/`--uts` modes, ulimits and sysctls Docker would
+/// refuse (or that Berth cannot honour), before anything is created.
+pub(crate) fn check_host_options(hc: &berth_api::HostConfig) -> Result<()> {
+    let bad = |m: String| Err(EngineError::BadRequest(m));
+    if !matches!(hc.pid_mode.as_str(), "" | "host") {
+        return bad(format!(
+            "invalid PID mode: {} (only host is supported)",
+            hc.pid_mode
+        ));
+    }
+    if !matches!(hc.ipc_mode.as_str(), "" | "private" | "shareable" | "host") {
+        return bad(format!("invalid IPC mode: {}", hc.ipc_mode));
+    }
+    if !matches!(hc.uts_mode.as_str(), "" | "host") {
+        return bad(format!("invalid UTS mode: {}", hc.uts_mode));
+    }
+    const ULIMITS: [&str; 15] = [
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+    ];
+    for u in hc.ulimits.iter().flatten() {
+        if !ULIMITS.contains(&u.name.as_str()) && u.name != "stack" {
+            return bad(format!("invalid ulimit type: {}", u.name));
+        }
+        if u.soft > u.hard {
+            return bad(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            ));
+        }
+    }
+    for k in hc.sysctls.iter().flatten().map(|(k, _)| k) {
+        let namespaced = k.starts_with("fs.mqueue.")
+            || k.starts_with("net.")
+            || matches!(
+                k.as_str(),
+                "kernel.msgmax"
+                    | "kernel.msgmnb"
+                    | "kernel.msgmni"
+                    | "kernel.sem"
+                    | "kernel.shmall"
+                    | "kernel.shmmax"
+                    | "kernel.shmmni"
+                    | "kernel.shm_rmid_forced"
+                    | "kernel.domainname"
+                    | "kernel.hostname"
+            );
+        if !namespaced {
+            return bad(format!("sysctl '{k}' is not allowed"));
+        }
+        if k.starts_with("net.") && hc.network_mode == "host" {
+            return bad(format!(
+                "sysctl '{k}' is not allowed in host network namespace"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The container room: create, start and what follows, attach, and the
+//! views of containers. Each file adds methods to `Engine`.
+
+mod attach;
+mod create;
+mod lifecycle;
+mod start;
+mod views;

@@ -1,0 +1,804 @@
+//! Starting a container: its rootfs, network, OCI spec and shim; watching
+//! it run; exit handling and restart policies.
+
+use crate::*;
+
+impl Engine {
+    pub async fn start(self: &Arc<Self>, key: &str) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        match c.state().status {
+            Status::Running | Status::Paused => return Err(EngineError::NotModified),
+            Status::Removing | Status::Dead => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is marked for removal and cannot be started",
+                    c.id()
+                )))
+            }
+            _ => {}
+        }
+        {
+            let mut st = c.state.lock().expect("state");
+            st.manually_stopped = false;
+        }
+        self.start_locked(&c).await
+    }
+
+    pub(crate) fn prepare_rootfs(&self, rec: &Record) -> Result<PathBuf> {
+        let target = self.rootfs(&rec.id);
+        if !self.mounter.is_mounted(&target) {
+            let init = self.cdir(&rec.id).join("init");
+            if !init.exists() {
+                rootfs::make_init_layer(&init)?;
+            }
+            let m = OverlayMount {
+                lower: self.lower_dirs_of(rec)?,
+                upper: Some((
+                    self.cdir(&rec.id).join("rw/upper"),
+                    self.cdir(&rec.id).join("rw/work"),
+                )),
+                target: target.clone(),
+            };
+            self.mounter
+                .mount_overlay(&m)
+                .map_err(|e| EngineError::Internal(format!("mounting rootfs: {e}")))?;
+        }
+        Ok(target)
+    }
+
+    /// The read-only layers under a container's writable one, top first: its
+    /// init layer (mount points the engine needs), then the image's layers.
+    pub(crate) fn lower_dirs_of(&self, rec: &Record) -> Result<Vec<PathBuf>> {
+        let mut dirs = vec![self.cdir(&rec.id).join("init")];
+        if rec.layers.is_empty() {
+            dirs.extend(self.store.lower_dirs(&self.store.get(&rec.image_id)?)?);
+        } else {
+            dirs.extend(self.store.chain_dirs(&rec.layers)?);
+        }
+        Ok(dirs)
+    }
+
+    /// An `--add-host` entry as (name, address): `name:ip` or `name=ip`,
+    /// IPv6 in brackets or not, `host-gateway` for the default bridge's
+    /// gateway (Docker's `--host-gateway-ip` default).
+    pub(crate) fn extra_host(&self, e: &str) -> Option<(String, String)> {
+        let (name, ip) = match (e.split_once('='), e.split_once(':')) {
+            (Some(kv), _) => kv,
+            (None, Some(kv)) => kv,
+            (None, None) => return None,
+        };
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        let ip = if ip == "host-gateway" {
+            self.cfg.bip.split('/').next().unwrap_or_default()
+        } else {
+            ip
+        };
+        Some((name.to_string(), ip.to_string()))
+    }
+
+    pub(crate) fn write_etc_files(
+        &self,
+        rec: &Record,
+        eps: &BTreeMap<String, net::EndpointState>,
+        link_hosts: &[String],
+    ) -> Result<Vec<(PathBuf, String)>> {
+        let dir = self.cdir(&rec.id);
+        let host_net = rec.host_config.network_mode == "host";
+        let hostname = &rec.config.hostname;
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        let mut hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            String::from(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+            )
+        };
+        if !hosts.is_empty() && !hosts.ends_with('\n') {
+            hosts.push('\n');
+        }
+        for e in rec.host_config.extra_hosts.iter().flatten() {
+            if let Some((name, ip)) = self.extra_host(e) {
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        for l in link_hosts {
+            hosts.push_str(&format!("{l}\n"));
+        }
+        if !host_net {
+            for ep in eps.values() {
+                hosts.push_str(&format!("{}\t{}\n", ep.ip, hostname));
+            }
+        }
+        std::fs::write(dir.join("hosts"), hosts)?;
+        let resolv = match &rec.host_config.dns {
+            // On user-defined networks the embedded server answers, as
+            // dockerd's; `--dns` servers become its upstreams.
+            _ if self.on_user_network(eps) => {
+                let search: String = std::fs::read_to_string("/etc/resolv.conf")
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("search"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                format!("{search}nameserver 127.0.0.11\noptions ndots:0\n")
+            }
+            Some(d) if !d.is_empty() => d.iter().map(|s| format!("nameserver {s}\n")).collect(),
+            // A loopback resolver of the host is not reachable from a
+            // container's own network namespace: leave such lines out.
+            _ if !host_net => std::fs::read_to_string("/etc/resolv.conf")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !(l.starts_with("nameserver") && l.contains(" 127.")))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        let resolv = with_dns_overrides(
+            &resolv,
+            rec.host_config.dns_search.as_deref().unwrap_or_default(),
+            rec.host_config.dns_options.as_deref().unwrap_or_default(),
+        );
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        Ok(vec![
+            (dir.join("hostname"), "/etc/hostname".into()),
+            (dir.join("hosts"), "/etc/hosts".into()),
+            (dir.join("resolv.conf"), "/etc/resolv.conf".into()),
+        ])
+    }
+
+    pub(crate) fn run_spec(
+        &self,
+        rec: &Record,
+        rootfs: &Path,
+        netns: Option<&str>,
+        eps: &BTreeMap<String, net::EndpointState>,
+    ) -> Result<RunSpec> {
+        let hc = &rec.host_config;
+        let user = user::resolve(rootfs, &rec.config.user).map_err(EngineError::BadRequest)?;
+        let (link_env, link_hosts) = self.link_setup(rec)?;
+        // The container's own variables win over its links'.
+        let mut env = merge_env(&link_env, rec.config.env.as_deref().unwrap_or_default());
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        env = merge_env(&[format!("HOSTNAME={}", rec.config.hostname)], &env);
+        if rec.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        let mut args = vec![rec.path.clone()];
+        args.extend(rec.args.iter().cloned());
+        let sec = hc.security_opt.clone().unwrap_or_default();
+        let mut additional_gids = user.additional_gids;
+        for g in hc.group_add.iter().flatten() {
+            let gid = user::group_id(rootfs, g).map_err(EngineError::BadRequest)?;
+            if !additional_gids.contains(&gid) {
+                additional_gids.push(gid);
+            }
+        }
+        let rlimits = hc
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|u| {
+                (
+                    format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
+                    u.soft as u64,
+                    u.hard as u64,
+                )
+            })
+            .collect();
+        Ok(RunSpec {
+            shm_size: hc.shm_size,
+            rlimits,
+            sysctls: hc.sysctls.clone().unwrap_or_default().into_iter().collect(),
+            host_pid: hc.pid_mode == "host",
+            host_ipc: hc.ipc_mode == "host",
+            host_uts: hc.uts_mode == "host",
+            rootfs: rootfs.to_path_buf(),
+            args,
+            env,
+            cwd: if rec.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                rec.config.working_dir.clone()
+            },
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids,
+            tty: rec.config.tty,
+            hostname: rec.config.hostname.clone(),
+            readonly_rootfs: hc.readonly_rootfs,
+            privileged: hc.privileged,
+            cap_add: hc.cap_add.clone().unwrap_or_default(),
+            cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+            no_new_privileges: sec.iter().any(|s| {
+                s == "no-new-privileges"
+                    || s == "no-new-privileges:true"
+                    || s == "no-new-privileges=true"
+            }),
+            seccomp_unconfined: sec
+                .iter()
+                .any(|s| s == "seccomp=unconfined" || s == "seccomp:unconfined"),
+            memory: hc.memory,
+            memory_swap: hc.memory_swap,
+            nano_cpus: hc.nano_cpus,
+            cpu_quota: hc.cpu_quota,
+            cpu_period: hc.cpu_period,
+            cpu_shares: hc.cpu_shares,
+            pids_limit: hc.pids_limit.unwrap_or(0),
+            net: match (hc.network_mode.as_str(), netns) {
+                ("host", _) => NetMode::Host,
+                (_, Some(p)) => NetMode::Path(p.to_string()),
+                _ => NetMode::None,
+            },
+            cgroup_path: stats::cgroup_path(&rec.id),
+            etc_binds: self.write_etc_files(rec, eps, &link_hosts)?,
+            mounts: self.prepare_mounts(rec, rootfs)?,
+            host_cgroupns: hc.cgroupns_mode == "host",
+            memory_reservation: hc.memory_reservation,
+            memory_swappiness: hc.memory_swappiness,
+            oom_kill_disable: hc.oom_kill_disable == Some(true),
+            oom_score_adj: hc.oom_score_adj,
+            cpuset_cpus: hc.cpuset_cpus.clone(),
+            cpuset_mems: hc.cpuset_mems.clone(),
+            blkio_weight: hc.blkio_weight,
+            blkio_weight_device: block_devices(
+                hc.blkio_weight_device
+                    .iter()
+                    .flatten()
+                    .map(|d| (d.path.as_str(), d.weight as u64)),
+            )?,
+            read_bps: throttles(&hc.blkio_device_read_bps)?,
+            write_bps: throttles(&hc.blkio_device_write_bps)?,
+            read_iops: throttles(&hc.blkio_device_read_iops)?,
+            write_iops: throttles(&hc.blkio_device_write_iops)?,
+            device_allow: hc
+                .device_cgroup_rules
+                .iter()
+                .flatten()
+                .map(|r| validate::parse_device_rule(r).map_err(EngineError::BadRequest))
+                .collect::<Result<_>>()?,
+            masked_paths: hc.masked_paths.clone(),
+            readonly_paths: hc.readonly_paths.clone(),
+            devices: host_devices(hc.devices.as_deref().unwrap_or_default())?,
+        })
+    }
+
+    pub(crate) async fn start_locked(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
+        let rec = c.rec.read().expect("rec").clone();
+        let res = self.launch(c, &rec).await;
+        if let Err(e) = &res {
+            let mut st = c.state.lock().expect("state");
+            st.error = e.to_string();
+            if st.status != Status::Exited {
+                st.status = if st.started_at.is_some() {
+                    Status::Exited
+                } else {
+                    Status::Created
+                };
+            }
+            st.exit_code = exit_code_for_start_error(&st.error);
+            drop(st);
+            let _ = self.persist_state(c);
+            let _ = self.mounter.unmount(&self.rootfs(&rec.id));
+            c.bump(|s| s.exits += 1);
+            // As dockerd does: `run --rm` whose start fails leaves nothing behind,
+            // and the CLI waits for that removal before it exits.
+            if rec.host_config.auto_remove {
+                self.spawn_auto_remove(rec.id.clone());
+            }
+        }
+        res
+    }
+
+    pub(crate) async fn launch(self: &Arc<Self>, c: &Arc<Ctr>, rec: &Record) -> Result<()> {
+        let (netns, eps) = match self.setup_network(rec).await? {
+            Some((p, e)) => (Some(p), e),
+            None => (None, Default::default()),
+        };
+        c.state.lock().expect("state").endpoints = eps.clone();
+        if let Some(ns) = &netns {
+            if self.on_user_network(&eps) {
+                if let Err(e) = self.start_dns(&rec.id, Path::new(ns)) {
+                    self.teardown_network(&rec.id, &eps).await;
+                    c.state.lock().expect("state").endpoints.clear();
+                    return Err(e);
+                }
+            }
+        }
+        let publishes = eps.values().any(|e| !e.ports.is_empty());
+        if publishes {
+            self.sync_nft_async().await;
+        }
+        let res = self.launch_in(c, rec, netns.as_deref(), &eps).await;
+        if res.is_err() {
+            c.state.lock().expect("state").endpoints.clear();
+            self.teardown_network(&rec.id, &eps).await;
+            if publishes {
+                self.sync_nft_async().await;
+            }
+        }
+        res
+    }
+
+    pub(crate) async fn launch_in(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        rec: &Record,
+        netns: Option<&str>,
+        eps: &BTreeMap<String, net::EndpointState>,
+    ) -> Result<()> {
+        let id = &rec.id;
+        let rootfs = self.prepare_rootfs(rec)?;
+        if !rec.config.working_dir.is_empty() {
+            // As dockerd does: a missing working directory is created (root, 0755).
+            rootfs::secure_join(&rootfs, &rec.config.working_dir)
+                .and_then(std::fs::create_dir_all)
+                .map_err(|e| {
+                    EngineError::BadRequest(format!(
+                        "cannot create working directory {}: {e}",
+                        rec.config.working_dir
+                    ))
+                })?;
+        }
+        let rs = self.run_spec(rec, &rootfs, netns, eps)?;
+        let oci = spec::build(&rs).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        let xdir = self.xdir(id);
+        std::fs::create_dir_all(xdir.join("bundle"))?;
+        // The previous shim of this container may still be tearing down its
+        // cgroups after reporting the exit: let it finish first.
+        wait_for_old_shim(&xdir).await;
+        for stale in ["exit", "init.pid"] {
+            let _ = std::fs::remove_file(xdir.join(stale));
+        }
+        let _ = std::fs::remove_file(self.shim_socket(id));
+        let runtime_root = self.cfg.exec_root.join("runtime");
+        write_replace(
+            &xdir.join("bundle/config.json"),
+            &serde_json::to_vec(&oci).map_err(|e| EngineError::Internal(e.to_string()))?,
+        )?;
+        let log_opts = rec
+            .host_config
+            .log_config
+            .config
+            .clone()
+            .unwrap_or_default();
+        // dockerd's `local` driver keeps 5 files of 20 MB unless told.
+        let local = rec.host_config.log_config.kind == "local";
+        let (default_size, default_files) = if local { (20 << 20, 5) } else { (10 << 20, 3) };
+        let shim_cfg = berth_runtime::proto::ShimConfig {
+            id: id.clone(),
+            bundle: xdir.join("bundle").display().to_string(),
+            runtime_root: runtime_root.display().to_string(),
+            log_path: rec.log_path.clone(),
+            log_max_size: log_opts
+                .get("max-size")
+                .and_then(|s| parse_size(s))
+                .unwrap_or(default_size),
+            log_max_files: log_opts
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default_files),
+            tty: rec.config.tty,
+            open_stdin: rec.config.open_stdin,
+            stdin_once: rec.config.stdin_once,
+            height: 0,
+            width: 0,
+            cgroup_path: rs.cgroup_path.clone(),
+            socket: self.shim_socket(id).display().to_string(),
+            seccomp_cache: self.cfg.exec_root.join("seccomp").display().to_string(),
+            slim_after_ms: self.cfg.shim_slim_after_ms,
+            monitor: self
+                .cfg
+                .monitor_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        };
+        write_replace(
+            &xdir.join("shim.json"),
+            &serde_json::to_vec(&shim_cfg).map_err(|e| EngineError::Internal(e.to_string()))?,
+        )?;
+        self.spawn_shim(&xdir).await?;
+        let mut rx = c.signals.subscribe();
+        c.bump(|s| s.shims += 1);
+        // `docker run` attaches before it starts: let those attaches connect
+        // first (each one bumps the signals when it has), for at most 2 s.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while c.attach_pending.load(Ordering::SeqCst) > 0 {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        // berthd's waiter is in place before the process runs.
+        let waiter = self.shim(id).begin_wait().await.ok();
+        let resp = match self.shim(id).call(&Request::Start).await {
+            Ok(r) => r,
+            Err(e) => {
+                if kill_stale_shim(&xdir) {
+                    let path = stats::cgroup_path(id);
+                    let _ =
+                        tokio::task::spawn_blocking(move || berth_runtime::cgroups::destroy(&path))
+                            .await;
+                }
+                return Err(e.into());
+            }
+        };
+        {
+            let mut st = c.state.lock().expect("state");
+            st.status = Status::Running;
+            st.pid = resp.pid.unwrap_or(0);
+            st.exit_code = 0;
+            st.oom_killed = false;
+            st.error.clear();
+            st.started_at = Some(now());
+        }
+        self.start_health(c, true);
+        self.persist_state_soon(c);
+        self.emit_for(c, "start", &[]);
+        let me = self.clone();
+        let c2 = c.clone();
+        tokio::spawn(async move { me.monitor(c2, waiter).await });
+        Ok(())
+    }
+
+    pub(crate) async fn spawn_shim(&self, xdir: &Path) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(xdir.join("shim.log"))?;
+        let mut child = tokio::process::Command::new(&self.cfg.shim_path)
+            .arg(xdir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| EngineError::Internal(format!("spawning shim: {e}")))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        // A shim that dies without a word must not hang us: a process it left
+        // behind may still hold the other end of the pipe.
+        let exited_early = tokio::select! {
+            r = reader.read_line(&mut line) => { r?; false }
+            _ = child.wait() => true,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                let _ = child.start_kill();
+                true
+            }
+        };
+        if exited_early && line.is_empty() {
+            // It may have exited just after writing its answer, which the
+            // pipe still holds.
+            let _ =
+                tokio::time::timeout(Duration::from_millis(200), reader.read_line(&mut line)).await;
+        }
+        if exited_early && line.is_empty() {
+            let log = std::fs::read_to_string(xdir.join("shim.log")).unwrap_or_default();
+            return Err(EngineError::Internal(format!(
+                "failed to create task for container: shim exited: {}",
+                log.lines().last().unwrap_or("no output")
+            )));
+        }
+        // Reap the shim whenever it ends; it outlives us if we go first.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let line = line.trim();
+        if line == "ready" {
+            return Ok(());
+        }
+        let msg = line.strip_prefix("error ").unwrap_or(line);
+        let msg = if msg.is_empty() { "shim exited" } else { msg };
+        Err(EngineError::BadRequest(format!(
+            "failed to create task for container: {}",
+            docker_exec_error(msg)
+        )))
+    }
+
+    pub(crate) async fn monitor(
+        self: Arc<Self>,
+        c: Arc<Ctr>,
+        waiter: Option<berth_runtime::shim_client::PendingWait>,
+    ) {
+        let id = c.id();
+        let exit = match waiter {
+            Some(w) => w.exit().await,
+            None => self.shim(&id).wait().await,
+        };
+        let exit = match exit {
+            Ok(e) => e,
+            Err(_) => {
+                // The shim is gone, usually because a short-lived container ended
+                // before we asked; it writes its exit file before it closes its
+                // socket. Without the file it died: look once more, then give up.
+                let path = self.xdir(&id).join("exit");
+                let read = || {
+                    std::fs::read(&path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<ExitStatus>(&b).ok())
+                };
+                let found = match read() {
+                    Some(e) => Some(e),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        read()
+                    }
+                };
+                found.unwrap_or(ExitStatus {
+                    exit_code: 255,
+                    oom_killed: false,
+                    finished_at: now(),
+                })
+            }
+        };
+        self.handle_exit(c, exit, true).await;
+    }
+
+    /// Boxed: exit handling may restart the container, whose monitor ends here again.
+    pub(crate) fn handle_exit(
+        self: Arc<Self>,
+        c: Arc<Ctr>,
+        exit: ExitStatus,
+        policies: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.handle_exit_inner(c, exit, policies))
+    }
+
+    pub(crate) async fn handle_exit_inner(
+        self: Arc<Self>,
+        c: Arc<Ctr>,
+        exit: ExitStatus,
+        policies: bool,
+    ) {
+        let id = c.id();
+        self.stop_health(&id);
+        // The network goes first, its published ports with it: whoever sees
+        // the container exited (`rm -f`, `stop`) must find no rule left.
+        let eps = {
+            let mut st = c.state.lock().expect("state");
+            if !st.status.is_running() {
+                return;
+            }
+            std::mem::take(&mut st.endpoints)
+        };
+        self.teardown_network(&id, &eps).await;
+        if eps.values().any(|e| !e.ports.is_empty()) {
+            self.sync_nft_async().await;
+        }
+        let (restart, remove) = {
+            let mut st = c.state.lock().expect("state");
+            if !st.status.is_running() {
+                return;
+            }
+            let ran_for = st
+                .started_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+                .unwrap_or(0);
+            st.status = Status::Exited;
+            st.exit_code = exit.exit_code;
+            st.oom_killed = exit.oom_killed;
+            st.pid = 0;
+            st.finished_at = Some(if exit.finished_at.is_empty() {
+                now()
+            } else {
+                exit.finished_at
+            });
+            if ran_for >= 10 {
+                st.failure_count = 0;
+            }
+            let rec = c.rec.read().expect("rec");
+            let rp = &rec.host_config.restart_policy;
+            let restart = policies
+                && !st.manually_stopped
+                && match rp.name.as_str() {
+                    "always" | "unless-stopped" => true,
+                    "on-failure" => {
+                        st.exit_code != 0
+                            && (rp.maximum_retry_count == 0
+                                || (st.failure_count as i64) < rp.maximum_retry_count)
+                    }
+                    _ => false,
+                };
+            if restart {
+                st.failure_count += 1;
+                st.restart_count += 1;
+                st.status = Status::Restarting;
+            }
+            (restart, rec.host_config.auto_remove && !restart)
+        };
+        // Removal follows at once for `--rm`: atomic is enough; a crash in
+        // between leaves an exited container, or a running one whose shim
+        // is gone, which the next start of berthd marks exited.
+        let _ = self.persist_state_with(&c, !remove);
+        let _ = self.mounter.unmount(&self.rootfs(&id));
+        if exit.oom_killed {
+            self.emit_for(&c, "oom", &[]);
+        }
+        self.emit_for(&c, "die", &[("exitCode", exit.exit_code.to_string())]);
+        c.bump(|s| s.exits += 1);
+        if restart {
+            let fails = c.state().failure_count.min(10);
+            let delay = Duration::from_millis(100u64 << fails.saturating_sub(1))
+                .min(Duration::from_secs(60));
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = c.op.lock().await;
+                let st = c.state();
+                if st.status != Status::Restarting {
+                    return;
+                }
+                if st.manually_stopped {
+                    c.state.lock().expect("state").status = Status::Exited;
+                    let _ = me.persist_state(&c);
+                    c.bump(|s| s.exits += 1);
+                } else if let Err(e) = me.start_locked(&c).await {
+                    tracing::warn!("restarting {id}: {e}");
+                }
+            });
+        } else if remove {
+            self.spawn_auto_remove(id);
+        }
+    }
+
+    /// Removal runs apart: the caller may hold the container's op lock.
+    pub(crate) fn spawn_auto_remove(self: &Arc<Self>, id: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            // As `docker run --rm`: anonymous volumes go with the container.
+            if let Err(e) = me.remove(&id, true, true).await {
+                tracing::warn!("auto-remove {id}: {e}");
+            }
+        });
+    }
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]` as device nodes: a device file is
+/// made as the host has it (number, mode, owner); a directory brings every
+/// device below it, as dockerd does.
+pub(crate) fn host_devices(list: &[berth_api::DeviceMapping]) -> Result<Vec<spec::DeviceNode>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for d in list {
+        let host = Path::new(&d.path_on_host);
+        let inside = match d.path_in_container.as_str() {
+            "" => d.path_on_host.clone(),
+            p => p.to_string(),
+        };
+        let access = match d.cgroup_permissions.as_str() {
+            "" => "rwm".to_string(),
+            p => p.to_string(),
+        };
+        let md = std::fs::metadata(host).map_err(|e| {
+            EngineError::BadRequest(format!(
+                "error gathering device information while adding custom device \"{}\": {e}",
+                d.path_on_host
+            ))
+        })?;
+        let mut found: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+        if md.is_dir() {
+            let mut stack = vec![host.to_path_buf()];
+            while let Some(dir) = stack.pop() {
+                for e in std::fs::read_dir(&dir)?.flatten() {
+                    let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                        continue;
+                    };
+                    if m.is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        found.push((e.path(), m));
+                    }
+                }
+            }
+        } else {
+            found.push((host.to_path_buf(), md));
+        }
+        for (p, m) in found {
+            let kind = match m.file_type() {
+                t if t.is_char_device() => 'c',
+                t if t.is_block_device() => 'b',
+                _ if p == host => {
+                    return Err(EngineError::BadRequest(format!(
+                        "error gathering device information while adding custom device \"{}\": not a device node",
+                        d.path_on_host
+                    )))
+                }
+                _ => continue,
+            };
+            let rel = p.strip_prefix(host).unwrap_or(Path::new(""));
+            let path = if rel.as_os_str().is_empty() {
+                inside.clone()
+            } else {
+                format!("{}/{}", inside.trim_end_matches('/'), rel.display())
+            };
+            out.push(spec::DeviceNode {
+                path,
+                kind,
+                major: nix::sys::stat::major(m.rdev()),
+                minor: nix::sys::stat::minor(m.rdev()),
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                access: access.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Block devices named by path, with their weight or rate, by number.
+pub(crate) fn block_devices<'a>(
+    devs: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<Vec<spec::BlkioDevice>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    devs.map(|(path, value)| {
+        let md = std::fs::metadata(path)
+            .map_err(|e| EngineError::BadRequest(format!("invalid block device {path}: {e}")))?;
+        if !md.file_type().is_block_device() {
+            return Err(EngineError::BadRequest(format!(
+                "invalid block device {path}: not a block device"
+            )));
+        }
+        let rdev = md.rdev();
+        Ok(spec::BlkioDevice {
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            value,
+        })
+    })
+    .collect()
+}
+
+pub(crate) fn throttles(
+    l: &Option<Vec<berth_api::ThrottleDevice>>,
+) -> Result<Vec<spec::BlkioDevice>> {
+    block_devices(l.iter().flatten().map(|d| (d.path.as_str(), d.rate)))
+}
+
+/// A resolv.conf with `--dns-search` and `--dns-option` replacing its own
+/// `search` and `options` lines.
+pub(crate) fn with_dns_overrides(resolv: &str, search: &[String], options: &[String]) -> String {
+    let mut out: String = resolv
+        .lines()
+        .filter(|l| {
+            let replaced = |key: &str, by: &[String]| !by.is_empty() && l.starts_with(key);
+            !replaced("search", search) && !replaced("options", options)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+/// Waits (up to 5 s) for the shim whose pid `xdir/shim.pid` names to exit.
+pub(crate) async fn wait_for_old_shim(xdir: &Path) {
+    let Some(pid) = std::fs::read_to_string(xdir.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&*xdir.to_string_lossy()))
+            .unwrap_or(false)
+    };
+    for _ in 0..5000 {
+        if !ours(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
