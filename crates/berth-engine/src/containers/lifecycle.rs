@@ -91,14 +91,20 @@ impl Engine {
             self.wait_exit(&c, None).await;
             return Ok(());
         }
-        self.shim(&id)
+        let killed = self
+            .shim(&id)
             .call(&Request::Kill {
                 signal: libc::SIGKILL,
                 all: true,
             })
-            .await?;
-        self.wait_exit(&c, Some(Duration::from_secs(10))).await;
-        Ok(())
+            .await;
+        // An error here is most often the container having ended (and its
+        // shim with it) since the first signal: then the stop is done.
+        let ended = self.wait_exit(&c, Some(Duration::from_secs(10))).await;
+        match killed {
+            Err(e) if !ended => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     pub async fn kill(&self, key: &str, signal: &str) -> Result<()> {
@@ -115,12 +121,24 @@ impl Engine {
             c.state.lock().expect("state").manually_stopped = true;
             let _ = self.persist_state(&c);
         }
-        self.shim(&c.id())
+        if let Err(e) = self
+            .shim(&c.id())
             .call(&Request::Kill {
                 signal: sig,
                 all: false,
             })
-            .await?;
+            .await
+        {
+            // It ended meanwhile: dockerd's answer for a stopped container.
+            if !self.wait_exit(&c, Some(Duration::from_secs(1))).await {
+                return Err(e.into());
+            }
+            return Err(EngineError::Conflict(format!(
+                "cannot kill container: {}: container {} is not running",
+                key,
+                c.id()
+            )));
+        }
         self.emit_for(&c, "kill", &[("signal", sig.to_string())]);
         if sig == libc::SIGKILL {
             self.wait_exit(&c, Some(Duration::from_secs(10))).await;

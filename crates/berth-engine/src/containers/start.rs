@@ -570,6 +570,15 @@ impl Engine {
         if eps.values().any(|e| !e.ports.is_empty()) {
             self.sync_nft_async().await;
         }
+        // Lock order: never the record while holding the state (see
+        // ARCHITECTURE.md); what the record says is read first.
+        let (rp, auto_remove) = {
+            let rec = c.rec.read().expect("rec");
+            (
+                rec.host_config.restart_policy.clone(),
+                rec.host_config.auto_remove,
+            )
+        };
         let (restart, remove) = {
             let mut st = c.state.lock().expect("state");
             if !st.status.is_running() {
@@ -593,8 +602,6 @@ impl Engine {
             if ran_for >= 10 {
                 st.failure_count = 0;
             }
-            let rec = c.rec.read().expect("rec");
-            let rp = &rec.host_config.restart_policy;
             let restart = policies
                 && !st.manually_stopped
                 && match rp.name.as_str() {
@@ -611,7 +618,7 @@ impl Engine {
                 st.restart_count += 1;
                 st.status = Status::Restarting;
             }
-            (restart, rec.host_config.auto_remove && !restart)
+            (restart, auto_remove && !restart)
         };
         // Removal follows at once for `--rm`: atomic is enough; a crash in
         // between leaves an exited container, or a running one whose shim

@@ -222,10 +222,11 @@ impl Engine {
             .expect("containers")
             .values()
             .filter_map(|c| {
+                let running = c.state().status.is_running();
                 let rec = c.rec.read().expect("rec");
                 (rec.image_id == image_id).then(|| berth_store::ImageUser {
                     container_id: rec.id.clone(),
-                    running: c.state().status.is_running(),
+                    running,
                 })
             })
             .collect()
