@@ -1,6 +1,7 @@
 //! Dockerfile builds, the parts that need no daemon: the parser, Docker's word
 //! expansion, `.dockerignore`, build-context path resolution and cache keys.
-//! The engine runs the steps.
+//! The engine runs the steps. Also Go's duration syntax and Docker's human
+//! durations, which the engine and the CLI share.
 
 pub mod dockerfile;
 pub mod ignore;
@@ -8,6 +9,44 @@ pub mod lex;
 
 use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
+
+/// Go's `units.HumanDuration`, which docker uses for "Up 3 seconds".
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 1 {
+        return "Less than a second".into();
+    }
+    if s == 1 {
+        return "1 second".into();
+    }
+    if s < 60 {
+        return format!("{s} seconds");
+    }
+    let m = s / 60;
+    if m == 1 {
+        return "About a minute".into();
+    }
+    if m < 60 {
+        return format!("{m} minutes");
+    }
+    let h = ((s as f64) / 3600.0 + 0.5) as i64;
+    if h == 1 {
+        return "About an hour".into();
+    }
+    if h < 48 {
+        return format!("{h} hours");
+    }
+    if h < 24 * 7 * 2 {
+        return format!("{} days", h / 24);
+    }
+    if h < 24 * 30 * 2 {
+        return format!("{} weeks", h / 24 / 7);
+    }
+    if h < 24 * 365 * 2 {
+        return format!("{} months", h / 24 / 30);
+    }
+    format!("{} years", h / 24 / 365)
+}
 
 /// Go's duration syntax (`30s`, `1m30s`, `500ms`, `2h`) → nanoseconds, as
 /// HEALTHCHECK options, `--health-*` flags and `until` filters write them.

@@ -147,37 +147,7 @@ pub fn ago(unix: i64) -> String {
     format!("{} ago", human_duration(secs))
 }
 
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        _ => {
-            let m = s / 60;
-            if m == 1 {
-                return "About a minute".into();
-            }
-            if m < 60 {
-                return format!("{m} minutes");
-            }
-            let h = ((s as f64) / 3600.0 + 0.5) as i64;
-            if h == 1 {
-                "About an hour".into()
-            } else if h < 48 {
-                format!("{h} hours")
-            } else if h < 24 * 7 * 2 {
-                format!("{} days", h / 24)
-            } else if h < 24 * 30 * 2 {
-                format!("{} weeks", h / 24 / 7)
-            } else if h < 24 * 365 * 2 {
-                format!("{} months", h / 24 / 30)
-            } else {
-                format!("{} years", h / 24 / 365)
-            }
-        }
-    }
-}
+pub use berth_build::human_duration;
 
 #[cfg(test)]
 mod tests {
