@@ -101,56 +101,7 @@ impl Engine {
             spec::normalize_cap(c).map_err(|e| EngineError::BadRequest(e.to_string()))?;
         }
         let ic = &image.config.config;
-        config.env = Some(merge_env(
-            ic.env.as_deref().unwrap_or_default(),
-            config.env.as_deref().unwrap_or_default(),
-        ));
-        let entrypoint = match &config.entrypoint {
-            Some(e) if e.len() == 1 && e[0].is_empty() => vec![],
-            Some(e) => e.clone(),
-            None => ic.entrypoint.clone().unwrap_or_default(),
-        };
-        let cmd = match &config.cmd {
-            Some(c) if !c.is_empty() => c.clone(),
-            _ if config.entrypoint.is_some() => vec![],
-            _ => ic.cmd.clone().unwrap_or_default(),
-        };
-        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) && config.entrypoint.is_none() {
-            config.cmd = ic.cmd.clone();
-        }
-        if config.entrypoint.is_none() {
-            config.entrypoint = ic.entrypoint.clone();
-        }
-        let mut argv = entrypoint;
-        argv.extend(cmd);
-        if argv.is_empty() {
-            return Err(EngineError::BadRequest("no command specified".into()));
-        }
-        if config.working_dir.is_empty() {
-            config.working_dir = ic.working_dir.clone();
-        }
-        if config.user.is_empty() {
-            config.user = ic.user.clone();
-        }
-        let mut labels = ic.labels.clone().unwrap_or_default();
-        labels.extend(config.labels.clone().unwrap_or_default());
-        config.labels = Some(labels);
-        if config.exposed_ports.is_none() {
-            config.exposed_ports = ic.exposed_ports.clone();
-        }
-        if config.stop_signal.is_none() {
-            config.stop_signal = ic.stop_signal.clone();
-        }
-        // The container's healthcheck replaces the image's; `Test` left
-        // empty keeps the image's command with the container's timings.
-        config.healthcheck = match (config.healthcheck.take(), &ic.healthcheck) {
-            (Some(mut c), Some(i)) if c["Test"].as_array().is_none_or(|t| t.is_empty()) => {
-                c["Test"] = i["Test"].clone();
-                Some(c)
-            }
-            (Some(c), _) => Some(c),
-            (None, i) => i.clone(),
-        };
+        let argv = merge_image_config(&mut config, ic)?;
         let id = new_id();
         if config.hostname.is_empty() {
             config.hostname = if host_config.network_mode == "host" {
@@ -180,13 +131,6 @@ impl Engine {
                     .unwrap_or_else(|| id[..12].to_string())
             }
         };
-        // The image's VOLUMEs become anonymous volumes too.
-        if let Some(iv) = &ic.volumes {
-            let v = config.volumes.get_or_insert_with(Default::default);
-            for (k, val) in iv {
-                v.entry(k.clone()).or_insert_with(|| val.clone());
-            }
-        }
         let mounts = self.resolve_mounts(&config, &host_config)?;
         let links = self.register_links(
             host_config.links.as_deref().unwrap_or_default(),
@@ -324,4 +268,143 @@ pub(crate) fn check_host_options(hc: &berth_api::HostConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The image's config merged into a create request, as dockerd merges it:
+/// environment by key, entrypoint and command (an empty entrypoint clears
+/// the image's, a new entrypoint drops the image's command), working dir,
+/// user, labels, exposed ports, stop signal, healthcheck (an empty `Test`
+/// keeps the image's command with the request's timings) and the image's
+/// VOLUMEs. Returns the command line to run.
+pub(crate) fn merge_image_config(
+    config: &mut berth_api::ContainerConfig,
+    ic: &berth_api::ImageRunConfig,
+) -> Result<Vec<String>> {
+    config.env = Some(merge_env(
+        ic.env.as_deref().unwrap_or_default(),
+        config.env.as_deref().unwrap_or_default(),
+    ));
+    let entrypoint = match &config.entrypoint {
+        Some(e) if e.len() == 1 && e[0].is_empty() => vec![],
+        Some(e) => e.clone(),
+        None => ic.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd = match &config.cmd {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ if config.entrypoint.is_some() => vec![],
+        _ => ic.cmd.clone().unwrap_or_default(),
+    };
+    if config.cmd.as_ref().is_none_or(|c| c.is_empty()) && config.entrypoint.is_none() {
+        config.cmd = ic.cmd.clone();
+    }
+    if config.entrypoint.is_none() {
+        config.entrypoint = ic.entrypoint.clone();
+    }
+    let mut argv = entrypoint;
+    argv.extend(cmd);
+    if argv.is_empty() {
+        return Err(EngineError::BadRequest("no command specified".into()));
+    }
+    if config.working_dir.is_empty() {
+        config.working_dir = ic.working_dir.clone();
+    }
+    if config.user.is_empty() {
+        config.user = ic.user.clone();
+    }
+    let mut labels = ic.labels.clone().unwrap_or_default();
+    labels.extend(config.labels.clone().unwrap_or_default());
+    config.labels = Some(labels);
+    if config.exposed_ports.is_none() {
+        config.exposed_ports = ic.exposed_ports.clone();
+    }
+    if config.stop_signal.is_none() {
+        config.stop_signal = ic.stop_signal.clone();
+    }
+    // The container's healthcheck replaces the image's; `Test` left
+    // empty keeps the image's command with the container's timings.
+    config.healthcheck = match (config.healthcheck.take(), &ic.healthcheck) {
+        (Some(mut c), Some(i)) if c["Test"].as_array().is_none_or(|t| t.is_empty()) => {
+            c["Test"] = i["Test"].clone();
+            Some(c)
+        }
+        (Some(c), _) => Some(c),
+        (None, i) => i.clone(),
+    };
+    // The image's VOLUMEs become anonymous volumes too.
+    if let Some(iv) = &ic.volumes {
+        let v = config.volumes.get_or_insert_with(Default::default);
+        for (k, val) in iv {
+            v.entry(k.clone()).or_insert_with(|| val.clone());
+        }
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::{ContainerConfig, ImageRunConfig};
+
+    fn image() -> ImageRunConfig {
+        ImageRunConfig {
+            env: Some(vec!["PATH=/bin".into(), "A=image".into()]),
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["serve".into()]),
+            working_dir: "/app".into(),
+            user: "nobody".into(),
+            labels: Some([("l".to_string(), "image".to_string())].into()),
+            volumes: Some([("/data".to_string(), serde_json::json!({}))].into()),
+            healthcheck: Some(serde_json::json!({"Test": ["CMD", "check"], "Interval": 1})),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_image_fills_what_the_request_leaves_out() {
+        let mut c = ContainerConfig {
+            env: Some(vec!["A=mine".into()]),
+            labels: Some([("m".to_string(), "mine".to_string())].into()),
+            healthcheck: Some(serde_json::json!({"Interval": 5})),
+            ..Default::default()
+        };
+        let argv = merge_image_config(&mut c, &image()).unwrap();
+        assert_eq!(argv, ["/entry", "serve"]);
+        assert_eq!(c.env.as_deref().unwrap(), ["PATH=/bin", "A=mine"]);
+        assert_eq!(
+            (c.working_dir.as_str(), c.user.as_str()),
+            ("/app", "nobody")
+        );
+        assert_eq!(c.labels.as_ref().unwrap().len(), 2);
+        assert!(c.volumes.as_ref().unwrap().contains_key("/data"));
+        let h = c.healthcheck.unwrap();
+        assert_eq!(
+            (h["Test"][1].as_str(), h["Interval"].as_i64()),
+            (Some("check"), Some(5))
+        );
+    }
+
+    #[test]
+    fn entrypoints_and_commands_as_dockerd() {
+        // A new command keeps the image's entrypoint.
+        let mut c = ContainerConfig {
+            cmd: Some(vec!["other".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            merge_image_config(&mut c, &image()).unwrap(),
+            ["/entry", "other"]
+        );
+        // A new entrypoint drops the image's command.
+        let mut c = ContainerConfig {
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            ..Default::default()
+        };
+        assert_eq!(merge_image_config(&mut c, &image()).unwrap(), ["/bin/sh"]);
+        // An empty entrypoint clears the image's; nothing left is an error.
+        let mut c = ContainerConfig {
+            entrypoint: Some(vec![String::new()]),
+            ..Default::default()
+        };
+        assert!(merge_image_config(&mut c, &image()).is_err());
+    }
 }
