@@ -4,5 +4,6 @@
 mod attach;
 mod create;
 mod lifecycle;
+mod runspec;
 mod start;
 mod views;
