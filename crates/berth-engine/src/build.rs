@@ -1434,11 +1434,11 @@ impl Engine {
                 }
                 format!("{from_id}{d}")
             };
-            let text = format!("{kw} {}{}{}{} in {dest}",
+            let flags = format!("{}{}{}",
                 inst.flag("chown").map(|c| format!("--chown={c} ")).unwrap_or_default(),
                 inst.flag("chmod").map(|c| format!("--chmod={c} ")).unwrap_or_default(),
-                if from.is_some() { format!("--from={} ", from.clone().unwrap_or_default()) } else { String::new() },
-                words.join(" "));
+                if from.is_some() { format!("--from={} ", from.clone().unwrap_or_default()) } else { String::new() });
+            let text = format!("{kw} {flags}{} in {dest}", words.join(" "));
             let key = berth_build::cache_key(&state.id, &text, &inputs);
             // As dockerd's history: what was copied is named by its digest,
             // which is what lets `--cache-from` trust the step.
@@ -1447,10 +1447,7 @@ impl Engine {
                 (false, _) => "file",
                 (true, _) => "multi",
             };
-            let created_by = format!("/bin/sh -c #(nop) {kw} {}{}{}{kind}:{} in {dest}",
-                inst.flag("chown").map(|c| format!("--chown={c} ")).unwrap_or_default(),
-                inst.flag("chmod").map(|c| format!("--chmod={c} ")).unwrap_or_default(),
-                if from.is_some() { format!("--from={} ", from.clone().unwrap_or_default()) } else { String::new() },
+            let created_by = format!("/bin/sh -c #(nop) {kw} {flags}{kind}:{} in {dest}",
                 hex::encode(Sha256::digest(inputs.as_bytes())));
             if !opts.no_cache {
                 let hit = match cache.local(&self.store, &key) {

@@ -232,6 +232,9 @@ pub fn parse_list(val: &str, maximum: usize) -> std::result::Result<BTreeSet<usi
 }
 
 fn check_cpuset(requested: &str, available: &str, kind: &str, what: &str) -> Result<(), String> {
+    if requested.is_empty() {
+        return Ok(());
+    }
     let avail = parse_list(available, usize::MAX).unwrap_or_default();
     let max = avail.iter().copied().max().unwrap_or(0).max(8192);
     let want = parse_list(requested, max)
@@ -321,6 +324,78 @@ pub fn host_config(hc: &HostConfig) -> Checked {
         warn.push("Published ports are discarded when using host network mode".into());
     }
     Ok(warn)
+}
+
+/// Refuses `--pid`/`--ipc`/`--uts` modes, ulimits and sysctls Docker would
+/// refuse (or that Berth cannot honour), before anything is created.
+pub fn check_host_options(hc: &HostConfig) -> crate::Result<()> {
+    let bad = |m: String| Err(crate::EngineError::BadRequest(m));
+    if !matches!(hc.pid_mode.as_str(), "" | "host") {
+        return bad(format!(
+            "invalid PID mode: {} (only host is supported)",
+            hc.pid_mode
+        ));
+    }
+    if !matches!(hc.ipc_mode.as_str(), "" | "private" | "shareable" | "host") {
+        return bad(format!("invalid IPC mode: {}", hc.ipc_mode));
+    }
+    if !matches!(hc.uts_mode.as_str(), "" | "host") {
+        return bad(format!("invalid UTS mode: {}", hc.uts_mode));
+    }
+    const ULIMITS: [&str; 15] = [
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+    ];
+    for u in hc.ulimits.iter().flatten() {
+        if !ULIMITS.contains(&u.name.as_str()) && u.name != "stack" {
+            return bad(format!("invalid ulimit type: {}", u.name));
+        }
+        if u.soft > u.hard {
+            return bad(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            ));
+        }
+    }
+    for k in hc.sysctls.iter().flatten().map(|(k, _)| k) {
+        let namespaced = k.starts_with("fs.mqueue.")
+            || k.starts_with("net.")
+            || matches!(
+                k.as_str(),
+                "kernel.msgmax"
+                    | "kernel.msgmnb"
+                    | "kernel.msgmni"
+                    | "kernel.sem"
+                    | "kernel.shmall"
+                    | "kernel.shmmax"
+                    | "kernel.shmmni"
+                    | "kernel.shm_rmid_forced"
+                    | "kernel.domainname"
+                    | "kernel.hostname"
+            );
+        if !namespaced {
+            return bad(format!("sysctl '{k}' is not allowed"));
+        }
+        if k.starts_with("net.") && hc.network_mode == "host" {
+            return bad(format!(
+                "sysctl '{k}' is not allowed in host network namespace"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Docker's `ValidateRestartPolicy`, shared by create and update.

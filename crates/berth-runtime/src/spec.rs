@@ -97,6 +97,13 @@ pub const READONLY_PATHS: &[&str] = &[
 /// Docker's default masked paths on this host: the fixed list and each
 /// cpu's `thermal_throttle` directory (it leaks host activity).
 pub fn default_masked_paths() -> Vec<String> {
+    // The host's cpus do not change while berthd runs: looked up once, not
+    // at every create.
+    static PATHS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PATHS.get_or_init(masked_paths_of_this_host).clone()
+}
+
+fn masked_paths_of_this_host() -> Vec<String> {
     let mut out: Vec<String> = MASKED_PATHS.iter().map(|s| s.to_string()).collect();
     let online = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
     for part in online.trim().split(',').filter(|p| !p.is_empty()) {

@@ -42,7 +42,7 @@ impl Engine {
             e => e.into(),
         })?;
         host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
-        check_host_options(&host_config)?;
+        validate::check_host_options(&host_config)?;
         let net_name = net::mode_network(&host_config.network_mode).to_string();
         // Every network of `EndpointsConfig` (API 1.44+): the mode's is the
         // primary one, the others are joined at start as after `network
@@ -196,78 +196,6 @@ impl Engine {
         self.insert(rec, State::default());
         Ok((id, warnings))
     }
-}
-
-/// Refuses `--pid`/`--ipc`/`--uts` modes, ulimits and sysctls Docker would
-/// refuse (or that Berth cannot honour), before anything is created.
-pub(crate) fn check_host_options(hc: &berth_api::HostConfig) -> Result<()> {
-    let bad = |m: String| Err(EngineError::BadRequest(m));
-    if !matches!(hc.pid_mode.as_str(), "" | "host") {
-        return bad(format!(
-            "invalid PID mode: {} (only host is supported)",
-            hc.pid_mode
-        ));
-    }
-    if !matches!(hc.ipc_mode.as_str(), "" | "private" | "shareable" | "host") {
-        return bad(format!("invalid IPC mode: {}", hc.ipc_mode));
-    }
-    if !matches!(hc.uts_mode.as_str(), "" | "host") {
-        return bad(format!("invalid UTS mode: {}", hc.uts_mode));
-    }
-    const ULIMITS: [&str; 15] = [
-        "as",
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-    ];
-    for u in hc.ulimits.iter().flatten() {
-        if !ULIMITS.contains(&u.name.as_str()) && u.name != "stack" {
-            return bad(format!("invalid ulimit type: {}", u.name));
-        }
-        if u.soft > u.hard {
-            return bad(format!(
-                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
-                u.soft, u.hard
-            ));
-        }
-    }
-    for k in hc.sysctls.iter().flatten().map(|(k, _)| k) {
-        let namespaced = k.starts_with("fs.mqueue.")
-            || k.starts_with("net.")
-            || matches!(
-                k.as_str(),
-                "kernel.msgmax"
-                    | "kernel.msgmnb"
-                    | "kernel.msgmni"
-                    | "kernel.sem"
-                    | "kernel.shmall"
-                    | "kernel.shmmax"
-                    | "kernel.shmmni"
-                    | "kernel.shm_rmid_forced"
-                    | "kernel.domainname"
-                    | "kernel.hostname"
-            );
-        if !namespaced {
-            return bad(format!("sysctl '{k}' is not allowed"));
-        }
-        if k.starts_with("net.") && hc.network_mode == "host" {
-            return bad(format!(
-                "sysctl '{k}' is not allowed in host network namespace"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The image's config merged into a create request, as dockerd merges it:
