@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+import apischema
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "debug"))
 
@@ -261,6 +263,40 @@ def reference_daemon(url):
             if c["Id"] not in before:
                 d.api("DELETE", f"/containers/{c['Id']}?force=1")
         shutil.rmtree(d.root, ignore_errors=True)
+
+
+# Every berthd the tests start (the session's and tests' own) records its
+# whole JSON answers here; each test's answers are checked against Docker's
+# API schema when it ends.
+# BERTH_API_RECORD_DIR set by hand keeps the record for a look afterwards.
+_OWN_RECORD = not os.environ.get("BERTH_REFERENCE") and "BERTH_API_RECORD_DIR" not in os.environ
+if _OWN_RECORD:
+    os.environ["BERTH_API_RECORD_DIR"] = tempfile.mkdtemp(prefix="berth-api-record-")
+
+
+@pytest.fixture(scope="session")
+def _api_recorder():
+    d = os.environ.get("BERTH_API_RECORD_DIR")
+    if not d or os.environ.get("BERTH_REFERENCE"):
+        yield None
+        return
+    yield apischema.Recorder(d)
+    if _OWN_RECORD:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def api_schema_check(_api_recorder):
+    """Fails the test whose requests got an answer that does not fit Docker's
+    schema (see apischema.py)."""
+    yield
+    if _api_recorder is None:
+        return
+    problems = _api_recorder.new_problems()
+    if problems:
+        shown = "\n".join(sorted(set(problems))[:20])
+        pytest.fail(f"{len(problems)} answers do not fit Docker's API schema:\n{shown}",
+                    pytrace=False)
 
 
 @pytest.fixture

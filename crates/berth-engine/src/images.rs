@@ -212,14 +212,12 @@ impl Engine {
             .list()
             .iter()
             .map(|v| {
-                json!({
-                    "Name": v.meta.name, "Driver": "local", "Mountpoint": v.mountpoint,
-                    "CreatedAt": v.meta.created_at, "Labels": v.meta.labels, "Scope": "local",
-                    "UsageData": {
-                        "Size": berth_volume::dir_size(&v.mountpoint),
-                        "RefCount": self.volume_users(&v.meta.name).len(),
-                    },
-                })
+                let mut j = crate::volumes::volume_json(v);
+                j["UsageData"] = json!({
+                    "Size": berth_volume::dir_size(&v.mountpoint),
+                    "RefCount": self.volume_users(&v.meta.name).len(),
+                });
+                j
             })
             .collect();
         Ok(json!({

@@ -86,7 +86,7 @@ fn tmpfs_opts(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn volume_json(v: &Volume) -> Value {
+pub(crate) fn volume_json(v: &Volume) -> Value {
     json!({
         "Name": v.meta.name,
         "Driver": "local",

@@ -36,6 +36,9 @@ pub struct DaemonInfo {
     pub data_root: String,
     pub exec_root: String,
     pub version: String,
+    /// Where to append every whole JSON answer (`BERTH_API_RECORD_DIR`), for
+    /// the test layer that checks them against Docker's API schema.
+    pub api_record: Option<std::path::PathBuf>,
 }
 
 /// The connection's socket, so that long streams (builds) notice a client
@@ -767,15 +770,56 @@ fn version_gate(mut req: Request) -> Result<Request, ApiError> {
 
 /// The whole API as one service: version gate in front of the routes.
 pub fn app(state: AppState) -> Router {
+    let record = state.daemon.api_record.clone().map(Arc::new);
     let inner = router(state);
     Router::new().fallback_service(tower::service_fn(move |req: Request| {
         let inner = inner.clone();
+        let record = record.clone();
         async move {
             use tower::ServiceExt;
-            match version_gate(req) {
-                Ok(req) => inner.oneshot(req).await,
-                Err(e) => Ok(e.into_response()),
-            }
+            let req = match version_gate(req) {
+                Ok(req) => req,
+                Err(e) => return Ok(e.into_response()),
+            };
+            let Some(record) = record else {
+                return inner.oneshot(req).await;
+            };
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let resp = inner.oneshot(req).await?;
+            Ok(record_answer(&record, &method, &path, resp).await)
         }
     }))
+}
+
+/// Appends a whole (not streamed) JSON answer to the record: one line of
+/// method, path, status and body.
+async fn record_answer(file: &std::path::Path, method: &str, path: &str, r: Response) -> Response {
+    use axum::body::HttpBody;
+    let json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !json || r.body().size_hint().exact().is_none() {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let line = json!({
+        "method": method,
+        "path": path,
+        "status": parts.status.as_u16(),
+        "body": String::from_utf8_lossy(&bytes),
+    });
+    let mut line = line.to_string();
+    line.push('\n');
+    // One write of an O_APPEND file: lines from concurrent answers never mix.
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    Response::from_parts(parts, Body::from(bytes))
 }

@@ -185,6 +185,8 @@ async fn run(args: Args) -> Result<()> {
             data_root: args.data_root.display().to_string(),
             exec_root: args.exec_root.display().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            api_record: std::env::var_os("BERTH_API_RECORD_DIR")
+                .map(|d| PathBuf::from(d).join(format!("{}.jsonl", std::process::id()))),
         }),
     };
     let app = berth_server::app(state);
