@@ -792,34 +792,56 @@ pub fn app(state: AppState) -> Router {
     }))
 }
 
-/// Appends a whole (not streamed) JSON answer to the record: one line of
-/// method, path, status and body.
+/// Appends a JSON answer to the record: one line of method, path, status
+/// and body; a streamed answer (events, wait) gives one line per JSON line.
 async fn record_answer(file: &std::path::Path, method: &str, path: &str, r: Response) -> Response {
     use axum::body::HttpBody;
+    use futures_util::StreamExt;
     let json = r
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !json || r.body().size_hint().exact().is_none() {
+    if !json {
         return r;
     }
     let (parts, body) = r.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return Response::from_parts(parts, Body::empty());
+    let line = {
+        let (file, method, path) = (file.to_path_buf(), method.to_string(), path.to_string());
+        let status = parts.status.as_u16();
+        move |body: &[u8]| {
+            let mut l = json!({
+                "method": method, "path": path, "status": status,
+                "body": String::from_utf8_lossy(body),
+            })
+            .to_string();
+            l.push('\n');
+            // One write of an O_APPEND file: lines from concurrent answers never mix.
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, l.as_bytes()));
+        }
     };
-    let line = json!({
-        "method": method,
-        "path": path,
-        "status": parts.status.as_u16(),
-        "body": String::from_utf8_lossy(&bytes),
+    if body.size_hint().exact().is_some() {
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return Response::from_parts(parts, Body::empty());
+        };
+        line(&bytes);
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    let stream = body.into_data_stream().map(move |chunk| {
+        if let Ok(c) = &chunk {
+            pending.extend_from_slice(c);
+            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                let l: Vec<u8> = pending.drain(..=i).collect();
+                if l.iter().any(|b| !b.is_ascii_whitespace()) {
+                    line(&l);
+                }
+            }
+        }
+        chunk
     });
-    let mut line = line.to_string();
-    line.push('\n');
-    // One write of an O_APPEND file: lines from concurrent answers never mix.
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-    Response::from_parts(parts, Body::from(bytes))
+    Response::from_parts(parts, Body::from_stream(stream))
 }
