@@ -4,6 +4,34 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// The API version berthd speaks, announced by `/_ping`.
+/// Docker's framing of a container's output on one connection without a TTY.
+pub mod stream {
+    pub const STDIN: u8 = 0;
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+
+    /// A frame's header: stream type, three zero bytes, big-endian size.
+    pub fn frame_header(stream: u8, len: usize) -> [u8; 8] {
+        let n = (len as u32).to_be_bytes();
+        [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn frame_header_is_dockers() {
+        assert_eq!(frame_header(STDERR, 258), [2, 0, 0, 0, 0, 0, 1, 2]);
+    }
+}
+
+/// This machine's architecture as Docker and OCI name it.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 pub const API_VERSION: &str = "1.45";
 /// The oldest version a client may ask for.
 pub const MIN_API_VERSION: &str = "1.24";

@@ -3,9 +3,38 @@
 
 use crate::{Engine, EngineError, Result};
 use berth_api::ImageRunConfig;
-use berth_store::{DeleteItem, Image};
+use berth_store::{DeleteItem, Image, LoadReport};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::fs::File;
+use std::sync::Arc;
+
+/// What `POST /images/create?fromSrc=-` asks of an import, checked before
+/// its body is read.
+pub struct ImportOptions {
+    reference: Option<String>,
+    config: ImageRunConfig,
+    message: Option<String>,
+}
+
+impl ImportOptions {
+    pub fn new(
+        reference: Option<String>,
+        changes: &[String],
+        message: Option<String>,
+    ) -> Result<Self> {
+        if let Some(r) = &reference {
+            berth_store::reference::normalize(r)?;
+        }
+        let mut config = ImageRunConfig::default();
+        apply_changes(&mut config, changes)?;
+        Ok(Self {
+            reference,
+            config,
+            message,
+        })
+    }
+}
 
 fn words_or_json(rest: &str) -> Vec<String> {
     let t = rest.trim();
@@ -307,8 +336,75 @@ impl Engine {
             .collect())
     }
 
+    /// `POST /images/create?fromSrc=-`: a rootfs tar (spooled) becomes a
+    /// one-layer image.
+    pub async fn image_import(self: &Arc<Self>, tar: File, opts: ImportOptions) -> Result<String> {
+        let store = self.store.clone();
+        let ImportOptions {
+            reference,
+            config,
+            message,
+        } = opts;
+        let id = tokio::task::spawn_blocking(move || {
+            store.import(tar, config, message, reference.as_deref())
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+        self.emit_image("import", &id, &id);
+        Ok(id)
+    }
+
+    /// `POST /images/load`: images from a `docker save` tar (spooled).
+    pub async fn image_load(self: &Arc<Self>, tar: File) -> Result<LoadReport> {
+        let store = self.store.clone();
+        let rep = tokio::task::spawn_blocking(move || store.load(tar))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        for t in &rep.tags {
+            let id = self.store.get(t).map(|i| i.id).unwrap_or_default();
+            self.emit_image("load", &id, t);
+        }
+        Ok(rep)
+    }
+
+    /// `GET /images/get`: the named images as a `docker save` tar, written
+    /// to `out` (returned for the caller to stream).
+    pub async fn image_save(self: &Arc<Self>, names: Vec<String>, out: File) -> Result<File> {
+        if names.is_empty() {
+            return Err(EngineError::BadRequest("no images named".into()));
+        }
+        for n in &names {
+            self.store.get(n)?;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || -> Result<File> {
+            let mut w = std::io::BufWriter::new(out);
+            store.save(&names, &mut w)?;
+            Ok(w.into_inner().map_err(|e| e.into_error())?)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?
+    }
+
+    /// `POST /images/{name}/tag`.
+    pub fn image_tag(&self, name: &str, target: &str) -> Result<()> {
+        self.store.tag(name, target)?;
+        let id = self.store.get(target).map(|i| i.id).unwrap_or_default();
+        self.emit_image("tag", &id, target);
+        Ok(())
+    }
+
+    /// Fails with Docker's "No such image" unless `name` names one.
+    pub fn find_image(&self, name: &str) -> Result<()> {
+        self.store.get(name).map(|_| ()).map_err(EngineError::from)
+    }
+
+    pub fn image_count(&self) -> usize {
+        self.store.list().len()
+    }
+
     /// An image event; `name` is the reference the action was about.
-    pub fn emit_image(&self, action: &str, id: &str, name: &str) {
+    pub(crate) fn emit_image(&self, action: &str, id: &str, name: &str) {
         let attrs = crate::events::attributes(&[("name", name.to_string())], []);
         self.events.emit("image", action, id, attrs);
     }

@@ -4,6 +4,7 @@
 //! shim. HTTP stays outside: callers see typed results and [`EngineError`].
 
 pub mod archive;
+pub mod backend;
 pub mod build;
 pub mod commit;
 mod containers;
@@ -44,7 +45,7 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::UnixStream;
 
-pub use exec::ExecRecord;
+pub use exec::{ExecRecord, PreparedExec};
 pub use logs::{parse_time, LogOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub enum EngineError {
     /// Something this configuration cannot do (dockerd's 501).
     #[error("{0}")]
     NotImplemented(String),
+    /// A build step's command ended with a non-zero code.
+    #[error("The command '{cmd}' returned a non-zero code: {code}")]
+    BuildStep { cmd: String, code: i64 },
 }
 
 impl From<berth_store::StoreError> for EngineError {
@@ -152,7 +156,7 @@ impl Ctr {
 
 pub struct Engine {
     cfg: EngineConfig,
-    pub store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     mounter: Arc<dyn Mounter>,
     containers: RwLock<BTreeMap<String, Arc<Ctr>>>,
     names: RwLock<HashMap<String, String>>,
@@ -163,11 +167,11 @@ pub struct Engine {
     health: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// One build at a time: builds share the cache file and the disk.
     build_lock: tokio::sync::Mutex<()>,
-    pub volumes: berth_volume::VolumeStore,
-    pub nets: Arc<berth_net::NetStore>,
+    pub(crate) volumes: berth_volume::VolumeStore,
+    pub(crate) nets: Arc<berth_net::NetStore>,
     redirect: Option<berth_net::redirect::LocalRedirect>,
     /// What `/events` reports.
-    pub events: events::EventBus,
+    pub(crate) events: events::EventBus,
     /// What this host's cgroups can limit, for create and update checks.
     sys: validate::SysInfo,
 }
@@ -377,6 +381,32 @@ impl Engine {
 
     fn emit_for(&self, c: &Ctr, action: &str, extra: &[(&str, String)]) {
         self.emit_container(&c.rec.read().expect("rec"), action, extra);
+    }
+
+    /// An anonymous scratch file under the data root (unlinked at once), for
+    /// request bodies and answers too big to hold in memory.
+    pub fn scratch_file(&self, what: &str) -> Result<std::fs::File> {
+        let dir = self.cfg.data_root.join("tmp");
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{what}-{:016x}", rand::random::<u64>()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let _ = std::fs::remove_file(&path);
+        Ok(f)
+    }
+
+    /// Past events from `since_nano` and a receiver of the ones to come.
+    pub fn subscribe_events(
+        &self,
+        since_nano: Option<i64>,
+    ) -> (
+        Vec<events::Event>,
+        tokio::sync::broadcast::Receiver<events::Event>,
+    ) {
+        self.events.subscribe(since_nano)
     }
 
     /// Fails with Docker's "No such container" unless `key` names one.

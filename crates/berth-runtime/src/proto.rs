@@ -109,14 +109,7 @@ pub struct ShimConfig {
     pub monitor: Option<String>,
 }
 
-/// Docker's multiplexed stream header: stream type, three zero bytes, big-endian size.
-pub fn frame_header(stream: u8, len: usize) -> [u8; 8] {
-    let n = (len as u32).to_be_bytes();
-    [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
-}
-
-pub const STDOUT: u8 = 1;
-pub const STDERR: u8 = 2;
+pub use berth_api::stream::{frame_header, STDERR, STDOUT};
 
 #[cfg(test)]
 mod tests {
@@ -134,10 +127,5 @@ mod tests {
             serde_json::from_str::<Request>(r#"{"op":"Wait"}"#).unwrap(),
             Request::Wait
         ));
-    }
-
-    #[test]
-    fn frame_header_is_dockers() {
-        assert_eq!(frame_header(STDERR, 258), [2, 0, 0, 0, 0, 0, 1, 2]);
     }
 }

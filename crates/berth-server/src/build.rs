@@ -2,7 +2,11 @@
 
 use crate::*;
 
-pub(crate) async fn commit(State(s): State<AppState>, q: Q, body: bytes::Bytes) -> ApiResult {
+pub(crate) async fn commit<B: ImageBackend>(
+    State(s): State<AppState<B>>,
+    q: Q,
+    body: bytes::Bytes,
+) -> ApiResult {
     let config: Option<berth_api::ContainerConfig> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -34,12 +38,12 @@ pub(crate) async fn commit(State(s): State<AppState>, q: Q, body: bytes::Bytes) 
             .is_none_or(|p| matches!(p, "1" | "true" | "True")),
         config,
     };
-    let id = s.engine.commit(&container, opts).await?;
+    let id = s.backend.commit(&container, opts).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({"Id": id}))).into_response())
 }
 
-pub(crate) async fn build(
-    State(s): State<AppState>,
+pub(crate) async fn build<B: BuildBackend>(
+    State(s): State<AppState<B>>,
     conn: Option<axum::Extension<axum::extract::ConnectInfo<ConnFd>>>,
     q: Q,
     body: Body,
@@ -90,19 +94,8 @@ pub(crate) async fn build(
         force_remove: q.bool("forcerm"),
         cancel: None,
     };
-    let ctx = s.engine.new_context_dir();
     let file = images::spool(&s, body).await?;
-    {
-        let dir = ctx.clone();
-        let res =
-            tokio::task::spawn_blocking(move || berth_engine::build::extract_context(file, &dir))
-                .await
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        if let Err(e) = res {
-            let _ = berth_store::fsutil::remove_tree(&ctx);
-            return Err(e.into());
-        }
-    }
+    let ctx = s.backend.build_context(file).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Value>(64);
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let mut opts = opts;
@@ -113,24 +106,20 @@ pub(crate) async fn build(
             opts.cancel = Some(watch_hangup(dup, done_rx));
         }
     }
-    let engine = s.engine.clone();
+    let engine = s.backend.clone();
     tokio::spawn(async move {
-        let res = engine.build(&ctx, opts, tx.clone()).await;
+        let res = engine.build(ctx, opts, tx.clone()).await;
         let _ = done_tx.send(true);
         if let Err(e) = res {
             let msg = berth_api::go_error_text(&e.to_string());
             let code = match &e {
-                berth_engine::EngineError::BadRequest(m) => m
-                    .rsplit_once("returned a non-zero code: ")
-                    .and_then(|(_, c)| c.parse::<i64>().ok())
-                    .unwrap_or(1),
+                berth_engine::EngineError::BuildStep { code, .. } => *code,
                 _ => 1,
             };
             let _ = tx
                 .send(json!({"errorDetail": {"code": code, "message": msg}, "error": msg}))
                 .await;
         }
-        let _ = tokio::task::spawn_blocking(move || berth_store::fsutil::remove_tree(&ctx)).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let v = rx.recv().await?;
@@ -147,8 +136,8 @@ pub(crate) async fn build(
     Ok(r)
 }
 
-pub(crate) async fn build_prune(State(s): State<AppState>) -> ApiResult {
-    let (ids, space) = s.engine.prune_build_cache()?;
+pub(crate) async fn build_prune<B: BuildBackend>(State(s): State<AppState<B>>) -> ApiResult {
+    let (ids, space) = s.backend.prune_build_cache()?;
     Ok(json_response(
         json!({"CachesDeleted": ids, "SpaceReclaimed": space}),
     ))

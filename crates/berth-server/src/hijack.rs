@@ -167,11 +167,10 @@ impl<S> Reframed<S> {
         let data = &self.buf[..n];
         match self.mode {
             Reframe::Frame => {
-                self.out
-                    .extend_from_slice(&berth_runtime::proto::frame_header(
-                        berth_runtime::proto::STDOUT,
-                        n,
-                    ));
+                self.out.extend_from_slice(&berth_api::stream::frame_header(
+                    berth_api::stream::STDOUT,
+                    n,
+                ));
                 self.out.extend_from_slice(data);
             }
             Reframe::Deframe => {
@@ -345,7 +344,7 @@ mod tests {
     async fn reframing_both_ways() {
         let mut framed = Vec::new();
         for (stream, data) in [(1u8, &b"out"[..]), (2, b"err!"), (1, b"")] {
-            framed.extend_from_slice(&berth_runtime::proto::frame_header(stream, data.len()));
+            framed.extend_from_slice(&berth_api::stream::frame_header(stream, data.len()));
             framed.extend_from_slice(data);
         }
         // Deframing survives any split of the input.

@@ -1,6 +1,6 @@
 //! `/images/*`: list, inspect, import, tag, rmi, history, save and load.
 
-use crate::{json_response, ApiError, ApiResult, AppState, Q};
+use crate::{json_response, ApiError, ApiResult, AppState, Backend, ImageBackend, Q};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -9,14 +9,14 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::io::Write;
 
-pub async fn list(State(s): State<AppState>, q: Q) -> ApiResult {
+pub async fn list<B: ImageBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
     Ok(json_response(Value::Array(
-        s.engine.images(q.bool("all"), &q.filters()?)?,
+        s.backend.images(q.bool("all"), &q.filters()?)?,
     )))
 }
 
 /// Spools a request body to an unlinked temp file under the data root.
-pub(crate) async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> {
+pub(crate) async fn spool<B: Backend>(s: &AppState<B>, body: Body) -> ApiResult<std::fs::File> {
     let mut f = temp_file(s, "upload")?;
     let mut stream = body.into_data_stream();
     let mut failed = None;
@@ -41,26 +41,8 @@ pub(crate) async fn spool(s: &AppState, body: Body) -> ApiResult<std::fs::File> 
 }
 
 /// An anonymous scratch file under the data root (unlinked at once).
-pub(crate) fn temp_file(s: &AppState, what: &str) -> ApiResult<std::fs::File> {
-    let dir = s.engine.data_root().join("tmp");
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("{what}-{:016x}", rand_u64()));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| crate::ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let _ = std::fs::remove_file(&path);
-    Ok(f)
-}
-
-fn rand_u64() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    t ^ (std::process::id() as u64).rotate_left(32)
+pub(crate) fn temp_file<B: Backend>(s: &AppState<B>, what: &str) -> ApiResult<std::fs::File> {
+    Ok(s.backend.scratch_file(what)?)
 }
 
 /// JSON messages as dockerd's progress streams send them: chunked, which
@@ -79,7 +61,11 @@ fn json_lines(lines: Vec<Value>) -> Response {
     r
 }
 
-pub async fn create(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
+pub async fn create<B: ImageBackend>(
+    State(s): State<AppState<B>>,
+    q: Q,
+    req: Request,
+) -> ApiResult {
     if let Some(img) = q.get("fromImage") {
         let tag = q.str("tag");
         let name = if tag.is_empty() {
@@ -104,35 +90,23 @@ pub async fn create(State(s): State<AppState>, q: Q, req: Request) -> ApiResult 
         (false, true) => Some(repo.clone()),
         (false, false) => Some(format!("{repo}:{tag}")),
     };
-    if let Some(r) = &reference {
-        berth_store::reference::normalize(r)?;
-    }
-    let mut cfg = berth_api::ImageRunConfig::default();
-    berth_engine::images::apply_changes(&mut cfg, &q.all("changes"))?;
     let message = q
         .get("message")
         .filter(|m| !m.is_empty())
         .map(str::to_string);
+    // Checked before the body is read: a bad name is answered at once.
+    let opts = berth_engine::images::ImportOptions::new(reference, &q.all("changes"), message)?;
     let file = spool(&s, req.into_body()).await?;
-    let store = s.engine.store.clone();
-    let id =
-        tokio::task::spawn_blocking(move || store.import(file, cfg, message, reference.as_deref()))
-            .await
-            .map_err(|e| ApiError::bad(e.to_string()))??;
-    s.engine.emit_image("import", &id, &id);
+    let id = s.backend.image_import(file, opts).await?;
     Ok(json_lines(vec![json!({"status": id})]))
 }
 
-pub async fn load(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
+pub async fn load<B: ImageBackend>(State(s): State<AppState<B>>, q: Q, req: Request) -> ApiResult {
     let file = spool(&s, req.into_body()).await?;
-    let store = s.engine.store.clone();
-    let loaded = tokio::task::spawn_blocking(move || store.load(file))
-        .await
-        .map_err(|e| ApiError::bad(e.to_string()))?;
     let _ = q.bool("quiet");
     // As dockerd: the answer is a 200 stream whatever happens, and a tar
     // that cannot be loaded is an error message inside it.
-    let rep = match loaded {
+    let rep = match s.backend.image_load(file).await {
         Ok(r) => r,
         Err(e) => {
             let msg = e.to_string();
@@ -141,10 +115,6 @@ pub async fn load(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
             ]));
         }
     };
-    for t in &rep.tags {
-        let id = s.engine.store.get(t).map(|i| i.id).unwrap_or_default();
-        s.engine.emit_image("load", &id, t);
-    }
     let mut lines: Vec<Value> = rep
         .tags
         .iter()
@@ -158,24 +128,9 @@ pub async fn load(State(s): State<AppState>, q: Q, req: Request) -> ApiResult {
     Ok(json_lines(lines))
 }
 
-async fn save(s: &AppState, names: Vec<String>) -> ApiResult {
-    if names.is_empty() {
-        return Err(ApiError::bad("no images named"));
-    }
-    for n in &names {
-        s.engine.store.get(n)?;
-    }
-    let f = temp_file(s, "save")?;
-    let store = s.engine.store.clone();
-    let file =
-        tokio::task::spawn_blocking(move || -> Result<std::fs::File, berth_store::StoreError> {
-            let mut w = std::io::BufWriter::new(f);
-            store.save(&names, &mut w)?;
-            Ok(w.into_inner().map_err(|e| e.into_error())?)
-        })
-        .await
-        .map_err(|e| ApiError::bad(e.to_string()))??;
-    tar_response(file)
+async fn save<B: ImageBackend>(s: &AppState<B>, names: Vec<String>) -> ApiResult {
+    let out = temp_file(s, "save")?;
+    tar_response(s.backend.image_save(names, out).await?)
 }
 
 /// A spooled tar (rewound here) streamed as the response body.
@@ -191,7 +146,7 @@ pub(crate) fn tar_response(mut file: std::fs::File) -> ApiResult {
     Ok(r)
 }
 
-pub async fn save_many(State(s): State<AppState>, q: Q) -> ApiResult {
+pub async fn save_many<B: ImageBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
     save(&s, q.all("names")).await
 }
 
@@ -203,11 +158,14 @@ fn split_action(rest: &str) -> (&str, &str) {
     }
 }
 
-pub async fn by_name_get(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult {
+pub async fn by_name_get<B: ImageBackend>(
+    State(s): State<AppState<B>>,
+    Path(rest): Path<String>,
+) -> ApiResult {
     let (name, action) = split_action(&rest);
     match action {
         "json" => {
-            let mut v = s.engine.image_inspect(name)?;
+            let mut v = s.backend.image_inspect(name)?;
             // API 1.45 dropped these, but docker-compose 1.x (which negotiates
             // 1.45) reads ContainerConfig.Volumes whenever it recreates a
             // service and fails without it, against dockerd too. Extra fields
@@ -216,7 +174,7 @@ pub async fn by_name_get(State(s): State<AppState>, Path(rest): Path<String>) ->
             v["ContainerConfig"] = v["Config"].clone();
             Ok(json_response(v))
         }
-        "history" => Ok(json_response(s.engine.image_history(name)?)),
+        "history" => Ok(json_response(s.backend.image_history(name)?)),
         "get" => save(&s, vec![name.to_string()]).await,
         _ => Err(crate::ApiError(
             StatusCode::NOT_FOUND,
@@ -225,7 +183,11 @@ pub async fn by_name_get(State(s): State<AppState>, Path(rest): Path<String>) ->
     }
 }
 
-pub async fn by_name_post(State(s): State<AppState>, Path(rest): Path<String>, q: Q) -> ApiResult {
+pub async fn by_name_post<B: ImageBackend>(
+    State(s): State<AppState<B>>,
+    Path(rest): Path<String>,
+    q: Q,
+) -> ApiResult {
     let (name, action) = split_action(&rest);
     match action {
         "tag" => {
@@ -236,18 +198,11 @@ pub async fn by_name_post(State(s): State<AppState>, Path(rest): Path<String>, q
             } else {
                 format!("{repo}:{tag}")
             };
-            s.engine.store.tag(name, &target)?;
-            let id = s
-                .engine
-                .store
-                .get(&target)
-                .map(|i| i.id)
-                .unwrap_or_default();
-            s.engine.emit_image("tag", &id, &target);
+            s.backend.image_tag(name, &target)?;
             Ok(StatusCode::CREATED.into_response())
         }
         "push" => {
-            s.engine.store.get(name)?;
+            s.backend.find_image(name)?;
             Err(crate::ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "pushing is not supported yet: no registry is reachable".into(),
@@ -260,12 +215,12 @@ pub async fn by_name_post(State(s): State<AppState>, Path(rest): Path<String>, q
     }
 }
 
-pub async fn by_name_delete(
-    State(s): State<AppState>,
+pub async fn by_name_delete<B: ImageBackend>(
+    State(s): State<AppState<B>>,
     Path(rest): Path<String>,
     q: Q,
 ) -> ApiResult {
     Ok(json_response(Value::Array(
-        s.engine.image_delete(&rest, q.bool("force"))?,
+        s.backend.image_delete(&rest, q.bool("force"))?,
     )))
 }

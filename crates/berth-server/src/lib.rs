@@ -19,13 +19,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use berth_api::{CreateRequest, ExecConfig, ExecStart, API_VERSION, MIN_API_VERSION};
-use berth_engine::{Engine, EngineError, LogOptions};
+use berth_engine::backend::{
+    Backend, Backends, BuildBackend, ContainerBackend, ExecBackend, ImageBackend, NetworkBackend,
+    SystemBackend, VolumeBackend,
+};
+use berth_engine::{EngineError, LogOptions};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// A router's state: the engine's part it may use, and facts about the daemon.
 #[derive(Clone)]
-pub struct AppState {
-    pub engine: Arc<Engine>,
+pub struct AppState<B> {
+    pub backend: B,
     pub daemon: Arc<DaemonInfo>,
 }
 
@@ -111,18 +116,12 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-            EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            EngineError::BadRequest(_) | EngineError::BuildStep { .. } => StatusCode::BAD_REQUEST,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             EngineError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         };
         ApiError(code, e.to_string())
-    }
-}
-
-impl From<berth_store::StoreError> for ApiError {
-    fn from(e: berth_store::StoreError) -> Self {
-        EngineError::from(e).into()
     }
 }
 
@@ -223,27 +222,27 @@ fn kernel_version() -> String {
         .unwrap_or_default()
 }
 
-async fn version(State(s): State<AppState>) -> Response {
+async fn version<B: Backend>(State(s): State<AppState<B>>) -> Response {
     json_response(json!({
         "Platform": {"Name": "Berth Engine"},
         "Components": [{"Name": "Engine", "Version": s.daemon.version,
             "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                "Os": "linux", "Arch": berth_store::host_arch(), "KernelVersion": kernel_version()}}],
+                "Os": "linux", "Arch": berth_api::host_arch(), "KernelVersion": kernel_version()}}],
         "Version": s.daemon.version,
         "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION,
         "GitCommit": "berth",
         "GoVersion": "rust",
         "Os": "linux",
-        "Arch": berth_store::host_arch(),
+        "Arch": berth_api::host_arch(),
         "KernelVersion": kernel_version(),
         "BuildTime": "",
     }))
 }
 
-async fn info(State(s): State<AppState>) -> Response {
-    let (total, running, paused, stopped) = s.engine.container_count();
-    let images = s.engine.store.list().len();
+async fn info<B: SystemBackend>(State(s): State<AppState<B>>) -> Response {
+    let (total, running, paused, stopped) = s.backend.container_count();
+    let images = s.backend.image_count();
     let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "2"
     } else {
@@ -305,18 +304,22 @@ async fn info(State(s): State<AppState>) -> Response {
 
 // ------------------------------------------------------------------ containers
 
-async fn containers_list(State(s): State<AppState>, q: Q) -> ApiResult {
+async fn containers_list<B: ContainerBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
     let limit = q.int("limit")?.filter(|n| *n > 0).map(|n| n as usize);
     let v = s
-        .engine
+        .backend
         .list(q.bool("all"), limit, q.bool("size"), &q.filters()?)?;
     Ok(json_response(Value::Array(v)))
 }
 
-async fn container_create(State(s): State<AppState>, q: Q, body: bytes::Bytes) -> ApiResult {
+async fn container_create<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    q: Q,
+    body: bytes::Bytes,
+) -> ApiResult {
     let req: CreateRequest = parse_json(&body)?;
     let name = q.get("name").filter(|n| !n.is_empty());
-    let (id, warnings) = s.engine.create(name, req).await?;
+    let (id, warnings) = s.backend.create(name, req).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"Id": id, "Warnings": warnings})),
@@ -324,71 +327,108 @@ async fn container_create(State(s): State<AppState>, q: Q, body: bytes::Bytes) -
         .into_response())
 }
 
-async fn container_inspect(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
-    Ok(json_response(s.engine.inspect(&id, q.bool("size"))?))
+async fn container_inspect<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
+    Ok(json_response(s.backend.inspect(&id, q.bool("size"))?))
 }
 
-async fn container_start(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.start(&id).await?;
+async fn container_start<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.backend.start(&id).await?;
     Ok(no_content())
 }
 
-async fn container_stop(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+async fn container_stop<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
     let sig = q.get("signal").filter(|v| !v.is_empty());
-    s.engine.stop(&id, q.int("t")?, sig).await?;
+    s.backend.stop(&id, q.int("t")?, sig).await?;
     Ok(no_content())
 }
 
-async fn container_restart(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
-    s.engine.restart(&id, q.int("t")?).await?;
+async fn container_restart<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
+    s.backend.restart(&id, q.int("t")?).await?;
     Ok(no_content())
 }
 
-async fn container_kill(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
-    s.engine.kill(&id, &q.str("signal")).await?;
+async fn container_kill<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
+    s.backend.kill(&id, &q.str("signal")).await?;
     Ok(no_content())
 }
 
-async fn container_pause(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.pause(&id, true).await?;
+async fn container_pause<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.backend.pause(&id, true).await?;
     Ok(no_content())
 }
 
-async fn container_unpause(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.pause(&id, false).await?;
+async fn container_unpause<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.backend.pause(&id, false).await?;
     Ok(no_content())
 }
 
-async fn container_rename(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
-    s.engine.rename(&id, &q.str("name"))?;
+async fn container_rename<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
+    s.backend.rename(&id, &q.str("name"))?;
     Ok(no_content())
 }
 
-async fn container_resize(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+async fn container_resize<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
     let h = q.int("h")?.unwrap_or(0) as u16;
     let w = q.int("w")?.unwrap_or(0) as u16;
-    s.engine.resize(&id, h, w).await?;
+    s.backend.resize(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn container_delete(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+async fn container_delete<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
     if q.bool("link") {
-        s.engine.remove_link(&id).await?;
+        s.backend.remove_link(&id).await?;
         return Ok(no_content());
     }
-    s.engine.remove(&id, q.bool("force"), q.bool("v")).await?;
+    s.backend.remove(&id, q.bool("force"), q.bool("v")).await?;
     Ok(no_content())
 }
 
-async fn containers_prune(State(s): State<AppState>, q: Q) -> ApiResult {
-    let (ids, space) = s.engine.prune(&q.filters()?).await?;
+async fn containers_prune<B: ContainerBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
+    let (ids, space) = s.backend.prune(&q.filters()?).await?;
     Ok(json_response(
         json!({"ContainersDeleted": ids, "SpaceReclaimed": space}),
     ))
 }
 
 /// `GET /events`: past events from `since`, then live ones, until `until`.
-async fn events(State(s): State<AppState>, q: Q) -> ApiResult {
+async fn events<B: SystemBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
     use berth_engine::events::parse_time_nano;
     let filters = q.filters()?;
     let bad = |k: &str| ApiError::bad(format!("invalid value for {k}"));
@@ -400,7 +440,7 @@ async fn events(State(s): State<AppState>, q: Q) -> ApiResult {
         Some(v) => Some(parse_time_nano(v).ok_or_else(|| bad("until"))?),
         None => None,
     };
-    let (past, mut rx) = s.engine.events.subscribe(since);
+    let (past, mut rx) = s.backend.subscribe_events(since);
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     tokio::spawn(async move {
         let line = |e: &berth_engine::events::Event| {
@@ -455,17 +495,21 @@ async fn events(State(s): State<AppState>, q: Q) -> ApiResult {
 /// `docker stats`: one sample a second while `stream` (the default), else
 /// one sample — after a second, so that it carries `precpu_stats`, unless
 /// `one-shot`.
-async fn container_stats(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+async fn container_stats<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
     let stream = q
         .get("stream")
         .is_none_or(|v| matches!(v, "1" | "true" | "True"));
-    let first = s.engine.stats_sample(&id, None)?;
+    let first = s.backend.stats_sample(&id, None)?;
     if !stream {
         if q.bool("one-shot") || first["read"] == "0001-01-01T00:00:00Z" {
             return Ok(json_response(first));
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        return Ok(json_response(s.engine.stats_sample(&id, Some(&first))?));
+        return Ok(json_response(s.backend.stats_sample(&id, Some(&first))?));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     tokio::spawn(async move {
@@ -477,7 +521,7 @@ async fn container_stats(State(s): State<AppState>, Path(id): Path<String>, q: Q
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            match s.engine.stats_sample(&id, Some(&prev)) {
+            match s.backend.stats_sample(&id, Some(&prev)) {
                 Ok(v) => prev = v,
                 Err(_) => return,
             }
@@ -502,49 +546,60 @@ fn json_stream(rx: Chunks) -> Response {
 }
 
 /// `docker cp`'s stat: the path's `X-Docker-Container-Path-Stat` header.
-async fn archive_head(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
-    let st = s.engine.archive_stat(&id, &archive_path(&q)?).await?;
+async fn archive_head<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
+    let st = s.backend.archive_stat(&id, &archive_path(&q)?).await?;
     let mut r = StatusCode::OK.into_response();
     insert_path_stat(&mut r, &st);
     Ok(r)
 }
 
-async fn archive_get(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+async fn archive_get<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
     let path = archive_path(&q)?;
     let tmp = images::temp_file(&s, "archive")?;
-    let (st, file) = s.engine.archive_get(&id, &path, tmp).await?;
+    let (st, file) = s.backend.archive_get(&id, &path, tmp).await?;
     let mut r = images::tar_response(file)?;
     insert_path_stat(&mut r, &st);
     Ok(r)
 }
 
-async fn archive_put(
-    State(s): State<AppState>,
+async fn archive_put<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
     Path(id): Path<String>,
     q: Q,
     req: Request,
 ) -> ApiResult {
     let path = archive_path(&q)?;
-    s.engine.find_container(&id)?;
+    s.backend.find_container(&id)?;
     let file = images::spool(&s, req.into_body()).await?;
-    s.engine
+    s.backend
         .archive_put(&id, &path, file, q.bool("noOverwriteDirNonDir"))
         .await?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn container_update(
-    State(s): State<AppState>,
+async fn container_update<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
     let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok(json_response(s.engine.update(&id, &v).await?))
+    Ok(json_response(s.backend.update(&id, &v).await?))
 }
 
-async fn container_export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn container_export<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let tmp = images::temp_file(&s, "export")?;
-    images::tar_response(s.engine.export(&id, tmp).await?)
+    images::tar_response(s.backend.export(&id, tmp).await?)
 }
 
 fn archive_path(q: &Q) -> ApiResult<String> {
@@ -560,9 +615,12 @@ fn insert_path_stat(r: &mut Response, st: &berth_engine::archive::PathStat) {
     }
 }
 
-async fn container_changes(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn container_changes<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let list: Vec<Value> = s
-        .engine
+        .backend
         .changes(&id)?
         .into_iter()
         .map(|c| json!({"Path": c.path, "Kind": c.kind as u8}))
@@ -574,28 +632,36 @@ async fn container_changes(State(s): State<AppState>, Path(id): Path<String>) ->
     }))
 }
 
-async fn images_prune(State(s): State<AppState>, q: Q) -> ApiResult {
-    let (items, space) = s.engine.prune_images(&q.filters()?)?;
+async fn images_prune<B: ImageBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
+    let (items, space) = s.backend.prune_images(&q.filters()?)?;
     Ok(json_response(json!({
         "ImagesDeleted": if items.is_empty() { Value::Null } else { json!(items) },
         "SpaceReclaimed": space,
     })))
 }
 
-async fn system_df(State(s): State<AppState>) -> ApiResult {
-    Ok(json_response(s.engine.system_df(true)?))
+async fn system_df<B: SystemBackend>(State(s): State<AppState<B>>) -> ApiResult {
+    Ok(json_response(s.backend.system_df(true)?))
 }
 
-async fn container_top(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
-    Ok(json_response(s.engine.top(&id, &q.str("ps_args")).await?))
+async fn container_top<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
+    Ok(json_response(s.backend.top(&id, &q.str("ps_args")).await?))
 }
 
-async fn container_wait(State(s): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult {
+async fn container_wait<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult {
     let cond = q.str("condition");
     if !matches!(cond.as_str(), "" | "not-running" | "next-exit" | "removed") {
         return Err(ApiError::bad(format!("invalid condition: \"{cond}\"")));
     }
-    let fut = s.engine.wait(&id, &cond)?;
+    let fut = s.backend.wait(&id, &cond)?;
     // Headers go out now; the body when the condition is met. The CLI starts the
     // container only after it has the headers.
     let stream = futures_util::stream::once(async move {
@@ -639,7 +705,7 @@ async fn drain(body: Body) {
     let _ = axum::body::to_bytes(body, 1 << 20).await;
 }
 
-async fn not_found(State(s): State<AppState>, req: Request) -> ApiResult {
+async fn not_found<B: ContainerBackend>(State(s): State<AppState<B>>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
     drain(body).await;
     // `docker rm --link /parent/alias`: a link's name has slashes in it.
@@ -651,7 +717,7 @@ async fn not_found(State(s): State<AppState>, req: Request) -> ApiResult {
                 .is_some_and(|q| q.split('&').any(|kv| matches!(kv, "link=1" | "link=true")));
             if link {
                 let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-                s.engine.remove_link(&name).await?;
+                s.backend.remove_link(&name).await?;
                 return Ok(no_content());
             }
         }
@@ -663,83 +729,139 @@ async fn not_found(State(s): State<AppState>, req: Request) -> ApiResult {
     ))
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole route table: one router per kind, each over its own backend.
+pub fn router<B: Backends>(state: AppState<B>) -> Router {
+    Router::new()
+        .merge(system_routes(state.clone()))
+        .merge(container_routes(state.clone()))
+        .merge(exec_routes(state.clone()))
+        .merge(image_routes(state.clone()))
+        .merge(network_routes(state.clone()))
+        .merge(volume_routes(state.clone()))
+        .merge(build_routes(state.clone()))
+        .merge(swarm_routes())
+        .merge(Router::new().fallback(not_found::<B>).with_state(state))
+}
+
+pub fn system_routes<B: SystemBackend>(state: AppState<B>) -> Router {
     Router::new()
         .route("/_ping", get(ping).head(ping))
-        .route("/version", get(version))
-        .route("/info", get(info))
-        .route("/containers/json", get(containers_list))
-        .route("/containers/create", post(container_create))
-        .route("/containers/prune", post(containers_prune))
-        .route("/containers/{id}/json", get(container_inspect))
-        .route("/containers/{id}/start", post(container_start))
-        .route("/containers/{id}/stop", post(container_stop))
-        .route("/containers/{id}/restart", post(container_restart))
-        .route("/containers/{id}/kill", post(container_kill))
-        .route("/containers/{id}/pause", post(container_pause))
-        .route("/containers/{id}/unpause", post(container_unpause))
-        .route("/containers/{id}/rename", post(container_rename))
-        .route("/containers/{id}/resize", post(container_resize))
-        .route("/containers/{id}/wait", post(container_wait))
-        .route("/containers/{id}/logs", get(container_logs))
-        .route("/containers/{id}/top", get(container_top))
-        .route("/containers/{id}/stats", get(container_stats))
-        .route("/containers/{id}/export", get(container_export))
-        .route("/containers/{id}/update", post(container_update))
-        .route("/events", get(events))
+        .route("/version", get(version::<B>))
+        .route("/info", get(info::<B>))
+        .route("/events", get(events::<B>))
+        .route("/system/df", get(system_df::<B>))
+        .with_state(state)
+}
+
+pub fn container_routes<B: ContainerBackend>(state: AppState<B>) -> Router {
+    Router::new()
+        .route("/containers/json", get(containers_list::<B>))
+        .route("/containers/create", post(container_create::<B>))
+        .route("/containers/prune", post(containers_prune::<B>))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(container_delete::<B>),
+        )
+        .route("/containers/{id}/json", get(container_inspect::<B>))
+        .route("/containers/{id}/start", post(container_start::<B>))
+        .route("/containers/{id}/stop", post(container_stop::<B>))
+        .route("/containers/{id}/restart", post(container_restart::<B>))
+        .route("/containers/{id}/kill", post(container_kill::<B>))
+        .route("/containers/{id}/pause", post(container_pause::<B>))
+        .route("/containers/{id}/unpause", post(container_unpause::<B>))
+        .route("/containers/{id}/rename", post(container_rename::<B>))
+        .route("/containers/{id}/resize", post(container_resize::<B>))
+        .route("/containers/{id}/wait", post(container_wait::<B>))
+        .route("/containers/{id}/logs", get(container_logs::<B>))
+        .route("/containers/{id}/attach", post(container_attach::<B>))
+        .route("/containers/{id}/top", get(container_top::<B>))
+        .route("/containers/{id}/stats", get(container_stats::<B>))
+        .route("/containers/{id}/export", get(container_export::<B>))
+        .route("/containers/{id}/update", post(container_update::<B>))
+        .route("/containers/{id}/changes", get(container_changes::<B>))
         .route(
             "/containers/{id}/archive",
-            get(archive_get).head(archive_head).put(archive_put),
+            get(archive_get::<B>)
+                .head(archive_head::<B>)
+                .put(archive_put::<B>),
         )
-        .route("/containers/{id}/changes", get(container_changes))
-        .route("/commit", post(commit))
-        .route("/build", post(build))
-        .route("/build/prune", post(build_prune))
-        .route("/networks/prune", post(networks_prune))
-        .route("/networks", get(networks_list))
-        .route("/networks/create", post(network_create))
-        .route("/networks/{id}/connect", post(network_connect))
-        .route("/networks/{id}/disconnect", post(network_disconnect))
-        .route(
-            "/networks/{id}",
-            get(network_inspect).delete(network_delete),
-        )
-        .route("/images/prune", post(images_prune))
-        .route("/system/df", get(system_df))
-        .route("/volumes", get(volumes_list))
-        .route("/volumes/create", post(volume_create))
-        .route("/volumes/prune", post(volumes_prune))
-        .route("/volumes/{name}", get(volume_inspect).delete(volume_delete))
-        .route("/containers/{id}/attach", post(container_attach))
-        .route("/containers/{id}/exec", post(exec_create))
-        .route("/containers/{id}", axum::routing::delete(container_delete))
-        .route("/exec/{id}/start", post(exec_start))
-        .route("/exec/{id}/resize", post(exec_resize))
-        .route("/exec/{id}/json", get(exec_inspect))
-        .route("/images/json", get(images::list))
-        .route("/images/create", post(images::create))
-        .route("/images/load", post(images::load))
-        .route("/images/get", get(images::save_many))
+        .with_state(state)
+}
+
+pub fn exec_routes<B: ExecBackend>(state: AppState<B>) -> Router {
+    Router::new()
+        .route("/containers/{id}/exec", post(exec_create::<B>))
+        .route("/exec/{id}/start", post(exec_start::<B>))
+        .route("/exec/{id}/resize", post(exec_resize::<B>))
+        .route("/exec/{id}/json", get(exec_inspect::<B>))
+        .with_state(state)
+}
+
+pub fn image_routes<B: ImageBackend>(state: AppState<B>) -> Router {
+    Router::new()
+        .route("/images/json", get(images::list::<B>))
+        .route("/images/create", post(images::create::<B>))
+        .route("/images/load", post(images::load::<B>))
+        .route("/images/get", get(images::save_many::<B>))
+        .route("/images/prune", post(images_prune::<B>))
         .route(
             "/images/{*rest}",
-            get(images::by_name_get)
-                .post(images::by_name_post)
-                .delete(images::by_name_delete),
+            get(images::by_name_get::<B>)
+                .post(images::by_name_post::<B>)
+                .delete(images::by_name_delete::<B>),
         )
-        .route("/swarm", any(no_swarm))
-        .route("/swarm/{*rest}", any(no_swarm))
-        .route("/nodes", any(no_swarm))
-        .route("/nodes/{*rest}", any(no_swarm))
-        .route("/services", any(no_swarm))
-        .route("/services/{*rest}", any(no_swarm))
-        .route("/tasks", any(no_swarm))
-        .route("/tasks/{*rest}", any(no_swarm))
-        .route("/secrets", any(no_swarm))
-        .route("/secrets/{*rest}", any(no_swarm))
-        .route("/configs", any(no_swarm))
-        .route("/configs/{*rest}", any(no_swarm))
-        .fallback(not_found)
+        .route("/commit", post(commit::<B>))
         .with_state(state)
+}
+
+pub fn network_routes<B: NetworkBackend>(state: AppState<B>) -> Router {
+    Router::new()
+        .route("/networks", get(networks_list::<B>))
+        .route("/networks/create", post(network_create::<B>))
+        .route("/networks/prune", post(networks_prune::<B>))
+        .route(
+            "/networks/{id}",
+            get(network_inspect::<B>).delete(network_delete::<B>),
+        )
+        .route("/networks/{id}/connect", post(network_connect::<B>))
+        .route("/networks/{id}/disconnect", post(network_disconnect::<B>))
+        .with_state(state)
+}
+
+pub fn volume_routes<B: VolumeBackend>(state: AppState<B>) -> Router {
+    Router::new()
+        .route("/volumes", get(volumes_list::<B>))
+        .route("/volumes/create", post(volume_create::<B>))
+        .route("/volumes/prune", post(volumes_prune::<B>))
+        .route(
+            "/volumes/{name}",
+            get(volume_inspect::<B>).delete(volume_delete::<B>),
+        )
+        .with_state(state)
+}
+
+pub fn build_routes<B: BuildBackend>(state: AppState<B>) -> Router {
+    Router::new()
+        .route("/build", post(build::<B>))
+        .route("/build/prune", post(build_prune::<B>))
+        .with_state(state)
+}
+
+fn swarm_routes() -> Router {
+    let mut r = Router::new();
+    for base in [
+        "/swarm",
+        "/nodes",
+        "/services",
+        "/tasks",
+        "/secrets",
+        "/configs",
+    ] {
+        r = r
+            .route(base, any(no_swarm))
+            .route(&format!("{base}/{{*rest}}"), any(no_swarm));
+    }
+    r
 }
 
 /// Strips `/v1.xx` and refuses versions outside what we speak.
@@ -769,7 +891,7 @@ fn version_gate(mut req: Request) -> Result<Request, ApiError> {
 }
 
 /// The whole API as one service: version gate in front of the routes.
-pub fn app(state: AppState) -> Router {
+pub fn app<B: Backends>(state: AppState<B>) -> Router {
     let record = state.daemon.api_record.clone().map(Arc::new);
     let inner = router(state);
     Router::new().fallback_service(tower::service_fn(move |req: Request| {

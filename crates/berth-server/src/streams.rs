@@ -2,20 +2,20 @@
 
 use crate::*;
 
-pub(crate) async fn container_attach(
-    State(s): State<AppState>,
+pub(crate) async fn container_attach<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
     Path(id): Path<String>,
     q: Q,
     req: Request,
 ) -> ApiResult {
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
     let keys = hijack::detach_keys(q.get("detachKeys"))?;
-    let tty = s.engine.container_tty(&id)?;
-    s.engine.check_attach(&id)?;
+    let tty = s.backend.container_tty(&id)?;
+    s.backend.check_attach(&id)?;
     // `logs`: what the container wrote so far comes first; `stream`: then
     // its live output (without it the answer ends after the logs).
     let mut history = match q.bool("logs") && (stdout || stderr) {
-        true => Some(s.engine.logs(
+        true => Some(s.backend.logs(
             &id,
             LogOptions {
                 stdout,
@@ -26,7 +26,7 @@ pub(crate) async fn container_attach(
         false => None,
     };
     let live = match q.bool("stream") {
-        true => Some(s.engine.attach(&id, q.bool("stdin"), stdout, stderr)?.0),
+        true => Some(s.backend.attach(&id, q.bool("stdin"), stdout, stderr)?.0),
         false => None,
     };
     // Detach keys act only on a terminal, as dockerd's.
@@ -52,8 +52,8 @@ pub(crate) async fn container_attach(
     }))
 }
 
-pub(crate) async fn container_logs(
-    State(s): State<AppState>,
+pub(crate) async fn container_logs<B: ContainerBackend>(
+    State(s): State<AppState<B>>,
     Path(id): Path<String>,
     q: Q,
 ) -> ApiResult {
@@ -77,8 +77,8 @@ pub(crate) async fn container_logs(
             "Bad parameters: you must choose at least one stream",
         ));
     }
-    let tty = s.engine.container_tty(&id)?;
-    let rx = s.engine.logs(&id, opts)?;
+    let tty = s.backend.container_tty(&id)?;
+    let rx = s.backend.logs(&id, opts)?;
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -96,18 +96,18 @@ pub(crate) async fn container_logs(
     Ok(r)
 }
 
-pub(crate) async fn exec_create(
-    State(s): State<AppState>,
+pub(crate) async fn exec_create<B: ExecBackend>(
+    State(s): State<AppState<B>>,
     Path(id): Path<String>,
     body: bytes::Bytes,
 ) -> ApiResult {
     let cfg: ExecConfig = parse_json(&body)?;
-    let exec_id = s.engine.exec_create(&id, cfg)?;
+    let exec_id = s.backend.exec_create(&id, cfg)?;
     Ok((StatusCode::CREATED, axum::Json(json!({"Id": exec_id}))).into_response())
 }
 
-pub(crate) async fn exec_start(
-    State(s): State<AppState>,
+pub(crate) async fn exec_start<B: ExecBackend>(
+    State(s): State<AppState<B>>,
     Path(id): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -123,9 +123,9 @@ pub(crate) async fn exec_start(
         .as_ref()
         .filter(|c| c.len() == 2 && start.tty)
         .map(|c| (c[0], c[1]));
-    let engine = s.engine.clone();
+    let engine = s.backend.clone();
     if start.detach {
-        engine.exec_start(&id, true, console).await?;
+        engine.exec_start_detached(&id, console).await?;
         return Ok(StatusCode::OK.into_response());
     }
     // As dockerd: the stream is up before the process starts, so that a
@@ -161,8 +161,8 @@ pub(crate) async fn exec_start(
                 let text = format!("{e}\r\n");
                 if !tty {
                     let _ = client
-                        .write_all(&berth_runtime::proto::frame_header(
-                            berth_runtime::proto::STDOUT,
+                        .write_all(&berth_api::stream::frame_header(
+                            berth_api::stream::STDOUT,
                             text.len(),
                         ))
                         .await;
@@ -174,17 +174,20 @@ pub(crate) async fn exec_start(
     }))
 }
 
-pub(crate) async fn exec_resize(
-    State(s): State<AppState>,
+pub(crate) async fn exec_resize<B: ExecBackend>(
+    State(s): State<AppState<B>>,
     Path(id): Path<String>,
     q: Q,
 ) -> ApiResult {
     let h = q.int("h")?.unwrap_or(0) as u16;
     let w = q.int("w")?.unwrap_or(0) as u16;
-    s.engine.exec_resize(&id, h, w).await?;
+    s.backend.exec_resize(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-pub(crate) async fn exec_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    Ok(json_response(s.engine.exec_inspect(&id)?))
+pub(crate) async fn exec_inspect<B: ExecBackend>(
+    State(s): State<AppState<B>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(json_response(s.backend.exec_inspect(&id)?))
 }

@@ -544,13 +544,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<std::fs::File> {
         .open(dir)
 }
 
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
+pub use berth_api::host_arch;
 
 #[cfg(test)]
 mod tests {

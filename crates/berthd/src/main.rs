@@ -179,7 +179,7 @@ async fn run(args: Args) -> Result<()> {
     .await
     .context("opening the engine")?;
     let state = AppState {
-        engine,
+        backend: engine,
         daemon: Arc::new(DaemonInfo {
             id: daemon_id(&args.data_root),
             data_root: args.data_root.display().to_string(),

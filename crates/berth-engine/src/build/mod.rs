@@ -154,13 +154,34 @@ fn set_env(config: &mut ImageConfigBlob, key: &str, val: &str) {
     }
 }
 
+/// A build context unpacked under the data root; removed when dropped.
+pub struct BuildContext(PathBuf);
+
+impl BuildContext {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for BuildContext {
+    fn drop(&mut self) {
+        let _ = berth_store::fsutil::remove_tree(&self.0);
+    }
+}
+
 impl Engine {
-    /// A fresh directory for a build context, under the data root.
-    pub fn new_context_dir(&self) -> PathBuf {
-        self.cfg
+    /// Unpacks a build context tar (spooled) into a fresh directory.
+    pub async fn build_context(&self, tar: std::fs::File) -> Result<BuildContext> {
+        let dir = self
+            .cfg
             .data_root
             .join("build")
-            .join(format!("ctx-{:016x}", rand::random::<u64>()))
+            .join(format!("ctx-{:016x}", rand::random::<u64>()));
+        let ctx = BuildContext(dir.clone());
+        tokio::task::spawn_blocking(move || extract_context(tar, &dir))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        Ok(ctx)
     }
 
     /// Runs a build over the extracted context `ctx`, streaming Docker's
@@ -392,9 +413,7 @@ impl Engine {
                     )
                     .await
                     .map_err(|e| match e {
-                        EngineError::BadRequest(m)
-                            if !m.starts_with("Dockerfile:") && !m.starts_with("The command") =>
-                        {
+                        EngineError::BadRequest(m) if !m.starts_with("Dockerfile:") => {
                             EngineError::BadRequest(format!("Dockerfile:{}: {m}", inst.line))
                         }
                         e => e,

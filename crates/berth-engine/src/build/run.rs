@@ -179,10 +179,10 @@ impl Engine {
         };
         let _ = pump.await;
         if code != 0 {
-            return Err(EngineError::BadRequest(format!(
-                "The command '{}' returned a non-zero code: {code}",
-                cmd.join(" ")
-            )));
+            return Err(EngineError::BuildStep {
+                cmd: cmd.join(" "),
+                code,
+            });
         }
         let upper = self.cdir(cid).join("rw/upper");
         std::fs::create_dir_all(&upper)?;
