@@ -3,6 +3,7 @@
 import json
 
 import pexpect
+import pytest
 
 
 def test_run_hostname_then_ls_all(daemon):
@@ -78,16 +79,26 @@ def test_detached_database_flow(daemon):
     assert out.strip() == ""
 
 
-def test_exit_statuses_match_docker(daemon):
-    assert daemon.docker("run", "--rm", "busybox", "sh", "-c", "exit 3")[0] == 3
-    rc, _, err = daemon.docker("run", "--rm", "busybox", "no-such-command")
+@pytest.mark.parametrize("tool", ["docker", "berth"])
+def test_exit_statuses_match_docker(daemon, tool, name):
+    run = lambda *a: daemon.run(tool, "run", *a)
+    assert run("--rm", "busybox", "sh", "-c", "exit 3")[0] == 3
+    rc, _, err = run("--rm", "busybox", "no-such-command")
     assert rc == 127, err
     assert "executable file not found" in err
-    rc, _, err = daemon.docker("run", "--rm", "busybox", "/etc")
+    rc, _, err = run("--rm", "busybox", "/etc")
     assert rc == 126, err
-    rc, _, err = daemon.docker("run", "--rm", "no-such-image:1", "true")
+    rc, _, err = run("--rm", "no-such-image:1", "true")
     assert rc == 125
     assert "No such image" in err or "pull access denied" in err
+    # Detached, the status comes from the container the daemon ended.
+    try:
+        rc, _, err = run("-d", "--name", name, "busybox", "no-such-command")
+        assert rc == 127, err
+        st = json.loads(daemon.api("GET", f"/containers/{name}/json")[1])["State"]
+        assert st["ExitCode"] == 127 and "executable file not found" in st["Error"], st
+    finally:
+        daemon.api("DELETE", f"/containers/{name}?force=1")
 
 
 def test_attach_and_detach_keys(daemon):

@@ -30,19 +30,7 @@ pub fn dispatch(c: &Client, cmd: Cmd) -> i32 {
                 None => format!("{e:#}"),
             };
             eprintln!("{msg}");
-            // Only the daemon's account of a failed start picks 126 or 127.
-            if fail_code == 125 && daemon.is_some() {
-                let m = msg.to_ascii_lowercase();
-                if m.contains("executable file not found")
-                    || m.contains("no such file or directory")
-                {
-                    return 127;
-                }
-                if m.contains("permission denied") {
-                    return 126;
-                }
-            }
-            fail_code
+            e.downcast_ref::<ExitWith>().map_or(fail_code, |x| x.0)
         }
     }
 }
@@ -584,6 +572,31 @@ fn create(c: &Client, a: &RunArgs) -> Result<String> {
 
 /// Waits for the container in the background; the answer's headers arrive
 /// before we start it, so its exit cannot be missed.
+/// Ends the command with the error's words and a status of its own.
+#[derive(Debug)]
+struct ExitWith(i32, anyhow::Error);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1.downcast_ref::<DaemonError>() {
+            Some(d) => write!(f, "{d}"),
+            None => write!(f, "{:#}", self.1),
+        }
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+/// A start that failed: as the docker CLI, 127 or 126 when the daemon ended
+/// the container with that status (command not found, not executable), else 125.
+fn start_failed(e: anyhow::Error, exit_code: Option<i64>) -> anyhow::Error {
+    let code = match exit_code {
+        Some(c @ (126 | 127)) => c as i32,
+        _ => 125,
+    };
+    ExitWith(code, e).into()
+}
+
 fn wait_handle(c: &Client, id: &str, cond: &str) -> Result<std::thread::JoinHandle<i32>> {
     let resp = c.post(&format!("/containers/{id}/wait?condition={cond}"))?;
     Ok(std::thread::spawn(move || {
@@ -687,7 +700,13 @@ fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
         return Ok(0);
     }
     if a.detach {
-        c.post(&format!("/containers/{id}/start"))?;
+        if let Err(e) = c.post(&format!("/containers/{id}/start")) {
+            let v = c
+                .get(&format!("/containers/{id}/json"))
+                .and_then(|r| r.json());
+            let code = v.ok().and_then(|v| v["State"]["ExitCode"].as_i64());
+            return Err(start_failed(e, code));
+        }
         println!("{id}");
         return Ok(0);
     }
@@ -716,7 +735,17 @@ fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
     let sess = session(resp, conn, a.tty, stdin, keys);
     if let Err(e) = c.post(&format!("/containers/{id}/start")) {
         drop(_raw);
-        return Err(e);
+        // The daemon ends a container whose process could not start with
+        // Docker's status for it, and the waiter hears that.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !waiter.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let code = match waiter.is_finished() {
+            true => waiter.join().ok().map(i64::from),
+            false => None,
+        };
+        return Err(start_failed(e, code));
     }
     if tty {
         resize_loop(c, format!("/containers/{id}/resize"));

@@ -198,14 +198,15 @@ impl Engine {
         let (resp, stream) = match self.shim(&p.container_id).open(&p.req).await {
             Ok(r) => r,
             Err(e) => {
-                let msg = format!(
-                    "OCI runtime exec failed: {}",
-                    crate::docker_exec_error(&e.to_string())
-                );
-                let code = if msg.contains("executable file not found") {
-                    127
-                } else {
-                    126
+                let msg = format!("OCI runtime exec failed: {e}");
+                // dockerd's statuses for an exec that did not start: 127 when
+                // the command is missing, 126 for anything else.
+                let code = match e {
+                    berth_runtime::RuntimeError::Shim {
+                        kind: berth_runtime::proto::ErrorKind::NotFound,
+                        ..
+                    } => 127,
+                    _ => 126,
                 };
                 if let Some(e) = self.execs.lock().expect("execs").get_mut(&p.exec_id) {
                     e.running = false;

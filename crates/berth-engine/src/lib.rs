@@ -65,6 +65,10 @@ pub enum EngineError {
     /// Something this configuration cannot do (dockerd's 501).
     #[error("{0}")]
     NotImplemented(String),
+    /// The container's process could not be started; `exit_code` is
+    /// Docker's status for it (127 not found, 126 not executable, 128 else).
+    #[error("{message}")]
+    StartFailed { exit_code: i32, message: String },
     /// A build step's command ended with a non-zero code.
     #[error("The command '{cmd}' returned a non-zero code: {code}")]
     BuildStep { cmd: String, code: i64 },
@@ -596,40 +600,6 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| EngineError::BadRequest(format!("Invalid signal: {s}")))
 }
 
-/// Rewrites the runtime's words for an unstartable command into Docker's, which
-/// clients (the docker CLI among them) read to pick exit status 126 or 127.
-fn docker_exec_error(msg: &str) -> String {
-    let quoted = |m: &str, pat: &str| {
-        m.find(pat).and_then(|i| {
-            let rest = &m[i + pat.len()..];
-            rest.find('\'').map(|j| rest[..j].to_string())
-        })
-    };
-    if msg.contains("not found in $PATH") {
-        if let Some(cmd) = quoted(msg, "executable '") {
-            return format!("exec: \"{cmd}\": executable file not found in $PATH: unknown");
-        }
-    }
-    if msg.contains("does not have correct permissions") {
-        if let Some(cmd) = quoted(msg, "executable '") {
-            return format!("exec: \"{cmd}\": permission denied: unknown");
-        }
-    }
-    msg.to_string()
-}
-
-/// Docker's exit statuses for a process that could not be started.
-fn exit_code_for_start_error(msg: &str) -> i32 {
-    let m = msg.to_ascii_lowercase();
-    if m.contains("not found") || m.contains("no such file") {
-        127
-    } else if m.contains("permission denied") {
-        126
-    } else {
-        128
-    }
-}
-
 /// Kills the shim of a container that is not running, and the process group
 /// it leads (a created, never started container's init waits in it). True
 /// when there was one to kill: its cgroup is then left for the caller.
@@ -678,27 +648,5 @@ mod tests {
         assert_eq!(parse_signal("SIGKILL").unwrap(), libc::SIGKILL);
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("NOPE").is_err());
-    }
-
-    #[test]
-    fn runtime_errors_read_like_dockers() {
-        let m = docker_exec_error("exec process failed: executable 'nope' not found in $PATH");
-        assert_eq!(
-            m,
-            "exec: \"nope\": executable file not found in $PATH: unknown"
-        );
-        let m = docker_exec_error(
-            "executable '/etc' at path '\"/etc\"' does not have correct permissions",
-        );
-        assert!(m.contains("permission denied"));
-    }
-
-    #[test]
-    fn start_errors_map_to_docker_exit_codes() {
-        assert_eq!(
-            exit_code_for_start_error("exec: \"nope\": executable file not found in $PATH"),
-            127
-        );
-        assert_eq!(exit_code_for_start_error("permission denied"), 126);
     }
 }

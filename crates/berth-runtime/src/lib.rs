@@ -10,8 +10,8 @@ pub mod spec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("shim: {0}")]
-    Shim(String),
+    #[error("shim: {msg}")]
+    Shim { kind: proto::ErrorKind, msg: String },
     #[error("invalid capability: {0}")]
     InvalidCapability(String),
     #[error("invalid security option: {0}")]
@@ -20,4 +20,13 @@ pub enum RuntimeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+}
+
+impl RuntimeError {
+    pub(crate) fn shim(msg: impl Into<String>) -> Self {
+        RuntimeError::Shim {
+            kind: proto::ErrorKind::Other,
+            msg: msg.into(),
+        }
+    }
 }

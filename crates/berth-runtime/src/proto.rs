@@ -48,11 +48,55 @@ pub struct ExitStatus {
     pub finished_at: String,
 }
 
+/// Why a process could not be started, as the shim tells berthd: the
+/// kind decides the exit status Docker gives such a process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    #[default]
+    Other,
+    /// The command is not in `$PATH` or its path does not exist.
+    NotFound,
+    /// The command exists but cannot be executed.
+    PermissionDenied,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Other => "other",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::PermissionDenied => "permission-denied",
+        }
+    }
+
+    /// The kind a word names; anything else is `Other`.
+    pub fn parse(word: &str) -> Self {
+        match word {
+            "not-found" => ErrorKind::NotFound,
+            "permission-denied" => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// Docker's exit status for a process that could not be started.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::NotFound => 127,
+            ErrorKind::PermissionDenied => 126,
+            ErrorKind::Other => 128,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `error`: why, when the shim knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ErrorKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +117,13 @@ impl Response {
             ok: false,
             error: Some(msg.into()),
             ..Default::default()
+        }
+    }
+
+    pub fn err_kind(kind: ErrorKind, msg: impl Into<String>) -> Self {
+        Self {
+            kind: Some(kind),
+            ..Self::err(msg)
         }
     }
 }
@@ -114,6 +165,26 @@ pub use berth_api::stream::{frame_header, STDERR, STDOUT};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_kinds_round_trip_and_pick_dockers_codes() {
+        let r = Response::err_kind(ErrorKind::NotFound, "exec: \"x\": not found");
+        let back: Response = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.kind, Some(ErrorKind::NotFound));
+        // A shim that knows no kinds answers without one.
+        let old: Response = serde_json::from_str(r#"{"ok":false,"error":"x"}"#).unwrap();
+        assert_eq!(old.kind, None);
+        for k in [
+            ErrorKind::Other,
+            ErrorKind::NotFound,
+            ErrorKind::PermissionDenied,
+        ] {
+            assert_eq!(ErrorKind::parse(k.as_str()), k);
+        }
+        assert_eq!(ErrorKind::NotFound.exit_code(), 127);
+        assert_eq!(ErrorKind::PermissionDenied.exit_code(), 126);
+        assert_eq!(ErrorKind::parse("???"), ErrorKind::Other);
+    }
 
     #[test]
     fn requests_round_trip() {

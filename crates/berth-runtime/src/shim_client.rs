@@ -31,11 +31,14 @@ impl ShimClient {
         let mut resp = String::new();
         r.read_line(&mut resp).await?;
         if resp.is_empty() {
-            return Err(RuntimeError::Shim("connection closed".into()));
+            return Err(RuntimeError::shim("connection closed"));
         }
         let resp: Response = serde_json::from_str(&resp)?;
         if !resp.ok {
-            return Err(RuntimeError::Shim(resp.error.unwrap_or_default()));
+            return Err(RuntimeError::Shim {
+                kind: resp.kind.unwrap_or_default(),
+                msg: resp.error.unwrap_or_default(),
+            });
         }
         Ok((resp, r))
     }
@@ -65,7 +68,7 @@ impl ShimClient {
         })
         .await?
         .exit
-        .ok_or_else(|| RuntimeError::Shim("exec wait: no exit status".into()))
+        .ok_or_else(|| RuntimeError::shim("exec wait: no exit status"))
     }
 }
 
@@ -78,13 +81,16 @@ impl PendingWait {
         let mut resp = String::new();
         self.0.read_line(&mut resp).await?;
         if resp.is_empty() {
-            return Err(RuntimeError::Shim("connection closed".into()));
+            return Err(RuntimeError::shim("connection closed"));
         }
         let resp: Response = serde_json::from_str(&resp)?;
         if !resp.ok {
-            return Err(RuntimeError::Shim(resp.error.unwrap_or_default()));
+            return Err(RuntimeError::Shim {
+                kind: resp.kind.unwrap_or_default(),
+                msg: resp.error.unwrap_or_default(),
+            });
         }
         resp.exit
-            .ok_or_else(|| RuntimeError::Shim("wait: no exit status".into()))
+            .ok_or_else(|| RuntimeError::shim("wait: no exit status"))
     }
 }

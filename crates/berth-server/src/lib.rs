@@ -116,7 +116,9 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-            EngineError::BadRequest(_) | EngineError::BuildStep { .. } => StatusCode::BAD_REQUEST,
+            EngineError::BadRequest(_)
+            | EngineError::BuildStep { .. }
+            | EngineError::StartFailed { .. } => StatusCode::BAD_REQUEST,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             EngineError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

@@ -43,6 +43,13 @@ extern "C" fn on_sigchld(_: libc::c_int) {
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// Why a process could not start, when the error says.
+fn error_kind(e: &(dyn std::error::Error + 'static)) -> proto::ErrorKind {
+    e.downcast_ref::<linux::RuntimeError>()
+        .map(linux::RuntimeError::kind)
+        .unwrap_or_default()
+}
+
 /// Whose process a stdio stream belongs to.
 #[derive(Clone, PartialEq, Eq, Debug)]
 enum Owner {
@@ -767,7 +774,10 @@ impl Shim {
                     self.reap();
                     self.maybe_finish_exec(&exec_id);
                 }
-                Err(e) => self.reply(t, Response::err(e.to_string()), true),
+                Err(e) => {
+                    let resp = Response::err_kind(error_kind(e.as_ref()), e.to_string());
+                    self.reply(t, resp, true)
+                }
             },
             Request::ExecWait { exec_id } => {
                 let done = self
@@ -1239,7 +1249,8 @@ fn main() {
             }
         }
         Err(e) => {
-            println!("error {e}");
+            // "error KIND MESSAGE": berthd picks the exit status by the kind.
+            println!("error {} {e}", error_kind(e.as_ref()).as_str());
             let _ = io::stdout().flush();
             std::process::exit(1);
         }

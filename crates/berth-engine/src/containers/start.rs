@@ -71,7 +71,10 @@ impl Engine {
                     Status::Created
                 };
             }
-            st.exit_code = exit_code_for_start_error(&st.error);
+            st.exit_code = match e {
+                EngineError::StartFailed { exit_code, .. } => *exit_code,
+                _ => berth_runtime::proto::ErrorKind::Other.exit_code(),
+            };
             drop(st);
             let _ = self.persist_state(c);
             let _ = self.mounter.unmount(&self.rootfs(&rec.id));
@@ -283,12 +286,14 @@ impl Engine {
         if line == "ready" {
             return Ok(());
         }
-        let msg = line.strip_prefix("error ").unwrap_or(line);
+        // "error KIND MESSAGE"
+        let rest = line.strip_prefix("error ").unwrap_or(line);
+        let (kind, msg) = rest.split_once(' ').unwrap_or((rest, ""));
         let msg = if msg.is_empty() { "shim exited" } else { msg };
-        Err(EngineError::BadRequest(format!(
-            "failed to create task for container: {}",
-            docker_exec_error(msg)
-        )))
+        Err(EngineError::StartFailed {
+            exit_code: berth_runtime::proto::ErrorKind::parse(kind).exit_code(),
+            message: format!("failed to create task for container: {msg}"),
+        })
     }
 
     pub(crate) async fn monitor(

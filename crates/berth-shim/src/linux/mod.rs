@@ -25,6 +25,7 @@ pub use process::Process;
 
 use berth_monitor::set_cloexec;
 use berth_runtime::cgroups::DeviceRule;
+pub use berth_runtime::proto::ErrorKind;
 use cgroup::*;
 use mounts::*;
 use process::*;
@@ -43,8 +44,25 @@ pub enum RuntimeError {
     #[error("{what}: {err}")]
     Os { what: String, err: io::Error },
     /// What the container's process reported before it could start.
-    #[error("{0}")]
-    Child(String),
+    #[error("{msg}")]
+    Child { kind: ErrorKind, msg: String },
+}
+
+impl RuntimeError {
+    pub(crate) fn child(msg: impl Into<String>) -> Self {
+        RuntimeError::Child {
+            kind: ErrorKind::Other,
+            msg: msg.into(),
+        }
+    }
+
+    /// Why the process could not start, for berthd to pick its exit status.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RuntimeError::Child { kind, .. } => *kind,
+            _ => ErrorKind::Other,
+        }
+    }
 }
 
 type Res<T> = Result<T, RuntimeError>;
@@ -133,12 +151,17 @@ fn await_child(sock: &OwnedFd, pid: i32) -> Res<Option<OwnedFd>> {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
+            // "err KIND MESSAGE", from child_fail.
             let text = String::from_utf8_lossy(msg.strip_prefix(b"err ").unwrap_or(&msg));
-            return Err(RuntimeError::Child(if text.is_empty() {
-                "the container's process exited during setup".into()
-            } else {
-                text.into_owned()
-            }));
+            let (kind, text) = text.split_once(' ').unwrap_or((&text, ""));
+            return Err(RuntimeError::Child {
+                kind: ErrorKind::parse(kind),
+                msg: if text.is_empty() {
+                    "the container's process exited during setup".into()
+                } else {
+                    text.to_string()
+                },
+            });
         }
     }
 }
@@ -291,7 +314,7 @@ fn spawn_init(flags: u64, plan: InitPlan, cgroup_path: &str) -> Res<Created> {
             Ok(never) => match never {},
             Err(e) => e,
         };
-        child_fail(sock, &err.to_string());
+        child_fail(sock, &err);
     }
     drop(child_sock);
     drop(start_r);
@@ -308,8 +331,12 @@ fn spawn_init(flags: u64, plan: InitPlan, cgroup_path: &str) -> Res<Created> {
 }
 
 /// Reports a setup failure to the parent and ends the child.
-fn child_fail(sock: RawFd, msg: &str) -> ! {
-    send_msg(sock, format!("err {msg}").as_bytes(), None);
+fn child_fail(sock: RawFd, err: &RuntimeError) -> ! {
+    send_msg(
+        sock,
+        format!("err {} {err}", err.kind().as_str()).as_bytes(),
+        None,
+    );
     // SAFETY: leaving the child without running the shim's destructors.
     unsafe { libc::_exit(1) }
 }
@@ -540,7 +567,7 @@ pub fn enter(
             Ok(never) => match never {},
             Err(e) => e,
         };
-        child_fail(sock, &err.to_string());
+        child_fail(sock, &err);
     }
     drop(child_sock);
     let pty_master = await_child(&parent_sock, pid)?;

@@ -187,7 +187,7 @@ pub(super) fn ensure_in_root(root: RawFd, rel: &str, file: bool) -> Res<OwnedFd>
         if n > 0 {
             links += 1;
             if links > 40 {
-                return Err(RuntimeError::Child(format!("too many symlinks in {rel}")));
+                return Err(RuntimeError::child(format!("too many symlinks in {rel}")));
             }
             let target = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
             if target.starts_with('/') {

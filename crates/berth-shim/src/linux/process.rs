@@ -209,13 +209,23 @@ pub(super) fn resolve_command(p: &Process) -> Res<CString> {
             Err(_) => {}
         }
     }
-    Err(RuntimeError::Child(if denied {
-        format!("exec: \"{cmd}\": permission denied")
+    let (kind, msg) = if denied {
+        (
+            ErrorKind::PermissionDenied,
+            format!("exec: \"{cmd}\": permission denied"),
+        )
     } else if cmd.contains('/') {
-        format!("exec: \"{cmd}\": stat {cmd}: no such file or directory")
+        (
+            ErrorKind::NotFound,
+            format!("exec: \"{cmd}\": stat {cmd}: no such file or directory"),
+        )
     } else {
-        format!("exec: \"{cmd}\": executable file not found in $PATH")
-    }))
+        (
+            ErrorKind::NotFound,
+            format!("exec: \"{cmd}\": executable file not found in $PATH"),
+        )
+    };
+    Err(RuntimeError::Child { kind, msg })
 }
 
 #[repr(C)]
@@ -378,7 +388,7 @@ pub(super) fn enter_cwd(p: &Process) -> Res<()> {
     let c = cstr(&p.cwd)?;
     // SAFETY: chdir with a NUL-terminated path.
     if unsafe { libc::chdir(c.as_ptr()) } != 0 {
-        return Err(RuntimeError::Child(format!(
+        return Err(RuntimeError::child(format!(
             "chdir to cwd (\"{}\") set in config.json failed: {}",
             p.cwd,
             io::Error::last_os_error()
