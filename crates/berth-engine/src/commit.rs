@@ -2,7 +2,7 @@
 //! read back as changes, or stored as a new image layer.
 
 use crate::images::apply_changes;
-use crate::{now, Engine, EngineError, Result};
+use crate::{now, Engine, EngineError, Kind, Result};
 use berth_api::{ContainerConfig, History, ImageRunConfig};
 use berth_store::changes::{self, Change};
 use std::sync::Arc;
@@ -74,7 +74,7 @@ impl Engine {
         let base = self
             .store
             .get(&rec.image_id)
-            .map_err(|_| EngineError::NotFound(format!("No such image: {}", rec.image_id)))?;
+            .map_err(|_| EngineError::missing(Kind::Image, &rec.image_id))?;
         if base.chain.len() >= berth_store::MAX_LAYERS {
             return Err(berth_store::StoreError::MaxDepth(base.chain.len() + 1).into());
         }
@@ -111,7 +111,7 @@ impl Engine {
         if paused {
             let _ = self.pause(key, false).await;
         }
-        let gone = || EngineError::NotFound(format!("No such container: {key}"));
+        let gone = || EngineError::missing(Kind::Container, key);
         let (desc, _) = match layer {
             Ok(l) => l,
             // Removed while its changes were read: a 404, not the I/O error.

@@ -1,7 +1,7 @@
 //! `docker exec`: processes started inside a running container by its shim.
 
 use crate::record::Status;
-use crate::{new_id, user, Engine, EngineError, Result};
+use crate::{new_id, user, Engine, EngineError, Kind, Result};
 use berth_api::ExecConfig;
 use berth_runtime::proto::Request;
 use berth_runtime::spec;
@@ -78,7 +78,7 @@ impl Engine {
             .expect("execs")
             .get(exec_id)
             .cloned()
-            .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {exec_id}")))
+            .ok_or_else(|| EngineError::missing(Kind::Exec, exec_id))
     }
 
     /// Starts the exec. Returns its stream unless detached; the caller reports the

@@ -48,8 +48,22 @@ use tokio::net::UnixStream;
 pub use exec::{ExecRecord, PreparedExec};
 pub use logs::{parse_time, LogOptions};
 
+/// The kinds of object a request can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Container,
+    Image,
+    Exec,
+    Network,
+    Volume,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// No object of this kind by that name or id; worded as dockerd words it.
+    #[error("{}", missing_text(*kind, id))]
+    Missing { kind: Kind, id: String },
+    /// Something else is missing (a path, a link); the words say what.
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -74,11 +88,33 @@ pub enum EngineError {
     BuildStep { cmd: String, code: i64 },
 }
 
+fn missing_text(kind: Kind, id: &str) -> String {
+    match kind {
+        Kind::Container => format!("No such container: {id}"),
+        Kind::Image => format!("No such image: {id}"),
+        Kind::Exec => format!("No such exec instance: {id}"),
+        Kind::Network => format!("network {id} not found"),
+        Kind::Volume => format!("get {id}: no such volume"),
+    }
+}
+
+impl EngineError {
+    pub fn missing(kind: Kind, id: &str) -> Self {
+        EngineError::Missing {
+            kind,
+            id: id.to_string(),
+        }
+    }
+}
+
 impl From<berth_store::StoreError> for EngineError {
     fn from(e: berth_store::StoreError) -> Self {
         use berth_store::StoreError as S;
         match e {
-            S::ImageNotFound(_) => EngineError::NotFound(e.to_string()),
+            S::ImageNotFound(name) => EngineError::Missing {
+                kind: Kind::Image,
+                id: name,
+            },
             S::Conflict(_) => EngineError::Conflict(e.to_string()),
             S::InvalidReference(_)
             | S::UnsafeTarEntry(_)
@@ -442,7 +478,7 @@ impl Engine {
                 )));
             }
         }
-        Err(EngineError::NotFound(format!("No such container: {key}")))
+        Err(EngineError::missing(Kind::Container, key))
     }
 
     /// Re-reads every record after a (re)start and reconnects to live shims.
@@ -648,5 +684,23 @@ mod tests {
         assert_eq!(parse_signal("SIGKILL").unwrap(), libc::SIGKILL);
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[test]
+    fn missing_objects_are_worded_as_dockerd() {
+        let t = |k, id| EngineError::missing(k, id).to_string();
+        assert_eq!(t(Kind::Container, "web"), "No such container: web");
+        assert_eq!(t(Kind::Image, "a:1"), "No such image: a:1");
+        assert_eq!(t(Kind::Exec, "e1"), "No such exec instance: e1");
+        assert_eq!(t(Kind::Network, "n"), "network n not found");
+        assert_eq!(t(Kind::Volume, "v"), "get v: no such volume");
+        let from_store: EngineError = berth_store::StoreError::ImageNotFound("x".into()).into();
+        assert!(matches!(
+            from_store,
+            EngineError::Missing {
+                kind: Kind::Image,
+                ..
+            }
+        ));
     }
 }

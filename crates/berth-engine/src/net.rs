@@ -3,7 +3,7 @@
 //! `inspect` shows.
 
 use crate::record::Record;
-use crate::{Engine, EngineError, Result};
+use crate::{Engine, EngineError, Kind, Result};
 use berth_net::host::{self, Endpoint};
 use berth_net::NetError;
 use serde::{Deserialize, Serialize};
@@ -220,7 +220,7 @@ impl Engine {
         let n = self
             .nets
             .get(&name)
-            .map_err(|_| EngineError::NotFound(format!("network {name} not found")))?;
+            .map_err(|_| EngineError::missing(Kind::Network, &name))?;
         if let (Some(ip), true) = (&rec.requested_ip, n.builtin()) {
             return Err(EngineError::BadRequest(format!(
                 "user specified IP address ({ip}) is supported on user defined networks only"
@@ -295,7 +295,7 @@ impl Engine {
         let n = self
             .nets
             .get(net)
-            .map_err(|_| EngineError::NotFound(format!("network {net} not found")))?;
+            .map_err(|_| EngineError::missing(Kind::Network, net))?;
         if !n.is_bridge() {
             return Err(EngineError::Conflict(format!(
                 "container cannot be disconnected from host network or connected to host network (network {})",

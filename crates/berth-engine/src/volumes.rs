@@ -3,7 +3,7 @@
 //! content into a new volume.
 
 use crate::record::Record;
-use crate::{Engine, EngineError, Result};
+use crate::{Engine, EngineError, Kind, Result};
 use berth_api::{ContainerConfig, HostConfig, VolumeCreateRequest};
 use berth_runtime::spec::UserMount;
 use berth_volume::{Volume, VolumeError};
@@ -506,9 +506,7 @@ impl Engine {
         }
         match self.volumes.remove(name) {
             Err(VolumeError::NotFound(_)) if force => Ok(()),
-            Err(VolumeError::NotFound(_)) => {
-                Err(EngineError::NotFound(format!("get {name}: no such volume")))
-            }
+            Err(VolumeError::NotFound(_)) => Err(EngineError::missing(Kind::Volume, name)),
             r => {
                 r.map_err(EngineError::from)?;
                 self.emit_volume(name, "destroy");

@@ -113,7 +113,7 @@ impl ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let code = match &e {
-            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::NotFound(_) | EngineError::Missing { .. } => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::BadRequest(_)

@@ -37,7 +37,7 @@ impl Engine {
         }
         let image = self.store.get(&config.image).map_err(|e| match e {
             berth_store::StoreError::ImageNotFound(_) => {
-                EngineError::NotFound(format!("No such image: {}", config.image))
+                EngineError::missing(Kind::Image, &config.image)
             }
             e => e.into(),
         })?;
