@@ -1,8 +1,8 @@
 //! `berth build`: the context as a tar (after `.dockerignore`), sent to the
 //! classic builder endpoint, its message stream printed.
 
+use crate::args::*;
 use crate::client::{query, Client};
-use crate::BuildArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_build::ignore::Ignore;
 use serde_json::Value;
@@ -121,7 +121,7 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
     if !args.is_empty() {
         q.push(("buildargs", Value::Object(args).to_string()));
     }
-    let labels = crate::commands::kv_map(&a.label);
+    let labels = crate::util::kv_map(&a.label);
     if !labels.is_empty() {
         q.push(("labels", Value::Object(labels).to_string()));
     }

@@ -1,11 +1,9 @@
 //! `berth network …`.
 
+use crate::args::*;
 use crate::client::{urlencode, Client};
-use crate::commands::{confirm, filters_query, kv_map, print_deleted};
 use crate::format::print_rows;
-use crate::{
-    NetworkCmd, NetworkCreateArgs, NetworkPruneArgs, NetworkRmArgs, VolumeInspectArgs, VolumeLsArgs,
-};
+use crate::util::{confirm, filters_query, kv_map, print_deleted};
 use anyhow::Result;
 use serde_json::{json, Value};
 

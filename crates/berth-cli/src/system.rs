@@ -1,9 +1,10 @@
 //! `image prune`, `system df`, `system prune`.
 
+use crate::args::*;
 use crate::client::Client;
-use crate::commands::{confirm, filters_query, print_deleted};
+use crate::client::{urlencode, DaemonError};
 use crate::format::{human_size, print_rows};
-use crate::{DfArgs, EventsArgs, ImagePruneArgs, SystemPruneArgs};
+use crate::util::{confirm, filters_query, print_deleted};
 use anyhow::Result;
 use serde_json::{json, Value};
 
@@ -199,13 +200,13 @@ pub fn df(c: &Client, a: DfArgs) -> Result<i32> {
 pub fn events(c: &Client, a: EventsArgs) -> Result<i32> {
     let mut q: Vec<(&str, String)> = Vec::new();
     if let Some(s) = &a.since {
-        q.push(("since", crate::commands::to_unix(s)?));
+        q.push(("since", crate::util::to_unix(s)?));
     }
     if let Some(u) = &a.until {
-        q.push(("until", crate::commands::to_unix(u)?));
+        q.push(("until", crate::util::to_unix(u)?));
     }
     if !a.filter.is_empty() {
-        q.push(("filters", crate::commands::filters_json(&a.filter)?));
+        q.push(("filters", crate::util::filters_json(&a.filter)?));
     }
     let qs = crate::client::query(&q);
     let resp = c.get(&format!("/events{qs}"))?;
@@ -246,4 +247,122 @@ fn default_event_line(ev: &Value) -> String {
         ev["Actor"]["ID"].as_str().unwrap_or_default(),
         attrs.join(", ")
     )
+}
+
+pub(crate) fn version(c: &Client, a: FormatArgs) -> Result<i32> {
+    let server = c.get("/version")?.json()?;
+    let v = json!({
+        "Client": {"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "Os": "linux", "Arch": std::env::consts::ARCH},
+        "Server": server,
+    });
+    if !a.format.is_empty() {
+        println!("{}", crate::format::render(&a.format, &v)?);
+        return Ok(0);
+    }
+    println!("Client:\n Version:\t{}\n API version:\t1.45\n\nServer: Berth Engine\n Version:\t{}\n API version:\t{} (minimum version {})\n Kernel:\t{}",
+        env!("CARGO_PKG_VERSION"), server["Version"].as_str().unwrap_or_default(),
+        server["ApiVersion"].as_str().unwrap_or_default(), server["MinAPIVersion"].as_str().unwrap_or_default(),
+        server["KernelVersion"].as_str().unwrap_or_default());
+    Ok(0)
+}
+
+pub(crate) fn info(c: &Client, a: FormatArgs) -> Result<i32> {
+    let v = c.get("/info")?.json()?;
+    if !a.format.is_empty() {
+        println!("{}", crate::format::render(&a.format, &v)?);
+        return Ok(0);
+    }
+    println!("Server:");
+    println!(" Containers: {}", v["Containers"]);
+    println!("  Running: {}", v["ContainersRunning"]);
+    println!("  Paused: {}", v["ContainersPaused"]);
+    println!("  Stopped: {}", v["ContainersStopped"]);
+    println!(" Images: {}", v["Images"]);
+    println!(
+        " Server Version: {}",
+        v["ServerVersion"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Storage Driver: {}",
+        v["Driver"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Logging Driver: {}",
+        v["LoggingDriver"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Cgroup Driver: {}",
+        v["CgroupDriver"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Cgroup Version: {}",
+        v["CgroupVersion"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Kernel Version: {}",
+        v["KernelVersion"].as_str().unwrap_or_default()
+    );
+    println!(
+        " Operating System: {}",
+        v["OperatingSystem"].as_str().unwrap_or_default()
+    );
+    println!(" CPUs: {}", v["NCPU"]);
+    println!(
+        " Total Memory: {}",
+        human_size(v["MemTotal"].as_f64().unwrap_or(0.0))
+    );
+    println!(" Name: {}", v["Name"].as_str().unwrap_or_default());
+    println!(" ID: {}", v["ID"].as_str().unwrap_or_default());
+    println!(
+        " Berth Root Dir: {}",
+        v["DockerRootDir"].as_str().unwrap_or_default()
+    );
+    println!(" Live Restore Enabled: {}", v["LiveRestoreEnabled"]);
+    Ok(0)
+}
+
+pub(crate) fn inspect(c: &Client, a: InspectArgs, kind: Option<&str>) -> Result<i32> {
+    let kind = kind.or(a.kind.as_deref());
+    let mut out = Vec::new();
+    let mut code = 0;
+    for n in &a.names {
+        let enc = urlencode(n);
+        let got = match kind {
+            Some("container") => c.get(&format!("/containers/{enc}/json?size={}", a.size as u8)),
+            Some("image") => c.get(&format!("/images/{n}/json")),
+            _ => c
+                .get(&format!("/containers/{enc}/json?size={}", a.size as u8))
+                .or_else(|_| c.get(&format!("/images/{n}/json"))),
+        };
+        match got.and_then(|r| r.json()) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                let missing = kind
+                    .map(|k| if k == "image" { "image" } else { "container" })
+                    .unwrap_or("object");
+                match e.downcast_ref::<DaemonError>() {
+                    Some(d) if d.status == 404 => eprintln!("Error: No such {missing}: {n}"),
+                    _ => eprintln!("{e}"),
+                }
+                code = 1;
+            }
+        }
+    }
+    if a.format.is_empty() {
+        let mut buf = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+        serde::Serialize::serialize(&Value::Array(out), &mut ser)?;
+        println!("{}", String::from_utf8_lossy(&buf));
+    } else {
+        let f = if a.format == "json" {
+            "{{json .}}".to_string()
+        } else {
+            a.format.clone()
+        };
+        for v in &out {
+            println!("{}", crate::format::render(&f, v)?);
+        }
+    }
+    Ok(code)
 }

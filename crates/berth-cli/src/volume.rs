@@ -1,11 +1,9 @@
 //! `berth volume …` and the `--mount` syntax.
 
+use crate::args::*;
 use crate::client::{urlencode, Client};
-use crate::commands::{confirm, filters_query, kv_map, print_deleted};
 use crate::format::{human_size, print_rows, render};
-use crate::{
-    VolumeCmd, VolumeCreateArgs, VolumeInspectArgs, VolumeLsArgs, VolumePruneArgs, VolumeRmArgs,
-};
+use crate::util::{confirm, filters_query, kv_map, print_deleted};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
@@ -38,7 +36,7 @@ pub fn parse_mount(spec: &str) -> Result<Value> {
             }
             "volume-driver" => {}
             "tmpfs-size" => {
-                tmpfs.insert("SizeBytes".into(), json!(crate::commands::ram_bytes(v)?));
+                tmpfs.insert("SizeBytes".into(), json!(crate::util::ram_bytes(v)?));
             }
             "tmpfs-mode" => {
                 let mode =

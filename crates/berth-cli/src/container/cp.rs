@@ -3,8 +3,8 @@
 //! source by its own name; a missing destination becomes the source; `SRC/.`
 //! copies a directory's contents).
 
+use crate::args::*;
 use crate::client::{urlencode, Client};
-use crate::CpArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
 //! `berth stats`: the docker CLI's table of CPU, memory, network, block I/O
 //! and PIDs per container, computed from the daemon's stats samples.
 
+use crate::args::*;
 use crate::client::{urlencode, Client};
 use crate::format::{bytes_size, human_size, print_rows};
-use crate::StatsArgs;
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::time::Duration;

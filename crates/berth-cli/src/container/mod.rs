@@ -1,0 +1,471 @@
+//! `berth container …`: the everyday commands on containers.
+
+mod cp;
+mod create;
+mod run;
+mod stats;
+
+use create::*;
+use run::*;
+
+use crate::args::*;
+use crate::client::{query, urlencode, Client};
+use crate::format::{ago, human_size, print_rows};
+use crate::stream;
+use crate::util::*;
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+pub(crate) fn dispatch(c: &Client, cmd: ContainerCmd) -> (Result<i32>, i32) {
+    use ContainerCmd as C;
+    match cmd {
+        C::Run(a) => (run(c, a, true), 125),
+        C::Create(a) => (run(c, a, false), 125),
+        C::Start(a) => (start(c, a), 1),
+        C::Ls(a) => (ps(c, a), 1),
+        C::Logs(a) => (logs(c, a), 1),
+        C::Inspect(a) => (crate::system::inspect(c, a, Some("container")), 1),
+        C::Top(a) => (top(c, a), 1),
+        C::Stop(a) => (stop(c, a, false), 1),
+        C::Kill(a) => (kill(c, a), 1),
+        C::Restart(a) => (stop(c, a, true), 1),
+        C::Rm(a) => (rm(c, a), 1),
+        C::Wait(a) => (wait(c, a), 1),
+        C::Attach(a) => (attach(c, a), 1),
+        C::Exec(a) => (exec(c, a), 126),
+        C::Rename(a) => (rename(c, a), 1),
+        C::Port(a) => (port(c, a), 1),
+        C::Commit(a) => (commit(c, a), 1),
+        C::Diff(a) => (diff(c, a), 1),
+        C::Export(a) => (export(c, a), 1),
+        C::Update(a) => (update(c, a), 1),
+        C::Cp(a) => (cp::cp(c, a), 1),
+        C::Stats(a) => (stats::stats(c, a), 1),
+        C::Pause(a) => (each(c, &a.containers, "pause"), 1),
+        C::Unpause(a) => (each(c, &a.containers, "unpause"), 1),
+        C::Prune(a) => (prune(c, a), 1),
+    }
+}
+
+pub(crate) fn ps(c: &Client, a: PsArgs) -> Result<i32> {
+    let mut q = vec![];
+    if a.all {
+        q.push(("all", "1".to_string()));
+    }
+    if a.latest {
+        q.push(("limit", "1".to_string()));
+    } else if let Some(n) = a.last {
+        q.push(("limit", n.to_string()));
+    }
+    if a.size {
+        q.push(("size", "1".to_string()));
+    }
+    if !a.filter.is_empty() {
+        q.push(("filters", filters_json(&a.filter)?));
+    }
+    let list = c.get(&format!("/containers/json{}", query(&q)))?.json()?;
+    let list = list.as_array().cloned().unwrap_or_default();
+    if a.quiet {
+        let mut out = String::new();
+        for v in &list {
+            let id = v["Id"].as_str().unwrap_or_default();
+            out.push_str(if a.no_trunc {
+                id
+            } else {
+                &id[..12.min(id.len())]
+            });
+            out.push('\n');
+        }
+        print!("{out}");
+        return Ok(0);
+    }
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|v| {
+            let id = v["Id"].as_str().unwrap_or_default();
+            let mut cmd = v["Command"].as_str().unwrap_or_default().to_string();
+            if !a.no_trunc && cmd.chars().count() > 20 {
+                cmd = cmd.chars().take(19).collect::<String>() + "…";
+            }
+            let names: Vec<String> = v["Names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(|s| s.trim_start_matches('/').to_string()))
+                .collect();
+            let created = v["Created"].as_i64().unwrap_or(0);
+            let labels = v["Labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let size = if a.size {
+                format!(
+                    "{} (virtual {})",
+                    human_size(v["SizeRw"].as_f64().unwrap_or(0.0)),
+                    human_size(v["SizeRootFs"].as_f64().unwrap_or(0.0))
+                )
+            } else {
+                String::new()
+            };
+            json!({
+                "ID": if a.no_trunc { id.to_string() } else { short_id(id) },
+                "Image": v["Image"],
+                "Command": format!("\"{cmd}\""),
+                "CreatedAt": chrono::DateTime::from_timestamp(created, 0)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
+                "RunningFor": ago(created),
+                "Ports": ports_text(&v["Ports"]),
+                "Status": v["Status"],
+                "State": v["State"],
+                "Size": size,
+                "Names": names.join(","),
+                "Labels": labels,
+                "Mounts": "",
+                "Networks": v["HostConfig"]["NetworkMode"],
+            })
+        })
+        .collect();
+    let default = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
+    print_rows(
+        &a.format,
+        default,
+        &rows,
+        &[
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("Command", "COMMAND"),
+            ("CreatedAt", "CREATED AT"),
+            ("RunningFor", "CREATED"),
+            ("Ports", "PORTS"),
+            ("Status", "STATUS"),
+            ("State", "STATE"),
+            ("Size", "SIZE"),
+            ("Names", "NAMES"),
+            ("Labels", "LABELS"),
+            ("Mounts", "MOUNTS"),
+            ("Networks", "NETWORKS"),
+        ],
+    )?;
+    Ok(0)
+}
+
+pub(crate) fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
+    let info = c
+        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
+        .json()?;
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let mut q = vec![
+        ("stdout", "1".to_string()),
+        ("stderr", "1".to_string()),
+        ("tail", a.tail.clone()),
+    ];
+    if a.follow {
+        q.push(("follow", "1".into()));
+    }
+    if a.timestamps {
+        q.push(("timestamps", "1".into()));
+    }
+    if let Some(s) = &a.since {
+        q.push(("since", to_unix(s)?));
+    }
+    if let Some(u) = &a.until {
+        q.push(("until", to_unix(u)?));
+    }
+    let resp = c.get(&format!(
+        "/containers/{}/logs{}",
+        urlencode(&a.container),
+        query(&q)
+    ))?;
+    if tty {
+        stream::raw_copy(resp.body)?;
+    } else {
+        stream::demux(resp.body)?;
+    }
+    Ok(0)
+}
+
+pub(crate) fn top(c: &Client, a: TopArgs) -> Result<i32> {
+    let q = if a.ps_args.is_empty() {
+        String::new()
+    } else {
+        query(&[("ps_args", a.ps_args.join(" "))])
+    };
+    let v = c
+        .get(&format!("/containers/{}/top{q}", urlencode(&a.container)))?
+        .json()?;
+    let mut lines = vec![v["Titles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t.as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+        .join("\t")];
+    for p in v["Processes"].as_array().into_iter().flatten() {
+        lines.push(
+            p.as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+                .join("\t"),
+        );
+    }
+    print!("{}", crate::format::align(&lines));
+    Ok(0)
+}
+
+pub(crate) fn stop(c: &Client, a: StopArgs, restart: bool) -> Result<i32> {
+    let mut q = vec![];
+    if let Some(t) = a.time {
+        q.push(("t", t.to_string()));
+    }
+    if let Some(s) = &a.signal {
+        q.push(("signal", s.clone()));
+    }
+    let action = if restart { "restart" } else { "stop" };
+    let mut code = 0;
+    for n in &a.containers {
+        match c.post(&format!(
+            "/containers/{}/{action}{}",
+            urlencode(n),
+            query(&q)
+        )) {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) fn kill(c: &Client, a: KillArgs) -> Result<i32> {
+    let mut code = 0;
+    for n in &a.containers {
+        match c.post(&format!(
+            "/containers/{}/kill{}",
+            urlencode(n),
+            query(&[("signal", a.signal.clone())])
+        )) {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) fn rm(c: &Client, a: RmArgs) -> Result<i32> {
+    let mut code = 0;
+    for n in &a.containers {
+        let q = query(&[
+            ("force", (a.force as u8).to_string()),
+            ("v", (a.volumes as u8).to_string()),
+        ]);
+        match c.delete(&format!("/containers/{}{q}", urlencode(n))) {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) fn wait(c: &Client, a: NamesArgs) -> Result<i32> {
+    let mut code = 0;
+    for n in &a.containers {
+        match c
+            .post(&format!("/containers/{}/wait", urlencode(n)))
+            .and_then(|r| r.json())
+        {
+            Ok(v) => println!("{}", v["StatusCode"]),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) fn rename(c: &Client, a: RenameArgs) -> Result<i32> {
+    c.post(&format!(
+        "/containers/{}/rename{}",
+        urlencode(&a.container),
+        query(&[("name", a.new_name.clone())])
+    ))?;
+    Ok(0)
+}
+
+pub(crate) fn commit(c: &Client, a: CommitArgs) -> Result<i32> {
+    let mut q = vec![("container", a.container.clone())];
+    if let Some(r) = &a.reference {
+        let (repo, tag) = split_reference(r);
+        q.push(("repo", repo));
+        q.push(("tag", tag));
+    }
+    if let Some(m) = &a.message {
+        q.push(("comment", m.clone()));
+    }
+    if let Some(au) = &a.author {
+        q.push(("author", au.clone()));
+    }
+    for ch in &a.change {
+        q.push(("changes", ch.clone()));
+    }
+    q.push(("pause", if a.pause { "1" } else { "0" }.to_string()));
+    let v = c
+        .post_json(&format!("/commit{}", query(&q)), &json!({}))?
+        .json()?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(0)
+}
+
+pub(crate) fn diff(c: &Client, a: DiffArgs) -> Result<i32> {
+    let v = c
+        .get(&format!("/containers/{}/changes", urlencode(&a.container)))?
+        .json()?;
+    let mut out = String::new();
+    for ch in v.as_array().into_iter().flatten() {
+        let kind = match ch["Kind"].as_u64() {
+            Some(0) => 'C',
+            Some(1) => 'A',
+            _ => 'D',
+        };
+        out.push_str(&format!(
+            "{kind} {}\n",
+            ch["Path"].as_str().unwrap_or_default()
+        ));
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+pub(crate) fn prune(c: &Client, a: PruneArgs) -> Result<i32> {
+    if !a.force
+        && !confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )
+    {
+        return Ok(0);
+    }
+    let q = filters_query(&a.filter)?;
+    let v = c.post(&format!("/containers/prune{q}"))?.json()?;
+    print_deleted("Containers", &v["ContainersDeleted"]);
+    println!(
+        "Total reclaimed space: {}",
+        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+    Ok(0)
+}
+
+pub(crate) fn export(c: &Client, a: ExportArgs) -> Result<i32> {
+    let path = format!("/containers/{}/export", urlencode(&a.container));
+    write_tar(c, &path, a.output.as_deref())
+}
+
+pub(crate) fn update(c: &Client, a: crate::UpdateArgs) -> Result<i32> {
+    let mut body = Value::Object(resource_fields(&a.resources)?);
+    if let Some(r) = &a.restart {
+        body["RestartPolicy"] = restart_policy(r)?;
+    }
+    let mut code = 0;
+    for n in &a.containers {
+        match c.post_json(&format!("/containers/{}/update", urlencode(n)), &body) {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Docker's PORTS column: `127.0.0.1:8080->80/tcp, 443/tcp`.
+pub(crate) fn ports_text(ports: &Value) -> String {
+    let mut items: Vec<(u64, String)> = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let private = p["PrivatePort"].as_u64().unwrap_or(0);
+            let proto = p["Type"].as_str().unwrap_or("tcp");
+            let text = match p["PublicPort"].as_u64() {
+                Some(public) => format!(
+                    "{}:{public}->{private}/{proto}",
+                    p["IP"].as_str().unwrap_or("0.0.0.0")
+                ),
+                None => format!("{private}/{proto}"),
+            };
+            (private, text)
+        })
+        .collect();
+    items.sort();
+    items
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn port(c: &Client, a: PortArgs) -> Result<i32> {
+    let v = c
+        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
+        .json()?;
+    let want = a.private.as_deref().map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut rows: Vec<String> = Vec::new();
+    for (k, binds) in v["NetworkSettings"]["Ports"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if want.as_ref().is_some_and(|w| w != k) {
+            continue;
+        }
+        for b in binds.as_array().into_iter().flatten() {
+            let addr = format!(
+                "{}:{}",
+                b["HostIp"].as_str().unwrap_or(""),
+                b["HostPort"].as_str().unwrap_or("")
+            );
+            rows.push(if want.is_some() {
+                addr
+            } else {
+                format!("{k} -> {addr}")
+            });
+        }
+    }
+    if rows.is_empty() && want.is_some() {
+        bail!(
+            "Error: No public port '{}' published for {}",
+            want.unwrap_or_default(),
+            a.container
+        );
+    }
+    rows.sort();
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(0)
+}

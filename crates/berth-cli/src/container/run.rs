@@ -1,0 +1,322 @@
+//! `run`, `start`, `attach` and `exec`: hijacked streams, waiting, exit statuses.
+
+use super::create::create;
+use crate::args::*;
+use crate::client::{query, urlencode, Client};
+use crate::stream;
+use crate::util::*;
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+/// A start that failed: as the docker CLI, 127 or 126 when the daemon ended
+/// the container with that status (command not found, not executable), else 125.
+pub(crate) fn start_failed(e: anyhow::Error, exit_code: Option<i64>) -> anyhow::Error {
+    let code = match exit_code {
+        Some(c @ (126 | 127)) => c as i32,
+        _ => 125,
+    };
+    ExitWith(code, e).into()
+}
+
+pub(crate) fn wait_handle(
+    c: &Client,
+    id: &str,
+    cond: &str,
+) -> Result<std::thread::JoinHandle<i32>> {
+    let resp = c.post(&format!("/containers/{id}/wait?condition={cond}"))?;
+    Ok(std::thread::spawn(move || {
+        resp.json()
+            .ok()
+            .and_then(|v| v["StatusCode"].as_i64())
+            .map(|n| n as i32)
+            .unwrap_or(125)
+    }))
+}
+
+pub struct Session {
+    out: std::thread::JoinHandle<()>,
+    detached: std::sync::mpsc::Receiver<bool>,
+}
+
+/// Starts moving bytes between our terminal and a hijacked stream.
+pub(crate) fn session(
+    resp: crate::client::Response,
+    conn: crate::client::Conn,
+    tty: bool,
+    stdin: bool,
+    keys: Vec<u8>,
+) -> Session {
+    let (tx, rx) = std::sync::mpsc::channel();
+    if stdin {
+        std::thread::spawn(move || {
+            let d = stream::pump_stdin(conn, &keys);
+            let _ = tx.send(d);
+        });
+    }
+    let out = std::thread::spawn(move || {
+        let body = resp.body;
+        let _ = if tty {
+            stream::raw_copy(body)
+        } else {
+            stream::demux(body)
+        };
+    });
+    Session { out, detached: rx }
+}
+
+impl Session {
+    /// True when the user detached rather than the stream ending.
+    fn finish(self) -> bool {
+        loop {
+            if let Ok(true) = self.detached.try_recv() {
+                return true;
+            }
+            if self.out.is_finished() {
+                let _ = self.out.join();
+                return matches!(self.detached.try_recv(), Ok(true));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+pub(crate) fn detach_key_bytes(spec: Option<&str>) -> Vec<u8> {
+    let spec = spec.unwrap_or("ctrl-p,ctrl-q");
+    spec.split(',')
+        .filter_map(|k| {
+            let k = k.trim();
+            match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 && c.as_bytes()[0].is_ascii_alphabetic() => {
+                    Some(c.as_bytes()[0].to_ascii_lowercase() - b'a' + 1)
+                }
+                Some("@") => Some(0),
+                Some("[") => Some(27),
+                Some(_) => None,
+                None => k.bytes().next(),
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn resize_loop(c: &Client, path: String) {
+    let c = c.clone();
+    let send = move |c: &Client| {
+        if let Some((h, w)) = stream::window_size() {
+            let _ = c.post(&format!("{path}?h={h}&w={w}"));
+        }
+    };
+    send(&c);
+    std::thread::spawn(move || {
+        if let Ok(mut sig) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]) {
+            for _ in sig.forever() {
+                send(&c);
+            }
+        }
+    });
+}
+
+pub(crate) fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
+    if a.rm && a.detach && a.restart != "no" {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    let id = create(c, &a)?;
+    if !start_it {
+        println!("{id}");
+        return Ok(0);
+    }
+    if a.detach {
+        if let Err(e) = c.post(&format!("/containers/{id}/start")) {
+            let v = c
+                .get(&format!("/containers/{id}/json"))
+                .and_then(|r| r.json());
+            let code = v.ok().and_then(|v| v["State"]["ExitCode"].as_i64());
+            return Err(start_failed(e, code));
+        }
+        println!("{id}");
+        return Ok(0);
+    }
+    let tty = a.tty && stream::is_tty(0);
+    let stdin = a.interactive;
+    let keys = detach_key_bytes(a.detach_keys.as_deref());
+    let q = query(&[
+        ("stream", "1".into()),
+        ("stdin", if stdin { "1" } else { "0" }.into()),
+        ("stdout", "1".into()),
+        ("stderr", "1".into()),
+        (
+            "detachKeys",
+            a.detach_keys
+                .clone()
+                .unwrap_or_else(|| "ctrl-p,ctrl-q".into()),
+        ),
+    ]);
+    let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
+    let waiter = wait_handle(c, &id, if a.rm { "removed" } else { "next-exit" })?;
+    let _raw = if a.tty && stdin && stream::is_tty(0) {
+        Some(stream::RawMode::enable())
+    } else {
+        None
+    };
+    let sess = session(resp, conn, a.tty, stdin, keys);
+    if let Err(e) = c.post(&format!("/containers/{id}/start")) {
+        drop(_raw);
+        // The daemon ends a container whose process could not start with
+        // Docker's status for it, and the waiter hears that.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !waiter.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let code = match waiter.is_finished() {
+            true => waiter.join().ok().map(i64::from),
+            false => None,
+        };
+        return Err(start_failed(e, code));
+    }
+    if tty {
+        resize_loop(c, format!("/containers/{id}/resize"));
+    }
+    if sess.finish() {
+        drop(_raw);
+        return Ok(0);
+    }
+    drop(_raw);
+    Ok(waiter.join().unwrap_or(125))
+}
+
+pub(crate) fn start(c: &Client, a: StartArgs) -> Result<i32> {
+    if a.attach || a.interactive {
+        let id = a.containers[0].clone();
+        let info = c
+            .get(&format!("/containers/{}/json", urlencode(&id)))?
+            .json()?;
+        let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+        let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+        let q = query(&[
+            ("stream", "1".into()),
+            ("stdin", if stdin { "1" } else { "0" }.into()),
+            ("stdout", "1".into()),
+            ("stderr", "1".into()),
+        ]);
+        let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
+        let waiter = wait_handle(c, &id, "next-exit")?;
+        let _raw = if tty && stdin && stream::is_tty(0) {
+            Some(stream::RawMode::enable())
+        } else {
+            None
+        };
+        let sess = session(
+            resp,
+            conn,
+            tty,
+            stdin,
+            detach_key_bytes(a.detach_keys.as_deref()),
+        );
+        c.post(&format!("/containers/{id}/start"))?;
+        if sess.finish() {
+            return Ok(0);
+        }
+        drop(_raw);
+        return Ok(waiter.join().unwrap_or(1));
+    }
+    each(c, &a.containers, "start")
+}
+
+pub(crate) fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
+    let info = c
+        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
+        .json()?;
+    if !info["State"]["Running"].as_bool().unwrap_or(false) {
+        bail!("You cannot attach to a stopped container, start it first");
+    }
+    let id = info["Id"].as_str().unwrap_or_default().to_string();
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let q = query(&[
+        ("stream", "1".into()),
+        ("stdin", if stdin { "1" } else { "0" }.into()),
+        ("stdout", "1".into()),
+        ("stderr", "1".into()),
+        (
+            "detachKeys",
+            a.detach_keys
+                .clone()
+                .unwrap_or_else(|| "ctrl-p,ctrl-q".into()),
+        ),
+    ]);
+    let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
+    let _raw = if tty && stdin && stream::is_tty(0) {
+        Some(stream::RawMode::enable())
+    } else {
+        None
+    };
+    if tty && stream::is_tty(0) {
+        resize_loop(c, format!("/containers/{id}/resize"));
+    }
+    let sess = session(
+        resp,
+        conn,
+        tty,
+        stdin,
+        detach_key_bytes(a.detach_keys.as_deref()),
+    );
+    if sess.finish() {
+        return Ok(0);
+    }
+    drop(_raw);
+    let v = c.get(&format!("/containers/{id}/json"))?.json()?;
+    Ok(v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32)
+}
+
+pub(crate) fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
+    let tty = a.tty && stream::is_tty(0);
+    let body = json!({
+        "AttachStdin": a.interactive && !a.detach,
+        "AttachStdout": !a.detach,
+        "AttachStderr": !a.detach,
+        "Tty": a.tty,
+        "Env": a.env,
+        "Cmd": a.cmd(),
+        "Privileged": a.privileged,
+        "User": a.user.clone().unwrap_or_default(),
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "DetachKeys": a.detach_keys.clone().unwrap_or_default(),
+        "ConsoleSize": if tty { stream::window_size().map(|(h, w)| json!([h, w])).unwrap_or(Value::Null) } else { Value::Null },
+    });
+    let v = c
+        .post_json(
+            &format!("/containers/{}/exec", urlencode(a.container())),
+            &body,
+        )?
+        .json()?;
+    let exec_id = v["Id"].as_str().unwrap_or_default().to_string();
+    if a.detach {
+        c.post_json(
+            &format!("/exec/{exec_id}/start"),
+            &json!({"Detach": true, "Tty": a.tty}),
+        )?;
+        return Ok(0);
+    }
+    let (resp, conn) = c.hijack(
+        &format!("/exec/{exec_id}/start"),
+        Some(json!({"Detach": false, "Tty": a.tty})),
+    )?;
+    let _raw = if a.tty && a.interactive && stream::is_tty(0) {
+        Some(stream::RawMode::enable())
+    } else {
+        None
+    };
+    if tty {
+        resize_loop(c, format!("/exec/{exec_id}/resize"));
+    }
+    let sess = session(
+        resp,
+        conn,
+        a.tty,
+        a.interactive,
+        detach_key_bytes(a.detach_keys.as_deref()),
+    );
+    sess.finish();
+    drop(_raw);
+    let v = c.get(&format!("/exec/{exec_id}/json"))?.json()?;
+    Ok(v["ExitCode"].as_i64().unwrap_or(0) as i32)
+}

@@ -1,0 +1,276 @@
+//! `berth image …`: list, import, load, save, tag, rmi, history.
+
+use crate::args::*;
+use crate::client::{query, Client};
+use crate::format::{ago, human_size, print_rows};
+use crate::stream;
+use crate::util::*;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::io::Read;
+
+pub(crate) fn dispatch(c: &Client, cmd: ImageCmd) -> (Result<i32>, i32) {
+    use ImageCmd as I;
+    match cmd {
+        I::Ls(a) => (images(c, a), 1),
+        I::Import(a) => (import(c, a), 1),
+        I::Load(a) => (load(c, a), 1),
+        I::Save(a) => (save(c, a), 1),
+        I::Inspect(a) => (crate::system::inspect(c, a, Some("image")), 1),
+        I::Tag(a) => (tag(c, a), 1),
+        I::Rm(a) => (rmi(c, a), 1),
+        I::History(a) => (history(c, a), 1),
+        I::Build(a) => (crate::build::build(c, a), 1),
+        I::Prune(a) => (crate::system::image_prune(c, a), 1),
+    }
+}
+
+pub(crate) fn images(c: &Client, a: ImagesArgs) -> Result<i32> {
+    let mut filters = a.filter.clone();
+    if let Some(r) = &a.reference {
+        filters.push(format!("reference={r}"));
+    }
+    let mut q = vec![];
+    if a.all {
+        q.push(("all", "1".to_string()));
+    }
+    if !filters.is_empty() {
+        q.push(("filters", filters_json(&filters)?));
+    }
+    let list = c.get(&format!("/images/json{}", query(&q)))?.json()?;
+    let mut rows = Vec::new();
+    for v in list.as_array().into_iter().flatten() {
+        let id = v["Id"].as_str().unwrap_or_default();
+        let shown_id = if a.no_trunc {
+            id.to_string()
+        } else {
+            short_id(id)
+        };
+        let created = v["Created"].as_i64().unwrap_or(0);
+        let tags: Vec<String> = v["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
+        let tags = if tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            tags
+        };
+        for t in tags {
+            let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
+            rows.push(json!({
+                "Repository": repo, "Tag": tag, "ID": shown_id,
+                "Digest": "<none>",
+                "CreatedSince": ago(created),
+                "CreatedAt": chrono::DateTime::from_timestamp(created, 0)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
+                "Size": human_size(v["Size"].as_f64().unwrap_or(0.0)),
+                "Containers": v["Containers"],
+            }));
+        }
+    }
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for r in &rows {
+            let id = r["ID"].as_str().unwrap_or_default().to_string();
+            if seen.insert(id.clone()) {
+                println!("{id}");
+            }
+        }
+        return Ok(0);
+    }
+    let default = if a.digests {
+        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
+    print_rows(
+        &a.format,
+        default,
+        &rows,
+        &[
+            ("Repository", "REPOSITORY"),
+            ("Tag", "TAG"),
+            ("ID", "IMAGE ID"),
+            ("Digest", "DIGEST"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+            ("Size", "SIZE"),
+            ("Containers", "CONTAINERS"),
+        ],
+    )?;
+    Ok(0)
+}
+
+pub(crate) fn import(c: &Client, a: ImportArgs) -> Result<i32> {
+    let reader: Box<dyn Read> = if a.file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?)
+    };
+    let mut q: Vec<(&str, String)> = vec![("fromSrc", "-".into())];
+    if let Some(r) = &a.reference {
+        let (repo, tag) = split_reference(r);
+        q.push(("repo", repo));
+        if !tag.is_empty() {
+            q.push(("tag", tag));
+        }
+    }
+    for ch in &a.change {
+        q.push(("changes", ch.clone()));
+    }
+    if let Some(m) = &a.message {
+        q.push(("message", m.clone()));
+    }
+    let resp = c.post_stream(
+        &format!("/images/create{}", query(&q)),
+        "application/x-tar",
+        reader,
+    )?;
+    let body = resp.bytes()?;
+    for line in String::from_utf8_lossy(&body).lines() {
+        if let Ok(v) = serde_json::from_str::<Value>(line) {
+            if let Some(e) = v["error"].as_str() {
+                bail!("{e}");
+            }
+            if let Some(s) = v["status"].as_str() {
+                println!("{s}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub(crate) fn load(c: &Client, a: LoadArgs) -> Result<i32> {
+    let reader: Box<dyn Read> = match &a.input {
+        Some(p) => Box::new(std::fs::File::open(p).with_context(|| format!("open {p}"))?),
+        None => {
+            if stream::is_tty(0) {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            Box::new(std::io::stdin())
+        }
+    };
+    let resp = c.post_stream(
+        &format!("/images/load?quiet={}", a.quiet as u8),
+        "application/x-tar",
+        reader,
+    )?;
+    let body = resp.bytes()?;
+    for line in String::from_utf8_lossy(&body).lines() {
+        if let Ok(v) = serde_json::from_str::<Value>(line) {
+            if let Some(e) = v["error"].as_str() {
+                bail!("{e}");
+            }
+            if let Some(s) = v["stream"].as_str() {
+                print!("{s}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub(crate) fn save(c: &Client, a: SaveArgs) -> Result<i32> {
+    let q: Vec<(&str, String)> = a.images.iter().map(|i| ("names", i.clone())).collect();
+    write_tar(c, &format!("/images/get{}", query(&q)), a.output.as_deref())
+}
+
+pub(crate) fn tag(c: &Client, a: TagArgs) -> Result<i32> {
+    let (repo, tag) = match a
+        .target
+        .rfind(':')
+        .filter(|&i| !a.target[i + 1..].contains('/'))
+    {
+        Some(i) => (a.target[..i].to_string(), a.target[i + 1..].to_string()),
+        None => (a.target.clone(), "latest".to_string()),
+    };
+    c.post(&format!(
+        "/images/{}/tag{}",
+        a.source,
+        query(&[("repo", repo), ("tag", tag)])
+    ))?;
+    Ok(0)
+}
+
+pub(crate) fn rmi(c: &Client, a: RmiArgs) -> Result<i32> {
+    let mut code = 0;
+    for i in &a.images {
+        match c
+            .delete(&format!(
+                "/images/{i}{}",
+                query(&[("force", (a.force as u8).to_string())])
+            ))
+            .and_then(|r| r.json())
+        {
+            Ok(v) => {
+                for item in v.as_array().into_iter().flatten() {
+                    if let Some(u) = item["Untagged"].as_str() {
+                        println!("Untagged: {u}");
+                    }
+                    if let Some(d) = item["Deleted"].as_str() {
+                        println!("Deleted: {d}");
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) fn history(c: &Client, a: HistoryArgs) -> Result<i32> {
+    let v = c.get(&format!("/images/{}/history", a.image))?.json()?;
+    let rows: Vec<Value> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let id = h["Id"].as_str().unwrap_or_default();
+            let mut by = h["CreatedBy"].as_str().unwrap_or_default().to_string();
+            if !a.no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            json!({
+                "ID": if id == "<missing>" || a.no_trunc { id.to_string() } else { short_id(id) },
+                "CreatedSince": if a.human {
+                    ago(h["Created"].as_i64().unwrap_or(0))
+                } else {
+                    chrono::DateTime::from_timestamp(h["Created"].as_i64().unwrap_or(0), 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+                        .unwrap_or_default()
+                },
+                "CreatedBy": by,
+                "Size": if a.human {
+                    human_size(h["Size"].as_f64().unwrap_or(0.0))
+                } else {
+                    h["Size"].as_i64().unwrap_or(0).to_string()
+                },
+                "Comment": h["Comment"],
+            })
+        })
+        .collect();
+    if a.quiet {
+        for r in rows {
+            println!("{}", r["ID"].as_str().unwrap_or_default());
+        }
+        return Ok(0);
+    }
+    print_rows(
+        &a.format,
+        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
+        &rows,
+        &[
+            ("ID", "IMAGE"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedBy", "CREATED BY"),
+            ("Size", "SIZE"),
+            ("Comment", "COMMENT"),
+        ],
+    )?;
+    Ok(0)
+}
