@@ -3,45 +3,14 @@
 
 use super::*;
 
-impl Engine {
+impl Build<'_> {
     pub(super) async fn run_step(
-        self: &Arc<Self>,
-        out: &Out,
+        &mut self,
+        st: &StageRun,
         inst: &Instruction,
-        state: &ImageState,
-        args: &[(String, String)],
-        opts: &BuildOptions,
-        cache: &mut Cache,
     ) -> Result<ImageState> {
-        let shell = state
-            .config
-            .config
-            .shell
-            .clone()
-            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-        let cmd: Vec<String> = match inst.json_args() {
-            Some(v) => v,
-            None => {
-                let rest = inst.rest.trim();
-                let script = if inst.heredocs.len() == 1
-                    && rest.starts_with("<<")
-                    && !rest.contains(char::is_whitespace)
-                {
-                    inst.heredocs[0].body.clone()
-                } else {
-                    let mut s = rest.to_string();
-                    for h in &inst.heredocs {
-                        s.push('\n');
-                        s.push_str(&h.body);
-                        s.push_str(&h.name);
-                    }
-                    s
-                };
-                let mut c = shell.clone();
-                c.push(script);
-                c
-            }
-        };
+        let (state, opts) = (&st.state, self.opts);
+        let cmd = run_command(inst, state);
         // Build args reach RUN as environment (below ENV of the same name).
         let predefined: Vec<(String, String)> = opts
             .build_args
@@ -49,7 +18,8 @@ impl Engine {
             .filter(|(k, _)| PREDEFINED_ARGS.contains(&k.as_str()))
             .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
             .collect();
-        let arg_env: Vec<String> = args
+        let arg_env: Vec<String> = st
+            .args
             .iter()
             .chain(predefined.iter())
             .map(|(k, v)| format!("{k}={v}"))
@@ -62,18 +32,20 @@ impl Engine {
         let created_by = format!("{prefix}{}", cmd.join(" "));
         let key = berth_build::cache_key(&state.id, &format!("RUN {created_by}"), "");
         if !opts.no_cache {
-            let hit = match cache.local(&self.store, &key) {
+            let hit = match self.cache.local(&self.engine.store, &key) {
                 Some(img) => Some(ImageState {
                     id: img.id,
                     config: img.config,
                     chain: img.chain,
                 }),
-                None => self.layer_from_source(cache, state, &created_by)?,
+                None => self
+                    .engine
+                    .layer_from_source(&self.cache, state, &created_by)?,
             };
-            if let Some(st) = hit {
-                out.line(" ---> Using cache\n").await?;
-                out.line(format!(" ---> {}\n", short(&st.id))).await?;
-                return Ok(st);
+            if let Some(hit) = hit {
+                self.out.line(" ---> Using cache\n").await?;
+                self.out.line(format!(" ---> {}\n", short(&hit.id))).await?;
+                return Ok(hit);
             }
         }
         if state.chain.is_empty() {
@@ -108,28 +80,35 @@ impl Engine {
                 ..Default::default()
             },
         };
-        let (cid, _) = self.create(None, req).await?;
-        out.line(format!(" ---> Running in {}\n", short(&cid)))
+        let (cid, _) = self.engine.create(None, req).await?;
+        self.out
+            .line(format!(" ---> Running in {}\n", short(&cid)))
             .await?;
         let res = self
-            .run_and_commit(out, &cid, state, &cmd, &created_by)
+            .engine
+            .run_and_commit(&self.out, &cid, state, &cmd, &created_by)
             .await;
         let keep = res.is_err()
             && !opts.force_remove
             && !matches!(&res, Err(EngineError::Internal(m)) if m.starts_with("build cancelled"));
         if !keep {
-            let _ = self.remove(&cid, true, false).await;
+            let _ = self.engine.remove(&cid, true, false).await;
             if res.is_ok() {
-                out.line(format!("Removing intermediate container {}\n", short(&cid)))
+                self.out
+                    .line(format!("Removing intermediate container {}\n", short(&cid)))
                     .await?;
             }
         }
-        let st = res?;
-        cache.put(key, &st.id)?;
-        out.line(format!(" ---> {}\n", short(&st.id))).await?;
-        Ok(st)
+        let next = res?;
+        self.cache.put(key, &next.id)?;
+        self.out
+            .line(format!(" ---> {}\n", short(&next.id)))
+            .await?;
+        Ok(next)
     }
+}
 
+impl Engine {
     pub(super) async fn run_and_commit(
         self: &Arc<Self>,
         out: &Out,
@@ -194,5 +173,39 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
         self.stack_layer(state, desc.digest, chain_id, created_by)
+    }
+}
+
+/// RUN's command: its JSON form, or its text (heredocs joined in) through
+/// the stage's SHELL.
+fn run_command(inst: &Instruction, state: &ImageState) -> Vec<String> {
+    let shell = state
+        .config
+        .config
+        .shell
+        .clone()
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+    match inst.json_args() {
+        Some(v) => v,
+        None => {
+            let rest = inst.rest.trim();
+            let script = if inst.heredocs.len() == 1
+                && rest.starts_with("<<")
+                && !rest.contains(char::is_whitespace)
+            {
+                inst.heredocs[0].body.clone()
+            } else {
+                let mut s = rest.to_string();
+                for h in &inst.heredocs {
+                    s.push('\n');
+                    s.push_str(&h.body);
+                    s.push_str(&h.name);
+                }
+                s
+            };
+            let mut c = shell.clone();
+            c.push(script);
+            c
+        }
     }
 }
