@@ -34,7 +34,7 @@ use berth_runtime::shim_client::ShimClient;
 use berth_runtime::spec::{self, NetMode, RunSpec};
 use berth_store::fsutil::{remove_tree, write_atomic, write_replace};
 use berth_store::Store;
-use record::{Record, State, Status};
+use record::{Record, State, Status, Transition};
 use rootfs::{Mounter, OverlayMount};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -520,16 +520,12 @@ impl Engine {
                         if r.status.as_deref() == Some("running")
                             || r.status.as_deref() == Some("paused") =>
                     {
-                        st.status = if r.status.as_deref() == Some("paused") {
-                            Status::Paused
-                        } else {
-                            Status::Running
+                        let restored = Transition::Restored {
+                            pid: r.pid,
+                            paused: r.status.as_deref() == Some("paused"),
+                            at: now(),
                         };
-                        st.pid = r.pid.unwrap_or(st.pid);
-                        if st.started_at.is_none() {
-                            st.started_at = Some(now());
-                        }
-                        true
+                        st.apply(restored).is_ok()
                     }
                     _ => false,
                 }

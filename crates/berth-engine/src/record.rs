@@ -56,6 +56,148 @@ pub struct State {
     pub health: Option<crate::health::Health>,
 }
 
+/// What happens to a container. `State::apply` is the one place its status
+/// and the fields that go with it change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// A user's start: restart policies apply to it again.
+    StartRequested,
+    /// The process runs.
+    Started {
+        pid: i32,
+        at: String,
+    },
+    /// The start failed before the process ran; `exit_code` is Docker's
+    /// status for that (127 not found, 126 not executable, 128 else).
+    StartFailed {
+        error: String,
+        exit_code: i32,
+    },
+    /// The process ended.
+    Exited {
+        exit_code: i32,
+        oom_killed: bool,
+        finished_at: String,
+    },
+    /// The restart policy starts it again after a delay.
+    Restarting,
+    /// A pending restart that will not happen (a stop in between).
+    RestartCancelled,
+    Paused,
+    Unpaused,
+    /// A user's stop or kill: restart policies leave it down.
+    StopRequested,
+    Removing,
+    /// After a daemon restart, its shim reports the process alive.
+    Restored {
+        pid: Option<i32>,
+        paused: bool,
+        at: String,
+    },
+}
+
+/// A transition the container's status does not allow.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("a {from} container cannot take {what:?}")]
+pub struct BadTransition {
+    pub from: &'static str,
+    pub what: Transition,
+}
+
+impl State {
+    pub fn apply(&mut self, t: Transition) -> Result<(), BadTransition> {
+        use Status as S;
+        use Transition as T;
+        let allowed = match (&t, self.status) {
+            (T::StartRequested | T::StopRequested, _) => true,
+            (T::Started { .. }, s) => !matches!(s, S::Removing | S::Dead),
+            (T::StartFailed { .. }, s) => s != S::Removing,
+            (T::Exited { .. }, s) => s.is_running(),
+            (T::Restarting, s) => s == S::Exited,
+            (T::RestartCancelled, s) => s == S::Restarting,
+            (T::Paused, s) => s == S::Running,
+            (T::Unpaused, s) => s == S::Paused,
+            (T::Removing, s) => s != S::Removing,
+            (T::Restored { .. }, s) => s.is_running() || s == S::Created,
+        };
+        if !allowed {
+            return Err(BadTransition {
+                from: self.status.as_str(),
+                what: t,
+            });
+        }
+        match t {
+            T::StartRequested => self.manually_stopped = false,
+            T::StopRequested => self.manually_stopped = true,
+            T::Started { pid, at } => {
+                self.status = S::Running;
+                self.pid = pid;
+                self.exit_code = 0;
+                self.oom_killed = false;
+                self.error.clear();
+                self.started_at = Some(at);
+            }
+            T::StartFailed { error, exit_code } => {
+                self.error = error;
+                self.exit_code = exit_code;
+                // A container that never ran stays created, as dockerd's.
+                if self.status != S::Exited {
+                    self.status = match self.started_at {
+                        Some(_) => S::Exited,
+                        None => S::Created,
+                    };
+                }
+            }
+            T::Exited {
+                exit_code,
+                oom_killed,
+                finished_at,
+            } => {
+                // Ten seconds up counts as having run: on-failure's retries start over.
+                if since(&self.started_at) >= 10 {
+                    self.failure_count = 0;
+                }
+                self.status = S::Exited;
+                self.exit_code = exit_code;
+                self.oom_killed = oom_killed;
+                self.pid = 0;
+                self.finished_at = Some(finished_at);
+            }
+            T::Restarting => {
+                self.failure_count += 1;
+                self.restart_count += 1;
+                self.status = S::Restarting;
+            }
+            T::RestartCancelled => self.status = S::Exited,
+            T::Paused => self.status = S::Paused,
+            T::Unpaused => self.status = S::Running,
+            T::Removing => self.status = S::Removing,
+            T::Restored { pid, paused, at } => {
+                self.status = if paused { S::Paused } else { S::Running };
+                self.pid = pid.unwrap_or(self.pid);
+                self.started_at.get_or_insert(at);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the restart policy starts an exited container again.
+    pub fn should_restart(&self, policy: &berth_api::RestartPolicy) -> bool {
+        if self.status != Status::Exited || self.manually_stopped {
+            return false;
+        }
+        match policy.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                self.exit_code != 0
+                    && (policy.maximum_retry_count == 0
+                        || (self.failure_count as i64) < policy.maximum_retry_count)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Settings fixed at create time, persisted as `config.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
@@ -189,5 +331,93 @@ mod tests {
         assert_eq!(human_duration(600), "10 minutes");
         assert_eq!(human_duration(3600), "About an hour");
         assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+
+    fn exited(code: i32) -> Transition {
+        Transition::Exited {
+            exit_code: code,
+            oom_killed: false,
+            finished_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn started() -> Transition {
+        Transition::Started {
+            pid: 42,
+            at: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+
+    #[test]
+    fn a_life_through_the_transition_function() {
+        let mut st = State::default();
+        assert!(
+            st.apply(exited(0)).is_err(),
+            "a created container cannot exit"
+        );
+        st.apply(started()).unwrap();
+        assert_eq!((st.status, st.pid), (Status::Running, 42));
+        st.apply(Transition::Paused).unwrap();
+        assert!(st.apply(Transition::Paused).is_err());
+        st.apply(Transition::Unpaused).unwrap();
+        st.apply(exited(3)).unwrap();
+        assert_eq!((st.status, st.pid, st.exit_code), (Status::Exited, 0, 3));
+        assert!(st.apply(exited(4)).is_err(), "one exit per run");
+        // A new start clears what the last run left.
+        st.error = "old".into();
+        st.apply(started()).unwrap();
+        assert_eq!((st.exit_code, st.error.as_str()), (0, ""));
+        st.apply(Transition::Removing).unwrap();
+        assert!(st.apply(Transition::Removing).is_err());
+        assert!(st.apply(started()).is_err());
+    }
+
+    #[test]
+    fn a_failed_start_keeps_a_new_container_created() {
+        let mut st = State::default();
+        let failed = || Transition::StartFailed {
+            error: "exec: \"x\": executable file not found in $PATH".into(),
+            exit_code: 127,
+        };
+        st.apply(failed()).unwrap();
+        assert_eq!((st.status, st.exit_code), (Status::Created, 127));
+        st.apply(started()).unwrap();
+        st.apply(exited(0)).unwrap();
+        st.apply(failed()).unwrap();
+        assert_eq!(st.status, Status::Exited);
+    }
+
+    #[test]
+    fn restart_policies_decide_on_the_exited_state() {
+        let policy = |name: &str, max: i64| berth_api::RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: max,
+        };
+        let mut st = State::default();
+        st.apply(started()).unwrap();
+        st.apply(exited(1)).unwrap();
+        assert!(st.should_restart(&policy("always", 0)));
+        assert!(st.should_restart(&policy("on-failure", 2)));
+        assert!(!st.should_restart(&policy("no", 0)));
+        st.apply(Transition::Restarting).unwrap();
+        assert_eq!((st.failure_count, st.restart_count), (1, 1));
+        // A stop between runs cancels the restart and keeps it down.
+        st.apply(Transition::StopRequested).unwrap();
+        st.apply(Transition::RestartCancelled).unwrap();
+        assert_eq!(st.status, Status::Exited);
+        assert!(!st.should_restart(&policy("always", 0)));
+        st.apply(Transition::StartRequested).unwrap();
+        st.apply(started()).unwrap();
+        st.apply(exited(1)).unwrap();
+        st.apply(Transition::Restarting).unwrap();
+        st.apply(started()).unwrap();
+        st.apply(exited(1)).unwrap();
+        assert_eq!(st.failure_count, 2);
+        assert!(
+            !st.should_restart(&policy("on-failure", 2)),
+            "retries used up"
+        );
+        st.exit_code = 0;
+        assert!(!st.should_restart(&policy("on-failure", 0)), "a clean exit");
     }
 }

@@ -46,10 +46,9 @@ impl Engine {
         }
         {
             let mut st = c.state.lock().expect("state");
-            st.manually_stopped = true;
-            if st.status == Status::Restarting {
-                // Between runs: cancelling the pending restart is the whole stop.
-                st.status = Status::Exited;
+            let _ = st.apply(Transition::StopRequested);
+            // Between runs: cancelling the pending restart is the whole stop.
+            if st.apply(Transition::RestartCancelled).is_ok() {
                 drop(st);
                 let _ = self.persist_state(&c);
                 c.bump(|s| s.exits += 1);
@@ -118,7 +117,11 @@ impl Engine {
             )));
         }
         if sig == libc::SIGKILL {
-            c.state.lock().expect("state").manually_stopped = true;
+            let _ = c
+                .state
+                .lock()
+                .expect("state")
+                .apply(Transition::StopRequested);
             let _ = self.persist_state(&c);
         }
         if let Err(e) = self
@@ -181,12 +184,12 @@ impl Engine {
                     }
                     return Err(e.into());
                 }
-                c.state.lock().expect("state").status = Status::Paused;
+                let _ = c.state.lock().expect("state").apply(Transition::Paused);
                 self.emit_for(&c, "pause", &[]);
             }
             (false, Status::Paused) => {
                 self.shim(&id).call(&Request::Resume).await?;
-                c.state.lock().expect("state").status = Status::Running;
+                let _ = c.state.lock().expect("state").apply(Transition::Unpaused);
                 self.emit_for(&c, "unpause", &[]);
             }
             (true, Status::Paused) => {
@@ -239,11 +242,15 @@ impl Engine {
             }
             if status == Status::Restarting {
                 let mut st = c.state.lock().expect("state");
-                st.manually_stopped = true;
-                st.status = Status::Exited;
+                let _ = st.apply(Transition::StopRequested);
+                let _ = st.apply(Transition::RestartCancelled);
             }
             if c.state().status.is_running() {
-                c.state.lock().expect("state").manually_stopped = true;
+                let _ = c
+                    .state
+                    .lock()
+                    .expect("state")
+                    .apply(Transition::StopRequested);
                 let _ = self
                     .shim(&c.id())
                     .call(&Request::Kill {
@@ -277,12 +284,11 @@ impl Engine {
         let id = c.id();
         {
             let mut st = c.state.lock().expect("state");
-            if st.status == Status::Removing {
+            if st.apply(Transition::Removing).is_err() {
                 return Err(EngineError::Conflict(format!(
                     "removal of container {id} is already in progress"
                 )));
             }
-            st.status = Status::Removing;
         }
         // Atomic, not durable: the directory is discarded next; after a
         // crash in between the container is still there, exited, to remove.

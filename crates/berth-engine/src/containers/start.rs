@@ -19,7 +19,7 @@ impl Engine {
         }
         {
             let mut st = c.state.lock().expect("state");
-            st.manually_stopped = false;
+            let _ = st.apply(Transition::StartRequested);
         }
         self.start_locked(&c).await
     }
@@ -62,20 +62,15 @@ impl Engine {
         let rec = c.rec.read().expect("rec").clone();
         let res = self.launch(c, &rec).await;
         if let Err(e) = &res {
-            let mut st = c.state.lock().expect("state");
-            st.error = e.to_string();
-            if st.status != Status::Exited {
-                st.status = if st.started_at.is_some() {
-                    Status::Exited
-                } else {
-                    Status::Created
-                };
-            }
-            st.exit_code = match e {
+            let exit_code = match e {
                 EngineError::StartFailed { exit_code, .. } => *exit_code,
                 _ => berth_runtime::proto::ErrorKind::Other.exit_code(),
             };
-            drop(st);
+            let failed = Transition::StartFailed {
+                error: e.to_string(),
+                exit_code,
+            };
+            let _ = c.state.lock().expect("state").apply(failed);
             let _ = self.persist_state(c);
             let _ = self.mounter.unmount(&self.rootfs(&rec.id));
             c.bump(|s| s.exits += 1);
@@ -223,13 +218,13 @@ impl Engine {
             }
         };
         {
-            let mut st = c.state.lock().expect("state");
-            st.status = Status::Running;
-            st.pid = resp.pid.unwrap_or(0);
-            st.exit_code = 0;
-            st.oom_killed = false;
-            st.error.clear();
-            st.started_at = Some(now());
+            let started = Transition::Started {
+                pid: resp.pid.unwrap_or(0),
+                at: now(),
+            };
+            if let Err(e) = c.state.lock().expect("state").apply(started) {
+                tracing::warn!("{}: {e}", c.id());
+            }
         }
         self.start_health(c, true);
         self.persist_state_soon(c);
@@ -377,42 +372,22 @@ impl Engine {
         };
         let (restart, remove) = {
             let mut st = c.state.lock().expect("state");
-            if !st.status.is_running() {
+            let exited = Transition::Exited {
+                exit_code: exit.exit_code,
+                oom_killed: exit.oom_killed,
+                finished_at: if exit.finished_at.is_empty() {
+                    now()
+                } else {
+                    exit.finished_at.clone()
+                },
+            };
+            // Not running any more: another path recorded this exit already.
+            if st.apply(exited).is_err() {
                 return;
             }
-            let ran_for = st
-                .started_at
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
-                .unwrap_or(0);
-            st.status = Status::Exited;
-            st.exit_code = exit.exit_code;
-            st.oom_killed = exit.oom_killed;
-            st.pid = 0;
-            st.finished_at = Some(if exit.finished_at.is_empty() {
-                now()
-            } else {
-                exit.finished_at
-            });
-            if ran_for >= 10 {
-                st.failure_count = 0;
-            }
-            let restart = policies
-                && !st.manually_stopped
-                && match rp.name.as_str() {
-                    "always" | "unless-stopped" => true,
-                    "on-failure" => {
-                        st.exit_code != 0
-                            && (rp.maximum_retry_count == 0
-                                || (st.failure_count as i64) < rp.maximum_retry_count)
-                    }
-                    _ => false,
-                };
+            let restart = policies && st.should_restart(&rp);
             if restart {
-                st.failure_count += 1;
-                st.restart_count += 1;
-                st.status = Status::Restarting;
+                let _ = st.apply(Transition::Restarting);
             }
             (restart, auto_remove && !restart)
         };
@@ -439,7 +414,11 @@ impl Engine {
                     return;
                 }
                 if st.manually_stopped {
-                    c.state.lock().expect("state").status = Status::Exited;
+                    let _ = c
+                        .state
+                        .lock()
+                        .expect("state")
+                        .apply(Transition::RestartCancelled);
                     let _ = me.persist_state(&c);
                     c.bump(|s| s.exits += 1);
                 } else if let Err(e) = me.start_locked(&c).await {
