@@ -11,6 +11,8 @@ mod containers;
 mod dns;
 pub mod events;
 mod exec;
+#[cfg(test)]
+mod fake_host_tests;
 pub mod health;
 pub mod images;
 mod links;
@@ -140,6 +142,22 @@ impl From<berth_runtime::RuntimeError> for EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
+/// The host effects the engine works through: the real ones (`Host::linux`)
+/// in berthd, fakes that record calls in unit tests.
+pub struct Host {
+    pub mounter: Arc<dyn Mounter>,
+    pub net: Arc<dyn berth_net::effects::NetHost>,
+}
+
+impl Host {
+    pub fn linux() -> Self {
+        Host {
+            mounter: Arc::new(rootfs::HostMounter),
+            net: Arc::new(berth_net::effects::Linux),
+        }
+    }
+}
+
 pub struct EngineConfig {
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
@@ -198,6 +216,7 @@ pub struct Engine {
     cfg: EngineConfig,
     pub(crate) store: Arc<Store>,
     mounter: Arc<dyn Mounter>,
+    net_host: Arc<dyn berth_net::effects::NetHost>,
     containers: RwLock<BTreeMap<String, Arc<Ctr>>>,
     names: RwLock<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
@@ -258,7 +277,8 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 impl Engine {
-    pub async fn open(cfg: EngineConfig, mounter: Arc<dyn Mounter>) -> Result<Arc<Self>> {
+    pub async fn open(cfg: EngineConfig, host: Host) -> Result<Arc<Self>> {
+        let Host { mounter, net } = host;
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("runtime"))?;
@@ -285,6 +305,7 @@ impl Engine {
             cfg,
             store,
             mounter,
+            net_host: net,
             containers: RwLock::new(BTreeMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),

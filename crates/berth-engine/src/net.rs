@@ -77,7 +77,10 @@ fn ephemeral_port(proto: &str, ip: &str) -> Option<u16> {
 impl From<NetError> for EngineError {
     fn from(e: NetError) -> Self {
         match e {
-            NetError::NotFound(_) => EngineError::NotFound(e.to_string()),
+            NetError::NotFound(key) => EngineError::Missing {
+                kind: Kind::Network,
+                id: key,
+            },
             NetError::Conflict(_) => EngineError::Conflict(e.to_string()),
             NetError::Invalid(_) => EngineError::BadRequest(e.to_string()),
             NetError::Host(_) | NetError::Io(_) => EngineError::Internal(e.to_string()),
@@ -145,7 +148,7 @@ impl Engine {
     /// nftables table follows once the containers are known: `sync_nft`.)
     pub(crate) fn restore_networks(&self) {
         for n in self.nets.list().iter().filter(|n| n.is_bridge()) {
-            if let Err(e) = host::ensure_bridge(n) {
+            if let Err(e) = self.net_host.ensure_bridge(n) {
                 tracing::warn!("network {}: {e}", n.name);
             }
         }
@@ -172,9 +175,9 @@ impl Engine {
             .map(|e| e.host_if)
             .collect();
         for n in self.nets.list().iter().filter(|n| n.is_bridge()) {
-            for port in host::bridge_ports(&n.bridge) {
+            for port in self.net_host.bridge_ports(&n.bridge) {
                 if port.starts_with("vb") && !owned.contains(&port) {
-                    let _ = host::delete_link(&port);
+                    let _ = self.net_host.delete_link(&port);
                 }
             }
         }
@@ -196,7 +199,7 @@ impl Engine {
                     c.op.try_lock().is_err() || c.state().status.is_running()
                 });
             if !busy {
-                host::remove_netns(&e.path());
+                self.net_host.remove_netns(&e.path());
             }
         }
     }
@@ -228,12 +231,13 @@ impl Engine {
         }
         let ns = host::netns_path(&self.cfg.exec_root, &rec.id);
         let ns2 = ns.clone();
+        let net = self.net_host.clone();
         tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
             // Left by a launch that a crash cut short.
             if ns2.exists() {
-                host::remove_netns(&ns2);
+                net.remove_netns(&ns2);
             }
-            host::create_netns(&ns2)
+            net.create_netns(&ns2)
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
@@ -244,7 +248,7 @@ impl Engine {
         let primary = match joined {
             Ok(ep) => ep,
             Err(e) => {
-                host::remove_netns(&ns);
+                self.net_host.remove_netns(&ns);
                 return Err(e);
             }
         };
@@ -363,11 +367,12 @@ impl Engine {
             gateway6,
         };
         let (ns2, n2, ep2) = (ns.to_path_buf(), n.clone(), ep.clone());
+        let net = self.net_host.clone();
         let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), NetError> {
-            if !Path::new("/sys/class/net").join(&n2.bridge).exists() {
-                host::ensure_bridge(&n2)?;
+            if !net.link_exists(&n2.bridge) {
+                net.ensure_bridge(&n2)?;
             }
-            host::attach(&ns2, &n2.bridge, &ep2)
+            net.attach(&ns2, &n2.bridge, &ep2)
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -497,8 +502,9 @@ impl Engine {
             let _ = self.persist_state(&c);
             let store = self.nets.clone();
             let id = rec.id.clone();
+            let net = self.net_host.clone();
             tokio::task::spawn_blocking(move || {
-                let _ = host::delete_link(&ep.host_if);
+                let _ = net.delete_link(&ep.host_if);
                 store.release(&ep.network_id, &id);
             });
             if !ep.ports.is_empty() {
@@ -637,7 +643,10 @@ impl Engine {
                     .collect::<Vec<_>>()
             })
             .collect();
-        if let Err(e) = host::apply_nft(&self.cfg.nft_table, &self.nets.list(), &forwards) {
+        if let Err(e) = self
+            .net_host
+            .apply_nft(&self.cfg.nft_table, &self.nets.list(), &forwards)
+        {
             tracing::warn!("nftables: {e}");
         }
         if let Some(r) = &self.redirect {
@@ -656,7 +665,7 @@ impl Engine {
         // namespace may be there.
         let ns = host::netns_path(&self.cfg.exec_root, id);
         if ns.exists() {
-            host::remove_netns(&ns);
+            self.net_host.remove_netns(&ns);
         }
         if eps.is_empty() {
             return;
@@ -665,9 +674,10 @@ impl Engine {
         let nets: Vec<String> = eps.values().map(|e| e.network_id.clone()).collect();
         let store = self.nets_handle();
         let id = id.to_string();
+        let net = self.net_host.clone();
         tokio::task::spawn_blocking(move || {
             for l in links {
-                let _ = host::delete_link(&l);
+                let _ = net.delete_link(&l);
             }
             for n in nets {
                 store.release(&n, &id);

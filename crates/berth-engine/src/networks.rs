@@ -3,7 +3,7 @@
 
 use crate::net::mode_network;
 use crate::{Engine, EngineError, Result};
-use berth_net::{host, CreateOptions, Network};
+use berth_net::{CreateOptions, Network};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -128,11 +128,11 @@ impl Engine {
             labels: map(&body["Labels"]),
             options: map(&body["Options"]),
         })?;
-        let made = host::ensure_bridge(&n);
+        let made = self.net_host.ensure_bridge(&n);
         self.sync_nft();
         if let Err(e) = made {
             let _ = self.nets.remove(&n.id);
-            let _ = host::delete_link(&n.bridge);
+            let _ = self.net_host.delete_link(&n.bridge);
             return Err(e.into());
         }
         self.emit_network(&n, "create", None);
@@ -186,7 +186,7 @@ impl Engine {
             )));
         }
         self.nets.remove(&n.id)?;
-        let _ = host::delete_link(&n.bridge);
+        let _ = self.net_host.delete_link(&n.bridge);
         self.sync_nft();
         self.emit_network(&n, "destroy", None);
         Ok(())

@@ -3,6 +3,7 @@
 //! logic runs without root in tests.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayMount {
@@ -194,5 +195,39 @@ mod tests {
         );
         assert_eq!(secure_join(&root, "/").unwrap(), root.join(""));
         assert!(secure_join(&root, "/loop/x").is_err());
+    }
+}
+
+/// A fake mount table for tests without root: records what is mounted.
+#[derive(Default)]
+pub struct RecordingMounter {
+    mounted: Mutex<Vec<PathBuf>>,
+}
+
+impl RecordingMounter {
+    pub fn mounted(&self) -> Vec<PathBuf> {
+        self.mounted.lock().expect("mounted").clone()
+    }
+}
+
+impl Mounter for RecordingMounter {
+    fn mount_overlay(&self, m: &OverlayMount) -> std::io::Result<()> {
+        std::fs::create_dir_all(&m.target)?;
+        self.mounted.lock().expect("mounted").push(m.target.clone());
+        Ok(())
+    }
+    fn unmount(&self, target: &Path) -> std::io::Result<()> {
+        self.mounted
+            .lock()
+            .expect("mounted")
+            .retain(|p| p != target);
+        Ok(())
+    }
+    fn is_mounted(&self, target: &Path) -> bool {
+        self.mounted
+            .lock()
+            .expect("mounted")
+            .iter()
+            .any(|p| p == target)
     }
 }

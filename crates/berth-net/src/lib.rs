@@ -4,6 +4,7 @@
 //! network namespaces, one nftables table).
 
 pub mod dns;
+pub mod effects;
 pub mod host;
 pub mod ipam;
 pub mod redirect;

@@ -1,7 +1,6 @@
 //! berthd: the daemon. Argument parsing and wiring only.
 
 use anyhow::{bail, Context, Result};
-use berth_engine::rootfs::HostMounter;
 use berth_engine::{Engine, EngineConfig};
 use berth_server::{AppState, DaemonInfo};
 use clap::Parser;
@@ -174,7 +173,7 @@ async fn run(args: Args) -> Result<()> {
             ipv6: args.ipv6,
             fixed_cidr_v6: args.fixed_cidr_v6.clone(),
         },
-        Arc::new(HostMounter),
+        berth_engine::Host::linux(),
     )
     .await
     .context("opening the engine")?;
