@@ -1,6 +1,8 @@
-//! The engine over fake host effects: what it asks of the host's networking
-//! for networks, checked without root in milliseconds.
+//! The engine over fake host effects (mounts, networking, shims): what it
+//! asks of the host, and a container's life from create to auto-remove and
+//! across a daemon restart, checked without root in milliseconds.
 
+use crate::fake_shim::{FakeShims, ShimCall};
 use crate::rootfs::RecordingMounter;
 use crate::*;
 use berth_net::effects::{NetCall, Recording};
@@ -16,10 +18,20 @@ impl Fixture {
 
     /// An engine over this fixture's roots, as if berthd (re)started.
     async fn open(&self, net: Arc<Recording>) -> Arc<Engine> {
+        let shims = Arc::new(crate::shims::ProcessShims {
+            path: "/nonexistent/berth-shim".into(),
+        });
+        self.open_with(net, shims).await
+    }
+
+    async fn open_with(
+        &self,
+        net: Arc<Recording>,
+        shims: Arc<dyn crate::shims::ShimLauncher>,
+    ) -> Arc<Engine> {
         let cfg = EngineConfig {
             data_root: self.0.path().join("data"),
             exec_root: self.0.path().join("exec"),
-            shim_path: "/nonexistent/berth-shim".into(),
             bridge_name: "btfake0".into(),
             bip: "10.96.251.1/24".into(),
             nft_table: "berth_fake".into(),
@@ -32,6 +44,7 @@ impl Fixture {
         let host = Host {
             mounter: Arc::new(RecordingMounter::default()),
             net,
+            shims,
         };
         Engine::open(cfg, host).await.unwrap()
     }
@@ -100,4 +113,142 @@ async fn networks_reach_the_host_and_come_back_after_a_restart() {
     ));
     // The predefined networks stay.
     assert!(Engine::network_remove(&engine, "bridge").is_err());
+}
+
+/// A one-file image, tagged `img:1`.
+fn import_image(engine: &Engine) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, "bin/app", &b"app"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let cfg = berth_api::ImageRunConfig {
+        cmd: Some(vec!["/bin/app".into()]),
+        ..Default::default()
+    };
+    engine
+        .store
+        .import(&tar[..], cfg, None, Some("img:1"))
+        .unwrap();
+}
+
+async fn create(engine: &Arc<Engine>, name: &str, hc: serde_json::Value) -> String {
+    let req: berth_api::CreateRequest = serde_json::from_value(json!({
+        "Image": "img:1",
+        "HostConfig": hc,
+    }))
+    .unwrap();
+    engine.create(Some(name), req).await.unwrap().0
+}
+
+/// Waits (bounded) until `f` holds of the container's state.
+async fn until(engine: &Engine, key: &str, what: &str, f: impl Fn(&State) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if engine.find(key).is_ok_and(|c| f(&c.state())) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key}: never {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_container_lives_through_its_restart_policy_and_a_daemon_restart() {
+    let fx = Fixture::new();
+    let shims = Arc::new(FakeShims::new());
+    let berthd = runtime();
+    let db = berthd.block_on(async {
+        let engine = fx
+            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
+            .await;
+        import_image(&engine);
+        let hc = json!({"NetworkMode": "none", "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 1}});
+        let id = create(&engine, "web", hc).await;
+        assert_eq!(engine.find("web").unwrap().state().status, Status::Created);
+
+        engine.start("web").await.unwrap();
+        assert_eq!(shims.calls(&id), [ShimCall::Spawn, ShimCall::Start]);
+        let st = engine.find("web").unwrap().state();
+        assert_eq!((st.status, st.pid), (Status::Running, shims.pid(&id).unwrap()));
+        assert!(engine.mounter.is_mounted(&engine.rootfs(&id)));
+
+        // It fails: on-failure:1 starts it once more.
+        shims.exit(&id, 3);
+        until(&engine, "web", "restarted", |s| {
+            s.status == Status::Running && s.restart_count == 1
+        })
+        .await;
+        assert_eq!(
+            shims.calls(&id),
+            [ShimCall::Spawn, ShimCall::Start, ShimCall::Spawn, ShimCall::Start]
+        );
+        // And again: the retry is used up, it stays down with its code.
+        shims.exit(&id, 3);
+        until(&engine, "web", "exited", |s| s.status == Status::Exited).await;
+        let st = engine.find("web").unwrap().state();
+        assert_eq!((st.exit_code, st.restart_count, st.pid), (3, 1, 0));
+        assert!(!engine.mounter.is_mounted(&engine.rootfs(&id)));
+
+        // --rm: gone once it ends.
+        let tmp = create(&engine, "tmp", json!({"NetworkMode": "none", "AutoRemove": true})).await;
+        engine.start("tmp").await.unwrap();
+        let removed = engine.wait("tmp", "removed").unwrap();
+        shims.exit(&tmp, 0);
+        assert_eq!(removed.await, 0);
+        assert!(matches!(engine.find("tmp"), Err(EngineError::Missing { .. })));
+
+        let db = create(&engine, "db", json!({"NetworkMode": "none"})).await;
+        engine.start("db").await.unwrap();
+        db
+    });
+    // berthd killed outright while "db" runs: its tasks end, the shims stay.
+    berthd.shutdown_background();
+    assert!(shims.running(&db));
+
+    let berthd = runtime();
+    berthd.block_on(async {
+        let engine = fx
+            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
+            .await;
+        // The next berthd finds it running (its shim says so), the others as
+        // they were, and still hears of its exit.
+        let st = engine.find("db").unwrap().state();
+        assert_eq!(
+            (st.status, st.pid),
+            (Status::Running, shims.pid(&db).unwrap())
+        );
+        assert_eq!(engine.find("web").unwrap().state().exit_code, 3);
+        shims.exit(&db, 7);
+        until(&engine, "db", "exited", |s| {
+            s.status == Status::Exited && s.exit_code == 7
+        })
+        .await;
+        // A user's stop goes to the shim as SIGTERM.
+        engine.start("db").await.unwrap();
+        engine.stop("db", Some(1), None).await.unwrap();
+        assert!(shims.calls(&db).contains(&ShimCall::Kill(libc::SIGTERM)));
+        assert!(!shims.running(&db));
+        let st = engine.find("db").unwrap().state();
+        assert_eq!(
+            (st.status, st.exit_code),
+            (Status::Exited, 128 + libc::SIGTERM)
+        );
+    });
 }

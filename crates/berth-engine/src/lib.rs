@@ -13,6 +13,8 @@ pub mod events;
 mod exec;
 #[cfg(test)]
 mod fake_host_tests;
+#[cfg(test)]
+mod fake_shim;
 pub mod health;
 pub mod images;
 mod links;
@@ -23,6 +25,7 @@ mod networks;
 pub mod prune;
 pub mod record;
 pub mod rootfs;
+pub mod shims;
 pub mod stats;
 mod top;
 mod update;
@@ -44,7 +47,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
 use tokio::net::UnixStream;
 
 pub use exec::{ExecRecord, PreparedExec};
@@ -147,13 +149,16 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 pub struct Host {
     pub mounter: Arc<dyn Mounter>,
     pub net: Arc<dyn berth_net::effects::NetHost>,
+    pub shims: Arc<dyn shims::ShimLauncher>,
 }
 
 impl Host {
-    pub fn linux() -> Self {
+    /// The host's own mounts, networking and berth-shim at `shim_path`.
+    pub fn linux(shim_path: PathBuf) -> Self {
         Host {
             mounter: Arc::new(rootfs::HostMounter),
             net: Arc::new(berth_net::effects::Linux),
+            shims: Arc::new(shims::ProcessShims { path: shim_path }),
         }
     }
 }
@@ -161,7 +166,6 @@ impl Host {
 pub struct EngineConfig {
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
-    pub shim_path: PathBuf,
     /// The default `bridge` network's Linux bridge and address (`--bip`).
     pub bridge_name: String,
     pub bip: String,
@@ -217,6 +221,7 @@ pub struct Engine {
     pub(crate) store: Arc<Store>,
     mounter: Arc<dyn Mounter>,
     net_host: Arc<dyn berth_net::effects::NetHost>,
+    shims: Arc<dyn shims::ShimLauncher>,
     containers: RwLock<BTreeMap<String, Arc<Ctr>>>,
     names: RwLock<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
@@ -278,7 +283,11 @@ pub fn parse_size(s: &str) -> Option<u64> {
 
 impl Engine {
     pub async fn open(cfg: EngineConfig, host: Host) -> Result<Arc<Self>> {
-        let Host { mounter, net } = host;
+        let Host {
+            mounter,
+            net,
+            shims,
+        } = host;
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("runtime"))?;
@@ -306,6 +315,7 @@ impl Engine {
             store,
             mounter,
             net_host: net,
+            shims,
             containers: RwLock::new(BTreeMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),

@@ -164,7 +164,6 @@ async fn run(args: Args) -> Result<()> {
             data_root: args.data_root.clone(),
             exec_root: args.exec_root.clone(),
             monitor_path: monitor_path(&args, &shim),
-            shim_path: shim,
             bridge_name: args.bridge.clone(),
             bip: args.bip.clone(),
             nft_table: args.nft_table.clone(),
@@ -173,7 +172,7 @@ async fn run(args: Args) -> Result<()> {
             ipv6: args.ipv6,
             fixed_cidr_v6: args.fixed_cidr_v6.clone(),
         },
-        berth_engine::Host::linux(),
+        berth_engine::Host::linux(shim),
     )
     .await
     .context("opening the engine")?;

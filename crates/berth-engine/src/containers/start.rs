@@ -190,7 +190,7 @@ impl Engine {
             &xdir.join("shim.json"),
             &serde_json::to_vec(&shim_cfg).map_err(|e| EngineError::Internal(e.to_string()))?,
         )?;
-        self.spawn_shim(&xdir).await?;
+        self.shims.spawn(&xdir).await?;
         let mut rx = c.signals.subscribe();
         c.bump(|s| s.shims += 1);
         // `docker run` attaches before it starts: let those attaches connect
@@ -233,62 +233,6 @@ impl Engine {
         let c2 = c.clone();
         tokio::spawn(async move { me.monitor(c2, waiter).await });
         Ok(())
-    }
-
-    pub(crate) async fn spawn_shim(&self, xdir: &Path) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(xdir.join("shim.log"))?;
-        let mut child = tokio::process::Command::new(&self.cfg.shim_path)
-            .arg(xdir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| EngineError::Internal(format!("spawning shim: {e}")))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        let mut reader = tokio::io::BufReader::new(stdout);
-        // A shim that dies without a word must not hang us: a process it left
-        // behind may still hold the other end of the pipe.
-        let exited_early = tokio::select! {
-            r = reader.read_line(&mut line) => { r?; false }
-            _ = child.wait() => true,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {
-                let _ = child.start_kill();
-                true
-            }
-        };
-        if exited_early && line.is_empty() {
-            // It may have exited just after writing its answer, which the
-            // pipe still holds.
-            let _ =
-                tokio::time::timeout(Duration::from_millis(200), reader.read_line(&mut line)).await;
-        }
-        if exited_early && line.is_empty() {
-            let log = std::fs::read_to_string(xdir.join("shim.log")).unwrap_or_default();
-            return Err(EngineError::Internal(format!(
-                "failed to create task for container: shim exited: {}",
-                log.lines().last().unwrap_or("no output")
-            )));
-        }
-        // Reap the shim whenever it ends; it outlives us if we go first.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        let line = line.trim();
-        if line == "ready" {
-            return Ok(());
-        }
-        // "error KIND MESSAGE"
-        let rest = line.strip_prefix("error ").unwrap_or(line);
-        let (kind, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-        let msg = if msg.is_empty() { "shim exited" } else { msg };
-        Err(EngineError::StartFailed {
-            exit_code: berth_runtime::proto::ErrorKind::parse(kind).exit_code(),
-            message: format!("failed to create task for container: {msg}"),
-        })
     }
 
     pub(crate) async fn monitor(

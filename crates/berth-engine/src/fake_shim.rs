@@ -1,0 +1,246 @@
+//! A fake of berth-shim for tests without root: `spawn` serves the shim
+//! protocol in-process on the container's socket, records every request,
+//! and lets the test end a container's process (`exit`). It serves from a
+//! runtime of its own, so that its shims outlive an engine whose runtime is
+//! shut down — as real shims outlive a berthd killed with SIGKILL.
+
+use crate::shims::ShimLauncher;
+use crate::{EngineError, Result};
+use berth_runtime::proto::{ExitStatus, Request, Response, ShimConfig};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+/// What a fake shim was asked, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShimCall {
+    Spawn,
+    Start,
+    Kill(i32),
+    Pause,
+    Resume,
+    Other(String),
+}
+
+struct Shim {
+    xdir: PathBuf,
+    pid: i32,
+    started: bool,
+    exit: watch::Sender<Option<ExitStatus>>,
+    server: tokio::task::AbortHandle,
+}
+
+pub struct FakeShims {
+    shims: Arc<Mutex<HashMap<String, Shim>>>,
+    calls: Arc<Mutex<Vec<(String, ShimCall)>>>,
+    next_pid: Arc<Mutex<i32>>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for FakeShims {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl FakeShims {
+    pub fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake shims");
+        FakeShims {
+            shims: Default::default(),
+            calls: Default::default(),
+            next_pid: Default::default(),
+            rt: Some(rt),
+        }
+    }
+
+    /// The calls made to the shims of container `id`.
+    pub fn calls(&self, id: &str) -> Vec<ShimCall> {
+        let calls = self.calls.lock().expect("calls");
+        calls
+            .iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, x)| x.clone())
+            .collect()
+    }
+
+    /// Ends container `id`'s process with `code`, as its shim reports it.
+    pub fn exit(&self, id: &str, code: i32) {
+        let shims = self.shims.lock().expect("shims");
+        let s = shims.get(id).expect("a shim for that container");
+        end(s, code);
+    }
+
+    /// The pid the container's current shim reported.
+    pub fn pid(&self, id: &str) -> Option<i32> {
+        self.shims.lock().expect("shims").get(id).map(|s| s.pid)
+    }
+
+    pub fn running(&self, id: &str) -> bool {
+        let shims = self.shims.lock().expect("shims");
+        shims
+            .get(id)
+            .is_some_and(|s| s.started && s.exit.borrow().is_none())
+    }
+
+    async fn serve_one(self: Arc<Self>, id: String, conn: UnixStream) -> std::io::Result<()> {
+        let mut r = BufReader::new(conn);
+        let mut line = String::new();
+        r.read_line(&mut line).await?;
+        let req: Request = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        let call = match &req {
+            Request::Start => ShimCall::Start,
+            Request::Kill { signal, .. } => ShimCall::Kill(*signal),
+            Request::Pause => ShimCall::Pause,
+            Request::Resume => ShimCall::Resume,
+            Request::Wait | Request::State => ShimCall::Other(String::new()),
+            other => ShimCall::Other(format!("{other:?}")),
+        };
+        if !matches!(&call, ShimCall::Other(s) if s.is_empty()) {
+            self.calls.lock().expect("calls").push((id.clone(), call));
+        }
+        let mut exit_rx = match self.shims.lock().expect("shims").get(&id) {
+            Some(s) => s.exit.subscribe(),
+            None => return Ok(()),
+        };
+        let resp = match req {
+            Request::Start => {
+                let mut shims = self.shims.lock().expect("shims");
+                let s = shims.get_mut(&id).expect("registered");
+                s.started = true;
+                Response {
+                    pid: Some(s.pid),
+                    ..Response::ok()
+                }
+            }
+            Request::State => {
+                let done = exit_rx.borrow().is_some();
+                Response {
+                    status: Some(if done { "stopped" } else { "running" }.into()),
+                    ..Response::ok()
+                }
+            }
+            Request::Kill { signal, .. } => {
+                if matches!(signal, libc::SIGKILL | libc::SIGTERM) {
+                    if let Some(s) = self.shims.lock().expect("shims").get(&id) {
+                        end(s, 128 + signal);
+                    }
+                }
+                Response::ok()
+            }
+            Request::Wait => {
+                let exit = exit_rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .map(|e| e.clone())
+                    .ok()
+                    .flatten();
+                Response {
+                    exit,
+                    ..Response::ok()
+                }
+            }
+            Request::Attach { .. } => {
+                // No output; the stream ends with the process.
+                reply(&mut r, Response::ok()).await?;
+                let _ = exit_rx.wait_for(Option::is_some).await;
+                return Ok(());
+            }
+            Request::Pause | Request::Resume | Request::Resize { .. } => Response::ok(),
+            Request::Exec { .. } | Request::ExecWait { .. } => {
+                Response::err("exec is not part of the fake shim")
+            }
+        };
+        reply(&mut r, resp).await
+    }
+}
+
+fn end(s: &Shim, code: i32) {
+    let exit = ExitStatus {
+        exit_code: code,
+        oom_killed: false,
+        finished_at: chrono::Utc::now().to_rfc3339(),
+    };
+    // As the real shim: the status is on disk before anyone is told.
+    if let Ok(b) = serde_json::to_vec(&exit) {
+        let _ = std::fs::write(s.xdir.join("exit"), b);
+    }
+    s.exit.send_replace(Some(exit));
+}
+
+async fn reply(r: &mut BufReader<UnixStream>, resp: Response) -> std::io::Result<()> {
+    let mut b = serde_json::to_vec(&resp).map_err(std::io::Error::other)?;
+    b.push(b'\n');
+    r.get_mut().write_all(&b).await
+}
+
+impl ShimLauncher for Arc<FakeShims> {
+    fn spawn<'a>(
+        &'a self,
+        xdir: &'a Path,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let cfg: ShimConfig = serde_json::from_slice(&std::fs::read(xdir.join("shim.json"))?)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let _ = std::fs::remove_file(&cfg.socket);
+            let me = self.clone();
+            let id = cfg.id.clone();
+            let socket = cfg.socket.clone();
+            let (bound_tx, bound) = tokio::sync::oneshot::channel();
+            let rt = self.rt.as_ref().expect("running").handle();
+            let server = rt
+                .spawn(async move {
+                    let listener = match UnixListener::bind(&socket) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = bound_tx.send(Ok(()));
+                    while let Ok((conn, _)) = listener.accept().await {
+                        tokio::spawn(me.clone().serve_one(id.clone(), conn));
+                    }
+                })
+                .abort_handle();
+            bound
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))??;
+            let pid = {
+                let mut n = self.next_pid.lock().expect("pid");
+                *n += 1;
+                1000 + *n
+            };
+            let (exit, _) = watch::channel(None);
+            let old = self.shims.lock().expect("shims").insert(
+                cfg.id.clone(),
+                Shim {
+                    xdir: xdir.to_path_buf(),
+                    pid,
+                    started: false,
+                    exit,
+                    server,
+                },
+            );
+            if let Some(old) = old {
+                old.server.abort();
+            }
+            self.calls
+                .lock()
+                .expect("calls")
+                .push((cfg.id, ShimCall::Spawn));
+            Ok(())
+        })
+    }
+}
