@@ -1,5 +1,7 @@
-//! The embedded DNS server's wire format (queries in, A answers out) and its
-//! socket at 127.0.0.11:53 inside a container's network namespace.
+//! The embedded DNS server: its wire format (queries in, A/AAAA answers
+//! out), its sockets at 127.0.0.11:53 inside a container's network
+//! namespace, and the server itself — names it knows from a `Names` source,
+//! the rest relayed to upstream resolvers over UDP or TCP.
 
 use crate::NetError;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
@@ -113,6 +115,149 @@ pub fn upstream_servers() -> Vec<String> {
         .map(|s| s.trim().to_string())
         .filter(|s| s.parse::<Ipv4Addr>().is_ok())
         .collect()
+}
+
+/// Where the server learns the names it answers itself.
+pub trait Names: Send + Sync {
+    /// The addresses of `name` as the asking container sees them; None when
+    /// the name is not one of ours (the query is relayed).
+    fn lookup(&self, name: &str) -> Option<Vec<IpAddr>>;
+}
+
+/// Serves DNS on the sockets `bind_in_netns` made until the task is aborted.
+pub async fn serve(
+    udp: tokio::net::UdpSocket,
+    tcp: tokio::net::TcpListener,
+    names: Box<dyn Names>,
+    upstream: Vec<String>,
+) {
+    let r = std::sync::Arc::new(Resolver { names, upstream });
+    tokio::join!(serve_udp(udp, r.clone()), serve_tcp(tcp, r));
+}
+
+/// One container's view: its names, then its upstream resolvers.
+struct Resolver {
+    names: Box<dyn Names>,
+    upstream: Vec<String>,
+}
+
+impl Resolver {
+    /// The answer when `pkt` asks for one of our names; None: relay it.
+    fn local_answer(&self, pkt: &[u8]) -> Option<Vec<u8>> {
+        let q = parse_query(pkt)?;
+        let ips = self.names.lookup(&q.name)?;
+        // A for IPv4, AAAA for IPv6; a known name without that record
+        // type answers NOERROR with nothing.
+        let ips: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| match q.qtype {
+                TYPE_A => ip.is_ipv4(),
+                TYPE_AAAA => ip.is_ipv6(),
+                _ => false,
+            })
+            .collect();
+        Some(answer(pkt, &q, &ips, false))
+    }
+}
+
+const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn serve_udp(sock: tokio::net::UdpSocket, r: std::sync::Arc<Resolver>) {
+    let sock = std::sync::Arc::new(sock);
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            return;
+        };
+        let pkt = buf[..n].to_vec();
+        if let Some(reply) = r.local_answer(&pkt) {
+            let _ = sock.send_to(&reply, from).await;
+            continue;
+        }
+        let (sock, r) = (sock.clone(), r.clone());
+        tokio::spawn(async move {
+            if let Some(reply) = forward_udp(&pkt, &r.upstream).await {
+                let _ = sock.send_to(&reply, from).await;
+            }
+        });
+    }
+}
+
+/// DNS over TCP (RFC 7766): length-prefixed messages, several per connection;
+/// clients fall back to it when a UDP answer comes back truncated.
+async fn serve_tcp(listener: tokio::net::TcpListener, r: std::sync::Arc<Resolver>) {
+    use tokio::io::AsyncWriteExt;
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        let r = r.clone();
+        tokio::spawn(async move {
+            let idle = std::time::Duration::from_secs(10);
+            while let Ok(Ok(pkt)) = tokio::time::timeout(idle, read_framed(&mut conn)).await {
+                let reply = match r.local_answer(&pkt) {
+                    Some(a) => a,
+                    None => match forward_tcp(&pkt, &r.upstream).await {
+                        Some(a) => a,
+                        None => return,
+                    },
+                };
+                let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&reply);
+                if conn.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            let _ = conn.shutdown().await;
+        });
+    }
+}
+
+async fn read_framed<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 2];
+    r.read_exact(&mut len).await?;
+    let mut pkt = vec![0u8; u16::from_be_bytes(len) as usize];
+    r.read_exact(&mut pkt).await?;
+    Ok(pkt)
+}
+
+/// Relays a query to the first upstream resolver that answers (3 s each).
+async fn forward_udp(pkt: &[u8], upstream: &[String]) -> Option<Vec<u8>> {
+    for server in upstream {
+        let Ok(sock) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else {
+            continue;
+        };
+        if sock.send_to(pkt, format!("{server}:53")).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(UPSTREAM_TIMEOUT, sock.recv_from(&mut buf)).await
+        {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+/// The same over TCP, for queries that came over TCP.
+async fn forward_tcp(pkt: &[u8], upstream: &[String]) -> Option<Vec<u8>> {
+    use tokio::io::AsyncWriteExt;
+    for server in upstream {
+        let exchange = async {
+            let mut s = tokio::net::TcpStream::connect(format!("{server}:53")).await?;
+            let mut out = (pkt.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(pkt);
+            s.write_all(&out).await?;
+            read_framed(&mut s).await
+        };
+        if let Ok(Ok(reply)) = tokio::time::timeout(UPSTREAM_TIMEOUT, exchange).await {
+            return Some(reply);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
