@@ -147,7 +147,7 @@ pub fn ago(unix: i64) -> String {
     format!("{} ago", human_duration(secs))
 }
 
-pub use berth_build::human_duration;
+pub use berth_util::gotime::human_duration;
 
 #[cfg(test)]
 mod tests {

@@ -95,7 +95,8 @@ pub(crate) fn to_unix(s: &str) -> Result<String> {
             t.timestamp_subsec_nanos()
         ));
     }
-    let ns = berth_build::duration_ns(s).map_err(|_| anyhow!("invalid value for since: {s}"))?;
+    let ns =
+        berth_util::gotime::duration_ns(s).map_err(|_| anyhow!("invalid value for since: {s}"))?;
     let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     Ok(format!("{:.3}", now - ns as f64 / 1e9))
 }

@@ -9,7 +9,7 @@ pub mod host;
 pub mod ipam;
 pub mod redirect;
 
-use berth_store::fsutil::{write_atomic, write_replace};
+use berth_util::fs::{write_atomic, write_replace};
 use ipam::{Pool, Subnet, Subnet6};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

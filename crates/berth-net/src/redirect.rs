@@ -16,7 +16,7 @@
 
 use crate::host::Forward;
 use crate::NetError;
-use berth_runtime::bpf::asm;
+use berth_util::bpf::asm;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -273,7 +273,7 @@ fn getpeername_program(dialled: i32) -> Vec<u64> {
 /// bpf(2), with this crate's error.
 mod sys {
     use super::NetError;
-    use berth_runtime::bpf;
+    use berth_util::bpf;
     use std::os::fd::OwnedFd;
 
     fn host(what: &str) -> impl FnOnce(std::io::Error) -> NetError + '_ {

@@ -1,7 +1,7 @@
 //! Container config → OCI runtime spec, the shim's wire protocol and its client,
 //! and cgroup readings.
 
-pub mod bpf;
+pub use berth_util::bpf;
 pub mod cgroups;
 pub mod proto;
 pub mod seccomp;

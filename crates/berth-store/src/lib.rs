@@ -5,7 +5,7 @@
 
 pub mod changes;
 pub mod content;
-pub mod fsutil;
+pub use berth_util::fs as fsutil;
 pub mod layer;
 pub mod reference;
 mod transfer;

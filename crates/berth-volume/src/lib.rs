@@ -3,7 +3,7 @@
 //! driver: `type=tmpfs` (a tmpfs mounted while containers use it) or
 //! `type=none,o=bind,device=/path` (a host directory).
 
-use berth_store::fsutil::{remove_tree, write_atomic};
+use berth_util::fs::{remove_tree, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -239,7 +239,7 @@ impl VolumeStore {
     }
 }
 
-pub use berth_store::fsutil::dir_size;
+pub use berth_util::fs::dir_size;
 
 #[cfg(test)]
 mod tests {

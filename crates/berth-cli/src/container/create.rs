@@ -348,7 +348,8 @@ pub(crate) fn healthcheck(a: &RunArgs) -> Result<Option<Value>> {
     }
     for (key, v) in timings {
         if let Some(v) = v {
-            let ns = berth_build::duration_ns(v).map_err(|e| anyhow!("--health flag: {e}"))?;
+            let ns =
+                berth_util::gotime::duration_ns(v).map_err(|e| anyhow!("--health flag: {e}"))?;
             h[key] = json!(ns);
         }
     }
