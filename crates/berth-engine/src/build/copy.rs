@@ -206,22 +206,8 @@ impl Build<'_> {
             "/bin/sh -c #(nop) {kw} {flags}{kind}:{} in {dest}",
             hex::encode(Sha256::digest(inputs.as_bytes()))
         );
-        if !self.opts.no_cache {
-            let hit = match self.cache.local(&self.engine.store, &key) {
-                Some(img) => Some(ImageState {
-                    id: img.id,
-                    config: img.config,
-                    chain: img.chain,
-                }),
-                None => self
-                    .engine
-                    .layer_from_source(&self.cache, state, &created_by)?,
-            };
-            if let Some(hit) = hit {
-                self.out.line(" ---> Using cache\n").await?;
-                self.out.line(format!(" ---> {}\n", short(&hit.id))).await?;
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cached_layer(&key, state, &created_by).await? {
+            return Ok(hit);
         }
         let chmod = match inst.flag("chmod") {
             Some(m) => Some(

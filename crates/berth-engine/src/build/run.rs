@@ -31,22 +31,8 @@ impl Build<'_> {
         };
         let created_by = format!("{prefix}{}", cmd.join(" "));
         let key = berth_build::cache_key(&state.id, &format!("RUN {created_by}"), "");
-        if !opts.no_cache {
-            let hit = match self.cache.local(&self.engine.store, &key) {
-                Some(img) => Some(ImageState {
-                    id: img.id,
-                    config: img.config,
-                    chain: img.chain,
-                }),
-                None => self
-                    .engine
-                    .layer_from_source(&self.cache, state, &created_by)?,
-            };
-            if let Some(hit) = hit {
-                self.out.line(" ---> Using cache\n").await?;
-                self.out.line(format!(" ---> {}\n", short(&hit.id))).await?;
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cached_layer(&key, state, &created_by).await? {
+            return Ok(hit);
         }
         if state.chain.is_empty() {
             return Err(EngineError::BadRequest(

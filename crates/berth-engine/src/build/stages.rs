@@ -199,6 +199,34 @@ impl Build<'_> {
         Ok(())
     }
 
+    /// A layer step's image from the cache — this daemon's, else a
+    /// `--cache-from` image's — announced as dockerd does; None: run it.
+    pub(super) async fn cached_layer(
+        &mut self,
+        key: &str,
+        state: &ImageState,
+        created_by: &str,
+    ) -> Result<Option<ImageState>> {
+        if self.opts.no_cache {
+            return Ok(None);
+        }
+        let hit = match self.cache.local(&self.engine.store, key) {
+            Some(img) => Some(ImageState {
+                id: img.id,
+                config: img.config,
+                chain: img.chain,
+            }),
+            None => self
+                .engine
+                .layer_from_source(&self.cache, state, created_by)?,
+        };
+        if let Some(hit) = &hit {
+            self.out.line(" ---> Using cache\n").await?;
+            self.out.line(format!(" ---> {}\n", short(&hit.id))).await?;
+        }
+        Ok(hit)
+    }
+
     /// `--label`s land on the target as one more LABEL step.
     fn label_target(&mut self, st: &mut StageRun) -> Result<()> {
         let mut labels: Vec<(&String, &String)> = self.opts.labels.iter().collect();
