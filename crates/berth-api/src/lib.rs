@@ -310,6 +310,61 @@ pub struct TmpfsOptions {
     pub mode: u32,
 }
 
+/// Go's nil maps and slices arrive as `null`: read as empty.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A volume as `/volumes` and `/system/df` answer it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Volume {
+    pub name: String,
+    pub driver: String,
+    pub mountpoint: String,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub scope: String,
+    /// `null` when the volume was made without options, as dockerd answers.
+    #[serde(default)]
+    pub options: Option<std::collections::BTreeMap<String, String>>,
+    /// Only in `/system/df`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_data: Option<VolumeUsage>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeUsage {
+    pub size: i64,
+    pub ref_count: i64,
+}
+
+/// `GET /volumes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeList {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub volumes: Vec<Volume>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub warnings: Vec<String>,
+}
+
+/// `POST /volumes/prune` (and the other prunes' shape by their own key).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumePruneReport {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub volumes_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}
+
 /// Body of `POST /volumes/create`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -490,6 +545,18 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn volumes_read_dockerds_nulls() {
+        let v: VolumeList = serde_json::from_str(
+            r#"{"Volumes":[{"Name":"v","Driver":"local","Mountpoint":"/m","Labels":null,"Scope":"local","Options":null}],"Warnings":null}"#,
+        )
+        .unwrap();
+        assert!(v.volumes[0].labels.is_empty() && v.warnings.is_empty());
+        let back = serde_json::to_value(&v.volumes[0]).unwrap();
+        assert_eq!(back["Options"], serde_json::Value::Null);
+        assert!(back.get("UsageData").is_none());
+    }
 
     #[test]
     fn version_prefix_is_split() {

@@ -79,6 +79,12 @@ impl Response {
         }
         serde_json::from_slice(&b).context("decoding the daemon's answer")
     }
+
+    /// The answer as one of the API's types.
+    pub fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        let b = self.bytes()?;
+        serde_json::from_slice(&b).context("decoding the daemon's answer")
+    }
 }
 
 /// An error the daemon answered with; `docker` prints these as

@@ -79,37 +79,32 @@ fn create(c: &Client, a: VolumeCreateArgs) -> Result<i32> {
         "DriverOpts": kv_map(&a.opt),
         "Labels": kv_map(&a.label),
     });
-    let v = c.post_json("/volumes/create", &body)?.json()?;
-    println!("{}", v["Name"].as_str().unwrap_or_default());
+    let v: berth_api::Volume = c.post_json("/volumes/create", &body)?.decode()?;
+    println!("{}", v.name);
     Ok(0)
 }
 
 fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
     let q = filters_query(&a.filter)?;
-    let v = c.get(&format!("/volumes{q}"))?.json()?;
-    let rows: Vec<Value> = v["Volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| {
-            let mut r = v.clone();
-            r["Labels"] = json!(v["Labels"]
-                .as_object()
-                .map(|m| m
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default());
-            r
-        })
-        .collect();
+    let list: berth_api::VolumeList = c.get(&format!("/volumes{q}"))?.decode()?;
     if a.quiet {
-        for r in &rows {
-            println!("{}", r["Name"].as_str().unwrap_or_default());
+        for v in &list.volumes {
+            println!("{}", v.name);
         }
         return Ok(0);
     }
+    // Templates see the API's fields, with the labels as the docker CLI
+    // shows them (`k=v,…`).
+    let rows: Vec<Value> = list
+        .volumes
+        .iter()
+        .map(|v| {
+            let labels: Vec<String> = v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
+            let mut r = serde_json::to_value(v).unwrap_or_default();
+            r["Labels"] = json!(labels.join(","));
+            r
+        })
+        .collect();
     print_rows(
         &a.format,
         "table {{.Driver}}\t{{.Name}}",
@@ -185,11 +180,11 @@ fn prune(c: &Client, a: VolumePruneArgs) -> Result<i32> {
         f.push("all=true".into());
     }
     let q = filters_query(&f)?;
-    let v = c.post(&format!("/volumes/prune{q}"))?.json()?;
-    print_deleted("Volumes", &v["VolumesDeleted"]);
+    let r: berth_api::VolumePruneReport = c.post(&format!("/volumes/prune{q}"))?.decode()?;
+    print_deleted("Volumes", &json!(r.volumes_deleted));
     println!(
         "Total reclaimed space: {}",
-        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+        human_size(r.space_reclaimed as f64)
     );
     Ok(0)
 }

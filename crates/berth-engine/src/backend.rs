@@ -10,7 +10,7 @@ use crate::events::Event;
 use crate::exec::PreparedExec;
 use crate::images::ImportOptions;
 use crate::{Engine, LogOptions, Result};
-use berth_api::{CreateRequest, ExecConfig, VolumeCreateRequest};
+use berth_api::{CreateRequest, ExecConfig, Volume, VolumeCreateRequest, VolumeList};
 use berth_store::changes::Change;
 use berth_store::LoadReport;
 use serde_json::Value;
@@ -173,9 +173,9 @@ pub trait NetworkBackend: Backend {
 
 /// `/volumes/*`.
 pub trait VolumeBackend: Backend {
-    fn volume_list(&self, f: &Filters) -> Result<Value>;
-    fn volume_inspect(&self, name: &str) -> Result<Value>;
-    fn volume_create(&self, req: VolumeCreateRequest) -> Result<Value>;
+    fn volume_list(&self, f: &Filters) -> Result<VolumeList>;
+    fn volume_inspect(&self, name: &str) -> Result<Volume>;
+    fn volume_create(&self, req: VolumeCreateRequest) -> Result<Volume>;
     fn volume_remove(&self, name: &str, force: bool) -> Result<()>;
     fn volume_prune(&self, f: &Filters) -> Result<(Vec<String>, u64)>;
 }
@@ -432,13 +432,13 @@ impl NetworkBackend for E {
 }
 
 impl VolumeBackend for E {
-    fn volume_list(&self, f: &Filters) -> Result<Value> {
+    fn volume_list(&self, f: &Filters) -> Result<VolumeList> {
         Engine::volume_list(self, f)
     }
-    fn volume_inspect(&self, name: &str) -> Result<Value> {
+    fn volume_inspect(&self, name: &str) -> Result<Volume> {
         Engine::volume_inspect(self, name)
     }
-    fn volume_create(&self, req: VolumeCreateRequest) -> Result<Value> {
+    fn volume_create(&self, req: VolumeCreateRequest) -> Result<Volume> {
         Engine::volume_create(self, req)
     }
     fn volume_remove(&self, name: &str, force: bool) -> Result<()> {

@@ -236,17 +236,16 @@ impl Engine {
     pub fn system_df(&self, with_sizes: bool) -> Result<Value> {
         let images: Vec<Value> = self.images(false, &HashMap::new())?;
         let containers = self.list(true, None, with_sizes, &HashMap::new())?;
-        let volumes: Vec<Value> = self
+        let volumes: Vec<berth_api::Volume> = self
             .volumes
             .list()
             .iter()
-            .map(|v| {
-                let mut j = crate::volumes::volume_json(v);
-                j["UsageData"] = json!({
-                    "Size": berth_volume::dir_size(&v.mountpoint),
-                    "RefCount": self.volume_users(&v.meta.name).len(),
-                });
-                j
+            .map(|v| berth_api::Volume {
+                usage_data: Some(berth_api::VolumeUsage {
+                    size: berth_volume::dir_size(&v.mountpoint) as i64,
+                    ref_count: self.volume_users(&v.meta.name).len() as i64,
+                }),
+                ..crate::volumes::volume_view(v)
             })
             .collect();
         Ok(json!({

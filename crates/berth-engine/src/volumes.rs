@@ -86,16 +86,18 @@ fn tmpfs_opts(s: &str) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn volume_json(v: &Volume) -> Value {
-    json!({
-        "Name": v.meta.name,
-        "Driver": "local",
-        "Mountpoint": v.mountpoint,
-        "CreatedAt": v.meta.created_at,
-        "Labels": v.meta.labels,
-        "Scope": "local",
-        "Options": if v.meta.options.is_empty() { Value::Null } else { json!(v.meta.options) },
-    })
+/// A volume as the API shows it.
+pub(crate) fn volume_view(v: &Volume) -> berth_api::Volume {
+    berth_api::Volume {
+        name: v.meta.name.clone(),
+        driver: "local".into(),
+        mountpoint: v.mountpoint.display().to_string(),
+        created_at: v.meta.created_at.clone(),
+        labels: v.meta.labels.clone(),
+        scope: "local".into(),
+        options: Some(v.meta.options.clone()).filter(|o| !o.is_empty()),
+        usage_data: None,
+    }
 }
 
 impl Engine {
@@ -430,7 +432,7 @@ impl Engine {
 
     // ------------------------------------------------------------ /volumes
 
-    pub fn volume_create(&self, req: VolumeCreateRequest) -> Result<Value> {
+    pub fn volume_create(&self, req: VolumeCreateRequest) -> Result<berth_api::Volume> {
         if !req.driver.is_empty() && req.driver != "local" {
             return Err(EngineError::NotFound(format!(
                 "error looking up volume plugin {}: plugin \"{}\" not found",
@@ -448,7 +450,7 @@ impl Engine {
             req.name.is_empty(),
         )?;
         self.emit_volume(&v.meta.name, "create");
-        Ok(volume_json(&v))
+        Ok(volume_view(&v))
     }
 
     fn emit_volume(&self, name: &str, action: &str) {
@@ -456,17 +458,20 @@ impl Engine {
         self.events.emit("volume", action, name, attrs);
     }
 
-    pub fn volume_inspect(&self, name: &str) -> Result<Value> {
-        Ok(volume_json(&self.volumes.get(name)?))
+    pub fn volume_inspect(&self, name: &str) -> Result<berth_api::Volume> {
+        Ok(volume_view(&self.volumes.get(name)?))
     }
 
-    pub fn volume_list(&self, filters: &HashMap<String, Vec<String>>) -> Result<Value> {
+    pub fn volume_list(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<berth_api::VolumeList> {
         for k in filters.keys() {
             if !matches!(k.as_str(), "name" | "label" | "dangling" | "driver") {
                 return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
             }
         }
-        let list: Vec<Value> = self
+        let volumes = self
             .volumes
             .list()
             .iter()
@@ -491,9 +496,12 @@ impl Engine {
                             (d == "true" || d == "1") == dangling
                         })
             })
-            .map(volume_json)
+            .map(volume_view)
             .collect();
-        Ok(json!({"Volumes": list, "Warnings": []}))
+        Ok(berth_api::VolumeList {
+            volumes,
+            warnings: Vec::new(),
+        })
     }
 
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {

@@ -198,7 +198,7 @@ fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResul
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
 }
 
-fn json_response(v: Value) -> Response {
+fn json_response(v: impl serde::Serialize) -> Response {
     axum::Json(v).into_response()
 }
 

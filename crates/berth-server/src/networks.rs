@@ -106,10 +106,11 @@ pub(crate) async fn volumes_prune<B: VolumeBackend>(
     State(s): State<AppState<B>>,
     q: Q,
 ) -> ApiResult {
-    let (names, space) = s.backend.volume_prune(&q.filters()?)?;
-    Ok(json_response(
-        json!({"VolumesDeleted": names, "SpaceReclaimed": space}),
-    ))
+    let (volumes_deleted, space_reclaimed) = s.backend.volume_prune(&q.filters()?)?;
+    Ok(json_response(berth_api::VolumePruneReport {
+        volumes_deleted,
+        space_reclaimed,
+    }))
 }
 
 #[cfg(test)]
@@ -134,29 +135,25 @@ mod tests {
     }
 
     impl VolumeBackend for Fake {
-        fn volume_list(&self, _: &Filters) -> berth_engine::Result<Value> {
-            let names: Vec<Value> = self
-                .vols
-                .lock()
-                .unwrap()
-                .keys()
-                .map(|n| json!({"Name": n}))
-                .collect();
-            Ok(json!({"Volumes": names, "Warnings": []}))
+        fn volume_list(&self, _: &Filters) -> berth_engine::Result<berth_api::VolumeList> {
+            let volumes = self.vols.lock().unwrap().keys().map(|n| vol(n)).collect();
+            Ok(berth_api::VolumeList {
+                volumes,
+                warnings: Vec::new(),
+            })
         }
-        fn volume_inspect(&self, name: &str) -> berth_engine::Result<Value> {
+        fn volume_inspect(&self, name: &str) -> berth_engine::Result<berth_api::Volume> {
             match self.vols.lock().unwrap().contains_key(name) {
-                true => Ok(json!({"Name": name})),
-                false => Err(EngineError::NotFound(format!("get {name}: no such volume"))),
+                true => Ok(vol(name)),
+                false => Err(EngineError::missing(berth_engine::Kind::Volume, name)),
             }
         }
         fn volume_create(
             &self,
             req: berth_api::VolumeCreateRequest,
-        ) -> berth_engine::Result<Value> {
-            let name = req.name;
-            self.vols.lock().unwrap().insert(name.clone(), false);
-            Ok(json!({"Name": name}))
+        ) -> berth_engine::Result<berth_api::Volume> {
+            self.vols.lock().unwrap().insert(req.name.clone(), false);
+            Ok(vol(&req.name))
         }
         fn volume_remove(&self, name: &str, force: bool) -> berth_engine::Result<()> {
             let mut v = self.vols.lock().unwrap();
@@ -173,6 +170,15 @@ mod tests {
         }
         fn volume_prune(&self, _: &Filters) -> berth_engine::Result<(Vec<String>, u64)> {
             Ok((Vec::new(), 0))
+        }
+    }
+
+    fn vol(name: &str) -> berth_api::Volume {
+        berth_api::Volume {
+            name: name.into(),
+            driver: "local".into(),
+            scope: "local".into(),
+            ..Default::default()
         }
     }
 
