@@ -67,35 +67,31 @@ fn create(c: &Client, a: NetworkCreateArgs) -> Result<i32> {
         "EnableIPv6": a.ipv6,
         "Labels": kv_map(&a.label), "Options": kv_map(&a.opt), "IPAM": {"Driver": "default", "Config": config},
     });
-    let v = c.post_json("/networks/create", &body)?.json()?;
-    println!("{}", v["Id"].as_str().unwrap_or_default());
+    let made: berth_api::NetworkCreateResponse =
+        c.post_json("/networks/create", &body)?.decode()?;
+    println!("{}", made.id);
     Ok(0)
 }
 
 fn ls(c: &Client, a: VolumeLsArgs) -> Result<i32> {
     let q = filters_query(&a.filter)?;
-    let v = c.get(&format!("/networks{q}"))?.json()?;
-    let rows: Vec<Value> = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| {
-            let mut r = n.clone();
-            r["ID"] = json!(n["Id"]
-                .as_str()
-                .unwrap_or_default()
-                .chars()
-                .take(12)
-                .collect::<String>());
-            r
-        })
-        .collect();
+    let nets: Vec<berth_api::NetworkResource> = c.get(&format!("/networks{q}"))?.decode()?;
+    let short = |id: &str| id.chars().take(12).collect::<String>();
     if a.quiet {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or_default());
+        for n in &nets {
+            println!("{}", short(&n.id));
         }
         return Ok(0);
     }
+    // Templates see the API's fields, and `ID` short as the docker CLI's.
+    let rows: Vec<Value> = nets
+        .iter()
+        .map(|n| {
+            let mut r = serde_json::to_value(n).unwrap_or_default();
+            r["ID"] = json!(short(&n.id));
+            r
+        })
+        .collect();
     print_rows(
         &a.format,
         "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",

@@ -10,7 +10,10 @@ use crate::events::Event;
 use crate::exec::PreparedExec;
 use crate::images::ImportOptions;
 use crate::{Engine, LogOptions, Result};
-use berth_api::{CreateRequest, ExecConfig, Volume, VolumeCreateRequest, VolumeList};
+use berth_api::{
+    CreateRequest, ExecConfig, NetworkCreateResponse, NetworkResource, Volume, VolumeCreateRequest,
+    VolumeList,
+};
 use berth_store::changes::Change;
 use berth_store::LoadReport;
 use serde_json::Value;
@@ -153,9 +156,12 @@ pub trait ImageBackend: Backend {
 
 /// `/networks/*`.
 pub trait NetworkBackend: Backend {
-    fn network_list(&self, f: &Filters) -> Result<Value>;
-    fn network_inspect(&self, key: &str) -> Result<Value>;
-    fn network_create(&self, body: Value) -> impl Future<Output = Result<Value>> + Send;
+    fn network_list(&self, f: &Filters) -> Result<Vec<NetworkResource>>;
+    fn network_inspect(&self, key: &str) -> Result<NetworkResource>;
+    fn network_create(
+        &self,
+        body: Value,
+    ) -> impl Future<Output = Result<NetworkCreateResponse>> + Send;
     fn network_remove(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
     fn network_connect(
         &self,
@@ -406,13 +412,13 @@ impl ImageBackend for E {
 }
 
 impl NetworkBackend for E {
-    fn network_list(&self, f: &Filters) -> Result<Value> {
+    fn network_list(&self, f: &Filters) -> Result<Vec<NetworkResource>> {
         Engine::network_list(self, f)
     }
-    fn network_inspect(&self, key: &str) -> Result<Value> {
+    fn network_inspect(&self, key: &str) -> Result<NetworkResource> {
         Engine::network_inspect(self, key)
     }
-    async fn network_create(&self, body: Value) -> Result<Value> {
+    async fn network_create(&self, body: Value) -> Result<NetworkCreateResponse> {
         let e = self.clone();
         blocking(move || Engine::network_create(&e, &body)).await
     }

@@ -75,9 +75,8 @@ async fn networks_reach_the_host_and_come_back_after_a_restart() {
 
     let made =
         Engine::network_create(&engine, &json!({"Name": "app", "Driver": "bridge"})).unwrap();
-    let id = made["Id"].as_str().unwrap().to_string();
     let inspected = engine.network_inspect("app").unwrap();
-    assert_eq!(inspected["Id"], id.as_str());
+    assert_eq!(inspected.id, made.id);
     let bridge = match &net.take_calls()[..] {
         [NetCall::EnsureBridge { bridge, .. }, ..] => bridge.clone(),
         other => panic!("network create asked the host for {other:?}"),
@@ -92,10 +91,7 @@ async fn networks_reach_the_host_and_come_back_after_a_restart() {
     let calls = net2.take_calls();
     assert!(calls.contains(&NetCall::EnsureBridge {
         bridge: bridge.clone(),
-        subnet: inspected["IPAM"]["Config"][0]["Subnet"]
-            .as_str()
-            .unwrap()
-            .to_string(),
+        subnet: inspected.ipam.config[0].subnet.clone(),
     }));
     let nft = bridges_in_nft(&calls).unwrap();
     assert!(nft.contains(&bridge) && nft.contains(&"btfake0".to_string()));
@@ -200,8 +196,10 @@ fn a_container_lives_through_its_restart_policy_and_a_daemon_restart() {
             [ShimCall::Spawn, ShimCall::Start, ShimCall::Spawn, ShimCall::Start]
         );
         // And again: the retry is used up, it stays down with its code.
+        // The waiter hears of the exit once it is fully handled (unmounted).
+        let exited = engine.wait("web", "next-exit").unwrap();
         shims.exit(&id, 3);
-        until(&engine, "web", "exited", |s| s.status == Status::Exited).await;
+        assert_eq!(exited.await, 3);
         let st = engine.find("web").unwrap().state();
         assert_eq!((st.exit_code, st.restart_count, st.pid), (3, 1, 0));
         assert!(!engine.mounter.is_mounted(&engine.rootfs(&id)));
@@ -235,11 +233,10 @@ fn a_container_lives_through_its_restart_policy_and_a_daemon_restart() {
             (Status::Running, shims.pid(&db).unwrap())
         );
         assert_eq!(engine.find("web").unwrap().state().exit_code, 3);
+        let exited = engine.wait("db", "next-exit").unwrap();
         shims.exit(&db, 7);
-        until(&engine, "db", "exited", |s| {
-            s.status == Status::Exited && s.exit_code == 7
-        })
-        .await;
+        assert_eq!(exited.await, 7);
+        assert_eq!(engine.find("db").unwrap().state().status, Status::Exited);
         // A user's stop goes to the shim as SIGTERM.
         engine.start("db").await.unwrap();
         engine.stop("db", Some(1), None).await.unwrap();

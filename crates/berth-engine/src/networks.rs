@@ -3,54 +3,80 @@
 
 use crate::net::mode_network;
 use crate::{Engine, EngineError, Result};
+use berth_api::{Ipam, IpamConfig, NetworkContainer, NetworkCreateResponse, NetworkResource};
 use berth_net::{CreateOptions, Network};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 impl Engine {
-    pub(crate) fn network_json(&self, n: &Network, verbose: bool) -> Value {
-        let mut containers = serde_json::Map::new();
+    /// A network as the API shows it; `verbose` lists its containers.
+    pub(crate) fn network_view(&self, n: &Network, verbose: bool) -> NetworkResource {
+        let mut containers = BTreeMap::new();
         if verbose {
             for c in self.containers.read().expect("containers").values() {
                 let st = c.state();
                 if let Some(ep) = st.endpoints.values().find(|e| e.network_id == n.id) {
                     let rec = c.rec.read().expect("rec");
+                    let ipv6_address = match ep.ip6.as_str() {
+                        "" => String::new(),
+                        ip6 => format!("{ip6}/{}", ep.prefix6),
+                    };
                     containers.insert(
                         rec.id.clone(),
-                        json!({"Name": rec.name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac,
-                               "IPv4Address": format!("{}/{}", ep.ip, ep.prefix),
-                               "IPv6Address": if ep.ip6.is_empty() { String::new() } else { format!("{}/{}", ep.ip6, ep.prefix6) }}),
+                        NetworkContainer {
+                            name: rec.name.clone(),
+                            endpoint_id: ep.endpoint_id.clone(),
+                            mac_address: ep.mac.clone(),
+                            ipv4_address: format!("{}/{}", ep.ip, ep.prefix),
+                            ipv6_address,
+                        },
                     );
                 }
             }
         }
-        let ipam = if n.subnet.is_empty() {
-            json!([])
-        } else {
-            let mut c = json!({"Subnet": n.subnet, "Gateway": n.gateway});
-            if !n.ip_range.is_empty() {
-                c["IPRange"] = json!(n.ip_range);
-            }
-            let aux = n.aux_addresses();
-            if !aux.is_empty() {
-                c["AuxiliaryAddresses"] = json!(aux);
-            }
-            let mut list = vec![c];
+        let mut config = Vec::new();
+        if !n.subnet.is_empty() {
+            config.push(IpamConfig {
+                subnet: n.subnet.clone(),
+                gateway: n.gateway.clone(),
+                ip_range: n.ip_range.clone(),
+                auxiliary_addresses: n.aux_addresses(),
+            });
             if n.enable_ipv6 {
-                list.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
+                config.push(IpamConfig {
+                    subnet: n.subnet6.clone(),
+                    gateway: n.gateway6.clone(),
+                    ..Default::default()
+                });
             }
-            json!(list)
-        };
-        json!({
-            "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
-            "EnableIPv6": n.enable_ipv6, "IPAM": {"Driver": "default", "Options": null, "Config": ipam},
-            "Internal": n.internal, "Attachable": n.attachable, "Ingress": false,
-            "ConfigFrom": {"Network": ""}, "ConfigOnly": false,
-            "Containers": containers, "Options": n.options, "Labels": n.labels,
-        })
+        }
+        NetworkResource {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            created: n.created.clone(),
+            scope: "local".into(),
+            driver: n.driver.clone(),
+            enable_ipv6: n.enable_ipv6,
+            ipam: Ipam {
+                driver: "default".into(),
+                options: None,
+                config,
+            },
+            internal: n.internal,
+            attachable: n.attachable,
+            ingress: false,
+            config_from: Default::default(),
+            config_only: false,
+            containers,
+            options: n.options.clone(),
+            labels: n.labels.clone(),
+        }
     }
 
-    pub fn network_list(&self, filters: &HashMap<String, Vec<String>>) -> Result<Value> {
+    pub fn network_list(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<NetworkResource>> {
         for k in filters.keys() {
             if !matches!(
                 k.as_str(),
@@ -62,7 +88,7 @@ impl Engine {
         let any = |k: &str, pred: &dyn Fn(&str) -> bool| {
             filters.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)))
         };
-        let list: Vec<Value> = self
+        let list = self
             .nets
             .list()
             .iter()
@@ -79,17 +105,17 @@ impl Engine {
                         })
                     })
             })
-            .map(|n| self.network_json(n, false))
+            .map(|n| self.network_view(n, false))
             .collect();
-        Ok(json!(list))
+        Ok(list)
     }
 
-    pub fn network_inspect(&self, key: &str) -> Result<Value> {
+    pub fn network_inspect(&self, key: &str) -> Result<NetworkResource> {
         let n = self.nets.get(key)?;
-        Ok(self.network_json(&n, true))
+        Ok(self.network_view(&n, true))
     }
 
-    pub fn network_create(&self, body: &Value) -> Result<Value> {
+    pub fn network_create(&self, body: &Value) -> Result<NetworkCreateResponse> {
         let name = body["Name"].as_str().unwrap_or_default().to_string();
         // One IPv4 and (with EnableIPv6) one IPv6 configuration.
         let configs = body["IPAM"]["Config"]
@@ -136,7 +162,10 @@ impl Engine {
             return Err(e.into());
         }
         self.emit_network(&n, "create", None);
-        Ok(json!({"Id": n.id, "Warning": ""}))
+        Ok(NetworkCreateResponse {
+            id: n.id,
+            warning: String::new(),
+        })
     }
 
     /// A network event; `container` for connect and disconnect.
