@@ -448,6 +448,54 @@ pub struct NetworkCreateResponse {
     pub warning: String,
 }
 
+/// An image as `GET /images/json` lists it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    pub id: String,
+    #[serde(default)]
+    pub parent_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub repo_tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub repo_digests: Vec<String>,
+    pub created: i64,
+    pub size: i64,
+    #[serde(default)]
+    pub shared_size: i64,
+    /// Dropped by API 1.44, still read by older clients.
+    #[serde(default)]
+    pub virtual_size: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: HashMap<String, String>,
+    #[serde(default)]
+    pub containers: i64,
+}
+
+/// One row of `GET /images/{name}/history`, newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryItem {
+    /// `<missing>` for a step whose image is not here.
+    pub id: String,
+    pub created: i64,
+    pub created_by: String,
+    /// `null` for steps no image here is.
+    pub tags: Option<Vec<String>>,
+    pub size: i64,
+    pub comment: String,
+}
+
+/// One item of an image delete or prune: a tag removed or an image deleted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageDeleteItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untagged: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
+}
+
 /// Body of `POST /volumes/create`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

@@ -37,26 +37,20 @@ pub(crate) fn images(c: &Client, a: ImagesArgs) -> Result<i32> {
     if !filters.is_empty() {
         q.push(("filters", filters_json(&filters)?));
     }
-    let list = c.get(&format!("/images/json{}", query(&q)))?.json()?;
+    let list: Vec<berth_api::ImageSummary> =
+        c.get(&format!("/images/json{}", query(&q)))?.decode()?;
     let mut rows = Vec::new();
-    for v in list.as_array().into_iter().flatten() {
-        let id = v["Id"].as_str().unwrap_or_default();
+    for v in &list {
         let shown_id = if a.no_trunc {
-            id.to_string()
+            v.id.clone()
         } else {
-            short_id(id)
+            short_id(&v.id)
         };
-        let created = v["Created"].as_i64().unwrap_or(0);
-        let tags: Vec<String> = v["RepoTags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect();
-        let tags = if tags.is_empty() {
+        let created = v.created;
+        let tags = if v.repo_tags.is_empty() {
             vec!["<none>:<none>".to_string()]
         } else {
-            tags
+            v.repo_tags.clone()
         };
         for t in tags {
             let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
@@ -66,8 +60,8 @@ pub(crate) fn images(c: &Client, a: ImagesArgs) -> Result<i32> {
                 "CreatedSince": ago(created),
                 "CreatedAt": chrono::DateTime::from_timestamp(created, 0)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
-                "Size": human_size(v["Size"].as_f64().unwrap_or(0.0)),
-                "Containers": v["Containers"],
+                "Size": human_size(v.size as f64),
+                "Containers": v.containers,
             }));
         }
     }
@@ -202,14 +196,14 @@ pub(crate) fn rmi(c: &Client, a: RmiArgs) -> Result<i32> {
                 "/images/{i}{}",
                 query(&[("force", (a.force as u8).to_string())])
             ))
-            .and_then(|r| r.json())
+            .and_then(|r| r.decode::<Vec<berth_api::ImageDeleteItem>>())
         {
-            Ok(v) => {
-                for item in v.as_array().into_iter().flatten() {
-                    if let Some(u) = item["Untagged"].as_str() {
+            Ok(items) => {
+                for item in items {
+                    if let Some(u) = item.untagged {
                         println!("Untagged: {u}");
                     }
-                    if let Some(d) = item["Deleted"].as_str() {
+                    if let Some(d) = item.deleted {
                         println!("Deleted: {d}");
                     }
                 }
@@ -224,33 +218,32 @@ pub(crate) fn rmi(c: &Client, a: RmiArgs) -> Result<i32> {
 }
 
 pub(crate) fn history(c: &Client, a: HistoryArgs) -> Result<i32> {
-    let v = c.get(&format!("/images/{}/history", a.image))?.json()?;
-    let rows: Vec<Value> = v
-        .as_array()
-        .into_iter()
-        .flatten()
+    let items: Vec<berth_api::HistoryItem> =
+        c.get(&format!("/images/{}/history", a.image))?.decode()?;
+    let rows: Vec<Value> = items
+        .iter()
         .map(|h| {
-            let id = h["Id"].as_str().unwrap_or_default();
-            let mut by = h["CreatedBy"].as_str().unwrap_or_default().to_string();
+            let id = h.id.as_str();
+            let mut by = h.created_by.clone();
             if !a.no_trunc && by.chars().count() > 45 {
                 by = by.chars().take(44).collect::<String>() + "…";
             }
             json!({
                 "ID": if id == "<missing>" || a.no_trunc { id.to_string() } else { short_id(id) },
                 "CreatedSince": if a.human {
-                    ago(h["Created"].as_i64().unwrap_or(0))
+                    ago(h.created)
                 } else {
-                    chrono::DateTime::from_timestamp(h["Created"].as_i64().unwrap_or(0), 0)
+                    chrono::DateTime::from_timestamp(h.created, 0)
                         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
                         .unwrap_or_default()
                 },
                 "CreatedBy": by,
                 "Size": if a.human {
-                    human_size(h["Size"].as_f64().unwrap_or(0.0))
+                    human_size(h.size as f64)
                 } else {
-                    h["Size"].as_i64().unwrap_or(0).to_string()
+                    h.size.to_string()
                 },
-                "Comment": h["Comment"],
+                "Comment": h.comment,
             })
         })
         .collect();

@@ -11,8 +11,8 @@ use crate::exec::PreparedExec;
 use crate::images::ImportOptions;
 use crate::{Engine, LogOptions, Result};
 use berth_api::{
-    CreateRequest, ExecConfig, NetworkCreateResponse, NetworkResource, Volume, VolumeCreateRequest,
-    VolumeList,
+    CreateRequest, ExecConfig, HistoryItem, ImageDeleteItem, ImageSummary, NetworkCreateResponse,
+    NetworkResource, Volume, VolumeCreateRequest, VolumeList,
 };
 use berth_store::changes::Change;
 use berth_store::LoadReport;
@@ -132,10 +132,10 @@ pub trait ExecBackend: Backend {
 
 /// `/images/*` and `/commit`.
 pub trait ImageBackend: Backend {
-    fn images(&self, all: bool, f: &Filters) -> Result<Vec<Value>>;
+    fn images(&self, all: bool, f: &Filters) -> Result<Vec<ImageSummary>>;
     fn image_inspect(&self, name: &str) -> Result<Value>;
-    fn image_history(&self, name: &str) -> Result<Value>;
-    fn image_delete(&self, name: &str, force: bool) -> Result<Vec<Value>>;
+    fn image_history(&self, name: &str) -> Result<Vec<HistoryItem>>;
+    fn image_delete(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteItem>>;
     fn find_image(&self, name: &str) -> Result<()>;
     fn image_tag(&self, name: &str, target: &str) -> Result<()>;
     fn image_import(
@@ -149,7 +149,7 @@ pub trait ImageBackend: Backend {
         names: Vec<String>,
         out: File,
     ) -> impl Future<Output = Result<File>> + Send;
-    fn prune_images(&self, f: &Filters) -> Result<(Vec<Value>, u64)>;
+    fn prune_images(&self, f: &Filters) -> Result<(Vec<ImageDeleteItem>, u64)>;
     fn commit(&self, key: &str, opts: CommitOptions)
         -> impl Future<Output = Result<String>> + Send;
 }
@@ -376,16 +376,16 @@ impl ExecBackend for E {
 }
 
 impl ImageBackend for E {
-    fn images(&self, all: bool, f: &Filters) -> Result<Vec<Value>> {
+    fn images(&self, all: bool, f: &Filters) -> Result<Vec<ImageSummary>> {
         Engine::images(self, all, f)
     }
     fn image_inspect(&self, name: &str) -> Result<Value> {
         Engine::image_inspect(self, name)
     }
-    fn image_history(&self, name: &str) -> Result<Value> {
+    fn image_history(&self, name: &str) -> Result<Vec<HistoryItem>> {
         Engine::image_history(self, name)
     }
-    fn image_delete(&self, name: &str, force: bool) -> Result<Vec<Value>> {
+    fn image_delete(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteItem>> {
         Engine::image_delete(self, name, force)
     }
     fn find_image(&self, name: &str) -> Result<()> {
@@ -403,7 +403,7 @@ impl ImageBackend for E {
     async fn image_save(&self, names: Vec<String>, out: File) -> Result<File> {
         Engine::image_save(self, names, out).await
     }
-    fn prune_images(&self, f: &Filters) -> Result<(Vec<Value>, u64)> {
+    fn prune_images(&self, f: &Filters) -> Result<(Vec<ImageDeleteItem>, u64)> {
         Engine::prune_images(self, f)
     }
     async fn commit(&self, key: &str, opts: CommitOptions) -> Result<String> {

@@ -2,7 +2,7 @@
 //! store types to the API's JSON.
 
 use crate::{Engine, EngineError, Result};
-use berth_api::ImageRunConfig;
+use berth_api::{HistoryItem, ImageDeleteItem, ImageRunConfig, ImageSummary};
 use berth_store::{DeleteItem, Image, LoadReport};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -108,24 +108,40 @@ pub fn apply_changes(cfg: &mut ImageRunConfig, changes: &[String]) -> Result<()>
     Ok(())
 }
 
+fn delete_item(i: DeleteItem) -> ImageDeleteItem {
+    match i {
+        DeleteItem::Untagged(t) => ImageDeleteItem {
+            untagged: Some(t),
+            deleted: None,
+        },
+        DeleteItem::Deleted(d) => ImageDeleteItem {
+            untagged: None,
+            deleted: Some(d),
+        },
+    }
+}
+
 impl Engine {
-    pub fn image_summary(&self, img: &Image) -> Value {
-        let containers = self.image_users(&img.id).len();
-        json!({
-            "Id": img.id,
-            "ParentId": img.parent.clone().unwrap_or_default(),
-            "RepoTags": img.repo_tags,
-            "RepoDigests": [],
-            "Created": img.created_unix(),
-            "Size": img.size,
-            "SharedSize": -1,
-            "VirtualSize": img.size,
-            "Labels": img.config.config.labels.clone().unwrap_or_default(),
-            "Containers": containers,
-        })
+    pub fn image_summary(&self, img: &Image) -> ImageSummary {
+        ImageSummary {
+            id: img.id.clone(),
+            parent_id: img.parent.clone().unwrap_or_default(),
+            repo_tags: img.repo_tags.clone(),
+            repo_digests: Vec::new(),
+            created: img.created_unix(),
+            size: img.size as i64,
+            shared_size: -1,
+            virtual_size: img.size as i64,
+            labels: img.config.config.labels.clone().unwrap_or_default(),
+            containers: self.image_users(&img.id).len() as i64,
+        }
     }
 
-    pub fn images(&self, all: bool, filters: &HashMap<String, Vec<String>>) -> Result<Vec<Value>> {
+    pub fn images(
+        &self,
+        all: bool,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<ImageSummary>> {
         for k in filters.keys() {
             if !matches!(
                 k.as_str(),
@@ -183,7 +199,7 @@ impl Engine {
     pub fn prune_images(
         &self,
         filters: &HashMap<String, Vec<String>>,
-    ) -> Result<(Vec<Value>, u64)> {
+    ) -> Result<(Vec<ImageDeleteItem>, u64)> {
         let filter = crate::prune::PruneFilter::parse(filters, &["dangling"])?;
         let all = filters
             .get("dangling")
@@ -216,10 +232,7 @@ impl Engine {
                 let deleted =
                     self.store
                         .delete(&img.id, true, &|id| self.image_users(id), &held)?;
-                items.extend(deleted.into_iter().map(|i| match i {
-                    DeleteItem::Untagged(t) => json!({"Untagged": t}),
-                    DeleteItem::Deleted(d) => json!({"Deleted": d}),
-                }));
+                items.extend(deleted.into_iter().map(delete_item));
             }
         }
         let after = self.store_disk_usage();
@@ -234,7 +247,7 @@ impl Engine {
 
     /// `GET /system/df`.
     pub fn system_df(&self, with_sizes: bool) -> Result<Value> {
-        let images: Vec<Value> = self.images(false, &HashMap::new())?;
+        let images = self.images(false, &HashMap::new())?;
         let containers = self.list(true, None, with_sizes, &HashMap::new())?;
         let volumes: Vec<berth_api::Volume> = self
             .volumes
@@ -316,23 +329,17 @@ impl Engine {
         }))
     }
 
-    pub fn image_delete(&self, name: &str, force: bool) -> Result<Vec<Value>> {
+    pub fn image_delete(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteItem>> {
         let items =
             self.store
                 .delete(name, force, &|id| self.image_users(id), &self.held_layers())?;
-        Ok(items
-            .into_iter()
-            .map(|i| match i {
-                DeleteItem::Untagged(t) => {
-                    self.emit_image("untag", &t, &t);
-                    json!({"Untagged": t})
-                }
-                DeleteItem::Deleted(d) => {
-                    self.emit_image("delete", &d, name);
-                    json!({"Deleted": d})
-                }
-            })
-            .collect())
+        for i in &items {
+            match i {
+                DeleteItem::Untagged(t) => self.emit_image("untag", t, t),
+                DeleteItem::Deleted(d) => self.emit_image("delete", d, name),
+            }
+        }
+        Ok(items.into_iter().map(delete_item).collect())
     }
 
     /// `POST /images/create?fromSrc=-`: a rootfs tar (spooled) becomes a
@@ -408,7 +415,7 @@ impl Engine {
         self.events.emit("image", action, id, attrs);
     }
 
-    pub fn image_history(&self, name: &str) -> Result<Value> {
+    pub fn image_history(&self, name: &str) -> Result<Vec<HistoryItem>> {
         let img = self.store.get(name)?;
         let hist = &img.config.history;
         // Each history entry that made a layer owns the next layer of the chain.
@@ -442,7 +449,7 @@ impl Engine {
                         .starts_with(&o.config.rootfs.diff_ids)
             })
         };
-        let rows: Vec<Value> = hist
+        let rows = hist
             .iter()
             .enumerate()
             .rev()
@@ -452,19 +459,21 @@ impl Engine {
                 } else {
                     id_at(i)
                 };
-                json!({
-                    "Id": owner.map(|o| o.id.clone()).unwrap_or_else(|| "<missing>".into()),
-                    "Created": h.created.as_deref()
+                HistoryItem {
+                    id: owner.map_or_else(|| "<missing>".into(), |o| o.id.clone()),
+                    created: h
+                        .created
+                        .as_deref()
                         .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-                        .map(|t| t.timestamp()).unwrap_or(0),
-                    "CreatedBy": h.created_by.clone().unwrap_or_default(),
-                    "Tags": owner.map(|o| json!(o.repo_tags)).unwrap_or(Value::Null),
-                    "Size": sizes[i],
-                    "Comment": h.comment.clone().unwrap_or_default(),
-                })
+                        .map_or(0, |t| t.timestamp()),
+                    created_by: h.created_by.clone().unwrap_or_default(),
+                    tags: owner.map(|o| o.repo_tags.clone()),
+                    size: sizes[i] as i64,
+                    comment: h.comment.clone().unwrap_or_default(),
+                }
             })
             .collect();
-        Ok(Value::Array(rows))
+        Ok(rows)
     }
 }
 

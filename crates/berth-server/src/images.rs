@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use std::io::Write;
 
 pub async fn list<B: ImageBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
-    Ok(json_response(Value::Array(
+    Ok(json_response(
         s.backend.images(q.bool("all"), &q.filters()?)?,
-    )))
+    ))
 }
 
 /// Spools a request body to an unlinked temp file under the data root.
@@ -220,7 +220,7 @@ pub async fn by_name_delete<B: ImageBackend>(
     Path(rest): Path<String>,
     q: Q,
 ) -> ApiResult {
-    Ok(json_response(Value::Array(
+    Ok(json_response(
         s.backend.image_delete(&rest, q.bool("force"))?,
-    )))
+    ))
 }
