@@ -101,6 +101,150 @@ pub(crate) fn volume_view(v: &Volume) -> berth_api::Volume {
 }
 
 impl Engine {
+    /// `-v SRC:DST[:MODE]`: a bind when SRC is a path (made if missing, as
+    /// dockerd does), else a named volume (made if missing).
+    fn bind_mount(&self, b: &str) -> Result<MountPoint> {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, m] => (*s, *d, *m),
+            _ => {
+                return Err(EngineError::BadRequest(format!(
+                    "invalid volume specification: '{b}'"
+                )))
+            }
+        };
+        let flags: Vec<&str> = mode.split(',').filter(|f| !f.is_empty()).collect();
+        for f in &flags {
+            if !matches!(
+                *f,
+                "ro" | "rw"
+                    | "z"
+                    | "Z"
+                    | "nocopy"
+                    | "shared"
+                    | "slave"
+                    | "private"
+                    | "rshared"
+                    | "rslave"
+                    | "rprivate"
+            ) {
+                return Err(EngineError::BadRequest(format!("invalid mode: {f}")));
+            }
+        }
+        let rw = !flags.contains(&"ro");
+        let dst = clean_dest(dst)?;
+        if src.starts_with('/') {
+            // `-v /host:/ctr` makes a missing host directory, as dockerd does.
+            std::fs::create_dir_all(src).map_err(|e| {
+                EngineError::BadRequest(format!(
+                    "error while creating mount source path '{src}': {e}"
+                ))
+            })?;
+            Ok(MountPoint {
+                kind: "bind".into(),
+                source: src.into(),
+                destination: dst,
+                rw,
+                mode: mode.into(),
+                ..Default::default()
+            })
+        } else {
+            let v = self
+                .volumes
+                .create(Some(src), HashMap::new(), HashMap::new(), false)?;
+            Ok(MountPoint {
+                kind: "volume".into(),
+                name: v.meta.name,
+                destination: dst,
+                rw,
+                mode: mode.into(),
+                no_copy: flags.contains(&"nocopy"),
+                ..Default::default()
+            })
+        }
+    }
+
+    /// One `--mount` (HostConfig.Mounts entry).
+    fn api_mount(&self, m: &berth_api::MountRequest) -> Result<MountPoint> {
+        let dst = clean_dest(&m.target)?;
+        match m.kind.as_str() {
+            "bind" => {
+                if !Path::new(&m.source).exists() {
+                    return Err(EngineError::BadRequest(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                Ok(MountPoint {
+                    kind: "bind".into(),
+                    source: m.source.clone(),
+                    destination: dst,
+                    rw: !m.read_only,
+                    ..Default::default()
+                })
+            }
+            "volume" => {
+                let vo = m.volume_options.clone().unwrap_or_default();
+                let opts = vo.driver_config.and_then(|d| d.options).unwrap_or_default();
+                let anonymous = m.source.is_empty();
+                let bad = |why: &str| {
+                    Err(EngineError::BadRequest(format!(
+                        "invalid mount config for type \"volume\": {why}"
+                    )))
+                };
+                if !vo.subpath.is_empty() {
+                    if anonymous {
+                        return bad("must not set Subpath when using anonymous volumes");
+                    }
+                    if !is_local(&vo.subpath) {
+                        return bad("subpath must be a relative path within the volume");
+                    }
+                }
+                let subpath = vo.subpath.clone();
+                let v = self.volumes.create(
+                    Some(&m.source)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.as_str()),
+                    opts,
+                    vo.labels.unwrap_or_default(),
+                    anonymous,
+                )?;
+                Ok(MountPoint {
+                    kind: "volume".into(),
+                    name: v.meta.name,
+                    destination: dst,
+                    rw: !m.read_only,
+                    no_copy: vo.no_copy,
+                    anonymous,
+                    subpath,
+                    ..Default::default()
+                })
+            }
+            "tmpfs" => {
+                let mut o = Vec::new();
+                if let Some(t) = &m.tmpfs_options {
+                    if t.size_bytes > 0 {
+                        o.push(format!("size={}", t.size_bytes));
+                    }
+                    if t.mode != 0 {
+                        o.push(format!("mode={:o}", t.mode));
+                    }
+                }
+                Ok(MountPoint {
+                    kind: "tmpfs".into(),
+                    destination: dst,
+                    rw: !m.read_only,
+                    tmpfs_options: o,
+                    ..Default::default()
+                })
+            }
+            other => Err(EngineError::BadRequest(format!(
+                "invalid mount config: mount type unknown: {other:?}"
+            ))),
+        }
+    }
+
     /// Resolves every mount a new container asks for; creates the named and
     /// anonymous volumes it needs.
     pub(crate) fn resolve_mounts(
@@ -120,160 +264,10 @@ impl Engine {
             Ok(())
         };
         for b in hc.binds.iter().flatten() {
-            let parts: Vec<&str> = b.split(':').collect();
-            let (src, dst, mode) = match parts.as_slice() {
-                [s, d] => (*s, *d, ""),
-                [s, d, m] => (*s, *d, *m),
-                _ => {
-                    return Err(EngineError::BadRequest(format!(
-                        "invalid volume specification: '{b}'"
-                    )))
-                }
-            };
-            let flags: Vec<&str> = mode.split(',').filter(|f| !f.is_empty()).collect();
-            for f in &flags {
-                if !matches!(
-                    *f,
-                    "ro" | "rw"
-                        | "z"
-                        | "Z"
-                        | "nocopy"
-                        | "shared"
-                        | "slave"
-                        | "private"
-                        | "rshared"
-                        | "rslave"
-                        | "rprivate"
-                ) {
-                    return Err(EngineError::BadRequest(format!("invalid mode: {f}")));
-                }
-            }
-            let rw = !flags.contains(&"ro");
-            let dst = clean_dest(dst)?;
-            if src.starts_with('/') {
-                // `-v /host:/ctr` makes a missing host directory, as dockerd does.
-                std::fs::create_dir_all(src).map_err(|e| {
-                    EngineError::BadRequest(format!(
-                        "error while creating mount source path '{src}': {e}"
-                    ))
-                })?;
-                push(
-                    MountPoint {
-                        kind: "bind".into(),
-                        source: src.into(),
-                        destination: dst,
-                        rw,
-                        mode: mode.into(),
-                        ..Default::default()
-                    },
-                    &mut out,
-                )?;
-            } else {
-                let v = self
-                    .volumes
-                    .create(Some(src), HashMap::new(), HashMap::new(), false)?;
-                push(
-                    MountPoint {
-                        kind: "volume".into(),
-                        name: v.meta.name,
-                        destination: dst,
-                        rw,
-                        mode: mode.into(),
-                        no_copy: flags.contains(&"nocopy"),
-                        ..Default::default()
-                    },
-                    &mut out,
-                )?;
-            }
+            push(self.bind_mount(b)?, &mut out)?;
         }
         for m in hc.mounts.iter().flatten() {
-            let dst = clean_dest(&m.target)?;
-            match m.kind.as_str() {
-                "bind" => {
-                    if !Path::new(&m.source).exists() {
-                        return Err(EngineError::BadRequest(format!(
-                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
-                            m.source
-                        )));
-                    }
-                    push(
-                        MountPoint {
-                            kind: "bind".into(),
-                            source: m.source.clone(),
-                            destination: dst,
-                            rw: !m.read_only,
-                            ..Default::default()
-                        },
-                        &mut out,
-                    )?;
-                }
-                "volume" => {
-                    let vo = m.volume_options.clone().unwrap_or_default();
-                    let opts = vo.driver_config.and_then(|d| d.options).unwrap_or_default();
-                    let anonymous = m.source.is_empty();
-                    let bad = |why: &str| {
-                        Err(EngineError::BadRequest(format!(
-                            "invalid mount config for type \"volume\": {why}"
-                        )))
-                    };
-                    if !vo.subpath.is_empty() {
-                        if anonymous {
-                            return bad("must not set Subpath when using anonymous volumes");
-                        }
-                        if !is_local(&vo.subpath) {
-                            return bad("subpath must be a relative path within the volume");
-                        }
-                    }
-                    let subpath = vo.subpath.clone();
-                    let v = self.volumes.create(
-                        Some(&m.source)
-                            .filter(|s| !s.is_empty())
-                            .map(|s| s.as_str()),
-                        opts,
-                        vo.labels.unwrap_or_default(),
-                        anonymous,
-                    )?;
-                    push(
-                        MountPoint {
-                            kind: "volume".into(),
-                            name: v.meta.name,
-                            destination: dst,
-                            rw: !m.read_only,
-                            no_copy: vo.no_copy,
-                            anonymous,
-                            subpath,
-                            ..Default::default()
-                        },
-                        &mut out,
-                    )?;
-                }
-                "tmpfs" => {
-                    let mut o = Vec::new();
-                    if let Some(t) = &m.tmpfs_options {
-                        if t.size_bytes > 0 {
-                            o.push(format!("size={}", t.size_bytes));
-                        }
-                        if t.mode != 0 {
-                            o.push(format!("mode={:o}", t.mode));
-                        }
-                    }
-                    push(
-                        MountPoint {
-                            kind: "tmpfs".into(),
-                            destination: dst,
-                            rw: !m.read_only,
-                            tmpfs_options: o,
-                            ..Default::default()
-                        },
-                        &mut out,
-                    )?;
-                }
-                other => {
-                    return Err(EngineError::BadRequest(format!(
-                        "invalid mount config: mount type unknown: {other:?}"
-                    )))
-                }
-            }
+            push(self.api_mount(m)?, &mut out)?;
         }
         for (dst, opts) in hc.tmpfs.iter().flatten() {
             let dst = clean_dest(dst)?;
