@@ -3,6 +3,16 @@
 
 use crate::*;
 
+/// What a create request's `EndpointsConfig` asks.
+struct Endpoints {
+    /// The settings for the network mode's own network.
+    primary: Value,
+    /// Networks to join at start besides it.
+    extra: Vec<record::ExtraNetwork>,
+    /// Every network's settings as given, for inspect.
+    settings: BTreeMap<String, Value>,
+}
+
 impl Engine {
     /// Makes a container; answers its id and dockerd's warnings about
     /// settings this host cannot honour.
@@ -16,22 +26,7 @@ impl Engine {
             mut host_config,
             networking_config,
         } = req;
-        let bad = EngineError::BadRequest;
-        validate::config(&mut config).map_err(bad)?;
-        let mut warnings = validate::host_config(&host_config).map_err(bad)?;
-        warnings.extend(validate::resources(&mut host_config, &self.sys, false).map_err(bad)?);
-        validate::apply_defaults(&mut host_config, &self.sys);
-        match host_config.log_config.kind.as_str() {
-            "" => host_config.log_config.kind = "json-file".into(),
-            // `local` keeps its logs in our json-file format, which reads
-            // back the same; only its defaults differ.
-            "json-file" | "local" | "none" => {}
-            other => {
-                return Err(EngineError::BadRequest(format!(
-                    "logger: no log driver named '{other}' is registered"
-                )))
-            }
-        }
+        let warnings = self.check_request(&mut config, &mut host_config)?;
         if config.image.is_empty() {
             return Err(EngineError::BadRequest("No image specified".into()));
         }
@@ -43,46 +38,11 @@ impl Engine {
         })?;
         host_config.network_mode = self.check_network_mode(&host_config.network_mode)?;
         validate::check_host_options(&host_config)?;
-        let net_name = net::mode_network(&host_config.network_mode).to_string();
-        // Every network of `EndpointsConfig` (API 1.44+): the mode's is the
-        // primary one, the others are joined at start as after `network
-        // connect`. An unknown one fails the start, as dockerd.
-        let primary = self
-            .nets
-            .get(&net_name)
-            .map(|n| n.name)
-            .unwrap_or_else(|_| net_name.clone());
-        let mut endpoint_cfg = Value::Null;
-        let mut extra_networks = Vec::new();
-        let mut endpoint_settings = BTreeMap::new();
-        let endpoints = networking_config
-            .as_ref()
-            .and_then(|n| n["EndpointsConfig"].as_object().cloned())
-            .unwrap_or_default();
-        for (k, v) in endpoints {
-            // The docker CLI names the default network `default`.
-            let k = net::mode_network(&k).to_string();
-            let name = self.nets.get(&k).map(|n| n.name).unwrap_or(k);
-            if name == primary {
-                endpoint_cfg = v.clone();
-            } else if net_name == "host" {
-                return Err(EngineError::BadRequest(
-                    "container cannot be disconnected from host network or connected to host network".into(),
-                ));
-            } else if net_name == "none" {
-                return Err(EngineError::BadRequest(
-                    "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
-                ));
-            } else {
-                let (aliases, ip) = record::endpoint_aliases_and_ip(&v);
-                extra_networks.push(record::ExtraNetwork {
-                    name: name.clone(),
-                    aliases,
-                    ip,
-                });
-            }
-            endpoint_settings.insert(name, record::endpoint_settings_as_given(&v));
-        }
+        let Endpoints {
+            primary: endpoint_cfg,
+            extra: extra_networks,
+            settings: endpoint_settings,
+        } = self.endpoints_config(&host_config.network_mode, networking_config.as_ref())?;
         let (aliases, requested_ip) = record::endpoint_aliases_and_ip(&endpoint_cfg);
         let mac_address = endpoint_cfg["MacAddress"]
             .as_str()
@@ -113,24 +73,7 @@ impl Engine {
                 id[..12].to_string()
             };
         }
-        let name = match name {
-            Some(n) if !n.is_empty() => {
-                let n = n.trim_start_matches('/');
-                if !names::valid(n) {
-                    return Err(EngineError::BadRequest(format!(
-                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                    )));
-                }
-                n.to_string()
-            }
-            _ => {
-                let taken = self.names.read().expect("names");
-                (0..)
-                    .map(names::generate)
-                    .find(|n| !taken.contains_key(n))
-                    .unwrap_or_else(|| id[..12].to_string())
-            }
-        };
+        let name = self.container_name(name, &id)?;
         let mounts = self.resolve_mounts(&config, &host_config)?;
         let links = self.register_links(
             host_config.links.as_deref().unwrap_or_default(),
@@ -166,10 +109,122 @@ impl Engine {
             endpoint_settings,
             links,
         };
+        self.claim_and_persist(&rec)?;
+        self.emit_container(&rec, "create", &[]);
+        self.insert(rec, State::default());
+        Ok((id, warnings))
+    }
+
+    /// dockerd's checks and defaults for a create request; its warnings.
+    fn check_request(
+        &self,
+        config: &mut berth_api::ContainerConfig,
+        host_config: &mut berth_api::HostConfig,
+    ) -> Result<Vec<String>> {
+        let bad = EngineError::BadRequest;
+        validate::config(config).map_err(bad)?;
+        let mut warnings = validate::host_config(host_config).map_err(bad)?;
+        warnings.extend(validate::resources(host_config, &self.sys, false).map_err(bad)?);
+        validate::apply_defaults(host_config, &self.sys);
+        match host_config.log_config.kind.as_str() {
+            "" => host_config.log_config.kind = "json-file".into(),
+            // `local` keeps its logs in our json-file format, which reads
+            // back the same; only its defaults differ.
+            "json-file" | "local" | "none" => {}
+            other => {
+                return Err(EngineError::BadRequest(format!(
+                    "logger: no log driver named '{other}' is registered"
+                )))
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// `NetworkingConfig.EndpointsConfig` (API 1.44+): the settings for the
+    /// network mode's network, the other networks to join at start (as after
+    /// `network connect`; an unknown one fails the start, as dockerd), and
+    /// every network's settings as given, for inspect.
+    fn endpoints_config(
+        &self,
+        network_mode: &str,
+        networking_config: Option<&Value>,
+    ) -> Result<Endpoints> {
+        let net_name = net::mode_network(network_mode).to_string();
+        // Every network of `EndpointsConfig` (API 1.44+): the mode's is the
+        // primary one, the others are joined at start as after `network
+        // connect`. An unknown one fails the start, as dockerd.
+        let primary = self
+            .nets
+            .get(&net_name)
+            .map(|n| n.name)
+            .unwrap_or_else(|_| net_name.clone());
+        let mut endpoint_cfg = Value::Null;
+        let mut extra_networks = Vec::new();
+        let mut endpoint_settings = BTreeMap::new();
+        let endpoints = networking_config
+            .and_then(|n| n["EndpointsConfig"].as_object().cloned())
+            .unwrap_or_default();
+        for (k, v) in endpoints {
+            // The docker CLI names the default network `default`.
+            let k = net::mode_network(&k).to_string();
+            let name = self.nets.get(&k).map(|n| n.name).unwrap_or(k);
+            if name == primary {
+                endpoint_cfg = v.clone();
+            } else if net_name == "host" {
+                return Err(EngineError::BadRequest(
+                    "container cannot be disconnected from host network or connected to host network".into(),
+                ));
+            } else if net_name == "none" {
+                return Err(EngineError::BadRequest(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
+                ));
+            } else {
+                let (aliases, ip) = record::endpoint_aliases_and_ip(&v);
+                extra_networks.push(record::ExtraNetwork {
+                    name: name.clone(),
+                    aliases,
+                    ip,
+                });
+            }
+            endpoint_settings.insert(name, record::endpoint_settings_as_given(&v));
+        }
+        Ok(Endpoints {
+            primary: endpoint_cfg,
+            extra: extra_networks,
+            settings: endpoint_settings,
+        })
+    }
+
+    /// The name asked for, checked, or a generated one no container has.
+    fn container_name(&self, name: Option<&str>, id: &str) -> Result<String> {
+        Ok(match name {
+            Some(n) if !n.is_empty() => {
+                let n = n.trim_start_matches('/');
+                if !names::valid(n) {
+                    return Err(EngineError::BadRequest(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.to_string()
+            }
+            _ => {
+                let taken = self.names.read().expect("names");
+                (0..)
+                    .map(names::generate)
+                    .find(|n| !taken.contains_key(n))
+                    .unwrap_or_else(|| id[..12].to_string())
+            }
+        })
+    }
+
+    /// Claims the name and writes the record and a fresh state; undone when
+    /// the disk refuses.
+    fn claim_and_persist(&self, rec: &Record) -> Result<()> {
+        let (id, name) = (&rec.id, &rec.name);
         {
             // Check and claim the name in one step: two creates race for it.
             let mut names = self.names.write().expect("names");
-            if let Some(other) = names.get(&name) {
+            if let Some(other) = names.get(name) {
                 return Err(EngineError::Conflict(format!(
                     "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
                 )));
@@ -177,24 +232,22 @@ impl Engine {
             names.insert(name.clone(), id.clone());
         }
         let res = (|| {
-            std::fs::create_dir_all(self.cdir(&id))?;
-            self.persist_record(&rec)?;
+            std::fs::create_dir_all(self.cdir(id))?;
+            self.persist_record(rec)?;
             // The default state: also what a record without state.json
             // loads as, so this one need not reach the disk first.
             write_replace(
-                &self.cdir(&id).join("state.json"),
+                &self.cdir(id).join("state.json"),
                 &serde_json::to_vec(&State::default()).unwrap_or_default(),
             )?;
             Ok::<_, EngineError>(())
         })();
         if let Err(e) = res {
-            self.names.write().expect("names").remove(&name);
-            let _ = remove_tree(&self.cdir(&id));
+            self.names.write().expect("names").remove(name);
+            let _ = remove_tree(&self.cdir(id));
             return Err(e);
         }
-        self.emit_container(&rec, "create", &[]);
-        self.insert(rec, State::default());
-        Ok((id, warnings))
+        Ok(())
     }
 }
 
