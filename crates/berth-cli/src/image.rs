@@ -118,20 +118,9 @@ pub(crate) fn import(c: &Client, a: ImportArgs) -> Result<i32> {
     if let Some(m) = &a.message {
         q.push(("message", m.clone()));
     }
-    let resp = c.post_stream(
-        &format!("/images/create{}", query(&q)),
-        "application/x-tar",
-        reader,
-    )?;
-    let body = resp.bytes()?;
-    for line in String::from_utf8_lossy(&body).lines() {
-        if let Ok(v) = serde_json::from_str::<Value>(line) {
-            if let Some(e) = v["error"].as_str() {
-                bail!("{e}");
-            }
-            if let Some(s) = v["status"].as_str() {
-                println!("{s}");
-            }
+    for v in upload_tar(c, &format!("/images/create{}", query(&q)), reader)? {
+        if let Some(s) = v["status"].as_str() {
+            println!("{s}");
         }
     }
     Ok(0)
@@ -147,23 +136,28 @@ pub(crate) fn load(c: &Client, a: LoadArgs) -> Result<i32> {
             Box::new(std::io::stdin())
         }
     };
-    let resp = c.post_stream(
-        &format!("/images/load?quiet={}", a.quiet as u8),
-        "application/x-tar",
-        reader,
-    )?;
-    let body = resp.bytes()?;
+    for v in upload_tar(c, &format!("/images/load?quiet={}", a.quiet as u8), reader)? {
+        if let Some(s) = v["stream"].as_str() {
+            print!("{s}");
+        }
+    }
+    Ok(0)
+}
+
+/// Sends a tar to `path` and reads the JSON messages of the answer; an
+/// `error` message is the command's error.
+fn upload_tar(c: &Client, path: &str, reader: Box<dyn Read>) -> Result<Vec<Value>> {
+    let body = c.post_stream(path, "application/x-tar", reader)?.bytes()?;
+    let mut out = Vec::new();
     for line in String::from_utf8_lossy(&body).lines() {
         if let Ok(v) = serde_json::from_str::<Value>(line) {
             if let Some(e) = v["error"].as_str() {
                 bail!("{e}");
             }
-            if let Some(s) = v["stream"].as_str() {
-                print!("{s}");
-            }
+            out.push(v);
         }
     }
-    Ok(0)
+    Ok(out)
 }
 
 pub(crate) fn save(c: &Client, a: SaveArgs) -> Result<i32> {

@@ -115,6 +115,24 @@ pub(crate) fn resize_loop(c: &Client, path: String) {
     });
 }
 
+/// A hijacked attach to all of the container's output, and its input when
+/// `stdin`, with the detach keys (docker's `ctrl-p,ctrl-q` by default).
+fn open_attach(
+    c: &Client,
+    id: &str,
+    stdin: bool,
+    detach_keys: Option<&str>,
+) -> Result<(crate::client::Response, crate::client::Conn)> {
+    let q = query(&[
+        ("stream", "1".into()),
+        ("stdin", if stdin { "1" } else { "0" }.into()),
+        ("stdout", "1".into()),
+        ("stderr", "1".into()),
+        ("detachKeys", detach_keys.unwrap_or("ctrl-p,ctrl-q").into()),
+    ]);
+    c.hijack(&format!("/containers/{id}/attach{q}"), None)
+}
+
 pub(crate) fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
     if a.rm && a.detach && a.restart != "no" {
         bail!("conflicting options: cannot specify both --restart and --rm");
@@ -138,19 +156,7 @@ pub(crate) fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
     let tty = a.tty && stream::is_tty(0);
     let stdin = a.interactive;
     let keys = detach_key_bytes(a.detach_keys.as_deref());
-    let q = query(&[
-        ("stream", "1".into()),
-        ("stdin", if stdin { "1" } else { "0" }.into()),
-        ("stdout", "1".into()),
-        ("stderr", "1".into()),
-        (
-            "detachKeys",
-            a.detach_keys
-                .clone()
-                .unwrap_or_else(|| "ctrl-p,ctrl-q".into()),
-        ),
-    ]);
-    let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
+    let (resp, conn) = open_attach(c, &id, stdin, a.detach_keys.as_deref())?;
     let waiter = wait_handle(c, &id, if a.rm { "removed" } else { "next-exit" })?;
     let _raw = if a.tty && stdin && stream::is_tty(0) {
         Some(stream::RawMode::enable())
@@ -231,19 +237,7 @@ pub(crate) fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
     let id = info["Id"].as_str().unwrap_or_default().to_string();
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
-    let q = query(&[
-        ("stream", "1".into()),
-        ("stdin", if stdin { "1" } else { "0" }.into()),
-        ("stdout", "1".into()),
-        ("stderr", "1".into()),
-        (
-            "detachKeys",
-            a.detach_keys
-                .clone()
-                .unwrap_or_else(|| "ctrl-p,ctrl-q".into()),
-        ),
-    ]);
-    let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
+    let (resp, conn) = open_attach(c, &id, stdin, a.detach_keys.as_deref())?;
     let _raw = if tty && stdin && stream::is_tty(0) {
         Some(stream::RawMode::enable())
     } else {
