@@ -147,3 +147,22 @@ def test_berth_cli_honours_docker_api_version(daemon):
     env["DOCKER_API_VERSION"] = "1.41"
     p = subprocess.run([daemon.cli_path("berth"), "ps"], env=env, capture_output=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_a_failed_build_step_carries_its_exit_code(daemon):
+    """The build stream's last message names the step's exit code in
+    errorDetail.code, as dockerd's classic builder sends it."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        df = b"FROM busybox\nRUN exit 3\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        t.addfile(info, io.BytesIO(df))
+    st, raw, _ = daemon.api("POST", "/build?rm=1", body=buf.getvalue(),
+                            headers={"Content-Type": "application/x-tar"}, timeout=60)
+    assert st == 200, raw
+    last = json.loads(raw.strip().splitlines()[-1])
+    assert last["errorDetail"]["code"] == 3, last
+    assert "returned a non-zero code: 3" in last["error"], last

@@ -19,7 +19,7 @@ mod volume;
 use anyhow::Result;
 use args::*;
 use clap::Parser;
-use client::{Client, DaemonError};
+use client::Client;
 use util::ExitWith;
 
 /// Building clap's whole command tree costs ~0.6 ms of every start of the
@@ -91,12 +91,7 @@ pub fn dispatch(c: &Client, cmd: Cmd) -> i32 {
     match res {
         Ok(code) => code,
         Err(e) => {
-            let daemon = e.downcast_ref::<DaemonError>();
-            let msg = match daemon {
-                Some(d) => d.to_string(),
-                None => format!("{e:#}"),
-            };
-            eprintln!("{msg}");
+            eprintln!("{}", util::error_text(&e));
             e.downcast_ref::<ExitWith>().map_or(fail_code, |x| x.0)
         }
     }

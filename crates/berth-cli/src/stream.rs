@@ -73,6 +73,11 @@ pub fn window_size() -> Option<(u16, u16)> {
 pub struct RawMode(Option<nix::sys::termios::Termios>);
 
 impl RawMode {
+    /// Raw mode for our terminal when `wanted` and stdin is one.
+    pub fn when(wanted: bool) -> Option<Self> {
+        (wanted && is_tty(0)).then(Self::enable)
+    }
+
     pub fn enable() -> Self {
         use nix::sys::termios;
         let stdin = std::io::stdin();

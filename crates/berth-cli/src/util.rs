@@ -147,10 +147,16 @@ pub struct ExitWith(pub i32, pub anyhow::Error);
 
 impl std::fmt::Display for ExitWith {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.1.downcast_ref::<DaemonError>() {
-            Some(d) => write!(f, "{d}"),
-            None => write!(f, "{:#}", self.1),
-        }
+        f.write_str(&error_text(&self.1))
+    }
+}
+
+/// What a failed command prints: the daemon's words as they are, anything
+/// else with its chain of causes.
+pub fn error_text(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<DaemonError>() {
+        Some(d) => d.to_string(),
+        None => format!("{e:#}"),
     }
 }
 

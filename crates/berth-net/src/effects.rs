@@ -252,8 +252,15 @@ mod tests {
             eprintln!("skipped: the host's networking needs root");
             return;
         }
-        let bridge = format!("btc{}", std::process::id() % 100000);
-        let _ = Linux.delete_link(&bridge);
-        conformance(&Linux, &bridge);
+        /// Deletes the test's bridge however the test ends.
+        struct Cleanup(String);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = Linux.delete_link(&self.0);
+            }
+        }
+        let bridge = Cleanup(format!("btc{}", std::process::id() % 100000));
+        let _ = Linux.delete_link(&bridge.0);
+        conformance(&Linux, &bridge.0);
     }
 }

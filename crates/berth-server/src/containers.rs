@@ -187,7 +187,7 @@ pub(crate) async fn archive_get<B: ContainerBackend>(
     q: Q,
 ) -> ApiResult {
     let path = archive_path(&q)?;
-    let tmp = images::temp_file(&s, "archive")?;
+    let tmp = s.backend.scratch_file("archive")?;
     let (st, file) = s.backend.archive_get(&id, &path, tmp).await?;
     let mut r = images::tar_response(file)?;
     insert_path_stat(&mut r, &st);
@@ -222,7 +222,7 @@ pub(crate) async fn container_export<B: ContainerBackend>(
     State(s): State<AppState<B>>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let tmp = images::temp_file(&s, "export")?;
+    let tmp = s.backend.scratch_file("export")?;
     images::tar_response(s.backend.export(&id, tmp).await?)
 }
 

@@ -17,7 +17,7 @@ pub async fn list<B: ImageBackend>(State(s): State<AppState<B>>, q: Q) -> ApiRes
 
 /// Spools a request body to an unlinked temp file under the data root.
 pub(crate) async fn spool<B: Backend>(s: &AppState<B>, body: Body) -> ApiResult<std::fs::File> {
-    let mut f = temp_file(s, "upload")?;
+    let mut f = s.backend.scratch_file("upload")?;
     let mut stream = body.into_data_stream();
     let mut failed = None;
     while let Some(chunk) = stream.next().await {
@@ -38,11 +38,6 @@ pub(crate) async fn spool<B: Backend>(s: &AppState<B>, body: Body) -> ApiResult<
     use std::io::Seek;
     f.rewind().map_err(|e| ApiError::bad(e.to_string()))?;
     Ok(f)
-}
-
-/// An anonymous scratch file under the data root (unlinked at once).
-pub(crate) fn temp_file<B: Backend>(s: &AppState<B>, what: &str) -> ApiResult<std::fs::File> {
-    Ok(s.backend.scratch_file(what)?)
 }
 
 /// JSON messages as dockerd's progress streams send them: chunked, which
@@ -129,7 +124,7 @@ pub async fn load<B: ImageBackend>(State(s): State<AppState<B>>, q: Q, req: Requ
 }
 
 async fn save<B: ImageBackend>(s: &AppState<B>, names: Vec<String>) -> ApiResult {
-    let out = temp_file(s, "save")?;
+    let out = s.backend.scratch_file("save")?;
     tar_response(s.backend.image_save(names, out).await?)
 }
 

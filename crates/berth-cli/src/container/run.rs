@@ -158,11 +158,7 @@ pub(crate) fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
     let keys = detach_key_bytes(a.detach_keys.as_deref());
     let (resp, conn) = open_attach(c, &id, stdin, a.detach_keys.as_deref())?;
     let waiter = wait_handle(c, &id, if a.rm { "removed" } else { "next-exit" })?;
-    let _raw = if a.tty && stdin && stream::is_tty(0) {
-        Some(stream::RawMode::enable())
-    } else {
-        None
-    };
+    let _raw = stream::RawMode::when(a.tty && stdin);
     let sess = session(resp, conn, a.tty, stdin, keys);
     if let Err(e) = c.post(&format!("/containers/{id}/start")) {
         drop(_raw);
@@ -205,11 +201,7 @@ pub(crate) fn start(c: &Client, a: StartArgs) -> Result<i32> {
         ]);
         let (resp, conn) = c.hijack(&format!("/containers/{id}/attach{q}"), None)?;
         let waiter = wait_handle(c, &id, "next-exit")?;
-        let _raw = if tty && stdin && stream::is_tty(0) {
-            Some(stream::RawMode::enable())
-        } else {
-            None
-        };
+        let _raw = stream::RawMode::when(tty && stdin);
         let sess = session(
             resp,
             conn,
@@ -238,11 +230,7 @@ pub(crate) fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     let (resp, conn) = open_attach(c, &id, stdin, a.detach_keys.as_deref())?;
-    let _raw = if tty && stdin && stream::is_tty(0) {
-        Some(stream::RawMode::enable())
-    } else {
-        None
-    };
+    let _raw = stream::RawMode::when(tty && stdin);
     if tty && stream::is_tty(0) {
         resize_loop(c, format!("/containers/{id}/resize"));
     }
@@ -294,11 +282,7 @@ pub(crate) fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
         &format!("/exec/{exec_id}/start"),
         Some(json!({"Detach": false, "Tty": a.tty})),
     )?;
-    let _raw = if a.tty && a.interactive && stream::is_tty(0) {
-        Some(stream::RawMode::enable())
-    } else {
-        None
-    };
+    let _raw = stream::RawMode::when(a.tty && a.interactive);
     if tty {
         resize_loop(c, format!("/exec/{exec_id}/resize"));
     }
