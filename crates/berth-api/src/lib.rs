@@ -3,7 +3,21 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// The API version berthd speaks, announced by `/_ping`.
+mod container;
+mod exec;
+mod image;
+mod network;
+mod stats;
+mod system;
+mod volume;
+pub use container::*;
+pub use exec::*;
+pub use image::*;
+pub use network::*;
+pub use stats::*;
+pub use system::*;
+pub use volume::*;
+
 /// Docker's framing of a container's output on one connection without a TTY.
 pub mod stream {
     pub const STDIN: u8 = 0;
@@ -32,6 +46,7 @@ pub fn host_arch() -> &'static str {
     }
 }
 
+/// The API version berthd speaks, announced by `/_ping`.
 pub const API_VERSION: &str = "1.45";
 /// The oldest version a client may ask for.
 pub const MIN_API_VERSION: &str = "1.24";
@@ -55,550 +70,25 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     parse(a).cmp(&parse(b))
 }
 
-/// `POST /containers/create` body: Docker's `ContainerConfig` plus `HostConfig`.
-/// Serialised (in inspect) as dockerd does: `omitempty` fields left out when
-/// empty, the others always present.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ContainerConfig {
-    pub hostname: String,
-    pub domainname: String,
-    pub user: String,
-    pub attach_stdin: bool,
-    pub attach_stdout: bool,
-    pub attach_stderr: bool,
-    #[serde(skip_serializing_if = "is_empty_map")]
-    pub exposed_ports: Option<HashMap<String, serde_json::Value>>,
-    pub tty: bool,
-    pub open_stdin: bool,
-    pub stdin_once: bool,
-    pub env: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub args_escaped: bool,
-    pub image: String,
-    pub volumes: Option<HashMap<String, serde_json::Value>>,
-    pub working_dir: String,
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub network_disabled: bool,
-    /// Deprecated in API 1.44 for `EndpointsConfig.<net>.MacAddress`; still sent by old clients.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub mac_address: String,
-    #[serde(skip_serializing_if = "is_empty_list")]
-    pub on_build: Option<Vec<String>>,
-    pub labels: Option<HashMap<String, String>>,
-    #[serde(skip_serializing_if = "is_empty_str")]
-    pub stop_signal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stop_timeout: Option<i64>,
-    #[serde(skip_serializing_if = "is_empty_list")]
-    pub shell: Option<Vec<String>>,
-}
-
-fn is_empty_map<V>(m: &Option<HashMap<String, V>>) -> bool {
+pub(crate) fn is_empty_map<V>(m: &Option<HashMap<String, V>>) -> bool {
     m.as_ref().is_none_or(|m| m.is_empty())
 }
 
-fn is_empty_list<T>(l: &Option<Vec<T>>) -> bool {
+pub(crate) fn is_empty_list<T>(l: &Option<Vec<T>>) -> bool {
     l.as_ref().is_none_or(|l| l.is_empty())
 }
 
-fn is_empty_str(s: &Option<String>) -> bool {
+pub(crate) fn is_empty_str(s: &Option<String>) -> bool {
     s.as_ref().is_none_or(|s| s.is_empty())
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct CreateRequest {
-    #[serde(flatten)]
-    pub config: ContainerConfig,
-    pub host_config: HostConfig,
-    /// `EndpointsConfig.<network>.Aliases` / `IPAMConfig` (`--network-alias`, `--ip`).
-    pub networking_config: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct RestartPolicy {
-    pub name: String,
-    pub maximum_retry_count: i64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct LogConfig {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    pub config: Option<HashMap<String, String>>,
-}
-
-/// Docker's `HostConfig` with its `Resources`, every field dockerd keeps:
-/// what a client sends comes back in inspect (nulls and empty lists as
-/// sent), with dockerd's defaults filled in at create.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct HostConfig {
-    pub binds: Option<Vec<String>>,
-    #[serde(rename = "ContainerIDFile")]
-    pub container_id_file: String,
-    pub log_config: LogConfig,
-    pub network_mode: String,
-    pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
-    pub restart_policy: RestartPolicy,
-    pub auto_remove: bool,
-    pub volume_driver: String,
-    pub volumes_from: Option<Vec<String>>,
-    /// Height, width.
-    pub console_size: [u32; 2],
-    #[serde(skip_serializing_if = "is_empty_map")]
-    pub annotations: Option<HashMap<String, String>>,
-    pub cap_add: Option<Vec<String>>,
-    pub cap_drop: Option<Vec<String>>,
-    pub cgroupns_mode: String,
-    pub dns: Option<Vec<String>>,
-    pub dns_options: Option<Vec<String>>,
-    pub dns_search: Option<Vec<String>>,
-    pub extra_hosts: Option<Vec<String>>,
-    pub group_add: Option<Vec<String>>,
-    pub ipc_mode: String,
-    pub cgroup: String,
-    pub links: Option<Vec<String>>,
-    pub oom_score_adj: i64,
-    pub pid_mode: String,
-    pub privileged: bool,
-    pub publish_all_ports: bool,
-    pub readonly_rootfs: bool,
-    pub security_opt: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "is_empty_map")]
-    pub storage_opt: Option<HashMap<String, String>>,
-    #[serde(skip_serializing_if = "is_empty_map")]
-    pub tmpfs: Option<HashMap<String, String>>,
-    #[serde(rename = "UTSMode")]
-    pub uts_mode: String,
-    pub userns_mode: String,
-    pub shm_size: i64,
-    #[serde(skip_serializing_if = "is_empty_map")]
-    pub sysctls: Option<HashMap<String, String>>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub runtime: String,
-    pub isolation: String,
-    pub cpu_shares: i64,
-    pub memory: i64,
-    pub nano_cpus: i64,
-    pub cgroup_parent: String,
-    pub blkio_weight: u16,
-    pub blkio_weight_device: Option<Vec<WeightDevice>>,
-    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
-    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
-    #[serde(rename = "BlkioDeviceReadIOps")]
-    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
-    #[serde(rename = "BlkioDeviceWriteIOps")]
-    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
-    pub cpu_period: i64,
-    pub cpu_quota: i64,
-    pub cpu_realtime_period: i64,
-    pub cpu_realtime_runtime: i64,
-    pub cpuset_cpus: String,
-    pub cpuset_mems: String,
-    pub devices: Option<Vec<DeviceMapping>>,
-    pub device_cgroup_rules: Option<Vec<String>>,
-    pub device_requests: Option<Vec<serde_json::Value>>,
-    pub memory_reservation: i64,
-    pub memory_swap: i64,
-    pub memory_swappiness: Option<i64>,
-    pub oom_kill_disable: Option<bool>,
-    pub pids_limit: Option<i64>,
-    pub ulimits: Option<Vec<Ulimit>>,
-    pub cpu_count: i64,
-    pub cpu_percent: i64,
-    #[serde(rename = "IOMaximumIOps")]
-    pub io_maximum_iops: u64,
-    #[serde(rename = "IOMaximumBandwidth")]
-    pub io_maximum_bandwidth: u64,
-    #[serde(skip_serializing_if = "is_empty_list")]
-    pub mounts: Option<Vec<MountRequest>>,
-    pub masked_paths: Option<Vec<String>>,
-    pub readonly_paths: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub init: Option<bool>,
-}
-
-/// `--blkio-weight-device PATH:WEIGHT`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct WeightDevice {
-    pub path: String,
-    pub weight: u16,
-}
-
-/// `--device-read-bps PATH:RATE` and its siblings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ThrottleDevice {
-    pub path: String,
-    pub rate: u64,
-}
-
-/// `--device HOST[:CONTAINER[:PERMS]]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct DeviceMapping {
-    pub path_on_host: String,
-    pub path_in_container: String,
-    pub cgroup_permissions: String,
-}
-
-/// `--ulimit name=soft[:hard]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Ulimit {
-    pub name: String,
-    pub soft: i64,
-    pub hard: i64,
-}
-
-/// One host side of a published port (`HostConfig.PortBindings`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct PortBinding {
-    pub host_ip: String,
-    pub host_port: String,
-}
-
-/// One entry of `HostConfig.Mounts` (`--mount`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct MountRequest {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    pub source: String,
-    pub target: String,
-    pub read_only: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub volume_options: Option<VolumeOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tmpfs_options: Option<TmpfsOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bind_options: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct VolumeOptions {
-    pub no_copy: bool,
-    pub labels: Option<HashMap<String, String>>,
-    pub driver_config: Option<DriverConfig>,
-    /// `volume-subpath=…`: mount this directory of the volume (API 1.45).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub subpath: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct DriverConfig {
-    pub name: String,
-    pub options: Option<HashMap<String, String>>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct TmpfsOptions {
-    pub size_bytes: i64,
-    pub mode: u32,
-}
-
 /// Go's nil maps and slices arrive as `null`: read as empty.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// A volume as `/volumes` and `/system/df` answer it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Volume {
-    pub name: String,
-    pub driver: String,
-    pub mountpoint: String,
-    #[serde(default)]
-    pub created_at: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub scope: String,
-    /// `null` when the volume was made without options, as dockerd answers.
-    #[serde(default)]
-    pub options: Option<std::collections::BTreeMap<String, String>>,
-    /// Only in `/system/df`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage_data: Option<VolumeUsage>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumeUsage {
-    pub size: i64,
-    pub ref_count: i64,
-}
-
-/// `GET /volumes`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumeList {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub volumes: Vec<Volume>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub warnings: Vec<String>,
-}
-
-/// `POST /volumes/prune` (and the other prunes' shape by their own key).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumePruneReport {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub volumes_deleted: Vec<String>,
-    pub space_reclaimed: u64,
-}
-
-/// A network as `/networks` answers it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkResource {
-    pub name: String,
-    pub id: String,
-    pub created: String,
-    pub scope: String,
-    pub driver: String,
-    #[serde(rename = "EnableIPv6", default)]
-    pub enable_ipv6: bool,
-    #[serde(rename = "IPAM", default)]
-    pub ipam: Ipam,
-    #[serde(default)]
-    pub internal: bool,
-    #[serde(default)]
-    pub attachable: bool,
-    #[serde(default)]
-    pub ingress: bool,
-    #[serde(default)]
-    pub config_from: ConfigReference,
-    #[serde(default)]
-    pub config_only: bool,
-    /// Only in inspect: the containers on it, by id.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub containers: std::collections::BTreeMap<String, NetworkContainer>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub options: std::collections::BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub labels: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Ipam {
-    pub driver: String,
-    pub options: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub config: Vec<IpamConfig>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct IpamConfig {
-    #[serde(default)]
-    pub subnet: String,
-    #[serde(default)]
-    pub gateway: String,
-    #[serde(rename = "IPRange", default, skip_serializing_if = "String::is_empty")]
-    pub ip_range: String,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub auxiliary_addresses: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ConfigReference {
-    pub network: String,
-}
-
-/// A container's endpoint as network inspect lists it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkContainer {
-    pub name: String,
-    #[serde(rename = "EndpointID")]
-    pub endpoint_id: String,
-    pub mac_address: String,
-    #[serde(rename = "IPv4Address")]
-    pub ipv4_address: String,
-    #[serde(rename = "IPv6Address")]
-    pub ipv6_address: String,
-}
-
-/// `POST /networks/create`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkCreateResponse {
-    pub id: String,
-    #[serde(default)]
-    pub warning: String,
-}
-
-/// An image as `GET /images/json` lists it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageSummary {
-    pub id: String,
-    #[serde(default)]
-    pub parent_id: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub repo_tags: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub repo_digests: Vec<String>,
-    pub created: i64,
-    pub size: i64,
-    #[serde(default)]
-    pub shared_size: i64,
-    /// Dropped by API 1.44, still read by older clients.
-    #[serde(default)]
-    pub virtual_size: i64,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub labels: HashMap<String, String>,
-    #[serde(default)]
-    pub containers: i64,
-}
-
-/// One row of `GET /images/{name}/history`, newest first.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct HistoryItem {
-    /// `<missing>` for a step whose image is not here.
-    pub id: String,
-    pub created: i64,
-    pub created_by: String,
-    /// `null` for steps no image here is.
-    pub tags: Option<Vec<String>>,
-    pub size: i64,
-    pub comment: String,
-}
-
-/// One item of an image delete or prune: a tag removed or an image deleted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageDeleteItem {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub untagged: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deleted: Option<String>,
-}
-
-/// Body of `POST /volumes/create`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct VolumeCreateRequest {
-    pub name: String,
-    pub driver: String,
-    pub driver_opts: Option<HashMap<String, String>>,
-    pub labels: Option<HashMap<String, String>>,
-}
-
-/// Body of `POST /containers/{id}/exec`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ExecConfig {
-    pub attach_stdin: bool,
-    pub attach_stdout: bool,
-    pub attach_stderr: bool,
-    pub detach_keys: String,
-    pub tty: bool,
-    pub env: Option<Vec<String>>,
-    pub cmd: Vec<String>,
-    pub privileged: bool,
-    pub user: String,
-    pub working_dir: String,
-    pub console_size: Option<Vec<u16>>,
-}
-
-/// Body of `POST /exec/{id}/start`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ExecStart {
-    pub detach: bool,
-    pub tty: bool,
-    pub console_size: Option<Vec<u16>>,
-}
-
-/// Image config as OCI and Docker store it (the `config` member of an image config blob).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ImageRunConfig {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub user: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exposed_ports: Option<HashMap<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub env: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cmd: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub volumes: Option<HashMap<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub working_dir: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub labels: Option<HashMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stop_signal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_build: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shell: Option<Vec<String>>,
-}
-
-/// An image config blob (OCI `application/vnd.oci.image.config.v1+json`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct ImageConfigBlob {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
-    pub architecture: String,
-    pub os: String,
-    pub config: ImageRunConfig,
-    pub rootfs: RootFs,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<History>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct RootFs {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub diff_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct History {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub empty_layer: bool,
 }
 
 /// The error body every failing endpoint returns.
@@ -607,8 +97,6 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Parses Docker's `filters` query parameter: `{"label":{"a=b":true}}` or the old
-/// `{"label":["a=b"]}` form.
 /// Rust's OS error text (`No space left on device (os error 28)`) as Go
 /// prints errno values (`no space left on device`), which is what Docker's
 /// clients and users see in dockerd's messages.
@@ -633,6 +121,8 @@ pub fn go_error_text(msg: &str) -> String {
     out
 }
 
+/// Parses Docker's `filters` query parameter: `{"label":{"a=b":true}}` or the old
+/// `{"label":["a=b"]}` form.
 pub fn parse_filters(raw: &str) -> Result<HashMap<String, Vec<String>>, String> {
     if raw.is_empty() {
         return Ok(HashMap::new());

@@ -327,7 +327,7 @@ impl Client {
     pub fn post(&self, path: &str) -> Result<Response> {
         Ok(self.send("POST", path, None, false)?.0)
     }
-    pub fn post_json(&self, path: &str, v: &serde_json::Value) -> Result<Response> {
+    pub fn post_json(&self, path: &str, v: &impl serde::Serialize) -> Result<Response> {
         let b = serde_json::to_vec(v)?;
         Ok(self
             .send(

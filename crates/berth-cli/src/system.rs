@@ -6,6 +6,7 @@ use crate::client::{urlencode, DaemonError};
 use crate::format::{human_size, print_rows};
 use crate::util::{confirm, filters_query, print_deleted};
 use anyhow::Result;
+use berth_api::{ContainerSummary, DiskUsage, EventMessage, Volume};
 use serde_json::{json, Value};
 
 /// Prunes images; returns the bytes freed. Prints Docker's "Deleted Images:" list.
@@ -80,33 +81,30 @@ pub fn system_prune(c: &Client, a: SystemPruneArgs) -> Result<i32> {
 }
 
 pub fn df(c: &Client, a: DfArgs) -> Result<i32> {
-    let v = c.get("/system/df")?.json()?;
-    let images = v["Images"].as_array().cloned().unwrap_or_default();
-    let containers = v["Containers"].as_array().cloned().unwrap_or_default();
-    let img_active = images
+    let v: DiskUsage = c.get("/system/df")?.decode()?;
+    if a.verbose {
+        df_verbose(&v)?;
+        return Ok(0);
+    }
+    let (images, containers, vols) = (&v.images, &v.containers, &v.volumes);
+    let img_size = v.layers_size as f64;
+    let img_unused = images
         .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
-        .count();
-    let img_size = v["LayersSize"].as_f64().unwrap_or(0.0);
-    let img_unused: f64 = images
-        .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) == 0)
-        .map(|i| i["Size"].as_f64().unwrap_or(0.0))
+        .filter(|i| i.containers == 0)
+        .map(|i| i.size as f64)
         .sum::<f64>()
         .min(img_size);
-    let c_active = containers
-        .iter()
-        .filter(|c| c["State"] == "running")
-        .count();
-    let c_size: f64 = containers
-        .iter()
-        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0))
-        .sum();
+    let rw = |c: &ContainerSummary| c.size_rw.unwrap_or(0) as f64;
+    let c_size: f64 = containers.iter().map(rw).sum();
     let c_unused: f64 = containers
         .iter()
-        .filter(|c| c["State"] != "running")
-        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0))
+        .filter(|c| c.state != "running")
+        .map(rw)
         .sum();
+    let vol_size = |v: &Volume| v.usage_data.as_ref().map_or(0, |u| u.size) as f64;
+    let vol_used = |v: &Volume| v.usage_data.as_ref().is_some_and(|u| u.ref_count > 0);
+    let vol_total: f64 = vols.iter().map(vol_size).sum();
+    let vol_unused: f64 = vols.iter().filter(|v| !vol_used(v)).map(vol_size).sum();
     let pct = |part: f64, whole: f64| {
         if whole > 0.0 {
             format!("{} ({:.0}%)", human_size(part), part * 100.0 / whole)
@@ -114,70 +112,16 @@ pub fn df(c: &Client, a: DfArgs) -> Result<i32> {
             human_size(part)
         }
     };
-    if a.verbose {
-        println!("Images space usage:\n");
-        let rows: Vec<Value> = images
-            .iter()
-            .map(|i| {
-                let tag = i["RepoTags"][0].as_str().unwrap_or("<none>:<none>");
-                let (repo, t) = tag.rsplit_once(':').unwrap_or((tag, ""));
-                json!({"Repository": repo, "Tag": t,
-                    "ID": i["Id"].as_str().unwrap_or_default().trim_start_matches("sha256:").chars().take(12).collect::<String>(),
-                    "Size": human_size(i["Size"].as_f64().unwrap_or(0.0)),
-                    "Containers": i["Containers"]})
-            })
-            .collect();
-        print_rows(
-            "",
-            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}\t{{.Containers}}",
-            &rows,
-            &[
-                ("Repository", "REPOSITORY"),
-                ("Tag", "TAG"),
-                ("ID", "IMAGE ID"),
-                ("Size", "SIZE"),
-                ("Containers", "CONTAINERS"),
-            ],
-        )?;
-        println!("\nContainers space usage:\n");
-        let rows: Vec<Value> = containers
-            .iter()
-            .map(|c| {
-                json!({"ID": c["Id"].as_str().unwrap_or_default().chars().take(12).collect::<String>(),
-                    "Image": c["Image"], "Size": human_size(c["SizeRw"].as_f64().unwrap_or(0.0)),
-                    "Status": c["Status"],
-                    "Names": c["Names"][0].as_str().unwrap_or_default().trim_start_matches('/')})
-            })
-            .collect();
-        print_rows(
-            "",
-            "table {{.ID}}\t{{.Image}}\t{{.Size}}\t{{.Status}}\t{{.Names}}",
-            &rows,
-            &[
-                ("ID", "CONTAINER ID"),
-                ("Image", "IMAGE"),
-                ("Size", "SIZE"),
-                ("Status", "STATUS"),
-                ("Names", "NAMES"),
-            ],
-        )?;
-        println!("\nLocal Volumes space usage:\n\nVOLUME NAME   LINKS     SIZE\n\nBuild cache usage: 0B\n");
-        return Ok(0);
-    }
     let rows = vec![
-        json!({"Type": "Images", "TotalCount": images.len(), "Active": img_active,
+        json!({"Type": "Images", "TotalCount": images.len(),
+            "Active": images.iter().filter(|i| i.containers > 0).count(),
             "Size": human_size(img_size), "Reclaimable": pct(img_unused, img_size)}),
-        json!({"Type": "Containers", "TotalCount": containers.len(), "Active": c_active,
+        json!({"Type": "Containers", "TotalCount": containers.len(),
+            "Active": containers.iter().filter(|c| c.state == "running").count(),
             "Size": human_size(c_size), "Reclaimable": pct(c_unused, c_size)}),
-        {
-            let vols = v["Volumes"].as_array().cloned().unwrap_or_default();
-            let size = |v: &Value| v["UsageData"]["Size"].as_f64().unwrap_or(0.0);
-            let used = |v: &Value| v["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0;
-            let total: f64 = vols.iter().map(size).sum();
-            let unused: f64 = vols.iter().filter(|v| !used(v)).map(size).sum();
-            json!({"Type": "Local Volumes", "TotalCount": vols.len(), "Active": vols.iter().filter(|v| used(v)).count(),
-                "Size": human_size(total), "Reclaimable": pct(unused, total)})
-        },
+        json!({"Type": "Local Volumes", "TotalCount": vols.len(),
+            "Active": vols.iter().filter(|v| vol_used(v)).count(),
+            "Size": human_size(vol_total), "Reclaimable": pct(vol_unused, vol_total)}),
         json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
     ];
     print_rows(
@@ -193,6 +137,62 @@ pub fn df(c: &Client, a: DfArgs) -> Result<i32> {
         ],
     )?;
     Ok(0)
+}
+
+/// `system df -v`: images and containers one by one.
+fn df_verbose(v: &DiskUsage) -> Result<()> {
+    println!("Images space usage:\n");
+    let rows: Vec<Value> = v
+        .images
+        .iter()
+        .map(|i| {
+            let tag = i.repo_tags.first().map_or("<none>:<none>", String::as_str);
+            let (repo, t) = tag.rsplit_once(':').unwrap_or((tag, ""));
+            json!({"Repository": repo, "Tag": t,
+                "ID": i.id.trim_start_matches("sha256:").chars().take(12).collect::<String>(),
+                "Size": human_size(i.size as f64),
+                "Containers": i.containers})
+        })
+        .collect();
+    print_rows(
+        "",
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}\t{{.Containers}}",
+        &rows,
+        &[
+            ("Repository", "REPOSITORY"),
+            ("Tag", "TAG"),
+            ("ID", "IMAGE ID"),
+            ("Size", "SIZE"),
+            ("Containers", "CONTAINERS"),
+        ],
+    )?;
+    println!("\nContainers space usage:\n");
+    let rows: Vec<Value> = v
+        .containers
+        .iter()
+        .map(|c| {
+            json!({"ID": c.id.chars().take(12).collect::<String>(),
+                "Image": c.image, "Size": human_size(c.size_rw.unwrap_or(0) as f64),
+                "Status": c.status,
+                "Names": c.names.first().map_or("", |n| n.trim_start_matches('/'))})
+        })
+        .collect();
+    print_rows(
+        "",
+        "table {{.ID}}\t{{.Image}}\t{{.Size}}\t{{.Status}}\t{{.Names}}",
+        &rows,
+        &[
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("Size", "SIZE"),
+            ("Status", "STATUS"),
+            ("Names", "NAMES"),
+        ],
+    )?;
+    println!(
+        "\nLocal Volumes space usage:\n\nVOLUME NAME   LINKS     SIZE\n\nBuild cache usage: 0B\n"
+    );
+    Ok(())
 }
 
 /// `berth events`: the daemon's event stream, one line per event, in
@@ -220,7 +220,7 @@ pub fn events(c: &Client, a: EventsArgs) -> Result<i32> {
         };
         let text = match &tmpl {
             Some(t) => t.render(&ev)?,
-            None => default_event_line(&ev),
+            None => default_event_line(&serde_json::from_value(ev)?),
         };
         writeln!(out, "{text}")?;
         out.flush()?;
@@ -229,22 +229,22 @@ pub fn events(c: &Client, a: EventsArgs) -> Result<i32> {
 }
 
 /// `2026-11-29T22:00:00.000000000Z container start ID (image=busybox, name=web)`.
-fn default_event_line(ev: &Value) -> String {
-    let nanos = ev["timeNano"].as_i64().unwrap_or(0);
+fn default_event_line(ev: &EventMessage) -> String {
+    let nanos = ev.time_nano;
     let t = chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
         .unwrap_or_default();
-    let attrs: Vec<String> = ev["Actor"]["Attributes"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+    let attrs: Vec<String> = ev
+        .actor
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
         .collect();
     format!(
         "{t} {} {} {} ({})",
-        ev["Type"].as_str().unwrap_or_default(),
-        ev["Action"].as_str().unwrap_or_default(),
-        ev["Actor"]["ID"].as_str().unwrap_or_default(),
+        ev.kind,
+        ev.action,
+        ev.actor.id,
         attrs.join(", ")
     )
 }

@@ -11,8 +11,10 @@ use crate::exec::PreparedExec;
 use crate::images::ImportOptions;
 use crate::{Engine, LogOptions, Result};
 use berth_api::{
-    CreateRequest, ExecConfig, HistoryItem, ImageDeleteItem, ImageSummary, NetworkCreateResponse,
-    NetworkResource, Volume, VolumeCreateRequest, VolumeList,
+    ContainerInspect, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
+    CreateRequest, DiskUsage, ExecConfig, ExecInspect, HistoryItem, HostConfig, ImageDeleteItem,
+    ImageInspect, ImageSummary, NetworkCreateResponse, NetworkResource, StatsResponse, Volume,
+    VolumeCreateRequest, VolumeList,
 };
 use berth_store::changes::Change;
 use berth_store::LoadReport;
@@ -40,13 +42,19 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
 /// `/containers/*` but exec.
 pub trait ContainerBackend: Backend {
-    fn list(&self, all: bool, limit: Option<usize>, size: bool, f: &Filters) -> Result<Vec<Value>>;
+    fn list(
+        &self,
+        all: bool,
+        limit: Option<usize>,
+        size: bool,
+        f: &Filters,
+    ) -> Result<Vec<ContainerSummary>>;
     fn create(
         &self,
         name: Option<&str>,
         req: CreateRequest,
     ) -> impl Future<Output = Result<(String, Vec<String>)>> + Send;
-    fn inspect(&self, key: &str, size: bool) -> Result<Value>;
+    fn inspect(&self, key: &str, size: bool) -> Result<ContainerInspect>;
     /// Fails with Docker's "No such container" unless `key` names one.
     fn find_container(&self, key: &str) -> Result<()>;
     fn start(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
@@ -73,9 +81,17 @@ pub trait ContainerBackend: Backend {
     fn prune(&self, f: &Filters) -> impl Future<Output = Result<(Vec<String>, u64)>> + Send;
     /// The exit code once `condition` holds; registered before it returns.
     fn wait(&self, key: &str, condition: &str) -> Result<Later<i64>>;
-    fn top(&self, key: &str, ps_args: &str) -> impl Future<Output = Result<Value>> + Send;
-    fn stats_sample(&self, key: &str, prev: Option<&Value>) -> Result<Value>;
-    fn update(&self, key: &str, body: &Value) -> impl Future<Output = Result<Value>> + Send;
+    fn top(
+        &self,
+        key: &str,
+        ps_args: &str,
+    ) -> impl Future<Output = Result<ContainerTopResponse>> + Send;
+    fn stats_sample(&self, key: &str, prev: Option<&StatsResponse>) -> Result<StatsResponse>;
+    fn update(
+        &self,
+        key: &str,
+        given: HostConfig,
+    ) -> impl Future<Output = Result<ContainerUpdateResponse>> + Send;
     fn changes(&self, key: &str) -> Result<Vec<Change>>;
     fn export(&self, key: &str, out: File) -> impl Future<Output = Result<File>> + Send;
     fn archive_stat(&self, key: &str, path: &str) -> impl Future<Output = Result<PathStat>> + Send;
@@ -127,13 +143,13 @@ pub trait ExecBackend: Backend {
     fn exec_finished(&self, exec_id: &str) -> impl Future<Output = ()> + Send;
     fn exec_resize(&self, exec_id: &str, h: u16, w: u16)
         -> impl Future<Output = Result<()>> + Send;
-    fn exec_inspect(&self, exec_id: &str) -> Result<Value>;
+    fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect>;
 }
 
 /// `/images/*` and `/commit`.
 pub trait ImageBackend: Backend {
     fn images(&self, all: bool, f: &Filters) -> Result<Vec<ImageSummary>>;
-    fn image_inspect(&self, name: &str) -> Result<Value>;
+    fn image_inspect(&self, name: &str) -> Result<ImageInspect>;
     fn image_history(&self, name: &str) -> Result<Vec<HistoryItem>>;
     fn image_delete(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteItem>>;
     fn find_image(&self, name: &str) -> Result<()>;
@@ -205,7 +221,7 @@ pub trait SystemBackend: Backend {
     /// (all, running, paused, stopped)
     fn container_count(&self) -> (usize, usize, usize, usize);
     fn image_count(&self) -> usize;
-    fn system_df(&self, with_sizes: bool) -> Result<Value>;
+    fn system_df(&self, with_sizes: bool) -> Result<DiskUsage>;
     fn subscribe_events(
         &self,
         since_nano: Option<i64>,
@@ -244,7 +260,13 @@ impl Backend for E {
 }
 
 impl ContainerBackend for E {
-    fn list(&self, all: bool, limit: Option<usize>, size: bool, f: &Filters) -> Result<Vec<Value>> {
+    fn list(
+        &self,
+        all: bool,
+        limit: Option<usize>,
+        size: bool,
+        f: &Filters,
+    ) -> Result<Vec<ContainerSummary>> {
         Engine::list(self, all, limit, size, f)
     }
     async fn create(
@@ -254,7 +276,7 @@ impl ContainerBackend for E {
     ) -> Result<(String, Vec<String>)> {
         Engine::create(self, name, req).await
     }
-    fn inspect(&self, key: &str, size: bool) -> Result<Value> {
+    fn inspect(&self, key: &str, size: bool) -> Result<ContainerInspect> {
         Engine::inspect(self, key, size)
     }
     fn find_container(&self, key: &str) -> Result<()> {
@@ -293,14 +315,14 @@ impl ContainerBackend for E {
     fn wait(&self, key: &str, condition: &str) -> Result<Later<i64>> {
         Ok(Box::pin(Engine::wait(self, key, condition)?))
     }
-    async fn top(&self, key: &str, ps_args: &str) -> Result<Value> {
+    async fn top(&self, key: &str, ps_args: &str) -> Result<ContainerTopResponse> {
         Engine::top(self, key, ps_args).await
     }
-    fn stats_sample(&self, key: &str, prev: Option<&Value>) -> Result<Value> {
+    fn stats_sample(&self, key: &str, prev: Option<&StatsResponse>) -> Result<StatsResponse> {
         Engine::stats_sample(self, key, prev)
     }
-    async fn update(&self, key: &str, body: &Value) -> Result<Value> {
-        Engine::update(self, key, body).await
+    async fn update(&self, key: &str, given: HostConfig) -> Result<ContainerUpdateResponse> {
+        Engine::update(self, key, given).await
     }
     fn changes(&self, key: &str) -> Result<Vec<Change>> {
         Engine::changes(self, key)
@@ -370,7 +392,7 @@ impl ExecBackend for E {
     async fn exec_resize(&self, exec_id: &str, h: u16, w: u16) -> Result<()> {
         Engine::exec_resize(self, exec_id, h, w).await
     }
-    fn exec_inspect(&self, exec_id: &str) -> Result<Value> {
+    fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect> {
         Engine::exec_inspect(self, exec_id)
     }
 }
@@ -379,7 +401,7 @@ impl ImageBackend for E {
     fn images(&self, all: bool, f: &Filters) -> Result<Vec<ImageSummary>> {
         Engine::images(self, all, f)
     }
-    fn image_inspect(&self, name: &str) -> Result<Value> {
+    fn image_inspect(&self, name: &str) -> Result<ImageInspect> {
         Engine::image_inspect(self, name)
     }
     fn image_history(&self, name: &str) -> Result<Vec<HistoryItem>> {
@@ -482,7 +504,7 @@ impl SystemBackend for E {
     fn image_count(&self) -> usize {
         Engine::image_count(self)
     }
-    fn system_df(&self, with_sizes: bool) -> Result<Value> {
+    fn system_df(&self, with_sizes: bool) -> Result<DiskUsage> {
         Engine::system_df(self, with_sizes)
     }
     fn subscribe_events(

@@ -1,7 +1,7 @@
 //! `/events`: what happened to containers, images, networks and volumes, as
 //! Docker reports it, live and (for `since`) from a bounded recent history.
 
-use serde_json::{json, Value};
+use berth_api::{EventActor, EventMessage};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::broadcast;
@@ -20,25 +20,23 @@ pub struct Event {
 }
 
 impl Event {
-    /// Docker's message, with the pre-1.22 `status`/`id`/`from` fields that
-    /// older clients (docker-compose 1.x) still read.
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "Type": self.kind,
-            "Action": self.action,
-            "Actor": {"ID": self.id, "Attributes": self.attributes},
-            "scope": "local",
-            "time": self.time_nano / 1_000_000_000,
-            "timeNano": self.time_nano,
-        });
-        if self.kind == "container" || self.kind == "image" {
-            v["status"] = json!(self.action);
-            v["id"] = json!(self.id);
-            if let Some(img) = self.attributes.get("image") {
-                v["from"] = json!(img);
-            }
+    /// Docker's message.
+    pub fn to_message(&self) -> EventMessage {
+        let old_style = self.kind == "container" || self.kind == "image";
+        EventMessage {
+            kind: self.kind.to_string(),
+            action: self.action.clone(),
+            actor: EventActor {
+                id: self.id.clone(),
+                attributes: self.attributes.clone(),
+            },
+            scope: "local".into(),
+            time: self.time_nano / 1_000_000_000,
+            time_nano: self.time_nano,
+            status: old_style.then(|| self.action.clone()),
+            id: old_style.then(|| self.id.clone()),
+            from: self.attributes.get("image").filter(|_| old_style).cloned(),
         }
-        v
     }
 
     /// Docker's `/events` filters: type, event, container, image, network,
@@ -203,11 +201,18 @@ mod tests {
         assert!(!e.matches(&f(&[("label", "tier=back")])));
         let h = ev("container", "health_status: healthy", "abcdef", &[]);
         assert!(h.matches(&f(&[("event", "health_status")])));
-        let j = e.to_json();
+        let m = e.to_message();
         assert_eq!(
-            (j["status"].as_str(), j["from"].as_str()),
+            (m.status.as_deref(), m.from.as_deref()),
             (Some("die"), Some("busybox"))
         );
+        let j = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            (j["Actor"]["ID"].as_str(), j["timeNano"].as_i64()),
+            (Some(e.id.as_str()), Some(e.time_nano))
+        );
+        let v = serde_json::to_value(ev("volume", "create", "v", &[]).to_message()).unwrap();
+        assert!(v.get("status").is_none() && v.get("from").is_none());
     }
 
     #[test]

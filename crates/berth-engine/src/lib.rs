@@ -3,35 +3,26 @@
 //! reads, records on disk, restart policies, and the wiring of store, runtime and
 //! shim. HTTP stays outside: callers see typed results and [`EngineError`].
 
-pub mod archive;
 pub mod backend;
 pub mod build;
-pub mod commit;
 mod containers;
-mod dns;
 pub mod events;
-mod exec;
 #[cfg(test)]
 mod fake_host_tests;
 #[cfg(test)]
 mod fake_shim;
-pub mod health;
 pub mod images;
-mod links;
-mod logs;
-mod names;
-pub mod net;
 mod networks;
 pub mod prune;
 pub mod record;
-pub mod rootfs;
 pub mod shims;
-pub mod stats;
-mod top;
-mod update;
-pub mod user;
-mod validate;
 pub mod volumes;
+
+// The rooms' parts other crates, and other rooms, name directly.
+pub use containers::{archive, health, rootfs, stats, user};
+pub(crate) use containers::{exec, logs, names, validate};
+pub use images::commit;
+pub(crate) use networks::{endpoints, links};
 
 use berth_api::CreateRequest;
 use berth_runtime::proto::{ExitStatus, Request};
@@ -41,7 +32,7 @@ use berth_store::fsutil::{remove_tree, write_atomic, write_replace};
 use berth_store::Store;
 use record::{Record, State, Status, Transition};
 use rootfs::{Mounter, OverlayMount};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

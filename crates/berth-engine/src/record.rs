@@ -50,7 +50,7 @@ pub struct State {
     pub failure_count: u32,
     /// Its endpoints on bridge networks while it runs, by network name.
     #[serde(default)]
-    pub endpoints: std::collections::BTreeMap<String, crate::net::EndpointState>,
+    pub endpoints: std::collections::BTreeMap<String, crate::endpoints::EndpointState>,
     /// The healthcheck's results, when the container has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::Health>,

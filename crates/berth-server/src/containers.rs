@@ -10,7 +10,7 @@ pub(crate) async fn containers_list<B: ContainerBackend>(
     let v = s
         .backend
         .list(q.bool("all"), limit, q.bool("size"), &q.filters()?)?;
-    Ok(json_response(Value::Array(v)))
+    Ok(json_response(v))
 }
 
 pub(crate) async fn container_create<B: ContainerBackend>(
@@ -144,7 +144,7 @@ pub(crate) async fn container_stats<B: ContainerBackend>(
         .is_none_or(|v| matches!(v, "1" | "true" | "True"));
     let first = s.backend.stats_sample(&id, None)?;
     if !stream {
-        if q.bool("one-shot") || first["read"] == "0001-01-01T00:00:00Z" {
+        if q.bool("one-shot") || first.read == "0001-01-01T00:00:00Z" {
             return Ok(json_response(first));
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -214,8 +214,9 @@ pub(crate) async fn container_update<B: ContainerBackend>(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok(json_response(s.backend.update(&id, &v).await?))
+    let given: berth_api::HostConfig =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(json_response(s.backend.update(&id, given).await?))
 }
 
 pub(crate) async fn container_export<B: ContainerBackend>(

@@ -165,8 +165,8 @@ pub async fn by_name_get<B: ImageBackend>(
             // 1.45) reads ContainerConfig.Volumes whenever it recreates a
             // service and fails without it, against dockerd too. Extra fields
             // cost newer clients nothing.
-            v["Container"] = serde_json::json!("");
-            v["ContainerConfig"] = v["Config"].clone();
+            v.container = Some(String::new());
+            v.container_config = Some(v.config.clone());
             Ok(json_response(v))
         }
         "history" => Ok(json_response(s.backend.image_history(name)?)),

@@ -123,7 +123,7 @@ pub(crate) async fn events<B: SystemBackend>(State(s): State<AppState<B>>, q: Q)
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     tokio::spawn(async move {
         let line = |e: &berth_engine::events::Event| {
-            let mut l = serde_json::to_vec(&e.to_json()).unwrap_or_default();
+            let mut l = serde_json::to_vec(&e.to_message()).unwrap_or_default();
             l.push(b'\n');
             Ok(l)
         };

@@ -14,6 +14,7 @@ use crate::format::{ago, human_size, print_rows};
 use crate::stream;
 use crate::util::*;
 use anyhow::{bail, Result};
+use berth_api::{ContainerInspect, ContainerSummary, ContainerTopResponse, Port};
 use serde_json::{json, Value};
 
 pub(crate) fn dispatch(c: &Client, cmd: ContainerCmd) -> (Result<i32>, i32) {
@@ -63,16 +64,14 @@ pub(crate) fn ps(c: &Client, a: PsArgs) -> Result<i32> {
     if !a.filter.is_empty() {
         q.push(("filters", filters_json(&a.filter)?));
     }
-    let list = c.get(&format!("/containers/json{}", query(&q)))?.json()?;
-    let list = list.as_array().cloned().unwrap_or_default();
+    let list: Vec<ContainerSummary> = c.get(&format!("/containers/json{}", query(&q)))?.decode()?;
     if a.quiet {
         let mut out = String::new();
         for v in &list {
-            let id = v["Id"].as_str().unwrap_or_default();
             out.push_str(if a.no_trunc {
-                id
+                &v.id
             } else {
-                &id[..12.min(id.len())]
+                &v.id[..12.min(v.id.len())]
             });
             out.push('\n');
         }
@@ -82,51 +81,41 @@ pub(crate) fn ps(c: &Client, a: PsArgs) -> Result<i32> {
     let rows: Vec<Value> = list
         .iter()
         .map(|v| {
-            let id = v["Id"].as_str().unwrap_or_default();
-            let mut cmd = v["Command"].as_str().unwrap_or_default().to_string();
+            let mut cmd = v.command.clone();
             if !a.no_trunc && cmd.chars().count() > 20 {
                 cmd = cmd.chars().take(19).collect::<String>() + "…";
             }
-            let names: Vec<String> = v["Names"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str().map(|s| s.trim_start_matches('/').to_string()))
-                .collect();
-            let created = v["Created"].as_i64().unwrap_or(0);
-            let labels = v["Labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let names: Vec<&str> = v.names.iter().map(|n| n.trim_start_matches('/')).collect();
+            let labels: std::collections::BTreeMap<_, _> = v.labels.iter().collect();
+            let labels = labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
             let size = if a.size {
                 format!(
                     "{} (virtual {})",
-                    human_size(v["SizeRw"].as_f64().unwrap_or(0.0)),
-                    human_size(v["SizeRootFs"].as_f64().unwrap_or(0.0))
+                    human_size(v.size_rw.unwrap_or(0) as f64),
+                    human_size(v.size_root_fs.unwrap_or(0) as f64)
                 )
             } else {
                 String::new()
             };
             json!({
-                "ID": if a.no_trunc { id.to_string() } else { short_id(id) },
-                "Image": v["Image"],
+                "ID": if a.no_trunc { v.id.clone() } else { short_id(&v.id) },
+                "Image": v.image,
                 "Command": format!("\"{cmd}\""),
-                "CreatedAt": chrono::DateTime::from_timestamp(created, 0)
+                "CreatedAt": chrono::DateTime::from_timestamp(v.created, 0)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
-                "RunningFor": ago(created),
-                "Ports": ports_text(&v["Ports"]),
-                "Status": v["Status"],
-                "State": v["State"],
+                "RunningFor": ago(v.created),
+                "Ports": ports_text(&v.ports),
+                "Status": v.status,
+                "State": v.state,
                 "Size": size,
                 "Names": names.join(","),
                 "Labels": labels,
                 "Mounts": "",
-                "Networks": v["HostConfig"]["NetworkMode"],
+                "Networks": v.host_config.network_mode,
             })
         })
         .collect();
@@ -159,10 +148,7 @@ pub(crate) fn ps(c: &Client, a: PsArgs) -> Result<i32> {
 }
 
 pub(crate) fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
-    let info = c
-        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
-        .json()?;
-    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let tty = inspect(c, &a.container)?.config.tty;
     let mut q = vec![
         ("stdout", "1".to_string()),
         ("stderr", "1".to_string()),
@@ -193,32 +179,23 @@ pub(crate) fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A container's inspect, for the commands that act on what it is.
+pub(crate) fn inspect(c: &Client, key: &str) -> Result<ContainerInspect> {
+    c.get(&format!("/containers/{}/json", urlencode(key)))?
+        .decode()
+}
+
 pub(crate) fn top(c: &Client, a: TopArgs) -> Result<i32> {
     let q = if a.ps_args.is_empty() {
         String::new()
     } else {
         query(&[("ps_args", a.ps_args.join(" "))])
     };
-    let v = c
+    let v: ContainerTopResponse = c
         .get(&format!("/containers/{}/top{q}", urlencode(&a.container)))?
-        .json()?;
-    let mut lines = vec![v["Titles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| t.as_str().unwrap_or_default().to_string())
-        .collect::<Vec<_>>()
-        .join("\t")];
-    for p in v["Processes"].as_array().into_iter().flatten() {
-        lines.push(
-            p.as_array()
-                .into_iter()
-                .flatten()
-                .map(|x| x.as_str().unwrap_or_default().to_string())
-                .collect::<Vec<_>>()
-                .join("\t"),
-        );
-    }
+        .decode()?;
+    let mut lines = vec![v.titles.join("\t")];
+    lines.extend(v.processes.iter().map(|p| p.join("\t")));
     print!("{}", crate::format::align(&lines));
     Ok(0)
 }
@@ -397,18 +374,15 @@ pub(crate) fn update(c: &Client, a: crate::UpdateArgs) -> Result<i32> {
 }
 
 /// Docker's PORTS column: `127.0.0.1:8080->80/tcp, 443/tcp`.
-pub(crate) fn ports_text(ports: &Value) -> String {
-    let mut items: Vec<(u64, String)> = ports
-        .as_array()
-        .into_iter()
-        .flatten()
+pub(crate) fn ports_text(ports: &[Port]) -> String {
+    let mut items: Vec<(u16, String)> = ports
+        .iter()
         .map(|p| {
-            let private = p["PrivatePort"].as_u64().unwrap_or(0);
-            let proto = p["Type"].as_str().unwrap_or("tcp");
-            let text = match p["PublicPort"].as_u64() {
+            let (private, proto) = (p.private_port, &p.kind);
+            let text = match p.public_port {
                 Some(public) => format!(
                     "{}:{public}->{private}/{proto}",
-                    p["IP"].as_str().unwrap_or("0.0.0.0")
+                    p.ip.as_deref().unwrap_or("0.0.0.0")
                 ),
                 None => format!("{private}/{proto}"),
             };
@@ -424,9 +398,7 @@ pub(crate) fn ports_text(ports: &Value) -> String {
 }
 
 pub(crate) fn port(c: &Client, a: PortArgs) -> Result<i32> {
-    let v = c
-        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
-        .json()?;
+    let v = inspect(c, &a.container)?;
     let want = a.private.as_deref().map(|p| {
         if p.contains('/') {
             p.to_string()
@@ -435,20 +407,12 @@ pub(crate) fn port(c: &Client, a: PortArgs) -> Result<i32> {
         }
     });
     let mut rows: Vec<String> = Vec::new();
-    for (k, binds) in v["NetworkSettings"]["Ports"]
-        .as_object()
-        .into_iter()
-        .flatten()
-    {
+    for (k, binds) in &v.network_settings.ports {
         if want.as_ref().is_some_and(|w| w != k) {
             continue;
         }
-        for b in binds.as_array().into_iter().flatten() {
-            let addr = format!(
-                "{}:{}",
-                b["HostIp"].as_str().unwrap_or(""),
-                b["HostPort"].as_str().unwrap_or("")
-            );
+        for b in binds.iter().flatten() {
+            let addr = format!("{}:{}", b.host_ip, b.host_port);
             rows.push(if want.is_some() {
                 addr
             } else {

@@ -1,12 +1,14 @@
 //! `run`, `start`, `attach` and `exec`: hijacked streams, waiting, exit statuses.
 
 use super::create::create;
+use super::inspect;
 use crate::args::*;
 use crate::client::{query, urlencode, Client};
 use crate::stream;
 use crate::util::*;
 use anyhow::{bail, Result};
-use serde_json::{json, Value};
+use berth_api::{ExecConfig, ExecInspect};
+use serde_json::json;
 
 /// A start that failed: as the docker CLI, 127 or 126 when the daemon ended
 /// the container with that status (command not found, not executable), else 125.
@@ -144,10 +146,7 @@ pub(crate) fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
     }
     if a.detach {
         if let Err(e) = c.post(&format!("/containers/{id}/start")) {
-            let v = c
-                .get(&format!("/containers/{id}/json"))
-                .and_then(|r| r.json());
-            let code = v.ok().and_then(|v| v["State"]["ExitCode"].as_i64());
+            let code = inspect(c, &id).ok().map(|v| v.state.exit_code);
             return Err(start_failed(e, code));
         }
         println!("{id}");
@@ -188,11 +187,9 @@ pub(crate) fn run(c: &Client, a: RunArgs, start_it: bool) -> Result<i32> {
 pub(crate) fn start(c: &Client, a: StartArgs) -> Result<i32> {
     if a.attach || a.interactive {
         let id = a.containers[0].clone();
-        let info = c
-            .get(&format!("/containers/{}/json", urlencode(&id)))?
-            .json()?;
-        let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
-        let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+        let info = inspect(c, &id)?;
+        let tty = info.config.tty;
+        let stdin = a.interactive && info.config.open_stdin;
         let q = query(&[
             ("stream", "1".into()),
             ("stdin", if stdin { "1" } else { "0" }.into()),
@@ -220,15 +217,13 @@ pub(crate) fn start(c: &Client, a: StartArgs) -> Result<i32> {
 }
 
 pub(crate) fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
-    let info = c
-        .get(&format!("/containers/{}/json", urlencode(&a.container)))?
-        .json()?;
-    if !info["State"]["Running"].as_bool().unwrap_or(false) {
+    let info = inspect(c, &a.container)?;
+    if !info.state.running {
         bail!("You cannot attach to a stopped container, start it first");
     }
-    let id = info["Id"].as_str().unwrap_or_default().to_string();
-    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
-    let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let id = info.id;
+    let tty = info.config.tty;
+    let stdin = !a.no_stdin && info.config.open_stdin;
     let (resp, conn) = open_attach(c, &id, stdin, a.detach_keys.as_deref())?;
     let _raw = stream::RawMode::when(tty && stdin);
     if tty && stream::is_tty(0) {
@@ -245,25 +240,28 @@ pub(crate) fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
         return Ok(0);
     }
     drop(_raw);
-    let v = c.get(&format!("/containers/{id}/json"))?.json()?;
-    Ok(v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32)
+    Ok(inspect(c, &id)?.state.exit_code as i32)
 }
 
 pub(crate) fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
     let tty = a.tty && stream::is_tty(0);
-    let body = json!({
-        "AttachStdin": a.interactive && !a.detach,
-        "AttachStdout": !a.detach,
-        "AttachStderr": !a.detach,
-        "Tty": a.tty,
-        "Env": a.env,
-        "Cmd": a.cmd(),
-        "Privileged": a.privileged,
-        "User": a.user.clone().unwrap_or_default(),
-        "WorkingDir": a.workdir.clone().unwrap_or_default(),
-        "DetachKeys": a.detach_keys.clone().unwrap_or_default(),
-        "ConsoleSize": if tty { stream::window_size().map(|(h, w)| json!([h, w])).unwrap_or(Value::Null) } else { Value::Null },
-    });
+    let body = ExecConfig {
+        attach_stdin: a.interactive && !a.detach,
+        attach_stdout: !a.detach,
+        attach_stderr: !a.detach,
+        tty: a.tty,
+        env: Some(a.env.clone()),
+        cmd: a.cmd().to_vec(),
+        privileged: a.privileged,
+        user: a.user.clone().unwrap_or_default(),
+        working_dir: a.workdir.clone().unwrap_or_default(),
+        detach_keys: a.detach_keys.clone().unwrap_or_default(),
+        console_size: if tty {
+            stream::window_size().map(|(h, w)| vec![h, w])
+        } else {
+            None
+        },
+    };
     let v = c
         .post_json(
             &format!("/containers/{}/exec", urlencode(a.container())),
@@ -295,6 +293,6 @@ pub(crate) fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
     );
     sess.finish();
     drop(_raw);
-    let v = c.get(&format!("/exec/{exec_id}/json"))?.json()?;
-    Ok(v["ExitCode"].as_i64().unwrap_or(0) as i32)
+    let v: ExecInspect = c.get(&format!("/exec/{exec_id}/json"))?.decode()?;
+    Ok(v.exit_code.unwrap_or(0))
 }

@@ -5,6 +5,7 @@ use crate::args::*;
 use crate::client::{urlencode, Client};
 use crate::format::{bytes_size, human_size, print_rows};
 use anyhow::Result;
+use berth_api::{ContainerSummary, StatsResponse};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -23,96 +24,76 @@ const HEADERS: [(&str, &str); 9] = [
 ];
 
 /// One table row from a sample (whose `precpu_stats` is the one before).
-fn row(container: &str, s: &Value) -> Value {
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let cpu = &s["cpu_stats"];
-    let pre = &s["precpu_stats"];
-    let cpu_delta = f(&cpu["cpu_usage"]["total_usage"]) - f(&pre["cpu_usage"]["total_usage"]);
-    let sys_delta = f(&cpu["system_cpu_usage"]) - f(&pre["system_cpu_usage"]);
-    let cpus = f(&cpu["online_cpus"]).max(1.0);
+fn row(container: &str, s: &StatsResponse) -> Value {
+    let (cpu, pre) = (&s.cpu_stats, &s.precpu_stats);
+    let cpu_delta = cpu.cpu_usage.total_usage as f64 - pre.cpu_usage.total_usage as f64;
+    let sys_delta =
+        cpu.system_cpu_usage.unwrap_or(0) as f64 - pre.system_cpu_usage.unwrap_or(0) as f64;
+    let cpus = f64::from(cpu.online_cpus.unwrap_or(1).max(1));
     let cpu_pct = if sys_delta > 0.0 && cpu_delta > 0.0 {
         cpu_delta / sys_delta * cpus * 100.0
     } else {
         0.0
     };
-    let mem = &s["memory_stats"];
+    let mem = &s.memory_stats;
     // As the docker CLI: page cache that could be dropped is not "used".
-    let inactive = mem["stats"]
-        .get("total_inactive_file")
-        .or_else(|| mem["stats"].get("inactive_file"))
-        .map(f)
-        .unwrap_or(0.0);
-    let used = (f(&mem["usage"]) - inactive).max(0.0);
-    let limit = f(&mem["limit"]);
+    let inactive = mem
+        .stats
+        .as_ref()
+        .and_then(|m| {
+            m.get("total_inactive_file")
+                .or_else(|| m.get("inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    let used = mem.usage.unwrap_or(0).saturating_sub(inactive) as f64;
+    let limit = mem.limit.unwrap_or(0) as f64;
     let mem_pct = if limit > 0.0 {
         used / limit * 100.0
     } else {
         0.0
     };
-    let (mut rx, mut tx) = (0.0, 0.0);
-    for n in s["networks"]
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
-    {
-        rx += f(&n["rx_bytes"]);
-        tx += f(&n["tx_bytes"]);
-    }
-    let (mut rd, mut wr) = (0.0, 0.0);
-    for e in s["blkio_stats"]["io_service_bytes_recursive"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        match e["op"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "read" => rd += f(&e["value"]),
-            "write" => wr += f(&e["value"]),
+    let nets = s.networks.iter().flat_map(|m| m.values());
+    let rx: u64 = nets.clone().map(|n| n.rx_bytes).sum();
+    let tx: u64 = nets.map(|n| n.tx_bytes).sum();
+    let (mut rd, mut wr) = (0, 0);
+    for e in s.blkio_stats.io_service_bytes_recursive.iter().flatten() {
+        match e.op.to_ascii_lowercase().as_str() {
+            "read" => rd += e.value,
+            "write" => wr += e.value,
             _ => {}
         }
     }
-    let id: String = s["id"]
-        .as_str()
-        .unwrap_or_default()
-        .chars()
-        .take(12)
-        .collect();
     json!({
         "Container": container,
-        "ID": id,
-        "Name": s["name"].as_str().unwrap_or_default().trim_start_matches('/'),
+        "ID": s.id.chars().take(12).collect::<String>(),
+        "Name": s.name.trim_start_matches('/'),
         "CPUPerc": format!("{cpu_pct:.2}%"),
         "MemUsage": format!("{} / {}", bytes_size(used), bytes_size(limit)),
         "MemPerc": format!("{mem_pct:.2}%"),
-        "NetIO": format!("{} / {}", human_size(rx), human_size(tx)),
-        "BlockIO": format!("{} / {}", human_size(rd), human_size(wr)),
-        "PIDs": s["pids_stats"]["current"].as_u64().unwrap_or(0).to_string(),
+        "NetIO": format!("{} / {}", human_size(rx as f64), human_size(tx as f64)),
+        "BlockIO": format!("{} / {}", human_size(rd as f64), human_size(wr as f64)),
+        "PIDs": s.pids_stats.current.unwrap_or(0).to_string(),
     })
 }
 
-fn sample(c: &Client, name: &str, one_shot: bool) -> Result<Value> {
+fn sample(c: &Client, name: &str, one_shot: bool) -> Result<StatsResponse> {
     let q = if one_shot {
         "stream=false&one-shot=true"
     } else {
         "stream=false"
     };
     c.get(&format!("/containers/{}/stats?{q}", urlencode(name)))?
-        .json()
+        .decode()
 }
 
 pub fn stats(c: &Client, a: StatsArgs) -> Result<i32> {
     let names: Vec<String> = if a.containers.is_empty() {
         let q = if a.all { "?all=1" } else { "" };
         c.get(&format!("/containers/json{q}"))?
-            .json()?
-            .as_array()
+            .decode::<Vec<ContainerSummary>>()?
             .into_iter()
-            .flatten()
-            .filter_map(|c| c["Id"].as_str().map(|s| s[..12.min(s.len())].to_string()))
+            .map(|c| c.id[..12.min(c.id.len())].to_string())
             .collect()
     } else {
         a.containers.clone()
@@ -136,7 +117,7 @@ pub fn stats(c: &Client, a: StatsArgs) -> Result<i32> {
         print_rows(&a.format, DEFAULT, &rows, &HEADERS)?;
         return Ok(0);
     }
-    let mut prev: Vec<Option<Value>> = vec![None; names.len()];
+    let mut prev: Vec<Option<StatsResponse>> = vec![None; names.len()];
     loop {
         let mut rows = Vec::new();
         for (i, n) in names.iter().enumerate() {
@@ -144,7 +125,7 @@ pub fn stats(c: &Client, a: StatsArgs) -> Result<i32> {
                 continue;
             };
             if let Some(p) = &prev[i] {
-                s["precpu_stats"] = p["cpu_stats"].clone();
+                s.precpu_stats = p.cpu_stats.clone();
             }
             rows.push(row(n, &s));
             prev[i] = Some(s);
@@ -170,7 +151,7 @@ mod tests {
             "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 4096}, {"op": "write", "value": 0}]},
             "pids_stats": {"current": 3},
         });
-        let r = row("web", &s);
+        let r = row("web", &serde_json::from_value(s).unwrap());
         assert_eq!(r["ID"], "0123456789ab");
         assert_eq!(r["CPUPerc"], "50.00%");
         assert_eq!(r["MemUsage"], "2MiB / 64MiB");

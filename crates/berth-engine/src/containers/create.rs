@@ -50,7 +50,7 @@ impl Engine {
             .map(str::to_string)
             .or_else(|| Some(config.mac_address.clone()).filter(|m| !m.is_empty()));
         if let Some(m) = &mac_address {
-            net::parse_mac(m)?;
+            endpoints::parse_mac(m)?;
         }
         for c in host_config
             .cap_add
@@ -149,7 +149,7 @@ impl Engine {
         network_mode: &str,
         networking_config: Option<&Value>,
     ) -> Result<Endpoints> {
-        let net_name = net::mode_network(network_mode).to_string();
+        let net_name = endpoints::mode_network(network_mode).to_string();
         // Every network of `EndpointsConfig` (API 1.44+): the mode's is the
         // primary one, the others are joined at start as after `network
         // connect`. An unknown one fails the start, as dockerd.
@@ -166,7 +166,7 @@ impl Engine {
             .unwrap_or_default();
         for (k, v) in endpoints {
             // The docker CLI names the default network `default`.
-            let k = net::mode_network(&k).to_string();
+            let k = endpoints::mode_network(&k).to_string();
             let name = self.nets.get(&k).map(|n| n.name).unwrap_or(k);
             if name == primary {
                 endpoint_cfg = v.clone();

@@ -26,7 +26,7 @@ impl Engine {
     pub(crate) fn write_etc_files(
         &self,
         rec: &Record,
-        eps: &BTreeMap<String, net::EndpointState>,
+        eps: &BTreeMap<String, endpoints::EndpointState>,
         link_hosts: &[String],
     ) -> Result<Vec<(PathBuf, String)>> {
         let dir = self.cdir(&rec.id);
@@ -98,7 +98,7 @@ impl Engine {
         rec: &Record,
         rootfs: &Path,
         netns: Option<&str>,
-        eps: &BTreeMap<String, net::EndpointState>,
+        eps: &BTreeMap<String, endpoints::EndpointState>,
     ) -> Result<RunSpec> {
         let hc = &rec.host_config;
         let user = user::resolve(rootfs, &rec.config.user).map_err(EngineError::BadRequest)?;

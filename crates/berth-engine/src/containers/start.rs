@@ -118,7 +118,7 @@ impl Engine {
         c: &Arc<Ctr>,
         rec: &Record,
         netns: Option<&str>,
-        eps: &BTreeMap<String, net::EndpointState>,
+        eps: &BTreeMap<String, endpoints::EndpointState>,
     ) -> Result<()> {
         let id = &rec.id;
         let rootfs = self.prepare_rootfs(rec)?;

@@ -1,6 +1,10 @@
 //! What inspect and list show of containers.
 
 use crate::*;
+use berth_api::{
+    ContainerInspect, ContainerState, ContainerSummary, GraphDriver, SummaryHostConfig,
+    SummaryNetworkSettings,
+};
 
 impl Engine {
     pub fn container_tty(&self, key: &str) -> Result<bool> {
@@ -8,17 +12,18 @@ impl Engine {
     }
 
     /// `docker inspect` of a container.
-    pub fn inspect(&self, key: &str, size: bool) -> Result<Value> {
+    pub fn inspect(&self, key: &str, size: bool) -> Result<ContainerInspect> {
         let c = self.find(key)?;
         let rec = c.rec.read().expect("rec").clone();
         let st = c.state();
         let dir = self.cdir(&rec.id);
-        let mut config = serde_json::to_value(&rec.config).unwrap_or_default();
-        config["Image"] = json!(rec.image);
-        let net_mode = net::mode_network(&rec.host_config.network_mode).to_string();
-        let mut host_config = serde_json::to_value(&rec.host_config).unwrap_or_default();
-        host_config["NetworkMode"] = json!(net_mode);
-        host_config["Links"] = json!(self.links_json(&rec));
+        let path_text = |p: PathBuf| p.display().to_string();
+        let mut config = rec.config.clone();
+        config.image = rec.image.clone();
+        let mut host_config = rec.host_config.clone();
+        host_config.network_mode =
+            endpoints::mode_network(&rec.host_config.network_mode).to_string();
+        host_config.links = self.links_json(&rec);
         let exec_ids: Vec<String> = self
             .execs
             .lock()
@@ -39,61 +44,68 @@ impl Engine {
                     .join(":")
             })
             .unwrap_or_default();
-        let mut v = json!({
-            "Id": rec.id,
-            "Created": rec.created,
-            "Path": rec.path,
-            "Args": rec.args,
-            "State": {
-                "Status": st.status.as_str(),
-                "Running": st.status.is_running(),
-                "Paused": st.status == Status::Paused,
-                "Restarting": st.status == Status::Restarting,
-                "OOMKilled": st.oom_killed,
-                "Dead": st.status == Status::Dead,
-                "Pid": st.pid,
-                "ExitCode": st.exit_code,
-                "Error": st.error,
-                "StartedAt": st.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
-                "FinishedAt": st.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+        let (size_rw, size_root_fs) = self.sizes(&rec, size);
+        Ok(ContainerInspect {
+            id: rec.id.clone(),
+            created: rec.created.clone(),
+            path: rec.path.clone(),
+            args: rec.args.clone(),
+            state: ContainerState {
+                status: st.status.as_str().to_string(),
+                running: st.status.is_running(),
+                paused: st.status == Status::Paused,
+                restarting: st.status == Status::Restarting,
+                oom_killed: st.oom_killed,
+                dead: st.status == Status::Dead,
+                pid: st.pid.into(),
+                exit_code: st.exit_code.into(),
+                error: st.error.clone(),
+                started_at: st.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+                finished_at: st.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+                health: st.health.clone(),
             },
-            "Image": rec.image_id,
-            "ResolvConfPath": dir.join("resolv.conf"),
-            "HostnamePath": dir.join("hostname"),
-            "HostsPath": dir.join("hosts"),
-            "LogPath": rec.log_path,
-            "Name": format!("/{}", rec.name),
-            "RestartCount": st.restart_count,
-            "Driver": "overlay2",
-            "Platform": "linux",
-            "MountLabel": "",
-            "ProcessLabel": "",
-            "AppArmorProfile": "",
-            "ExecIDs": if exec_ids.is_empty() { Value::Null } else { json!(exec_ids) },
-            "HostConfig": host_config,
-            "GraphDriver": {
-                "Name": "overlay2",
-                "Data": {
-                    "LowerDir": lower,
-                    "UpperDir": dir.join("rw/upper"),
-                    "WorkDir": dir.join("rw/work"),
-                    "MergedDir": self.rootfs(&rec.id),
-                }
+            image: rec.image_id.clone(),
+            resolv_conf_path: path_text(dir.join("resolv.conf")),
+            hostname_path: path_text(dir.join("hostname")),
+            hosts_path: path_text(dir.join("hosts")),
+            log_path: rec.log_path.clone(),
+            name: format!("/{}", rec.name),
+            restart_count: st.restart_count,
+            driver: "overlay2".into(),
+            platform: "linux".into(),
+            mount_label: String::new(),
+            process_label: String::new(),
+            app_armor_profile: String::new(),
+            exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
+            host_config,
+            graph_driver: GraphDriver {
+                name: "overlay2".into(),
+                data: [
+                    ("LowerDir", lower),
+                    ("UpperDir", path_text(dir.join("rw/upper"))),
+                    ("WorkDir", path_text(dir.join("rw/work"))),
+                    ("MergedDir", path_text(self.rootfs(&rec.id))),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             },
-            "Mounts": self.mounts_json(&rec),
-            "Config": config,
-            "NetworkSettings": self.network_settings(&rec, &st.endpoints),
-        });
-        if let Some(h) = &st.health {
-            v["State"]["Health"] = json!(h);
+            size_rw,
+            size_root_fs,
+            mounts: self.mount_points(&rec),
+            config,
+            network_settings: self.network_settings(&rec, &st.endpoints),
+        })
+    }
+
+    /// `SizeRw` and `SizeRootFs`, when asked for.
+    fn sizes(&self, rec: &Record, size: bool) -> (Option<i64>, Option<i64>) {
+        if !size {
+            return (None, None);
         }
-        if size {
-            let rw = dir_size(&dir.join("rw/upper"));
-            let root = self.store.get(&rec.image_id).map(|i| i.size).unwrap_or(0);
-            v["SizeRw"] = json!(rw);
-            v["SizeRootFs"] = json!(rw + root);
-        }
-        Ok(v)
+        let rw = dir_size(&self.cdir(&rec.id).join("rw/upper")) as i64;
+        let root = self.store.get(&rec.image_id).map(|i| i.size).unwrap_or(0) as i64;
+        (Some(rw), Some(rw + root))
     }
 
     /// `GET /containers/json`, from memory.
@@ -103,7 +115,7 @@ impl Engine {
         limit: Option<usize>,
         size: bool,
         filters: &HashMap<String, Vec<String>>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<ContainerSummary>> {
         for k in filters.keys() {
             if !matches!(
                 k.as_str(),
@@ -183,34 +195,34 @@ impl Engine {
             if command.is_empty() {
                 command = String::new();
             }
-            let net_mode = net::mode_network(&rec.host_config.network_mode).to_string();
+            let net_mode = endpoints::mode_network(&rec.host_config.network_mode).to_string();
             let created = chrono::DateTime::parse_from_rfc3339(&rec.created)
                 .map(|t| t.timestamp())
                 .unwrap_or(0);
-            let mut v = json!({
-                "Id": rec.id,
-                "Names": std::iter::once(format!("/{}", rec.name))
+            let (size_rw, size_root_fs) = self.sizes(&rec, size);
+            out.push(ContainerSummary {
+                names: std::iter::once(format!("/{}", rec.name))
                     .chain(link_names.get(&rec.id).into_iter().flatten().cloned())
-                    .collect::<Vec<_>>(),
-                "Image": rec.image,
-                "ImageID": rec.image_id,
-                "Command": command,
-                "Created": created,
-                "Ports": self.ports_list(&rec, &st.endpoints),
-                "Labels": rec.config.labels.clone().unwrap_or_default(),
-                "State": st.status.as_str(),
-                "Status": record::status_text(&st),
-                "HostConfig": {"NetworkMode": net_mode},
-                "NetworkSettings": {"Networks": self.networks_json(&rec, &st.endpoints)},
-                "Mounts": self.mounts_json(&rec),
+                    .collect(),
+                image: rec.image.clone(),
+                image_id: rec.image_id.clone(),
+                command,
+                created,
+                ports: self.ports_list(&rec, &st.endpoints),
+                size_rw,
+                size_root_fs,
+                labels: rec.config.labels.clone().unwrap_or_default(),
+                state: st.status.as_str().to_string(),
+                status: record::status_text(&st),
+                host_config: SummaryHostConfig {
+                    network_mode: net_mode,
+                },
+                network_settings: SummaryNetworkSettings {
+                    networks: self.networks_json(&rec, &st.endpoints),
+                },
+                mounts: self.mount_points(&rec),
+                id: rec.id,
             });
-            if size {
-                let rw = dir_size(&self.cdir(&rec.id).join("rw/upper"));
-                let root = self.store.get(&rec.image_id).map(|i| i.size).unwrap_or(0);
-                v["SizeRw"] = json!(rw);
-                v["SizeRootFs"] = json!(rw + root);
-            }
-            out.push(v);
         }
         Ok(out)
     }

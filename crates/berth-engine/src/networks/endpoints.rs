@@ -4,10 +4,11 @@
 
 use crate::record::Record;
 use crate::{Engine, EngineError, Kind, Result};
+use berth_api::{EndpointSettings, NetworkSettings, Port, PortBinding};
 use berth_net::host::{self, Endpoint};
 use berth_net::NetError;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -685,21 +686,19 @@ impl Engine {
         });
     }
 
-    /// `NetworkSettings` for inspect.
     /// `NetworkSettings.Networks`: one entry per network the container is on.
     pub(crate) fn networks_json(
         &self,
         rec: &Record,
         eps: &BTreeMap<String, EndpointState>,
-    ) -> Value {
+    ) -> BTreeMap<String, EndpointSettings> {
         let mode = mode_network(&rec.host_config.network_mode);
-        let mut nets = serde_json::Map::new();
         let mut names: Vec<String> = vec![mode.to_string()];
         names.extend(rec.extra_networks.iter().map(|x| x.name.clone()));
         let short_id = &rec.id[..rec.id.len().min(12)];
+        let mut nets = BTreeMap::new();
         for name in names {
             let net = self.nets.get(&name).ok();
-            let net_id = net.as_ref().map(|n| n.id.clone()).unwrap_or_default();
             let ep = eps.get(&name).cloned().unwrap_or_default();
             let aliases: Vec<String> = if name == mode {
                 rec.aliases.clone()
@@ -716,90 +715,115 @@ impl Engine {
                     let mut d = vec![rec.name.trim_start_matches('/').to_string()];
                     d.extend(aliases.iter().cloned());
                     d.push(short_id.to_string());
-                    json!(d)
+                    Some(d)
                 }
-                _ => Value::Null,
+                _ => None,
             };
-            let given = rec
+            // What the client asked for at create or connect.
+            let given: EndpointSettings = rec
                 .endpoint_settings
                 .get(&name)
-                .cloned()
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default();
-            let mac = match ep.mac.as_str() {
-                "" => given["MacAddress"].clone(),
-                m => json!(m),
+            let settings = EndpointSettings {
+                aliases: (!aliases.is_empty()).then_some(aliases),
+                mac_address: match ep.mac.as_str() {
+                    "" => given.mac_address.clone(),
+                    m => m.to_string(),
+                },
+                network_id: net.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
+                endpoint_id: ep.endpoint_id,
+                gateway: ep.gateway,
+                ip_address: ep.ip,
+                ip_prefix_len: ep.prefix,
+                ipv6_gateway: ep.gateway6,
+                global_ipv6_address: ep.ip6,
+                global_ipv6_prefix_len: ep.prefix6,
+                dns_names,
+                ..given
             };
-            nets.insert(
-                name,
-                json!({
-                    "IPAMConfig": given["IPAMConfig"], "Links": given["Links"],
-                    "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
-                    "MacAddress": if mac.is_null() { json!("") } else { mac },
-                    "NetworkID": net_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
-                    "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "IPv6Gateway": ep.gateway6,
-                    "GlobalIPv6Address": ep.ip6, "GlobalIPv6PrefixLen": ep.prefix6,
-                    "DriverOpts": given["DriverOpts"], "DNSNames": dns_names,
-                }),
-            );
+            nets.insert(name, settings);
         }
-        Value::Object(nets)
+        nets
     }
 
+    /// `NetworkSettings` for inspect.
     pub(crate) fn network_settings(
         &self,
         rec: &Record,
         eps: &BTreeMap<String, EndpointState>,
-    ) -> Value {
+    ) -> NetworkSettings {
         let mode = mode_network(&rec.host_config.network_mode);
-        let nets = self.networks_json(rec, eps);
-        let ep = eps.get(mode).cloned().unwrap_or_default();
-        let mut ports = serde_json::Map::new();
+        let mut ports: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
         for k in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {
-            ports.insert(k.clone(), Value::Null);
+            ports.insert(k.clone(), None);
         }
         for p in eps.values().flat_map(|e| e.ports.iter()) {
             let key = format!("{}/{}", p.container_port, p.proto);
-            let entry = ports.entry(key).or_insert_with(|| json!([]));
-            if !entry.is_array() {
-                *entry = json!([]);
-            }
-            if let Some(a) = entry.as_array_mut() {
-                a.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
-            }
+            ports
+                .entry(key)
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: p.host_port.to_string(),
+                });
         }
-        json!({
-            "Bridge": "", "SandboxID": "", "SandboxKey": if eps.is_empty() { String::new() } else {
-                host::netns_path(&self.cfg.exec_root, &rec.id).display().to_string() },
-            "Ports": ports, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-            "EndpointID": if mode == "bridge" { ep.endpoint_id.clone() } else { String::new() },
-            "Gateway": if mode == "bridge" { ep.gateway.clone() } else { String::new() },
-            "IPAddress": if mode == "bridge" { ep.ip.clone() } else { String::new() },
-            "IPPrefixLen": if mode == "bridge" { ep.prefix } else { 0 },
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
-            "MacAddress": if mode == "bridge" { ep.mac.clone() } else { String::new() },
-            "Networks": nets,
-        })
+        // The top-level copy is the default bridge's endpoint only.
+        let ep = match eps.get(mode) {
+            Some(ep) if mode == "bridge" => ep.clone(),
+            _ => EndpointState::default(),
+        };
+        NetworkSettings {
+            sandbox_key: if eps.is_empty() {
+                String::new()
+            } else {
+                host::netns_path(&self.cfg.exec_root, &rec.id)
+                    .display()
+                    .to_string()
+            },
+            ports,
+            endpoint_id: ep.endpoint_id,
+            gateway: ep.gateway,
+            ip_address: ep.ip,
+            ip_prefix_len: ep.prefix,
+            mac_address: ep.mac,
+            networks: self.networks_json(rec, eps),
+            ..NetworkSettings::default()
+        }
     }
 
     /// `ps`'s `Ports` list.
-    pub(crate) fn ports_list(&self, rec: &Record, eps: &BTreeMap<String, EndpointState>) -> Value {
-        let mut out: Vec<Value> = eps
+    pub(crate) fn ports_list(
+        &self,
+        rec: &Record,
+        eps: &BTreeMap<String, EndpointState>,
+    ) -> Vec<Port> {
+        let mut out: Vec<Port> = eps
             .values()
             .flat_map(|e| e.ports.iter())
-            .map(|p| json!({"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto}))
+            .map(|p| Port {
+                ip: Some(p.host_ip.clone()),
+                private_port: p.container_port,
+                public_port: Some(p.host_port),
+                kind: p.proto.clone(),
+            })
             .collect();
         for k in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {
             let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
             let port: u16 = port.parse().unwrap_or(0);
             if !out
                 .iter()
-                .any(|o| o["PrivatePort"] == port && o["Type"] == proto)
+                .any(|o| o.private_port == port && o.kind == proto)
             {
-                out.push(json!({"PrivatePort": port, "Type": proto}));
+                out.push(Port {
+                    private_port: port,
+                    kind: proto.to_string(),
+                    ..Port::default()
+                });
             }
         }
-        json!(out)
+        out
     }
 
     // ------------------------------------------------------------ /networks

@@ -1,10 +1,14 @@
 //! The `/networks` endpoints: list, inspect, create, remove and prune of
 //! networks, and their events.
 
-use crate::net::mode_network;
+pub(crate) mod dns;
+pub(crate) mod endpoints;
+pub(crate) mod links;
+
 use crate::{Engine, EngineError, Result};
 use berth_api::{Ipam, IpamConfig, NetworkContainer, NetworkCreateResponse, NetworkResource};
 use berth_net::{CreateOptions, Network};
+use endpoints::mode_network;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 

@@ -2,10 +2,10 @@
 
 use crate::record::Status;
 use crate::{new_id, user, Engine, EngineError, Kind, Result};
-use berth_api::ExecConfig;
+use berth_api::{ExecConfig, ExecInspect, ExecProcessConfig};
 use berth_runtime::proto::Request;
 use berth_runtime::spec;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
@@ -280,32 +280,32 @@ impl Engine {
         Ok(())
     }
 
-    pub fn exec_inspect(&self, exec_id: &str) -> Result<Value> {
+    pub fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect> {
         let e = self.exec_get(exec_id)?;
-        let (entry, args) = e
+        let (entrypoint, arguments) = e
             .config
             .cmd
             .split_first()
             .map(|(a, b)| (a.clone(), b.to_vec()))
             .unwrap_or_default();
-        Ok(json!({
-            "ID": e.id,
-            "Running": e.running,
-            "ExitCode": e.exit_code,
-            "ProcessConfig": {
-                "tty": e.config.tty,
-                "entrypoint": entry,
-                "arguments": args,
-                "privileged": e.config.privileged,
-                "user": e.config.user,
+        Ok(ExecInspect {
+            id: e.id,
+            running: e.running,
+            exit_code: e.exit_code,
+            process_config: ExecProcessConfig {
+                tty: e.config.tty,
+                entrypoint,
+                arguments,
+                privileged: e.config.privileged,
+                user: e.config.user.clone(),
             },
-            "OpenStdin": e.config.attach_stdin,
-            "OpenStderr": e.config.attach_stderr,
-            "OpenStdout": e.config.attach_stdout,
-            "CanRemove": false,
-            "ContainerID": e.container_id,
-            "DetachKeys": e.config.detach_keys,
-            "Pid": e.pid,
-        }))
+            open_stdin: e.config.attach_stdin,
+            open_stderr: e.config.attach_stderr,
+            open_stdout: e.config.attach_stdout,
+            can_remove: false,
+            container_id: e.container_id,
+            detach_keys: e.config.detach_keys.clone(),
+            pid: e.pid.into(),
+        })
     }
 }

@@ -1,10 +1,10 @@
 //! `docker top`: the host's `ps`, narrowed to the container's processes.
 
 use crate::{Engine, EngineError, Result};
-use serde_json::{json, Value};
+use berth_api::ContainerTopResponse;
 
 /// Keeps the rows of `ps` output whose PID column is one of `pids`.
-pub fn filter_ps(output: &str, pids: &[i32]) -> Result<Value> {
+pub fn filter_ps(output: &str, pids: &[i32]) -> Result<ContainerTopResponse> {
     let mut lines = output.lines();
     let header = lines
         .next()
@@ -34,11 +34,14 @@ pub fn filter_ps(output: &str, pids: &[i32]) -> Result<Value> {
         row.push(fields[titles.len() - 1..].join(" "));
         procs.push(row);
     }
-    Ok(json!({"Titles": titles, "Processes": procs}))
+    Ok(ContainerTopResponse {
+        titles: titles.into_iter().map(str::to_string).collect(),
+        processes: procs,
+    })
 }
 
 impl Engine {
-    pub async fn top(&self, key: &str, ps_args: &str) -> Result<Value> {
+    pub async fn top(&self, key: &str, ps_args: &str) -> Result<ContainerTopResponse> {
         let c = self.find(key)?;
         if !c.state().status.is_running() {
             return Err(EngineError::Conflict(format!(
@@ -75,8 +78,8 @@ mod tests {
     fn keeps_only_container_rows() {
         let out = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\nroot 42 1 0 10:01 ? 00:00:00 sleep 3600\n";
         let v = filter_ps(out, &[42]).unwrap();
-        assert_eq!(v["Processes"].as_array().unwrap().len(), 1);
-        assert_eq!(v["Processes"][0][7], "sleep 3600");
+        assert_eq!(v.processes.len(), 1);
+        assert_eq!(v.processes[0][7], "sleep 3600");
         assert!(filter_ps("USER COMMAND\nroot x\n", &[1]).is_err());
     }
 }

@@ -4,29 +4,11 @@
 
 use crate::record::Status;
 use crate::{now, Ctr, Engine};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Docker's `State.Health`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Health {
-    /// `starting`, `healthy` or `unhealthy`.
-    pub status: String,
-    pub failing_streak: u32,
-    pub log: Vec<HealthResult>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct HealthResult {
-    pub start: String,
-    pub end: String,
-    pub exit_code: i64,
-    pub output: String,
-}
+pub use berth_api::{Health, HealthcheckResult as HealthResult};
 
 /// Docker keeps the last five results and 4 KiB of each one's output.
 const KEEP_RESULTS: usize = 5;

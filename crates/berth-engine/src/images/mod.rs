@@ -1,10 +1,15 @@
 //! Image operations that need the engine's view of containers (rmi) or map
 //! store types to the API's JSON.
 
+pub mod commit;
+
 use crate::{Engine, EngineError, Result};
-use berth_api::{HistoryItem, ImageDeleteItem, ImageRunConfig, ImageSummary};
+use berth_api::{
+    GraphDriver, HistoryItem, ImageDeleteItem, ImageInspect, ImageMetadata, ImageRootFs,
+    ImageRunConfig, ImageSummary,
+};
 use berth_store::{DeleteItem, Image, LoadReport};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
@@ -246,7 +251,7 @@ impl Engine {
     }
 
     /// `GET /system/df`.
-    pub fn system_df(&self, with_sizes: bool) -> Result<Value> {
+    pub fn system_df(&self, with_sizes: bool) -> Result<berth_api::DiskUsage> {
         let images = self.images(false, &HashMap::new())?;
         let containers = self.list(true, None, with_sizes, &HashMap::new())?;
         let volumes: Vec<berth_api::Volume> = self
@@ -261,13 +266,13 @@ impl Engine {
                 ..crate::volumes::volume_view(v)
             })
             .collect();
-        Ok(json!({
-            "LayersSize": self.store_disk_usage(),
-            "Images": images,
-            "Containers": containers,
-            "Volumes": volumes,
-            "BuildCache": [],
-        }))
+        Ok(berth_api::DiskUsage {
+            layers_size: self.store_disk_usage() as i64,
+            images,
+            containers,
+            volumes,
+            build_cache: Vec::new(),
+        })
     }
 
     /// `POST /build/prune`: forgets the build cache (its images go with `image prune`).
@@ -284,9 +289,8 @@ impl Engine {
         Ok((ids, 0))
     }
 
-    pub fn image_inspect(&self, name: &str) -> Result<Value> {
+    pub fn image_inspect(&self, name: &str) -> Result<ImageInspect> {
         let img = self.store.get(name)?;
-        let cfg = &img.config;
         let dirs = self.store.lower_dirs(&img)?;
         let upper = dirs
             .first()
@@ -297,36 +301,43 @@ impl Engine {
             .skip(1)
             .map(|d| d.display().to_string())
             .collect();
-        let mut run_cfg = serde_json::to_value(&cfg.config).unwrap_or_default();
-        for k in ["Hostname", "Domainname", "User", "WorkingDir"] {
-            if run_cfg.get(k).is_none() {
-                run_cfg[k] = json!("");
-            }
-        }
-        for k in ["Env", "Cmd", "Entrypoint", "Volumes", "OnBuild", "Labels"] {
-            if run_cfg.get(k).is_none() {
-                run_cfg[k] = Value::Null;
-            }
-        }
-        Ok(json!({
-            "Id": img.id,
-            "RepoTags": img.repo_tags,
-            "RepoDigests": [],
-            "Parent": img.parent.clone().unwrap_or_default(),
-            "Comment": cfg.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
-            "Created": cfg.created.clone().unwrap_or_default(),
-            "DockerVersion": "",
-            "Author": cfg.author.clone().unwrap_or_default(),
-            "Config": run_cfg,
-            "Architecture": cfg.architecture,
-            "Os": cfg.os,
-            "Size": img.size,
-            "VirtualSize": img.size,
-            "GraphDriver": {"Name": "overlay2", "Data": {
-                "LowerDir": lower.join(":"), "UpperDir": upper, "MergedDir": "", "WorkDir": ""}},
-            "RootFS": {"Type": "layers", "Layers": cfg.rootfs.diff_ids},
-            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
-        }))
+        let cfg = img.config;
+        let comment = cfg.history.last().and_then(|h| h.comment.clone());
+        Ok(ImageInspect {
+            id: img.id,
+            repo_tags: img.repo_tags,
+            repo_digests: Vec::new(),
+            parent: img.parent.unwrap_or_default(),
+            comment: comment.unwrap_or_default(),
+            created: cfg.created.unwrap_or_default(),
+            docker_version: String::new(),
+            author: cfg.author.unwrap_or_default(),
+            config: cfg.config.into(),
+            architecture: cfg.architecture,
+            os: cfg.os,
+            size: img.size as i64,
+            virtual_size: img.size as i64,
+            graph_driver: GraphDriver {
+                name: "overlay2".into(),
+                data: [
+                    ("LowerDir", lower.join(":")),
+                    ("UpperDir", upper),
+                    ("MergedDir", String::new()),
+                    ("WorkDir", String::new()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            },
+            root_fs: ImageRootFs {
+                kind: "layers".into(),
+                layers: cfg.rootfs.diff_ids,
+            },
+            metadata: ImageMetadata {
+                last_tag_time: crate::ZERO_TIME.into(),
+            },
+            ..ImageInspect::default()
+        })
     }
 
     pub fn image_delete(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteItem>> {

@@ -2,17 +2,19 @@
 //! written to its cgroup at once when it runs and kept for its next start.
 
 use crate::{validate, Engine, EngineError, Result};
-use berth_api::HostConfig;
+use berth_api::{ContainerUpdateResponse, HostConfig};
 use berth_runtime::cgroups::Limits;
-use serde_json::{json, Value};
 
 impl Engine {
     /// `POST /containers/{id}/update`: the body's non-zero fields replace the
     /// container's, as dockerd merges them.
-    pub async fn update(&self, key: &str, body: &Value) -> Result<Value> {
+    pub async fn update(
+        &self,
+        key: &str,
+        mut given: HostConfig,
+    ) -> Result<ContainerUpdateResponse> {
         let bad = EngineError::BadRequest;
-        let mut given: HostConfig =
-            serde_json::from_value(body.clone()).map_err(|e| bad(e.to_string()))?;
+        let pids_given = given.pids_limit.is_some();
         let warnings = validate::resources(&mut given, &self.sys, true).map_err(bad)?;
         let c = self.find(key)?;
         let _op = c.op.lock().await;
@@ -88,7 +90,7 @@ impl Engine {
             l.blkio_weight = Some(given.blkio_weight);
         }
         // `PidsLimit` 0 or -1 lifts the limit; validation made those None.
-        if body.get("PidsLimit").is_some_and(|p| !p.is_null()) {
+        if pids_given {
             hc.pids_limit = given.pids_limit;
             l.pids = Some(given.pids_limit.unwrap_or(0));
         }
@@ -109,6 +111,6 @@ impl Engine {
         self.persist_record(&rec)?;
         self.emit_container(&rec, "update", &[]);
         *c.rec.write().expect("rec") = rec;
-        Ok(json!({ "Warnings": warnings }))
+        Ok(ContainerUpdateResponse { warnings })
     }
 }

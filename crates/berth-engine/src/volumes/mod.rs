@@ -8,7 +8,6 @@ use berth_api::{ContainerConfig, HostConfig, VolumeCreateRequest};
 use berth_runtime::spec::UserMount;
 use berth_volume::{Volume, VolumeError};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -373,24 +372,42 @@ impl Engine {
         Ok(out)
     }
 
-    pub(crate) fn mounts_json(&self, rec: &Record) -> Value {
-        let list: Vec<Value> = rec
-            .mounts
+    /// The container's mounts as inspect and list show them.
+    pub(crate) fn mount_points(&self, rec: &Record) -> Vec<berth_api::MountPoint> {
+        rec.mounts
             .iter()
             .map(|m| match m.kind.as_str() {
-                "volume" => json!({
-                    "Type": "volume", "Name": m.name,
-                    "Source": self.volumes.get(&m.name).map(|v| v.mountpoint.display().to_string()).unwrap_or_default(),
-                    "Destination": m.destination, "Driver": "local", "Mode": m.mode, "RW": m.rw, "Propagation": "",
-                }),
-                "bind" => json!({
-                    "Type": "bind", "Source": m.source, "Destination": m.destination,
-                    "Mode": m.mode, "RW": m.rw, "Propagation": "rprivate",
-                }),
-                _ => json!({"Type": "tmpfs", "Source": "", "Destination": m.destination, "Mode": "", "RW": m.rw, "Propagation": ""}),
+                "volume" => berth_api::MountPoint {
+                    kind: "volume".into(),
+                    name: m.name.clone(),
+                    source: self
+                        .volumes
+                        .get(&m.name)
+                        .map(|v| v.mountpoint.display().to_string())
+                        .unwrap_or_default(),
+                    destination: m.destination.clone(),
+                    driver: "local".into(),
+                    mode: m.mode.clone(),
+                    rw: m.rw,
+                    propagation: String::new(),
+                },
+                "bind" => berth_api::MountPoint {
+                    kind: "bind".into(),
+                    source: m.source.clone(),
+                    destination: m.destination.clone(),
+                    mode: m.mode.clone(),
+                    rw: m.rw,
+                    propagation: "rprivate".into(),
+                    ..berth_api::MountPoint::default()
+                },
+                _ => berth_api::MountPoint {
+                    kind: "tmpfs".into(),
+                    destination: m.destination.clone(),
+                    rw: m.rw,
+                    ..berth_api::MountPoint::default()
+                },
             })
-            .collect();
-        json!(list)
+            .collect()
     }
 
     /// Containers (any state) whose mounts name `volume`.

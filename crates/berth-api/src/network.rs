@@ -1,0 +1,87 @@
+//! Networks.
+
+use crate::*;
+use serde::{Deserialize, Serialize};
+
+/// A network as `/networks` answers it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkResource {
+    pub name: String,
+    pub id: String,
+    pub created: String,
+    pub scope: String,
+    pub driver: String,
+    #[serde(rename = "EnableIPv6", default)]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM", default)]
+    pub ipam: Ipam,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    #[serde(default)]
+    pub ingress: bool,
+    #[serde(default)]
+    pub config_from: ConfigReference,
+    #[serde(default)]
+    pub config_only: bool,
+    /// Only in inspect: the containers on it, by id.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub containers: std::collections::BTreeMap<String, NetworkContainer>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub options: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    pub driver: String,
+    pub options: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(rename = "IPRange", default, skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub auxiliary_addresses: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    pub network: String,
+}
+
+/// A container's endpoint as network inspect lists it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkContainer {
+    pub name: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub mac_address: String,
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+/// `POST /networks/create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkCreateResponse {
+    pub id: String,
+    #[serde(default)]
+    pub warning: String,
+}
