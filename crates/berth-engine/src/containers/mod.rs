@@ -9,6 +9,7 @@ pub mod health;
 mod lifecycle;
 pub(crate) mod logs;
 pub(crate) mod names;
+mod restore;
 pub mod rootfs;
 mod runspec;
 mod start;

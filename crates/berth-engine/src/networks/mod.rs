@@ -4,6 +4,7 @@
 pub(crate) mod dns;
 pub(crate) mod endpoints;
 pub(crate) mod links;
+mod views;
 
 use crate::{Engine, EngineError, Result};
 use berth_api::{Ipam, IpamConfig, NetworkContainer, NetworkCreateResponse, NetworkResource};
