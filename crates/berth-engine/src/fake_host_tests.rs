@@ -6,14 +6,16 @@ use crate::fake_shim::{FakeShims, ShimCall};
 use crate::rootfs::RecordingMounter;
 use crate::*;
 use berth_net::effects::{NetCall, Recording};
+use berth_runtime::cgroups::host::{CgroupCall, Recording as CgroupRecording};
 use serde_json::json;
 
-/// A data root and exec root of the test's own.
-struct Fixture(tempfile::TempDir);
+/// A data root and exec root of the test's own, and the cgroups every
+/// engine opened on them shares.
+struct Fixture(tempfile::TempDir, Arc<CgroupRecording>);
 
 impl Fixture {
     fn new() -> Self {
-        Fixture(tempfile::tempdir().unwrap())
+        Fixture(tempfile::tempdir().unwrap(), Arc::default())
     }
 
     /// An engine over this fixture's roots, as if berthd (re)started.
@@ -45,6 +47,7 @@ impl Fixture {
             mounter: Arc::new(RecordingMounter::default()),
             net,
             shims,
+            cgroups: self.1.clone(),
         };
         Engine::open(cfg, host).await.unwrap()
     }
@@ -247,5 +250,45 @@ fn a_container_lives_through_its_restart_policy_and_a_daemon_restart() {
             (st.status, st.exit_code),
             (Status::Exited, 128 + libc::SIGTERM)
         );
+    });
+}
+
+#[test]
+fn update_stats_and_top_reach_the_containers_cgroup() {
+    let fx = Fixture::new();
+    let shims = Arc::new(FakeShims::new());
+    runtime().block_on(async {
+        let engine = fx
+            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
+            .await;
+        import_image(&engine);
+        let id = create(&engine, "app", json!({"NetworkMode": "none"})).await;
+        let cgroup = format!("/berth/{id}");
+        // Not running: the limit is kept for the next start, the cgroup untouched.
+        let given = |v| serde_json::from_value::<berth_api::HostConfig>(v).unwrap();
+        engine
+            .update("app", given(json!({"Memory": 32 << 20})))
+            .await
+            .unwrap();
+        assert!(fx.1.calls().is_empty());
+        engine.start("app").await.unwrap();
+        engine
+            .update("app", given(json!({"Memory": 64 << 20, "PidsLimit": 10})))
+            .await
+            .unwrap();
+        let Some(CgroupCall::Update(path, limits)) = fx.1.calls().pop() else {
+            panic!("no cgroup update: {:?}", fx.1.calls());
+        };
+        assert_eq!(path, cgroup);
+        assert_eq!((limits.memory, limits.pids), (Some(64 << 20), Some(10)));
+        assert_eq!(
+            engine.inspect("app", false).unwrap().host_config.memory,
+            64 << 20
+        );
+        let s = engine.stats_sample("app", None).unwrap();
+        assert_eq!(s.memory_stats.limit, Some(64 << 20));
+        assert!(fx.1.calls().contains(&CgroupCall::Stats(cgroup.clone())));
+        engine.top("app", "").await.ok();
+        assert!(fx.1.calls().contains(&CgroupCall::Pids(cgroup)));
     });
 }

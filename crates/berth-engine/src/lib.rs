@@ -25,6 +25,7 @@ pub use images::commit;
 pub(crate) use networks::{endpoints, links};
 
 use berth_api::CreateRequest;
+use berth_runtime::cgroups::host::CgroupHost;
 use berth_runtime::proto::{ExitStatus, Request};
 use berth_runtime::shim_client::ShimClient;
 use berth_runtime::spec::{self, NetMode, RunSpec};
@@ -141,6 +142,7 @@ pub struct Host {
     pub mounter: Arc<dyn Mounter>,
     pub net: Arc<dyn berth_net::effects::NetHost>,
     pub shims: Arc<dyn shims::ShimLauncher>,
+    pub cgroups: Arc<dyn CgroupHost>,
 }
 
 impl Host {
@@ -150,6 +152,7 @@ impl Host {
             mounter: Arc::new(rootfs::HostMounter),
             net: Arc::new(berth_net::effects::Linux),
             shims: Arc::new(shims::ProcessShims { path: shim_path }),
+            cgroups: Arc::new(berth_runtime::cgroups::host::Linux),
         }
     }
 }
@@ -213,6 +216,7 @@ pub struct Engine {
     mounter: Arc<dyn Mounter>,
     net_host: Arc<dyn berth_net::effects::NetHost>,
     shims: Arc<dyn shims::ShimLauncher>,
+    cgroups: Arc<dyn CgroupHost>,
     containers: RwLock<BTreeMap<String, Arc<Ctr>>>,
     names: RwLock<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
@@ -278,6 +282,7 @@ impl Engine {
             mounter,
             net,
             shims,
+            cgroups,
         } = host;
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
@@ -307,6 +312,7 @@ impl Engine {
             mounter,
             net_host: net,
             shims,
+            cgroups,
             containers: RwLock::new(BTreeMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),

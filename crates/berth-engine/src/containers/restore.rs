@@ -3,7 +3,7 @@
 //! restart policies applied.
 
 use crate::record::{Record, State, Status, Transition};
-use crate::{kill_stale_shim, now, remove_tree, stats, Ctr, Engine};
+use crate::{kill_stale_shim, now, remove_tree, Ctr, Engine};
 use berth_runtime::proto::{ExitStatus, Request};
 use std::path::Path;
 use std::sync::Arc;
@@ -118,8 +118,7 @@ impl Engine {
         let id = c.id();
         kill_stale_shim(&self.xdir(&id));
         if never_started {
-            let path = stats::cgroup_path(&id);
-            let _ = tokio::task::spawn_blocking(move || berth_runtime::cgroups::destroy(&path)).await;
+            self.destroy_cgroup(&id).await;
         }
         let eps = std::mem::take(&mut c.state.lock().expect("state").endpoints);
         self.teardown_network(&id, &eps).await;

@@ -144,48 +144,11 @@ impl Engine {
             let _ = std::fs::remove_file(xdir.join(stale));
         }
         let _ = std::fs::remove_file(self.shim_socket(id));
-        let runtime_root = self.cfg.exec_root.join("runtime");
         write_replace(
             &xdir.join("bundle/config.json"),
             &serde_json::to_vec(&oci).map_err(|e| EngineError::Internal(e.to_string()))?,
         )?;
-        let log_opts = rec
-            .host_config
-            .log_config
-            .config
-            .clone()
-            .unwrap_or_default();
-        // dockerd's `local` driver keeps 5 files of 20 MB unless told.
-        let local = rec.host_config.log_config.kind == "local";
-        let (default_size, default_files) = if local { (20 << 20, 5) } else { (10 << 20, 3) };
-        let shim_cfg = berth_runtime::proto::ShimConfig {
-            id: id.clone(),
-            bundle: xdir.join("bundle").display().to_string(),
-            runtime_root: runtime_root.display().to_string(),
-            log_path: rec.log_path.clone(),
-            log_max_size: log_opts
-                .get("max-size")
-                .and_then(|s| parse_size(s))
-                .unwrap_or(default_size),
-            log_max_files: log_opts
-                .get("max-file")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(default_files),
-            tty: rec.config.tty,
-            open_stdin: rec.config.open_stdin,
-            stdin_once: rec.config.stdin_once,
-            height: 0,
-            width: 0,
-            cgroup_path: rs.cgroup_path.clone(),
-            socket: self.shim_socket(id).display().to_string(),
-            seccomp_cache: self.cfg.exec_root.join("seccomp").display().to_string(),
-            slim_after_ms: self.cfg.shim_slim_after_ms,
-            monitor: self
-                .cfg
-                .monitor_path
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned()),
-        };
+        let shim_cfg = self.shim_config(rec, &rs.cgroup_path);
         write_replace(
             &xdir.join("shim.json"),
             &serde_json::to_vec(&shim_cfg).map_err(|e| EngineError::Internal(e.to_string()))?,
@@ -209,10 +172,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 if kill_stale_shim(&xdir) {
-                    let path = stats::cgroup_path(id);
-                    let _ =
-                        tokio::task::spawn_blocking(move || berth_runtime::cgroups::destroy(&path))
-                            .await;
+                    self.destroy_cgroup(id).await;
                 }
                 return Err(e.into());
             }
@@ -233,6 +193,48 @@ impl Engine {
         let c2 = c.clone();
         tokio::spawn(async move { me.monitor(c2, waiter).await });
         Ok(())
+    }
+
+    /// What the container's shim is told in `shim.json`.
+    fn shim_config(&self, rec: &Record, cgroup_path: &str) -> berth_runtime::proto::ShimConfig {
+        let id = &rec.id;
+        let log_opts = rec
+            .host_config
+            .log_config
+            .config
+            .clone()
+            .unwrap_or_default();
+        // dockerd's `local` driver keeps 5 files of 20 MB unless told.
+        let local = rec.host_config.log_config.kind == "local";
+        let (default_size, default_files) = if local { (20 << 20, 5) } else { (10 << 20, 3) };
+        berth_runtime::proto::ShimConfig {
+            id: id.clone(),
+            bundle: self.xdir(id).join("bundle").display().to_string(),
+            runtime_root: self.cfg.exec_root.join("runtime").display().to_string(),
+            log_path: rec.log_path.clone(),
+            log_max_size: log_opts
+                .get("max-size")
+                .and_then(|s| parse_size(s))
+                .unwrap_or(default_size),
+            log_max_files: log_opts
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default_files),
+            tty: rec.config.tty,
+            open_stdin: rec.config.open_stdin,
+            stdin_once: rec.config.stdin_once,
+            height: 0,
+            width: 0,
+            cgroup_path: cgroup_path.to_string(),
+            socket: self.shim_socket(id).display().to_string(),
+            seccomp_cache: self.cfg.exec_root.join("seccomp").display().to_string(),
+            slim_after_ms: self.cfg.shim_slim_after_ms,
+            monitor: self
+                .cfg
+                .monitor_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        }
     }
 
     pub(crate) async fn monitor(

@@ -73,6 +73,13 @@ fn networks(pid: i32) -> BTreeMap<String, NetworkStats> {
 }
 
 impl Engine {
+    /// Kills what is left in a container's cgroup and removes it, off the
+    /// async threads (it may wait for processes to die).
+    pub(crate) async fn destroy_cgroup(&self, id: &str) {
+        let (cgroups, path) = (self.cgroups.clone(), cgroup_path(id));
+        let _ = tokio::task::spawn_blocking(move || cgroups.destroy(&path)).await;
+    }
+
     /// One stats sample; `prev` (the previous sample) becomes its
     /// `precpu_stats`, as in Docker's stream.
     pub fn stats_sample(&self, key: &str, prev: Option<&StatsResponse>) -> Result<StatsResponse> {
@@ -92,7 +99,7 @@ impl Engine {
                 ..StatsResponse::default()
             });
         }
-        let s = berth_runtime::cgroups::stats(&cgroup_path(&id));
+        let s = self.cgroups.stats(&cgroup_path(&id));
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1);

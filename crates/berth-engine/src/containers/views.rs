@@ -235,36 +235,36 @@ impl Engine {
 
 /// dockerd's refusals of filters `ps` does not know.
 fn check_list_filters(filters: &HashMap<String, Vec<String>>) -> Result<()> {
-        for k in filters.keys() {
-            if !matches!(
-                k.as_str(),
-                "id" | "name"
-                    | "label"
-                    | "status"
-                    | "exited"
-                    | "ancestor"
-                    | "before"
-                    | "since"
-                    | "network"
-                    | "volume"
-                    | "health"
-                    | "is-task"
-                    | "publish"
-                    | "expose"
-            ) {
-                return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
-            }
+    for k in filters.keys() {
+        if !matches!(
+            k.as_str(),
+            "id" | "name"
+                | "label"
+                | "status"
+                | "exited"
+                | "ancestor"
+                | "before"
+                | "since"
+                | "network"
+                | "volume"
+                | "health"
+                | "is-task"
+                | "publish"
+                | "expose"
+        ) {
+            return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
         }
-        for s in filters.get("status").into_iter().flatten() {
-            if !matches!(
-                s.as_str(),
-                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
-            ) {
-                return Err(EngineError::BadRequest(format!(
-                    "invalid filter 'status={s}'"
-                )));
-            }
+    }
+    for s in filters.get("status").into_iter().flatten() {
+        if !matches!(
+            s.as_str(),
+            "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+        ) {
+            return Err(EngineError::BadRequest(format!(
+                "invalid filter 'status={s}'"
+            )));
         }
+    }
     Ok(())
 }
 

@@ -684,7 +684,6 @@ impl Engine {
             }
         });
     }
-
 }
 
 impl Engine {

@@ -1,6 +1,7 @@
 //! Reading a container's cgroup on v1 (and hybrid) and v2 hosts; its limits
 //! are written by `limits.rs`.
 
+pub mod host;
 mod limits;
 pub use limits::*;
 
