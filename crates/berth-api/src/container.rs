@@ -361,8 +361,28 @@ pub struct EndpointSettings {
     pub dns_names: Option<Vec<String>>,
 }
 
-/// `NetworkSettings` in container inspect. The top-level address fields
-/// are the deprecated copy of the default bridge's endpoint.
+/// The top-level address fields of `NetworkSettings`, as dockerd still
+/// answers them for the default bridge.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DefaultNetworkSettings {
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub gateway: String,
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: u8,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    pub mac_address: String,
+}
+
+/// `NetworkSettings` in container inspect.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NetworkSettings {
@@ -382,20 +402,9 @@ pub struct NetworkSettings {
     pub secondary_ip_addresses: Option<Vec<serde_json::Value>>,
     #[serde(rename = "SecondaryIPv6Addresses")]
     pub secondary_ipv6_addresses: Option<Vec<serde_json::Value>>,
-    #[serde(rename = "EndpointID")]
-    pub endpoint_id: String,
-    pub gateway: String,
-    #[serde(rename = "GlobalIPv6Address")]
-    pub global_ipv6_address: String,
-    #[serde(rename = "GlobalIPv6PrefixLen")]
-    pub global_ipv6_prefix_len: u8,
-    #[serde(rename = "IPAddress")]
-    pub ip_address: String,
-    #[serde(rename = "IPPrefixLen")]
-    pub ip_prefix_len: u8,
-    #[serde(rename = "IPv6Gateway")]
-    pub ipv6_gateway: String,
-    pub mac_address: String,
+    /// The deprecated copy of the default bridge's endpoint.
+    #[serde(flatten)]
+    pub default_network: DefaultNetworkSettings,
     #[serde(deserialize_with = "null_as_default")]
     pub networks: BTreeMap<String, EndpointSettings>,
 }

@@ -180,6 +180,18 @@ mod tests {
     }
 
     #[test]
+    fn network_settings_keep_the_default_bridge_fields_at_the_top() {
+        let mut n = NetworkSettings::default();
+        n.default_network.ip_address = "10.88.0.2".into();
+        n.ports.insert("80/tcp".into(), None);
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(v["IPAddress"], "10.88.0.2");
+        assert!(v.get("DefaultNetwork").is_none() && v["Ports"]["80/tcp"].is_null());
+        let back: NetworkSettings = serde_json::from_value(v).unwrap();
+        assert_eq!(back, n);
+    }
+
+    #[test]
     fn version_prefix_is_split() {
         assert_eq!(
             split_version("/v1.43/containers/json"),

@@ -39,25 +39,33 @@ impl Engine {
 fn merge(hc: &mut HostConfig, given: HostConfig, pids_given: bool) -> Result<Limits> {
     let bad = EngineError::BadRequest;
     let conflict = |m: &str| Err(EngineError::Conflict(m.to_string()));
-    if given.nano_cpus > 0 && hc.cpu_period > 0 {
-        return conflict(
-            "Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set",
-        );
-    }
-    if given.nano_cpus > 0 && hc.cpu_quota > 0 {
-        return conflict(
-            "Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set",
-        );
-    }
-    if given.cpu_period > 0 && hc.nano_cpus > 0 {
-        return conflict(
-            "Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set",
-        );
-    }
-    if given.cpu_quota > 0 && hc.nano_cpus > 0 {
-        return conflict(
-            "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set",
-        );
+    // CPU limits come as NanoCPUs or as a quota and period, never both.
+    let mixed = [
+        (
+            given.nano_cpus > 0 && hc.cpu_period > 0,
+            "Nano CPUs",
+            "CPU Period",
+        ),
+        (
+            given.nano_cpus > 0 && hc.cpu_quota > 0,
+            "Nano CPUs",
+            "CPU Quota",
+        ),
+        (
+            given.cpu_period > 0 && hc.nano_cpus > 0,
+            "CPU Period",
+            "NanoCPUs",
+        ),
+        (
+            given.cpu_quota > 0 && hc.nano_cpus > 0,
+            "CPU Quota",
+            "NanoCPUs",
+        ),
+    ];
+    if let Some((_, new, kept)) = mixed.iter().find(|m| m.0) {
+        return conflict(&format!(
+            "Conflicting options: {new} cannot be updated as {kept} has already been set"
+        ));
     }
     let mut l = Limits::default();
     if given.memory != 0 {

@@ -3,7 +3,7 @@
 use super::endpoints::{mode_network, EndpointState};
 use crate::record::Record;
 use crate::Engine;
-use berth_api::{EndpointSettings, NetworkSettings, Port, PortBinding};
+use berth_api::{DefaultNetworkSettings, EndpointSettings, NetworkSettings, Port, PortBinding};
 use berth_net::host;
 use std::collections::BTreeMap;
 
@@ -105,11 +105,14 @@ impl Engine {
                     .to_string()
             },
             ports,
-            endpoint_id: ep.endpoint_id,
-            gateway: ep.gateway,
-            ip_address: ep.ip,
-            ip_prefix_len: ep.prefix,
-            mac_address: ep.mac,
+            default_network: DefaultNetworkSettings {
+                endpoint_id: ep.endpoint_id,
+                gateway: ep.gateway,
+                ip_address: ep.ip,
+                ip_prefix_len: ep.prefix,
+                mac_address: ep.mac,
+                ..DefaultNetworkSettings::default()
+            },
             networks: self.networks_json(rec, eps),
             ..NetworkSettings::default()
         }
