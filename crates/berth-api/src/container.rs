@@ -24,7 +24,7 @@ pub struct ContainerConfig {
     pub env: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<serde_json::Value>,
+    pub healthcheck: Option<HealthConfig>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub args_escaped: bool,
     pub image: String,
@@ -245,6 +245,34 @@ pub struct DriverConfig {
 pub struct TmpfsOptions {
     pub size_bytes: i64,
     pub mode: u32,
+}
+
+/// A healthcheck as configured (`Config.Healthcheck`, HEALTHCHECK, `--health-*`):
+/// durations in nanoseconds, zero for the default. Fields in alphabetical
+/// order so that it serialises as the JSON object it replaces did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
+    pub interval: i64,
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
+    pub retries: i64,
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
+    pub start_interval: i64,
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
+    pub start_period: i64,
+    /// `[]` inherits the image's; `["NONE"]`, `["CMD", …]`, `["CMD-SHELL", cmd]`.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub test: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
+    pub timeout: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// Docker's `State.Health`.

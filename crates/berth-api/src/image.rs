@@ -77,7 +77,7 @@ pub struct ImageRunConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_build: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<serde_json::Value>,
+    pub healthcheck: Option<HealthConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
 }
@@ -134,7 +134,7 @@ pub struct ImageInspectConfig {
     pub env: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<serde_json::Value>,
+    pub healthcheck: Option<HealthConfig>,
     pub volumes: Option<HashMap<String, serde_json::Value>>,
     pub working_dir: String,
     pub entrypoint: Option<Vec<String>>,

@@ -192,6 +192,18 @@ mod tests {
     }
 
     #[test]
+    fn health_configs_serialise_as_dockerd_omits_zeros() {
+        let h: HealthConfig =
+            serde_json::from_str(r#"{"Test":["CMD","true"],"Interval":1000000,"Retries":null}"#)
+                .unwrap();
+        assert_eq!((h.interval, h.retries), (1_000_000, 0));
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"Interval":1000000,"Test":["CMD","true"]}"#
+        );
+    }
+
+    #[test]
     fn version_prefix_is_split() {
         assert_eq!(
             split_version("/v1.43/containers/json"),

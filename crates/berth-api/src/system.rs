@@ -52,3 +52,224 @@ pub struct EventMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
 }
+
+/// One part of the engine in `GET /version`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ComponentVersion {
+    pub name: String,
+    pub version: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub details: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PlatformName {
+    pub name: String,
+}
+
+/// `GET /version`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SystemVersion {
+    pub platform: PlatformName,
+    #[serde(deserialize_with = "null_as_default")]
+    pub components: Vec<ComponentVersion>,
+    pub version: String,
+    pub api_version: String,
+    #[serde(rename = "MinAPIVersion")]
+    pub min_api_version: String,
+    pub git_commit: String,
+    pub go_version: String,
+    pub os: String,
+    pub arch: String,
+    pub kernel_version: String,
+    pub build_time: String,
+}
+
+/// The plugins `docker info` lists, by kind.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PluginsInfo {
+    pub volume: Vec<String>,
+    pub network: Vec<String>,
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RegistryServiceConfig {
+    #[serde(deserialize_with = "null_as_default")]
+    pub index_configs: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(rename = "InsecureRegistryCIDRs", deserialize_with = "null_as_default")]
+    pub insecure_registry_cidrs: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub mirrors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RuntimeInfo {
+    pub path: String,
+}
+
+/// This node's part in a swarm, in `docker info`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SwarmInfo {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_addr: String,
+    /// `inactive`, `pending`, `active`, `error` or `locked`.
+    pub local_node_state: String,
+    pub control_available: bool,
+    pub error: String,
+    pub remote_managers: Option<Vec<serde_json::Value>>,
+}
+
+/// `GET /info`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SystemInfo {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Containers")]
+    pub containers: usize,
+    #[serde(rename = "ContainersRunning")]
+    pub containers_running: usize,
+    #[serde(rename = "ContainersPaused")]
+    pub containers_paused: usize,
+    #[serde(rename = "ContainersStopped")]
+    pub containers_stopped: usize,
+    #[serde(rename = "Images")]
+    pub images: usize,
+    #[serde(rename = "Driver")]
+    pub driver: String,
+    #[serde(rename = "DriverStatus", deserialize_with = "null_as_default")]
+    pub driver_status: Vec<[String; 2]>,
+    #[serde(rename = "Plugins")]
+    pub plugins: PluginsInfo,
+    #[serde(rename = "MemoryLimit")]
+    pub memory_limit: bool,
+    #[serde(rename = "SwapLimit")]
+    pub swap_limit: bool,
+    #[serde(rename = "CpuCfsPeriod")]
+    pub cpu_cfs_period: bool,
+    #[serde(rename = "CpuCfsQuota")]
+    pub cpu_cfs_quota: bool,
+    #[serde(rename = "CPUShares")]
+    pub cpu_shares: bool,
+    #[serde(rename = "PidsLimit")]
+    pub pids_limit: bool,
+    #[serde(rename = "IPv4Forwarding")]
+    pub ipv4_forwarding: bool,
+    #[serde(rename = "Debug")]
+    pub debug: bool,
+    #[serde(rename = "NFd")]
+    pub nfd: i64,
+    #[serde(rename = "NGoroutines")]
+    pub ngoroutines: i64,
+    #[serde(rename = "SystemTime")]
+    pub system_time: String,
+    #[serde(rename = "LoggingDriver")]
+    pub logging_driver: String,
+    #[serde(rename = "CgroupDriver")]
+    pub cgroup_driver: String,
+    #[serde(rename = "CgroupVersion")]
+    pub cgroup_version: String,
+    #[serde(rename = "KernelVersion")]
+    pub kernel_version: String,
+    #[serde(rename = "OperatingSystem")]
+    pub operating_system: String,
+    #[serde(rename = "OSType")]
+    pub os_type: String,
+    #[serde(rename = "Architecture")]
+    pub architecture: String,
+    #[serde(rename = "NCPU")]
+    pub ncpu: usize,
+    #[serde(rename = "MemTotal")]
+    pub mem_total: u64,
+    #[serde(rename = "DockerRootDir")]
+    pub docker_root_dir: String,
+    #[serde(rename = "IndexServerAddress")]
+    pub index_server_address: String,
+    #[serde(rename = "RegistryConfig")]
+    pub registry_config: RegistryServiceConfig,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Labels", deserialize_with = "null_as_default")]
+    pub labels: Vec<String>,
+    #[serde(rename = "ExperimentalBuild")]
+    pub experimental_build: bool,
+    #[serde(rename = "ServerVersion")]
+    pub server_version: String,
+    #[serde(rename = "Runtimes", deserialize_with = "null_as_default")]
+    pub runtimes: std::collections::BTreeMap<String, RuntimeInfo>,
+    #[serde(rename = "DefaultRuntime")]
+    pub default_runtime: String,
+    #[serde(rename = "Swarm")]
+    pub swarm: SwarmInfo,
+    #[serde(rename = "LiveRestoreEnabled")]
+    pub live_restore_enabled: bool,
+    #[serde(rename = "Isolation")]
+    pub isolation: String,
+    #[serde(rename = "InitBinary")]
+    pub init_binary: String,
+    #[serde(rename = "SecurityOptions", deserialize_with = "null_as_default")]
+    pub security_options: Vec<String>,
+    #[serde(rename = "Warnings", deserialize_with = "null_as_default")]
+    pub warnings: Vec<String>,
+}
+
+/// A failure inside a progress stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct JsonError {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+/// One line of the progress streams of build, load, pull and push (moby's
+/// `jsonmessage.JSONMessage`): each member only when it says something.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct JsonMessage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(rename = "progressDetail", skip_serializing_if = "Option::is_none")]
+    pub progress_detail: Option<serde_json::Value>,
+    #[serde(rename = "errorDetail", skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<JsonError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux: Option<serde_json::Value>,
+}
+
+impl JsonMessage {
+    /// Output text (`stream`).
+    pub fn text(s: impl Into<String>) -> Self {
+        JsonMessage {
+            stream: Some(s.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The error that ends the stream, with its code when it has one.
+    pub fn failure(message: impl Into<String>, code: Option<i64>) -> Self {
+        let message = message.into();
+        JsonMessage {
+            error: Some(message.clone()),
+            error_detail: Some(JsonError { code, message }),
+            ..Self::default()
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use crate::args::*;
 use crate::client::{query, Client};
 use anyhow::{anyhow, bail, Context, Result};
+use berth_api::JsonMessage;
 use berth_build::ignore::Ignore;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -123,7 +124,7 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
     }
     let labels = crate::util::kv_map(&a.label);
     if !labels.is_empty() {
-        q.push(("labels", Value::Object(labels).to_string()));
+        q.push(("labels", serde_json::to_string(&labels)?));
     }
     if let Some(t) = &a.target {
         q.push(("target", t.clone()));
@@ -159,21 +160,21 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value =
+        let v: JsonMessage =
             serde_json::from_str(&line).map_err(|e| anyhow!("bad message from daemon: {e}"))?;
-        if let Some(err) = v["error"].as_str() {
+        if let Some(err) = &v.error {
             let _ = out.flush();
             eprintln!("{err}");
-            return Ok(v["errorDetail"]["code"]
-                .as_i64()
+            return Ok(v
+                .error_detail
+                .and_then(|d| d.code)
                 .filter(|c| *c > 0)
-                .map(|c| c as i32)
-                .unwrap_or(1));
+                .map_or(1, |c| c as i32));
         }
-        if let Some(aux) = v["aux"]["ID"].as_str() {
+        if let Some(aux) = v.aux.as_ref().and_then(|a| a["ID"].as_str()) {
             id = aux.to_string();
         }
-        if let Some(s) = v["stream"].as_str() {
+        if let Some(s) = &v.stream {
             if !a.quiet {
                 out.write_all(s.as_bytes())?;
                 out.flush()?;

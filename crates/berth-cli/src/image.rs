@@ -6,6 +6,7 @@ use crate::format::{ago, human_size, print_rows};
 use crate::stream;
 use crate::util::*;
 use anyhow::{bail, Context, Result};
+use berth_api::JsonMessage;
 use serde_json::{json, Value};
 use std::io::Read;
 
@@ -119,7 +120,7 @@ pub(crate) fn import(c: &Client, a: ImportArgs) -> Result<i32> {
         q.push(("message", m.clone()));
     }
     for v in upload_tar(c, &format!("/images/create{}", query(&q)), reader)? {
-        if let Some(s) = v["status"].as_str() {
+        if let Some(s) = v.status {
             println!("{s}");
         }
     }
@@ -137,7 +138,7 @@ pub(crate) fn load(c: &Client, a: LoadArgs) -> Result<i32> {
         }
     };
     for v in upload_tar(c, &format!("/images/load?quiet={}", a.quiet as u8), reader)? {
-        if let Some(s) = v["stream"].as_str() {
+        if let Some(s) = v.stream {
             print!("{s}");
         }
     }
@@ -146,12 +147,12 @@ pub(crate) fn load(c: &Client, a: LoadArgs) -> Result<i32> {
 
 /// Sends a tar to `path` and reads the JSON messages of the answer; an
 /// `error` message is the command's error.
-fn upload_tar(c: &Client, path: &str, reader: Box<dyn Read>) -> Result<Vec<Value>> {
+fn upload_tar(c: &Client, path: &str, reader: Box<dyn Read>) -> Result<Vec<JsonMessage>> {
     let body = c.post_stream(path, "application/x-tar", reader)?.bytes()?;
     let mut out = Vec::new();
     for line in String::from_utf8_lossy(&body).lines() {
-        if let Ok(v) = serde_json::from_str::<Value>(line) {
-            if let Some(e) = v["error"].as_str() {
+        if let Ok(v) = serde_json::from_str::<JsonMessage>(line) {
+            if let Some(e) = &v.error {
                 bail!("{e}");
             }
             out.push(v);

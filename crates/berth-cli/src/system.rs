@@ -6,7 +6,7 @@ use crate::client::{urlencode, DaemonError};
 use crate::format::{human_size, print_rows};
 use crate::util::{confirm, filters_query, print_deleted};
 use anyhow::Result;
-use berth_api::{ContainerSummary, DiskUsage, EventMessage, Volume};
+use berth_api::{ContainerSummary, DiskUsage, EventMessage, SystemInfo, SystemVersion, Volume};
 use serde_json::{json, Value};
 
 /// Prunes images; returns the bytes freed. Prints Docker's "Deleted Images:" list.
@@ -251,7 +251,7 @@ fn default_event_line(ev: &EventMessage) -> String {
 
 pub(crate) fn version(c: &Client, a: FormatArgs) -> Result<i32> {
     let server = c.get("/version")?.json()?;
-    let v = json!({
+    let mut v = json!({
         "Client": {"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "Os": "linux", "Arch": std::env::consts::ARCH},
         "Server": server,
     });
@@ -259,10 +259,10 @@ pub(crate) fn version(c: &Client, a: FormatArgs) -> Result<i32> {
         println!("{}", crate::format::render(&a.format, &v)?);
         return Ok(0);
     }
+    let server: SystemVersion = serde_json::from_value(v["Server"].take())?;
     println!("Client:\n Version:\t{}\n API version:\t1.45\n\nServer: Berth Engine\n Version:\t{}\n API version:\t{} (minimum version {})\n Kernel:\t{}",
-        env!("CARGO_PKG_VERSION"), server["Version"].as_str().unwrap_or_default(),
-        server["ApiVersion"].as_str().unwrap_or_default(), server["MinAPIVersion"].as_str().unwrap_or_default(),
-        server["KernelVersion"].as_str().unwrap_or_default());
+        env!("CARGO_PKG_VERSION"), server.version, server.api_version, server.min_api_version,
+        server.kernel_version);
     Ok(0)
 }
 
@@ -272,52 +272,26 @@ pub(crate) fn info(c: &Client, a: FormatArgs) -> Result<i32> {
         println!("{}", crate::format::render(&a.format, &v)?);
         return Ok(0);
     }
+    let i: SystemInfo = serde_json::from_value(v)?;
     println!("Server:");
-    println!(" Containers: {}", v["Containers"]);
-    println!("  Running: {}", v["ContainersRunning"]);
-    println!("  Paused: {}", v["ContainersPaused"]);
-    println!("  Stopped: {}", v["ContainersStopped"]);
-    println!(" Images: {}", v["Images"]);
-    println!(
-        " Server Version: {}",
-        v["ServerVersion"].as_str().unwrap_or_default()
-    );
-    println!(
-        " Storage Driver: {}",
-        v["Driver"].as_str().unwrap_or_default()
-    );
-    println!(
-        " Logging Driver: {}",
-        v["LoggingDriver"].as_str().unwrap_or_default()
-    );
-    println!(
-        " Cgroup Driver: {}",
-        v["CgroupDriver"].as_str().unwrap_or_default()
-    );
-    println!(
-        " Cgroup Version: {}",
-        v["CgroupVersion"].as_str().unwrap_or_default()
-    );
-    println!(
-        " Kernel Version: {}",
-        v["KernelVersion"].as_str().unwrap_or_default()
-    );
-    println!(
-        " Operating System: {}",
-        v["OperatingSystem"].as_str().unwrap_or_default()
-    );
-    println!(" CPUs: {}", v["NCPU"]);
-    println!(
-        " Total Memory: {}",
-        human_size(v["MemTotal"].as_f64().unwrap_or(0.0))
-    );
-    println!(" Name: {}", v["Name"].as_str().unwrap_or_default());
-    println!(" ID: {}", v["ID"].as_str().unwrap_or_default());
-    println!(
-        " Berth Root Dir: {}",
-        v["DockerRootDir"].as_str().unwrap_or_default()
-    );
-    println!(" Live Restore Enabled: {}", v["LiveRestoreEnabled"]);
+    println!(" Containers: {}", i.containers);
+    println!("  Running: {}", i.containers_running);
+    println!("  Paused: {}", i.containers_paused);
+    println!("  Stopped: {}", i.containers_stopped);
+    println!(" Images: {}", i.images);
+    println!(" Server Version: {}", i.server_version);
+    println!(" Storage Driver: {}", i.driver);
+    println!(" Logging Driver: {}", i.logging_driver);
+    println!(" Cgroup Driver: {}", i.cgroup_driver);
+    println!(" Cgroup Version: {}", i.cgroup_version);
+    println!(" Kernel Version: {}", i.kernel_version);
+    println!(" Operating System: {}", i.operating_system);
+    println!(" CPUs: {}", i.ncpu);
+    println!(" Total Memory: {}", human_size(i.mem_total as f64));
+    println!(" Name: {}", i.name);
+    println!(" ID: {}", i.id);
+    println!(" Berth Root Dir: {}", i.docker_root_dir);
+    println!(" Live Restore Enabled: {}", i.live_restore_enabled);
     Ok(0)
 }
 

@@ -61,12 +61,12 @@ pub(crate) fn filters_query(filters: &[String]) -> Result<String> {
     Ok(query(&[("filters", filters_json(filters)?)]))
 }
 
-/// `key=value` flags (labels, options) as a JSON object; a bare key maps to "".
-pub(crate) fn kv_map(list: &[String]) -> serde_json::Map<String, Value> {
+/// `key=value` flags (labels, options) as a map; a bare key maps to "".
+pub(crate) fn kv_map(list: &[String]) -> std::collections::BTreeMap<String, String> {
     list.iter()
         .map(|s| {
             let (k, v) = s.split_once('=').unwrap_or((s, ""));
-            (k.to_string(), json!(v))
+            (k.to_string(), v.to_string())
         })
         .collect()
 }

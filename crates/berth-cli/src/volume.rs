@@ -5,59 +5,63 @@ use crate::client::{urlencode, Client};
 use crate::format::{human_size, print_rows, render};
 use crate::util::{confirm, filters_query, kv_map, print_deleted};
 use anyhow::{anyhow, bail, Result};
+use berth_api::{DriverConfig, MountRequest, TmpfsOptions, VolumeOptions};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// `--mount type=volume,source=v,target=/d,readonly,volume-opt=k=v,…` as the API's Mount.
-pub fn parse_mount(spec: &str) -> Result<Value> {
-    let mut m = json!({"Type": "volume"});
-    let mut vol_opts = serde_json::Map::new();
-    let mut labels = serde_json::Map::new();
-    let mut nocopy = false;
-    let mut subpath = String::new();
-    let mut tmpfs = serde_json::Map::new();
+pub fn parse_mount(spec: &str) -> Result<MountRequest> {
+    let mut m = MountRequest {
+        kind: "volume".into(),
+        ..MountRequest::default()
+    };
+    let mut target = None;
+    let mut vol = VolumeOptions::default();
+    let (mut labels, mut vol_opts) = (HashMap::new(), HashMap::new());
+    let mut tmpfs = None::<TmpfsOptions>;
+    let flag = |v: &str| v.is_empty() || matches!(v, "1" | "true");
     for field in spec.split(',') {
         let (k, v) = field.split_once('=').unwrap_or((field, ""));
         match k.to_ascii_lowercase().as_str() {
-            "type" => m["Type"] = json!(v),
-            "source" | "src" => m["Source"] = json!(v),
-            "target" | "destination" | "dst" => m["Target"] = json!(v),
-            "readonly" | "ro" => m["ReadOnly"] = json!(v.is_empty() || matches!(v, "1" | "true")),
-            "volume-nocopy" => nocopy = v.is_empty() || matches!(v, "1" | "true"),
-            "volume-subpath" => subpath = v.to_string(),
+            "type" => m.kind = v.to_string(),
+            "source" | "src" => m.source = v.to_string(),
+            "target" | "destination" | "dst" => target = Some(v.to_string()),
+            "readonly" | "ro" => m.read_only = flag(v),
+            "volume-nocopy" => vol.no_copy = flag(v),
+            "volume-subpath" => vol.subpath = v.to_string(),
             "volume-label" => {
                 let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
-                labels.insert(lk.into(), json!(lv));
+                labels.insert(lk.to_string(), lv.to_string());
             }
             "volume-opt" => {
                 let (ok, ov) = v
                     .split_once('=')
                     .ok_or_else(|| anyhow!("invalid volume-opt: {v}"))?;
-                vol_opts.insert(ok.into(), json!(ov));
+                vol_opts.insert(ok.to_string(), ov.to_string());
             }
             "volume-driver" => {}
-            "tmpfs-size" => {
-                tmpfs.insert("SizeBytes".into(), json!(crate::util::ram_bytes(v)?));
-            }
+            "tmpfs-size" => tmpfs.get_or_insert_default().size_bytes = crate::util::ram_bytes(v)?,
             "tmpfs-mode" => {
-                let mode =
+                tmpfs.get_or_insert_default().mode =
                     u32::from_str_radix(v, 8).map_err(|_| anyhow!("invalid tmpfs-mode: {v}"))?;
-                tmpfs.insert("Mode".into(), json!(mode));
             }
             "bind-propagation" | "consistency" => {}
             other => bail!("invalid field '{other}' must be a key=value pair"),
         }
     }
-    if m["Target"].is_null() {
-        bail!("invalid argument \"{spec}\" for \"--mount\" flag: target is required");
+    m.target = target.ok_or_else(|| {
+        anyhow!("invalid argument \"{spec}\" for \"--mount\" flag: target is required")
+    })?;
+    if m.kind == "volume" {
+        vol.labels = Some(labels);
+        vol.driver_config = Some(DriverConfig {
+            name: "local".into(),
+            options: Some(vol_opts),
+        });
+        m.volume_options = Some(vol);
     }
-    if m["Type"] == "volume" {
-        m["VolumeOptions"] = json!({"NoCopy": nocopy, "Labels": labels, "DriverConfig": {"Name": "local", "Options": vol_opts}});
-        if !subpath.is_empty() {
-            m["VolumeOptions"]["Subpath"] = json!(subpath);
-        }
-    }
-    if m["Type"] == "tmpfs" && !tmpfs.is_empty() {
-        m["TmpfsOptions"] = Value::Object(tmpfs);
+    if m.kind == "tmpfs" {
+        m.tmpfs_options = tmpfs;
     }
     Ok(m)
 }

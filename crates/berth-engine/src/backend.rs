@@ -13,8 +13,8 @@ use crate::{Engine, LogOptions, Result};
 use berth_api::{
     ContainerInspect, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
     CreateRequest, DiskUsage, ExecConfig, ExecInspect, HistoryItem, HostConfig, ImageDeleteItem,
-    ImageInspect, ImageSummary, NetworkCreateResponse, NetworkResource, StatsResponse, Volume,
-    VolumeCreateRequest, VolumeList,
+    ImageInspect, ImageSummary, JsonMessage, NetworkCreateResponse, NetworkResource, StatsResponse,
+    Volume, VolumeCreateRequest, VolumeList,
 };
 use berth_store::changes::Change;
 use berth_store::LoadReport;
@@ -211,7 +211,7 @@ pub trait BuildBackend: Backend {
         &self,
         ctx: BuildContext,
         opts: BuildOptions,
-        tx: tokio::sync::mpsc::Sender<Value>,
+        tx: tokio::sync::mpsc::Sender<JsonMessage>,
     ) -> impl Future<Output = Result<String>> + Send;
     fn prune_build_cache(&self) -> Result<(Vec<String>, u64)>;
 }
@@ -485,7 +485,7 @@ impl BuildBackend for E {
         &self,
         ctx: BuildContext,
         opts: BuildOptions,
-        tx: tokio::sync::mpsc::Sender<Value>,
+        tx: tokio::sync::mpsc::Sender<JsonMessage>,
     ) -> Result<String> {
         let res = Engine::build(self, ctx.path(), opts, tx).await;
         // Removing a large context takes a while: not on the runtime's threads.

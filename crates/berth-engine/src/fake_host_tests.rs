@@ -1,6 +1,7 @@
-//! The engine over fake host effects (mounts, networking, shims): what it
-//! asks of the host, and a container's life from create to auto-remove and
-//! across a daemon restart, checked without root in milliseconds.
+//! The engine over fake host effects (mounts, networking, shims, cgroups):
+//! what it asks of the host, a container's life from create to auto-remove
+//! and across a daemon restart, execs and healthchecks, checked without root
+//! in milliseconds.
 
 use crate::fake_shim::{FakeShims, ShimCall};
 use crate::rootfs::RecordingMounter;
@@ -290,5 +291,80 @@ fn update_stats_and_top_reach_the_containers_cgroup() {
         assert!(fx.1.calls().contains(&CgroupCall::Stats(cgroup.clone())));
         engine.top("app", "").await.ok();
         assert!(fx.1.calls().contains(&CgroupCall::Pids(cgroup)));
+    });
+}
+
+#[test]
+fn execs_and_healthchecks_run_through_the_shim() {
+    let fx = Fixture::new();
+    let shims = Arc::new(FakeShims::new());
+    runtime().block_on(async {
+        let engine = fx
+            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
+            .await;
+        import_image(&engine);
+        let req: berth_api::CreateRequest = serde_json::from_value(json!({
+            "Image": "img:1",
+            "Healthcheck": {"Test": ["CMD", "check"], "Interval": 20_000_000, "Retries": 2},
+            "HostConfig": {"NetworkMode": "none"},
+        }))
+        .unwrap();
+        let id = engine.create(Some("app"), req).await.unwrap().0;
+        let health = |e: &Engine| e.find("app").unwrap().state().health.unwrap_or_default();
+
+        // The probe passes: healthy.
+        shims.exec_outcome(&id, 0, "ok\n");
+        engine.start("app").await.unwrap();
+        until(&engine, "app", "healthy", |s| {
+            s.health.as_ref().is_some_and(|h| h.status == "healthy")
+        })
+        .await;
+        let h = health(&engine);
+        assert_eq!((h.log[0].exit_code, h.log[0].output.as_str()), (0, "ok\n"));
+        assert!(shims
+            .calls(&id)
+            .contains(&ShimCall::Exec(vec!["check".into()])));
+
+        // A user's exec: its output, then its code in inspect.
+        shims.exec_outcome(&id, 3, "hello\n");
+        let cfg = berth_api::ExecConfig {
+            attach_stdout: true,
+            cmd: vec!["echo".into(), "hello".into()],
+            ..Default::default()
+        };
+        let exec_id = engine.exec_create("app", cfg).unwrap();
+        let prepared = engine.exec_prepare(&exec_id, false, None).unwrap();
+        let mut stream = engine.exec_launch(prepared).await.unwrap().unwrap();
+        let mut raw = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw)
+            .await
+            .unwrap();
+        assert_eq!(&raw[8..], b"hello\n");
+        engine.exec_finished(&exec_id).await;
+        let ins = engine.exec_inspect(&exec_id).unwrap();
+        assert_eq!((ins.running, ins.exit_code), (false, Some(3)));
+        assert_eq!(ins.process_config.entrypoint, "echo");
+
+        // Failing probes, `Retries` of them in a row: unhealthy.
+        until(&engine, "app", "unhealthy", |s| {
+            s.health.as_ref().is_some_and(|h| h.status == "unhealthy")
+        })
+        .await;
+        assert!(health(&engine).failing_streak >= 2);
+
+        // A command the shim cannot find: 127, as dockerd answers.
+        shims.exec_outcome(&id, 127, "");
+        let exec_id = engine
+            .exec_create(
+                "app",
+                berth_api::ExecConfig {
+                    cmd: vec!["nope".into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let prepared = engine.exec_prepare(&exec_id, true, None).unwrap();
+        assert!(engine.exec_launch(prepared).await.is_err());
+        assert_eq!(engine.exec_inspect(&exec_id).unwrap().exit_code, Some(127));
     });
 }

@@ -1,6 +1,7 @@
 //! A fake of berth-shim for tests without root: `spawn` serves the shim
 //! protocol in-process on the container's socket, records every request,
-//! and lets the test end a container's process (`exit`). It serves from a
+//! lets the test end a container's process (`exit`) and say what the
+//! container's execs print and end with (`exec_outcome`). It serves from a
 //! runtime of its own, so that its shims outlive an engine whose runtime is
 //! shut down — as real shims outlive a berthd killed with SIGKILL.
 
@@ -24,7 +25,17 @@ pub enum ShimCall {
     Kill(i32),
     Pause,
     Resume,
+    /// An exec of these arguments.
+    Exec(Vec<String>),
     Other(String),
+}
+
+/// What the next execs in a container print (on stdout) and exit with; an
+/// exit code of 127 is a command the shim cannot find.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOutcome {
+    pub code: i32,
+    pub output: String,
 }
 
 struct Shim {
@@ -39,6 +50,10 @@ pub struct FakeShims {
     shims: Arc<Mutex<HashMap<String, Shim>>>,
     calls: Arc<Mutex<Vec<(String, ShimCall)>>>,
     next_pid: Arc<Mutex<i32>>,
+    /// By container id.
+    outcomes: Arc<Mutex<HashMap<String, ExecOutcome>>>,
+    /// Exit codes of execs that ran, by exec id.
+    exec_exits: Arc<Mutex<HashMap<String, i32>>>,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -61,6 +76,8 @@ impl FakeShims {
             shims: Default::default(),
             calls: Default::default(),
             next_pid: Default::default(),
+            outcomes: Default::default(),
+            exec_exits: Default::default(),
             rt: Some(rt),
         }
     }
@@ -80,6 +97,23 @@ impl FakeShims {
         let shims = self.shims.lock().expect("shims");
         let s = shims.get(id).expect("a shim for that container");
         end(s, code);
+    }
+
+    /// What execs in container `id` do from now on.
+    pub fn exec_outcome(&self, id: &str, code: i32, output: &str) {
+        self.outcomes.lock().expect("outcomes").insert(
+            id.to_string(),
+            ExecOutcome {
+                code,
+                output: output.to_string(),
+            },
+        );
+    }
+
+    fn new_pid(&self) -> i32 {
+        let mut n = self.next_pid.lock().expect("pid");
+        *n += 1;
+        1000 + *n
     }
 
     /// The pid the container's current shim reported.
@@ -106,7 +140,10 @@ impl FakeShims {
             Request::Kill { signal, .. } => Some(ShimCall::Kill(*signal)),
             Request::Pause => Some(ShimCall::Pause),
             Request::Resume => Some(ShimCall::Resume),
-            Request::Wait | Request::State => None,
+            Request::Exec { process, .. } => Some(ShimCall::Exec(
+                serde_json::from_value(process["args"].clone()).unwrap_or_default(),
+            )),
+            Request::Wait | Request::State | Request::ExecWait { .. } => None,
             other => Some(ShimCall::Other(format!("{other:?}"))),
         };
         if let Some(call) = call {
@@ -160,8 +197,63 @@ impl FakeShims {
                 return Ok(());
             }
             Request::Pause | Request::Resume | Request::Resize { .. } => Response::ok(),
-            Request::Exec { .. } | Request::ExecWait { .. } => {
-                Response::err("exec is not part of the fake shim")
+            Request::Exec {
+                exec_id, detach, ..
+            } => {
+                let out = self
+                    .outcomes
+                    .lock()
+                    .expect("outcomes")
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_default();
+                if out.code == 127 {
+                    return reply(
+                        &mut r,
+                        Response {
+                            kind: Some(berth_runtime::proto::ErrorKind::NotFound),
+                            ..Response::err("exec: executable file not found in $PATH")
+                        },
+                    )
+                    .await;
+                }
+                self.exec_exits
+                    .lock()
+                    .expect("exec exits")
+                    .insert(exec_id, out.code);
+                let resp = Response {
+                    pid: Some(self.new_pid()),
+                    ..Response::ok()
+                };
+                if detach {
+                    resp
+                } else {
+                    // The output as Docker frames it, then the stream ends.
+                    reply(&mut r, resp).await?;
+                    let data = out.output.as_bytes();
+                    let mut framed = berth_api::stream::frame_header(1, data.len()).to_vec();
+                    framed.extend_from_slice(data);
+                    return r.get_mut().write_all(&framed).await;
+                }
+            }
+            Request::ExecWait { exec_id } => {
+                let code = self
+                    .exec_exits
+                    .lock()
+                    .expect("exec exits")
+                    .get(&exec_id)
+                    .copied();
+                match code {
+                    Some(exit_code) => Response {
+                        exit: Some(ExitStatus {
+                            exit_code,
+                            oom_killed: false,
+                            finished_at: chrono::Utc::now().to_rfc3339(),
+                        }),
+                        ..Response::ok()
+                    },
+                    None => Response::err(format!("no exec {exec_id}")),
+                }
             }
         };
         reply(&mut r, resp).await
@@ -219,11 +311,7 @@ impl ShimLauncher for Arc<FakeShims> {
             bound
                 .await
                 .map_err(|e| EngineError::Internal(e.to_string()))??;
-            let pid = {
-                let mut n = self.next_pid.lock().expect("pid");
-                *n += 1;
-                1000 + *n
-            };
+            let pid = self.new_pid();
             let (exit, _) = watch::channel(None);
             let old = self.shims.lock().expect("shims").insert(
                 cfg.id.clone(),

@@ -1,6 +1,7 @@
 //! `/build`, `/build/prune` and `/commit`.
 
 use crate::*;
+use berth_api::JsonMessage;
 
 pub(crate) async fn commit<B: ImageBackend>(
     State(s): State<AppState<B>>,
@@ -96,7 +97,7 @@ pub(crate) async fn build<B: BuildBackend>(
     };
     let file = images::spool(&s, body).await?;
     let ctx = s.backend.build_context(file).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(64);
+    let (tx, rx) = tokio::sync::mpsc::channel::<JsonMessage>(64);
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let mut opts = opts;
     if let Some(axum::Extension(axum::extract::ConnectInfo(ConnFd(fd)))) = conn {
@@ -116,17 +117,12 @@ pub(crate) async fn build<B: BuildBackend>(
                 berth_engine::EngineError::BuildStep { code, .. } => *code,
                 _ => 1,
             };
-            let _ = tx
-                .send(json!({"errorDetail": {"code": code, "message": msg}, "error": msg}))
-                .await;
+            let _ = tx.send(JsonMessage::failure(msg, Some(code))).await;
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let v = rx.recv().await?;
-        Some((
-            Ok::<_, std::io::Error>(bytes::Bytes::from(format!("{v}\r\n"))),
-            rx,
-        ))
+        Some((Ok::<_, std::io::Error>(crate::progress_line(&v)), rx))
     });
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(

@@ -1,12 +1,14 @@
 //! `/images/*`: list, inspect, import, tag, rmi, history, save and load.
 
-use crate::{json_response, ApiError, ApiResult, AppState, Backend, ImageBackend, Q};
+use crate::{
+    json_response, progress_line, ApiError, ApiResult, AppState, Backend, ImageBackend, Q,
+};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_api::JsonMessage;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
 use std::io::Write;
 
 pub async fn list<B: ImageBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
@@ -43,11 +45,9 @@ pub(crate) async fn spool<B: Backend>(s: &AppState<B>, body: Body) -> ApiResult<
 /// JSON messages as dockerd's progress streams send them: chunked, which
 /// clients such as docker-py take as the sign to read message by message
 /// (a sized body is parsed as one JSON document).
-fn json_lines(lines: Vec<Value>) -> Response {
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = lines
-        .iter()
-        .map(|l| Ok(bytes::Bytes::from(format!("{l}\r\n"))))
-        .collect();
+fn json_lines(lines: Vec<JsonMessage>) -> Response {
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        lines.iter().map(|l| Ok(progress_line(l))).collect();
     let mut r = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -93,7 +93,10 @@ pub async fn create<B: ImageBackend>(
     let opts = berth_engine::images::ImportOptions::new(reference, &q.all("changes"), message)?;
     let file = spool(&s, req.into_body()).await?;
     let id = s.backend.image_import(file, opts).await?;
-    Ok(json_lines(vec![json!({"status": id})]))
+    Ok(json_lines(vec![JsonMessage {
+        status: Some(id),
+        ..JsonMessage::default()
+    }]))
 }
 
 pub async fn load<B: ImageBackend>(State(s): State<AppState<B>>, q: Q, req: Request) -> ApiResult {
@@ -105,20 +108,18 @@ pub async fn load<B: ImageBackend>(State(s): State<AppState<B>>, q: Q, req: Requ
         Ok(r) => r,
         Err(e) => {
             let msg = e.to_string();
-            return Ok(json_lines(vec![
-                json!({"errorDetail": {"message": msg}, "error": msg}),
-            ]));
+            return Ok(json_lines(vec![JsonMessage::failure(msg, None)]));
         }
     };
-    let mut lines: Vec<Value> = rep
+    let mut lines: Vec<JsonMessage> = rep
         .tags
         .iter()
-        .map(|t| json!({"stream": format!("Loaded image: {t}\n")}))
+        .map(|t| JsonMessage::text(format!("Loaded image: {t}\n")))
         .collect();
     lines.extend(
         rep.ids
             .iter()
-            .map(|i| json!({"stream": format!("Loaded image ID: {i}\n")})),
+            .map(|i| JsonMessage::text(format!("Loaded image ID: {i}\n"))),
     );
     Ok(json_lines(lines))
 }

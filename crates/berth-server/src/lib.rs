@@ -198,6 +198,13 @@ fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResul
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
 }
 
+/// One line of a progress stream, as dockerd ends them.
+fn progress_line(m: &berth_api::JsonMessage) -> bytes::Bytes {
+    let mut line = serde_json::to_vec(m).unwrap_or_default();
+    line.extend_from_slice(b"\r\n");
+    line.into()
+}
+
 fn json_response(v: impl serde::Serialize) -> Response {
     axum::Json(v).into_response()
 }

@@ -1,6 +1,9 @@
 //! `/_ping`, `/version`, `/info`, `/events` and `/system/df`.
 
 use crate::*;
+use berth_api::{
+    ComponentVersion, PlatformName, PluginsInfo, RuntimeInfo, SwarmInfo, SystemInfo, SystemVersion,
+};
 
 pub(crate) async fn ping() -> Response {
     let mut r = "OK".into_response();
@@ -25,32 +28,46 @@ pub(crate) fn kernel_version() -> String {
 }
 
 pub(crate) async fn version<B: Backend>(State(s): State<AppState<B>>) -> Response {
-    json_response(json!({
-        "Platform": {"Name": "Berth Engine"},
-        "Components": [{"Name": "Engine", "Version": s.daemon.version,
-            "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                "Os": "linux", "Arch": berth_api::host_arch(), "KernelVersion": kernel_version()}}],
-        "Version": s.daemon.version,
-        "ApiVersion": API_VERSION,
-        "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": "berth",
-        "GoVersion": "rust",
-        "Os": "linux",
-        "Arch": berth_api::host_arch(),
-        "KernelVersion": kernel_version(),
-        "BuildTime": "",
-    }))
+    let arch = berth_api::host_arch().to_string();
+    let details = [
+        ("ApiVersion", API_VERSION.to_string()),
+        ("MinAPIVersion", MIN_API_VERSION.to_string()),
+        ("Os", "linux".to_string()),
+        ("Arch", arch.clone()),
+        ("KernelVersion", kernel_version()),
+    ];
+    json_response(SystemVersion {
+        platform: PlatformName {
+            name: "Berth Engine".into(),
+        },
+        components: vec![ComponentVersion {
+            name: "Engine".into(),
+            version: s.daemon.version.clone(),
+            details: details
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }],
+        version: s.daemon.version.clone(),
+        api_version: API_VERSION.into(),
+        min_api_version: MIN_API_VERSION.into(),
+        git_commit: "berth".into(),
+        go_version: "rust".into(),
+        os: "linux".into(),
+        arch,
+        kernel_version: kernel_version(),
+        build_time: String::new(),
+    })
 }
 
 pub(crate) async fn info<B: SystemBackend>(State(s): State<AppState<B>>) -> Response {
     let (total, running, paused, stopped) = s.backend.container_count();
-    let images = s.backend.image_count();
-    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "2"
     } else {
         "1"
     };
-    let host = nix::unistd::gethostname()
+    let name = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().to_string())
         .unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -62,46 +79,57 @@ pub(crate) async fn info<B: SystemBackend>(State(s): State<AppState<B>>) -> Resp
         })
         .unwrap_or(0)
         * 1024;
-    json_response(json!({
-        "ID": s.daemon.id,
-        "Containers": total,
-        "ContainersRunning": running,
-        "ContainersPaused": paused,
-        "ContainersStopped": stopped,
-        "Images": images,
-        "Driver": "overlay2",
-        "DriverStatus": [["Backing Filesystem", "extfs"]],
-        "Plugins": {"Volume": ["local"], "Network": ["host", "none"], "Log": ["json-file"]},
-        "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
-        "CPUShares": true, "PidsLimit": true, "IPv4Forwarding": true,
-        "Debug": false, "NFd": 0, "NGoroutines": 0,
-        "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": cgv,
-        "KernelVersion": kernel_version(),
-        "OperatingSystem": "Berth",
-        "OSType": "linux",
-        "Architecture": std::env::consts::ARCH,
-        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "MemTotal": mem,
-        "DockerRootDir": s.daemon.data_root,
-        "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
-        "Name": host,
-        "Labels": [],
-        "ExperimentalBuild": false,
-        "ServerVersion": s.daemon.version,
-        "Runtimes": {"berth": {"path": "berth-shim"}},
-        "DefaultRuntime": "berth",
-        "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
-            "ControlAvailable": false, "Error": "", "RemoteManagers": null},
-        "LiveRestoreEnabled": true,
-        "Isolation": "",
-        "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
-        "Warnings": [],
-    }))
+    let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    json_response(SystemInfo {
+        id: s.daemon.id.clone(),
+        containers: total,
+        containers_running: running,
+        containers_paused: paused,
+        containers_stopped: stopped,
+        images: s.backend.image_count(),
+        driver: "overlay2".into(),
+        driver_status: vec![["Backing Filesystem".into(), "extfs".into()]],
+        plugins: PluginsInfo {
+            volume: strings(&["local"]),
+            network: strings(&["host", "none"]),
+            log: strings(&["json-file"]),
+        },
+        memory_limit: true,
+        cpu_cfs_period: true,
+        cpu_cfs_quota: true,
+        cpu_shares: true,
+        pids_limit: true,
+        ipv4_forwarding: true,
+        system_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        logging_driver: "json-file".into(),
+        cgroup_driver: "cgroupfs".into(),
+        cgroup_version: cgroup_version.into(),
+        kernel_version: kernel_version(),
+        operating_system: "Berth".into(),
+        os_type: "linux".into(),
+        architecture: std::env::consts::ARCH.into(),
+        ncpu: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mem_total: mem,
+        docker_root_dir: s.daemon.data_root.clone(),
+        index_server_address: "https://index.docker.io/v1/".into(),
+        name,
+        server_version: s.daemon.version.clone(),
+        runtimes: [(
+            "berth".to_string(),
+            RuntimeInfo {
+                path: "berth-shim".into(),
+            },
+        )]
+        .into(),
+        default_runtime: "berth".into(),
+        swarm: SwarmInfo {
+            local_node_state: "inactive".into(),
+            ..SwarmInfo::default()
+        },
+        live_restore_enabled: true,
+        security_options: strings(&["name=seccomp,profile=builtin", "name=cgroupns"]),
+        ..SystemInfo::default()
+    })
 }
 
 // ------------------------------------------------------------------ containers

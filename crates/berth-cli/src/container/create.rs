@@ -4,14 +4,22 @@ use crate::args::*;
 use crate::client::{query, Client, DaemonError};
 use crate::util::*;
 use anyhow::{anyhow, bail, Context, Result};
+use berth_api::{
+    ContainerConfig, CreateRequest, DeviceMapping, HealthConfig, HostConfig, LogConfig,
+    PortBinding, RestartPolicy, Ulimit,
+};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// `HostConfig.PortBindings`: `"80/tcp"` → its host bindings.
+pub(crate) type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
 
 /// `-p [ip:][hostPort:]containerPort[/proto]` (ports may be ranges) and
 /// `--expose`, as the docker CLI turns them into ExposedPorts and PortBindings.
 pub(crate) fn parse_publish(
     publish: &[String],
     expose: &[String],
-) -> Result<(serde_json::Map<String, Value>, Value)> {
+) -> Result<(HashMap<String, Value>, PortBindings)> {
     let range = |s: &str| -> Result<(u16, u16)> {
         let bad = || anyhow!("invalid port: {s}");
         match s.split_once('-') {
@@ -22,8 +30,8 @@ pub(crate) fn parse_publish(
             }
         }
     };
-    let mut exposed = serde_json::Map::new();
-    let mut bindings = serde_json::Map::new();
+    let mut exposed = HashMap::new();
+    let mut bindings = PortBindings::new();
     for e in expose {
         let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
         let (lo, hi) = range(ports)?;
@@ -57,17 +65,21 @@ pub(crate) fn parse_publish(
                 Some((hlo, hhi)) if hhi > hlo => format!("{hlo}-{hhi}"),
                 Some((hlo, _)) => hlo.to_string(),
             };
-            let entry = bindings.entry(key).or_insert_with(|| json!([]));
-            if let Some(a) = entry.as_array_mut() {
-                a.push(json!({"HostIp": hip.trim_matches(['[', ']']), "HostPort": host_port}));
-            }
+            bindings
+                .entry(key)
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: hip.trim_matches(['[', ']']).to_string(),
+                    host_port,
+                });
         }
     }
-    Ok((exposed, Value::Object(bindings)))
+    Ok((exposed, bindings))
 }
 
 /// `--ulimit nofile=1024[:2048]` as the API's `Ulimit`.
-pub(crate) fn parse_ulimit(s: &str) -> Result<Value> {
+pub(crate) fn parse_ulimit(s: &str) -> Result<Ulimit> {
     let (name, vals) = s
         .split_once('=')
         .ok_or_else(|| anyhow!("invalid ulimit argument: {s}"))?;
@@ -76,11 +88,15 @@ pub(crate) fn parse_ulimit(s: &str) -> Result<Value> {
         v.parse::<i64>()
             .map_err(|_| anyhow!("invalid ulimit argument: {s}"))
     };
-    Ok(json!({"Name": name, "Soft": num(soft)?, "Hard": num(hard)?}))
+    Ok(Ulimit {
+        name: name.to_string(),
+        soft: num(soft)?,
+        hard: num(hard)?,
+    })
 }
 
 /// `no`, `always`, `unless-stopped`, `on-failure[:N]` as the API's policy.
-pub(crate) fn restart_policy(s: &str) -> Result<Value> {
+pub(crate) fn restart_policy(s: &str) -> Result<RestartPolicy> {
     let (name, max) = match s.split_once(':') {
         Some((n, m)) => (
             n,
@@ -90,54 +106,47 @@ pub(crate) fn restart_policy(s: &str) -> Result<Value> {
         ),
         None => (s, 0),
     };
-    Ok(json!({"Name": name, "MaximumRetryCount": max}))
+    Ok(RestartPolicy {
+        name: name.to_string(),
+        maximum_retry_count: max,
+    })
 }
 
-/// The resource flags `run` and `update` share, as HostConfig fields.
-pub(crate) fn resource_fields(r: &crate::ResourceArgs) -> Result<serde_json::Map<String, Value>> {
-    let mut m = serde_json::Map::new();
+/// The resource flags `run` and `update` share, into a HostConfig.
+pub(crate) fn apply_resources(r: &crate::ResourceArgs, hc: &mut HostConfig) -> Result<()> {
     if let Some(v) = &r.memory {
-        m.insert("Memory".into(), json!(ram_bytes(v)?));
+        hc.memory = ram_bytes(v)?;
     }
     if let Some(v) = &r.memory_swap {
-        m.insert(
-            "MemorySwap".into(),
-            json!(if v == "-1" { -1 } else { ram_bytes(v)? }),
-        );
+        hc.memory_swap = if v == "-1" { -1 } else { ram_bytes(v)? };
     }
     if let Some(c) = r.cpus {
-        m.insert("NanoCpus".into(), json!((c * 1e9) as i64));
+        hc.nano_cpus = (c * 1e9) as i64;
     }
     if let Some(v) = &r.memory_reservation {
-        m.insert("MemoryReservation".into(), json!(ram_bytes(v)?));
+        hc.memory_reservation = ram_bytes(v)?;
     }
-    for (k, v) in [
-        ("CpusetCpus", &r.cpuset_cpus),
-        ("CpusetMems", &r.cpuset_mems),
-    ] {
-        if let Some(v) = v {
-            m.insert(k.into(), json!(v));
-        }
+    if let Some(v) = &r.cpuset_cpus {
+        hc.cpuset_cpus = v.clone();
+    }
+    if let Some(v) = &r.cpuset_mems {
+        hc.cpuset_mems = v.clone();
     }
     if let Some(w) = r.blkio_weight {
-        m.insert("BlkioWeight".into(), json!(w));
+        hc.blkio_weight = w;
     }
-    for (k, v) in [
-        ("CpuShares", r.cpu_shares),
-        ("CpuPeriod", r.cpu_period),
-        ("CpuQuota", r.cpu_quota),
-        ("PidsLimit", r.pids_limit),
-    ] {
-        if let Some(v) = v {
-            m.insert(k.into(), json!(v));
-        }
+    hc.cpu_shares = r.cpu_shares.unwrap_or(hc.cpu_shares);
+    hc.cpu_period = r.cpu_period.unwrap_or(hc.cpu_period);
+    hc.cpu_quota = r.cpu_quota.unwrap_or(hc.cpu_quota);
+    if r.pids_limit.is_some() {
+        hc.pids_limit = r.pids_limit;
     }
-    Ok(m)
+    Ok(())
 }
 
 /// `HOST[:CONTAINER][:PERMS]`, as the docker CLI reads `--device`: a
 /// second field of only r, w and m letters is the permissions.
-pub(crate) fn device_mapping(spec: &str) -> Value {
+pub(crate) fn device_mapping(spec: &str) -> DeviceMapping {
     let parts: Vec<&str> = spec.split(':').collect();
     let perms = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
     let (host, inside, mode) = match parts[..] {
@@ -146,7 +155,11 @@ pub(crate) fn device_mapping(spec: &str) -> Value {
         [h, c] => (h, c, "rwm"),
         _ => (spec, spec, "rwm"),
     };
-    json!({"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": mode})
+    DeviceMapping {
+        path_on_host: host.to_string(),
+        path_in_container: inside.to_string(),
+        cgroup_permissions: mode.to_string(),
+    }
 }
 
 pub(crate) fn env_file(path: &str) -> Result<Vec<String>> {
@@ -165,7 +178,16 @@ pub(crate) fn env_file(path: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-pub(crate) fn create_body(a: &RunArgs) -> Result<Value> {
+pub(crate) fn create_body(a: &RunArgs) -> Result<CreateRequest> {
+    Ok(CreateRequest {
+        config: container_config(a)?,
+        host_config: host_config(a)?,
+        networking_config: networking_config(a),
+    })
+}
+
+/// The create request's `Config`, as the docker CLI fills it.
+fn container_config(a: &RunArgs) -> Result<ContainerConfig> {
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(env_file(f)?);
@@ -177,186 +199,187 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<Value> {
             env.push(format!("{e}={v}"));
         }
     }
-    let labels = kv_map(&a.label);
-    let log_cfg: serde_json::Map<String, Value> = a
-        .log_opt
-        .iter()
-        .filter_map(|o| o.split_once('=').map(|(k, v)| (k.to_string(), json!(v))))
-        .collect();
     let attach = |s: &str| {
         !a.detach && (a.attach.is_empty() || a.attach.iter().any(|x| x.eq_ignore_ascii_case(s)))
     };
-    let mut cfg = json!({
-        "Image": a.image(),
-        "Tty": a.tty,
-        "OpenStdin": a.interactive,
-        "StdinOnce": a.interactive && !a.detach,
-        "AttachStdin": a.interactive && attach("stdin"),
-        "AttachStdout": attach("stdout"),
-        "AttachStderr": attach("stderr"),
-        "Env": env,
-        "Labels": labels,
-        "HostConfig": {
-            "AutoRemove": a.rm,
-            "RestartPolicy": restart_policy(&a.restart)?,
-            "NetworkMode": a.network.clone().unwrap_or_else(|| "default".into()),
-            "Privileged": a.privileged,
-            "CapAdd": a.cap_add,
-            "CapDrop": a.cap_drop,
-            "SecurityOpt": a.security_opt,
-            "ReadonlyRootfs": a.read_only,
-            "LogConfig": {"Type": a.log_driver.clone().unwrap_or_else(|| "json-file".into()), "Config": log_cfg},
-            "ExtraHosts": a.add_host,
-            "Dns": a.dns,
-        },
-    });
-    if !a.cmd().is_empty() {
-        cfg["Cmd"] = json!(a.cmd());
-    }
-    if let Some(e) = &a.entrypoint {
-        cfg["Entrypoint"] = json!([e]);
-    }
-    if let Some(w) = &a.workdir {
-        cfg["WorkingDir"] = json!(w);
-    }
-    if let Some(u) = &a.user {
-        cfg["User"] = json!(u);
-    }
-    if let Some(h) = &a.hostname {
-        cfg["Hostname"] = json!(h);
-    }
-    if let Some(s) = &a.stop_signal {
-        cfg["StopSignal"] = json!(s);
-    }
-    if let Some(t) = a.stop_timeout {
-        cfg["StopTimeout"] = json!(t);
-    }
-    if let Some(h) = healthcheck(a)? {
-        cfg["Healthcheck"] = h;
-    }
-    let hc = &mut cfg["HostConfig"];
-    for (k, v) in resource_fields(&a.resources)? {
-        hc[k] = v;
-    }
-    hc["GroupAdd"] = json!(a.group_add);
-    hc["Ulimits"] = json!(a
-        .ulimit
-        .iter()
-        .map(|u| parse_ulimit(u))
-        .collect::<Result<Vec<_>>>()?);
-    hc["Sysctls"] = json!(kv_map(&a.sysctl));
-    if let Some(s) = &a.shm_size {
-        hc["ShmSize"] = json!(ram_bytes(s)?);
-    }
-    hc["PidMode"] = json!(a.pid.clone().unwrap_or_default());
-    hc["IpcMode"] = json!(a.ipc.clone().unwrap_or_default());
-    hc["UTSMode"] = json!(a.uts.clone().unwrap_or_default());
-    hc["CgroupnsMode"] = json!(a.cgroupns.clone().unwrap_or_default());
-    hc["DeviceCgroupRules"] = json!(a.device_cgroup_rule);
-    hc["OomScoreAdj"] = json!(a.oom_score_adj.unwrap_or(0));
-    hc["OomKillDisable"] = json!(a.oom_kill_disable);
-    hc["MemorySwappiness"] = json!(a.memory_swappiness.unwrap_or(-1));
-    hc["Runtime"] = json!(a.runtime.clone().unwrap_or_default());
-    if !a.link.is_empty() {
-        hc["Links"] = json!(a.link);
-    }
-    if !a.device.is_empty() {
-        hc["Devices"] = json!(a
-            .device
-            .iter()
-            .map(|d| device_mapping(d))
-            .collect::<Vec<_>>());
-    }
-    hc["DnsSearch"] = json!(a.dns_search);
-    hc["DnsOptions"] = json!(a.dns_option);
+    let (exposed, _) = parse_publish(&a.publish, &a.expose)?;
     // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes),
     // anything with a `:` a bind or a named volume (HostConfig.Binds).
-    let (anon, binds): (Vec<&String>, Vec<&String>) =
-        a.volume.iter().partition(|v| !v.contains(':'));
-    hc["Binds"] = json!(binds);
-    let mounts = a
-        .mount
+    let anon: HashMap<String, Value> = a
+        .volume
         .iter()
-        .map(|m| crate::volume::parse_mount(m))
-        .collect::<Result<Vec<_>>>()?;
-    hc["Mounts"] = json!(mounts);
-    let tmpfs: serde_json::Map<String, Value> = a
+        .filter(|v| !v.contains(':'))
+        .map(|v| (v.clone(), json!({})))
+        .collect();
+    Ok(ContainerConfig {
+        image: a.image().to_string(),
+        tty: a.tty,
+        open_stdin: a.interactive,
+        stdin_once: a.interactive && !a.detach,
+        attach_stdin: a.interactive && attach("stdin"),
+        attach_stdout: attach("stdout"),
+        attach_stderr: attach("stderr"),
+        env: Some(env),
+        labels: Some(kv_map(&a.label).into_iter().collect()),
+        cmd: (!a.cmd().is_empty()).then(|| a.cmd().to_vec()),
+        entrypoint: a.entrypoint.as_ref().map(|e| vec![e.clone()]),
+        working_dir: a.workdir.clone().unwrap_or_default(),
+        user: a.user.clone().unwrap_or_default(),
+        hostname: a.hostname.clone().unwrap_or_default(),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        healthcheck: healthcheck(a)?,
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        volumes: (!anon.is_empty()).then_some(anon),
+        ..ContainerConfig::default()
+    })
+}
+
+/// The create request's `HostConfig`: lists given as flags are sent even
+/// when empty, as inspect shows them back.
+fn host_config(a: &RunArgs) -> Result<HostConfig> {
+    let binds = a
+        .volume
+        .iter()
+        .filter(|v| v.contains(':'))
+        .cloned()
+        .collect();
+    let (_, port_bindings) = parse_publish(&a.publish, &a.expose)?;
+    let tmpfs = a
         .tmpfs
         .iter()
         .map(|t| {
             let (p, o) = t.split_once(':').unwrap_or((t, ""));
-            (p.to_string(), json!(o))
+            (p.to_string(), o.to_string())
         })
         .collect();
-    hc["Tmpfs"] = Value::Object(tmpfs);
-    hc["VolumesFrom"] = json!(a.volumes_from);
-    let (exposed, bindings) = parse_publish(&a.publish, &a.expose)?;
-    hc["PortBindings"] = bindings;
-    hc["PublishAllPorts"] = json!(a.publish_all);
-    if !exposed.is_empty() {
-        cfg["ExposedPorts"] = Value::Object(exposed);
+    let mut hc = HostConfig {
+        auto_remove: a.rm,
+        restart_policy: restart_policy(&a.restart)?,
+        network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
+        privileged: a.privileged,
+        cap_add: Some(a.cap_add.clone()),
+        cap_drop: Some(a.cap_drop.clone()),
+        security_opt: Some(a.security_opt.clone()),
+        readonly_rootfs: a.read_only,
+        log_config: LogConfig {
+            kind: a.log_driver.clone().unwrap_or_else(|| "json-file".into()),
+            config: Some(
+                a.log_opt
+                    .iter()
+                    .filter_map(|o| o.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        },
+        extra_hosts: Some(a.add_host.clone()),
+        dns: Some(a.dns.clone()),
+        dns_search: Some(a.dns_search.clone()),
+        dns_options: Some(a.dns_option.clone()),
+        group_add: Some(a.group_add.clone()),
+        ulimits: Some(
+            a.ulimit
+                .iter()
+                .map(|u| parse_ulimit(u))
+                .collect::<Result<_>>()?,
+        ),
+        sysctls: Some(kv_map(&a.sysctl).into_iter().collect()),
+        pid_mode: a.pid.clone().unwrap_or_default(),
+        ipc_mode: a.ipc.clone().unwrap_or_default(),
+        uts_mode: a.uts.clone().unwrap_or_default(),
+        cgroupns_mode: a.cgroupns.clone().unwrap_or_default(),
+        device_cgroup_rules: Some(a.device_cgroup_rule.clone()),
+        oom_score_adj: a.oom_score_adj.unwrap_or(0),
+        oom_kill_disable: Some(a.oom_kill_disable),
+        memory_swappiness: Some(a.memory_swappiness.unwrap_or(-1)),
+        runtime: a.runtime.clone().unwrap_or_default(),
+        links: (!a.link.is_empty()).then(|| a.link.clone()),
+        devices: (!a.device.is_empty())
+            .then(|| a.device.iter().map(|d| device_mapping(d)).collect()),
+        binds: Some(binds),
+        mounts: Some(
+            a.mount
+                .iter()
+                .map(|m| crate::volume::parse_mount(m))
+                .collect::<Result<_>>()?,
+        ),
+        tmpfs: Some(tmpfs),
+        volumes_from: Some(a.volumes_from.clone()),
+        port_bindings: Some(port_bindings),
+        publish_all_ports: a.publish_all,
+        ..HostConfig::default()
+    };
+    if let Some(s) = &a.shm_size {
+        hc.shm_size = ram_bytes(s)?;
     }
-    if !a.network_alias.is_empty() || a.ip.is_some() || a.ip6.is_some() || a.mac_address.is_some() {
-        let net = a.network.clone().unwrap_or_else(|| "bridge".into());
-        let mut ep = json!({"Aliases": a.network_alias});
-        if let Some(ip) = &a.ip {
-            ep["IPAMConfig"]["IPv4Address"] = json!(ip);
-        }
-        if let Some(ip) = &a.ip6 {
-            ep["IPAMConfig"]["IPv6Address"] = json!(ip);
-        }
-        if let Some(m) = &a.mac_address {
-            ep["MacAddress"] = json!(m);
-        }
-        cfg["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
-    }
-
-    if !anon.is_empty() {
-        let vols: serde_json::Map<String, Value> =
-            anon.iter().map(|v| (v.to_string(), json!({}))).collect();
-        cfg["Volumes"] = Value::Object(vols);
-    }
-    Ok(cfg)
+    apply_resources(&a.resources, &mut hc)?;
+    Ok(hc)
 }
 
-/// `?filters=…` for a list of `key=value` filters, or nothing.
+/// `--network-alias`, `--ip`, `--ip6`, `--mac-address` for the network run joins.
+fn networking_config(a: &RunArgs) -> Option<Value> {
+    if a.network_alias.is_empty() && a.ip.is_none() && a.ip6.is_none() && a.mac_address.is_none() {
+        return None;
+    }
+    let net = a.network.clone().unwrap_or_else(|| "bridge".into());
+    let mut ep = json!({"Aliases": a.network_alias});
+    if let Some(ip) = &a.ip {
+        ep["IPAMConfig"]["IPv4Address"] = json!(ip);
+    }
+    if let Some(ip) = &a.ip6 {
+        ep["IPAMConfig"]["IPv6Address"] = json!(ip);
+    }
+    if let Some(m) = &a.mac_address {
+        ep["MacAddress"] = json!(m);
+    }
+    Some(json!({"EndpointsConfig": {net: ep}}))
+}
+
 /// `--health-*` and `--no-healthcheck` as the API's `Healthcheck`, the
 /// docker CLI's way: a test only with `--health-cmd`, timings on their own
 /// keep the image's test.
-pub(crate) fn healthcheck(a: &RunArgs) -> Result<Option<Value>> {
-    let timings = [
-        ("Interval", &a.health_interval),
-        ("Timeout", &a.health_timeout),
-        ("StartPeriod", &a.health_start_period),
-        ("StartInterval", &a.health_start_interval),
-    ];
+pub(crate) fn healthcheck(a: &RunArgs) -> Result<Option<HealthConfig>> {
     let any = a.health_cmd.is_some()
         || a.health_retries.is_some()
-        || timings.iter().any(|(_, v)| v.is_some());
+        || [
+            &a.health_interval,
+            &a.health_timeout,
+            &a.health_start_period,
+            &a.health_start_interval,
+        ]
+        .iter()
+        .any(|v| v.is_some());
     if a.no_healthcheck {
         if any {
             bail!("--no-healthcheck conflicts with --health-* options");
         }
-        return Ok(Some(json!({"Test": ["NONE"]})));
+        return Ok(Some(HealthConfig {
+            test: vec!["NONE".into()],
+            ..HealthConfig::default()
+        }));
     }
     if !any {
         return Ok(None);
     }
-    let mut h = json!({});
-    if let Some(c) = &a.health_cmd {
-        h["Test"] = json!(["CMD-SHELL", c]);
-    }
-    for (key, v) in timings {
-        if let Some(v) = v {
-            let ns =
-                berth_util::gotime::duration_ns(v).map_err(|e| anyhow!("--health flag: {e}"))?;
-            h[key] = json!(ns);
+    let ns = |v: &Option<String>| -> Result<i64> {
+        match v {
+            Some(v) => {
+                berth_util::gotime::duration_ns(v).map_err(|e| anyhow!("--health flag: {e}"))
+            }
+            None => Ok(0),
         }
-    }
-    if let Some(r) = a.health_retries {
-        h["Retries"] = json!(r);
-    }
-    Ok(Some(h))
+    };
+    Ok(Some(HealthConfig {
+        test: match &a.health_cmd {
+            Some(c) => vec!["CMD-SHELL".into(), c.clone()],
+            None => Vec::new(),
+        },
+        interval: ns(&a.health_interval)?,
+        timeout: ns(&a.health_timeout)?,
+        start_period: ns(&a.health_start_period)?,
+        start_interval: ns(&a.health_start_interval)?,
+        retries: a.health_retries.map_or(0, i64::from),
+    }))
 }
 
 pub(crate) fn create(c: &Client, a: &RunArgs) -> Result<String> {

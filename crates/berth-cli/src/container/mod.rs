@@ -356,9 +356,10 @@ pub(crate) fn export(c: &Client, a: ExportArgs) -> Result<i32> {
 }
 
 pub(crate) fn update(c: &Client, a: crate::UpdateArgs) -> Result<i32> {
-    let mut body = Value::Object(resource_fields(&a.resources)?);
+    let mut body = berth_api::HostConfig::default();
+    apply_resources(&a.resources, &mut body)?;
     if let Some(r) = &a.restart {
-        body["RestartPolicy"] = restart_policy(r)?;
+        body.restart_policy = restart_policy(r)?;
     }
     let mut code = 0;
     for n in &a.containers {

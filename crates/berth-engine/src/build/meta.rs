@@ -4,6 +4,7 @@
 //! text its history entry and cache key carry.
 
 use super::*;
+use berth_api::HealthConfig;
 
 /// The metadata instructions that take no `--flags`.
 const NO_FLAGS: [&str; 10] = [
@@ -260,7 +261,10 @@ fn healthcheck(inst: &Instruction, cfg: &mut ImageConfigBlob) -> Result<String> 
     ])?;
     let rest = inst.rest.trim();
     let hc = if rest.eq_ignore_ascii_case("none") {
-        json!({"Test": ["NONE"]})
+        HealthConfig {
+            test: vec!["NONE".into()],
+            ..HealthConfig::default()
+        }
     } else {
         let (word, cmd) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         if !word.eq_ignore_ascii_case("cmd") {
@@ -274,26 +278,30 @@ fn healthcheck(inst: &Instruction, cfg: &mut ImageConfigBlob) -> Result<String> 
             Some(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
             None => vec!["CMD-SHELL".to_string(), cmd.to_string()],
         };
-        let mut hc = json!({ "Test": test });
-        for (flag, key) in [
-            ("interval", "Interval"),
-            ("timeout", "Timeout"),
-            ("start-period", "StartPeriod"),
-            ("start-interval", "StartInterval"),
-        ] {
-            if let Some(v) = inst.flag(flag) {
-                hc[key] = json!(berth_build::duration_ns(v).map_err(|e| inst.error(e))?);
-            }
-        }
-        if let Some(r) = inst.flag("retries") {
-            hc["Retries"] = json!(r
+        let ns = |flag: &str| -> Result<i64> {
+            Ok(match inst.flag(flag) {
+                Some(v) => berth_build::duration_ns(v).map_err(|e| inst.error(e))?,
+                None => 0,
+            })
+        };
+        let retries = match inst.flag("retries") {
+            Some(r) => r
                 .parse::<i64>()
-                .map_err(|_| inst.error(format!("invalid retries {r}")))?);
+                .map_err(|_| inst.error(format!("invalid retries {r}")))?,
+            None => 0,
+        };
+        HealthConfig {
+            test,
+            interval: ns("interval")?,
+            timeout: ns("timeout")?,
+            start_period: ns("start-period")?,
+            start_interval: ns("start-interval")?,
+            retries,
         }
-        hc
     };
-    cfg.config.healthcheck = Some(hc.clone());
-    Ok(format!("HEALTHCHECK {hc}"))
+    let text = serde_json::to_string(&hc).map_err(|e| inst.error(e.to_string()))?;
+    cfg.config.healthcheck = Some(hc);
+    Ok(format!("HEALTHCHECK {text}"))
 }
 
 fn onbuild(inst: &Instruction, cfg: &mut ImageConfigBlob) -> Result<String> {

@@ -5,10 +5,12 @@
 
 use crate::rootfs::{secure_join, OverlayMount};
 use crate::{merge_env, now, Engine, EngineError, Result};
-use berth_api::{ContainerConfig, CreateRequest, History, HostConfig, ImageConfigBlob, RootFs};
+use berth_api::{
+    ContainerConfig, CreateRequest, History, HostConfig, ImageConfigBlob, JsonMessage, RootFs,
+};
 use berth_build::dockerfile::{self, Instruction};
 use berth_build::{lex, BuildError};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -77,7 +79,7 @@ struct ImageState {
 
 /// The output stream; a closed receiver means the client went away.
 struct Out {
-    tx: Sender<Value>,
+    tx: Sender<JsonMessage>,
     quiet: bool,
     cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -87,7 +89,7 @@ fn cancelled() -> EngineError {
 }
 
 impl Out {
-    async fn send(&self, v: Value) -> Result<()> {
+    async fn send(&self, v: JsonMessage) -> Result<()> {
         if self.cancel.as_ref().is_some_and(|c| *c.borrow()) {
             return Err(cancelled());
         }
@@ -117,7 +119,7 @@ impl Out {
         if self.quiet {
             return Ok(());
         }
-        self.send(json!({"stream": s.into()})).await
+        self.send(JsonMessage::text(s)).await
     }
 }
 
@@ -189,7 +191,7 @@ impl Engine {
         self: &Arc<Self>,
         ctx: &Path,
         opts: BuildOptions,
-        tx: Sender<Value>,
+        tx: Sender<JsonMessage>,
     ) -> Result<String> {
         let out = Out {
             tx,
@@ -246,9 +248,13 @@ impl Engine {
                 "No image was generated. Is your Dockerfile empty?".into(),
             ));
         }
-        out.send(json!({"aux": {"ID": fin.id}})).await?;
+        out.send(JsonMessage {
+            aux: Some(serde_json::json!({ "ID": fin.id })),
+            ..JsonMessage::default()
+        })
+        .await?;
         if opts.quiet {
-            out.send(json!({"stream": format!("{}\n", fin.id)})).await?;
+            out.send(JsonMessage::text(format!("{}\n", fin.id))).await?;
         }
         out.line(format!("Successfully built {}\n", short(&fin.id)))
             .await?;

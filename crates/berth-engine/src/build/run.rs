@@ -124,7 +124,7 @@ impl Engine {
                         2 => format!("\x1b[91m{text}\x1b[0m"),
                         _ => text.into_owned(),
                     };
-                    let _ = tx.send(json!({ "stream": text })).await;
+                    let _ = tx.send(JsonMessage::text(text)).await;
                 }
             }
         });

@@ -304,8 +304,8 @@ pub(crate) fn merge_image_config(
     // The container's healthcheck replaces the image's; `Test` left
     // empty keeps the image's command with the container's timings.
     config.healthcheck = match (config.healthcheck.take(), &ic.healthcheck) {
-        (Some(mut c), Some(i)) if c["Test"].as_array().is_none_or(|t| t.is_empty()) => {
-            c["Test"] = i["Test"].clone();
+        (Some(mut c), Some(i)) if c.test.is_empty() => {
+            c.test = i.test.clone();
             Some(c)
         }
         (Some(c), _) => Some(c),
@@ -324,7 +324,7 @@ pub(crate) fn merge_image_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::{ContainerConfig, ImageRunConfig};
+    use berth_api::{ContainerConfig, HealthConfig, ImageRunConfig};
 
     fn image() -> ImageRunConfig {
         ImageRunConfig {
@@ -335,7 +335,11 @@ mod tests {
             user: "nobody".into(),
             labels: Some([("l".to_string(), "image".to_string())].into()),
             volumes: Some([("/data".to_string(), serde_json::json!({}))].into()),
-            healthcheck: Some(serde_json::json!({"Test": ["CMD", "check"], "Interval": 1})),
+            healthcheck: Some(HealthConfig {
+                test: vec!["CMD".into(), "check".into()],
+                interval: 1,
+                ..HealthConfig::default()
+            }),
             ..Default::default()
         }
     }
@@ -345,7 +349,10 @@ mod tests {
         let mut c = ContainerConfig {
             env: Some(vec!["A=mine".into()]),
             labels: Some([("m".to_string(), "mine".to_string())].into()),
-            healthcheck: Some(serde_json::json!({"Interval": 5})),
+            healthcheck: Some(HealthConfig {
+                interval: 5,
+                ..HealthConfig::default()
+            }),
             ..Default::default()
         };
         let argv = merge_image_config(&mut c, &image()).unwrap();
@@ -358,10 +365,7 @@ mod tests {
         assert_eq!(c.labels.as_ref().unwrap().len(), 2);
         assert!(c.volumes.as_ref().unwrap().contains_key("/data"));
         let h = c.healthcheck.unwrap();
-        assert_eq!(
-            (h["Test"][1].as_str(), h["Interval"].as_i64()),
-            (Some("check"), Some(5))
-        );
+        assert_eq!((h.test[1].as_str(), h.interval), ("check", 5));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::record::Status;
 use crate::{now, Ctr, Engine};
-use serde_json::Value;
+use berth_api::HealthConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,9 @@ pub struct Probe {
 
 /// The probe a `Healthcheck` config asks for: None without one, or for
 /// `["NONE"]`. `shell` runs `CMD-SHELL` (the image's SHELL, else `/bin/sh -c`).
-pub fn probe(hc: Option<&Value>, shell: &[String]) -> Option<Probe> {
+pub fn probe(hc: Option<&HealthConfig>, shell: &[String]) -> Option<Probe> {
     let hc = hc?;
-    let test: Vec<String> = hc["Test"]
-        .as_array()?
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    let cmd = match test.split_first() {
+    let cmd = match hc.test.split_first() {
         Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
         Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
             let mut c = if shell.is_empty() {
@@ -47,20 +42,20 @@ pub fn probe(hc: Option<&Value>, shell: &[String]) -> Option<Probe> {
         }
         _ => return None,
     };
-    let dur = |k: &str, default: Duration| match hc[k].as_i64() {
-        Some(ns) if ns > 0 => Duration::from_nanos(ns as u64),
-        _ => default,
+    let dur = |ns: i64, default: Duration| {
+        if ns > 0 {
+            Duration::from_nanos(ns as u64)
+        } else {
+            default
+        }
     };
-    let retries = match hc["Retries"].as_u64() {
-        Some(n) if n > 0 => n as u32,
-        _ => 3,
-    };
+    let retries = if hc.retries > 0 { hc.retries as u32 } else { 3 };
     Some(Probe {
         cmd,
-        interval: dur("Interval", Duration::from_secs(30)),
-        timeout: dur("Timeout", Duration::from_secs(30)),
-        start_period: dur("StartPeriod", Duration::ZERO),
-        start_interval: dur("StartInterval", Duration::from_secs(5)),
+        interval: dur(hc.interval, Duration::from_secs(30)),
+        timeout: dur(hc.timeout, Duration::from_secs(30)),
+        start_period: dur(hc.start_period, Duration::ZERO),
+        start_interval: dur(hc.start_interval, Duration::from_secs(5)),
         retries,
     })
 }
@@ -268,23 +263,33 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn hc(v: serde_json::Value) -> HealthConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn probes_from_configs() {
         assert_eq!(probe(None, &[]), None);
-        assert_eq!(probe(Some(&json!({"Test": ["NONE"]})), &[]), None);
-        assert_eq!(probe(Some(&json!({"Test": []})), &[]), None);
-        let p = probe(Some(&json!({"Test": ["CMD-SHELL", "test -f /ok"]})), &[]).unwrap();
+        assert_eq!(probe(Some(&hc(json!({"Test": ["NONE"]}))), &[]), None);
+        assert_eq!(probe(Some(&hc(json!({"Test": []}))), &[]), None);
+        let p = probe(
+            Some(&hc(json!({"Test": ["CMD-SHELL", "test -f /ok"]}))),
+            &[],
+        )
+        .unwrap();
         assert_eq!(p.cmd, ["/bin/sh", "-c", "test -f /ok"]);
         assert_eq!((p.interval, p.retries), (Duration::from_secs(30), 3));
         let shell = vec!["/bin/ash".to_string(), "-e".to_string(), "-c".to_string()];
         let p = probe(
-            Some(&json!({"Test": ["CMD-SHELL", "true"], "Interval": 500_000_000u64, "Retries": 2})),
+            Some(&hc(
+                json!({"Test": ["CMD-SHELL", "true"], "Interval": 500_000_000u64, "Retries": 2}),
+            )),
             &shell,
         )
         .unwrap();
         assert_eq!(p.cmd, ["/bin/ash", "-e", "-c", "true"]);
         assert_eq!((p.interval, p.retries), (Duration::from_millis(500), 2));
-        let p = probe(Some(&json!({"Test": ["CMD", "cat", "/ok"]})), &[]).unwrap();
+        let p = probe(Some(&hc(json!({"Test": ["CMD", "cat", "/ok"]}))), &[]).unwrap();
         assert_eq!(p.cmd, ["cat", "/ok"]);
     }
 

@@ -238,19 +238,17 @@ pub fn config(c: &mut ContainerConfig) -> Result<(), String> {
         ));
     }
     if let Some(h) = &c.healthcheck {
-        let ns = |k: &str| h.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
-        for (k, name) in [
-            ("Interval", "Interval"),
-            ("Timeout", "Timeout"),
-            ("StartPeriod", "StartPeriod"),
-            ("StartInterval", "StartInterval"),
+        for (v, name) in [
+            (h.interval, "Interval"),
+            (h.timeout, "Timeout"),
+            (h.start_period, "StartPeriod"),
+            (h.start_interval, "StartInterval"),
         ] {
-            let v = ns(k);
             if v != 0 && v < 1_000_000 {
                 return Err(format!("{name} in Healthcheck cannot be less than 1ms"));
             }
         }
-        if ns("Retries") < 0 {
+        if h.retries < 0 {
             return Err("Retries in Healthcheck cannot be negative".into());
         }
     }
@@ -396,12 +394,17 @@ mod tests {
             "invalid environment variable: =x"
         );
         assert!(cfg(&|c| c.hostname = "h".repeat(65)).is_err());
-        assert!(
-            cfg(&|c| c.healthcheck = Some(serde_json::json!({"Interval": 10})))
-                .unwrap_err()
-                .starts_with("Interval in Healthcheck")
-        );
-        assert!(cfg(&|c| c.healthcheck = Some(serde_json::json!({"Retries": -1}))).is_err());
+        assert!(cfg(&|c| c.healthcheck = Some(berth_api::HealthConfig {
+            interval: 10,
+            ..Default::default()
+        }))
+        .unwrap_err()
+        .starts_with("Interval in Healthcheck"));
+        assert!(cfg(&|c| c.healthcheck = Some(berth_api::HealthConfig {
+            retries: -1,
+            ..Default::default()
+        }))
+        .is_err());
     }
 
     #[test]
