@@ -140,9 +140,9 @@ impl FakeShims {
             Request::Kill { signal, .. } => Some(ShimCall::Kill(*signal)),
             Request::Pause => Some(ShimCall::Pause),
             Request::Resume => Some(ShimCall::Resume),
-            Request::Exec { process, .. } => Some(ShimCall::Exec(
-                serde_json::from_value(process["args"].clone()).unwrap_or_default(),
-            )),
+            Request::Exec { process, .. } => {
+                Some(ShimCall::Exec(process.args().clone().unwrap_or_default()))
+            }
             Request::Wait | Request::State | Request::ExecWait { .. } => None,
             other => Some(ShimCall::Other(format!("{other:?}"))),
         };
@@ -199,64 +199,71 @@ impl FakeShims {
             Request::Pause | Request::Resume | Request::Resize { .. } => Response::ok(),
             Request::Exec {
                 exec_id, detach, ..
-            } => {
-                let out = self
-                    .outcomes
-                    .lock()
-                    .expect("outcomes")
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_default();
-                if out.code == 127 {
-                    return reply(
-                        &mut r,
-                        Response {
-                            kind: Some(berth_runtime::proto::ErrorKind::NotFound),
-                            ..Response::err("exec: executable file not found in $PATH")
-                        },
-                    )
-                    .await;
-                }
-                self.exec_exits
-                    .lock()
-                    .expect("exec exits")
-                    .insert(exec_id, out.code);
-                let resp = Response {
-                    pid: Some(self.new_pid()),
-                    ..Response::ok()
-                };
-                if detach {
-                    resp
-                } else {
-                    // The output as Docker frames it, then the stream ends.
-                    reply(&mut r, resp).await?;
-                    let data = out.output.as_bytes();
-                    let mut framed = berth_api::stream::frame_header(1, data.len()).to_vec();
-                    framed.extend_from_slice(data);
-                    return r.get_mut().write_all(&framed).await;
-                }
-            }
-            Request::ExecWait { exec_id } => {
-                let code = self
-                    .exec_exits
-                    .lock()
-                    .expect("exec exits")
-                    .get(&exec_id)
-                    .copied();
-                match code {
-                    Some(exit_code) => Response {
-                        exit: Some(ExitStatus {
-                            exit_code,
-                            oom_killed: false,
-                            finished_at: chrono::Utc::now().to_rfc3339(),
-                        }),
-                        ..Response::ok()
-                    },
-                    None => Response::err(format!("no exec {exec_id}")),
-                }
-            }
+            } => return self.exec(&id, exec_id, detach, &mut r).await,
+            Request::ExecWait { exec_id } => self.exec_exit(&exec_id),
         };
         reply(&mut r, resp).await
+    }
+    /// An exec: it starts at once; unless detached, its output follows the
+    /// answer on the same connection.
+    async fn exec(
+        &self,
+        id: &str,
+        exec_id: String,
+        detach: bool,
+        r: &mut BufReader<UnixStream>,
+    ) -> std::io::Result<()> {
+        let out = self
+            .outcomes
+            .lock()
+            .expect("outcomes")
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        if out.code == 127 {
+            let missing = Response {
+                kind: Some(berth_runtime::proto::ErrorKind::NotFound),
+                ..Response::err("exec: executable file not found in $PATH")
+            };
+            return reply(r, missing).await;
+        }
+        self.exec_exits
+            .lock()
+            .expect("exec exits")
+            .insert(exec_id, out.code);
+        let resp = Response {
+            pid: Some(self.new_pid()),
+            ..Response::ok()
+        };
+        reply(r, resp).await?;
+        if detach {
+            return Ok(());
+        }
+        // The output as Docker frames it, then the stream ends.
+        let data = out.output.as_bytes();
+        let mut framed = berth_api::stream::frame_header(1, data.len()).to_vec();
+        framed.extend_from_slice(data);
+        r.get_mut().write_all(&framed).await
+    }
+
+    fn exec_exit(&self, exec_id: &str) -> Response {
+        let code = self
+            .exec_exits
+            .lock()
+            .expect("exec exits")
+            .get(exec_id)
+            .copied();
+        match code {
+            Some(exit_code) => Response {
+                exit: Some(ExitStatus {
+                    exit_code,
+                    oom_killed: false,
+                    finished_at: chrono::Utc::now().to_rfc3339(),
+                }),
+                ..Response::ok()
+            },
+            None => Response::err(format!("no exec {exec_id}")),
+        }
     }
 }
 

@@ -8,6 +8,9 @@ pub mod seccomp;
 pub mod shim_client;
 pub mod spec;
 
+/// The OCI runtime spec types the engine writes and the shim reads.
+pub use oci_spec::runtime as oci;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("shim: {msg}")]
@@ -20,6 +23,8 @@ pub enum RuntimeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    #[error("OCI spec: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
 }
 
 impl RuntimeError {

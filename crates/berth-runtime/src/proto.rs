@@ -2,7 +2,6 @@
 //! response line; `Attach` and `Exec` then carry the raw stream on that connection.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op")]
@@ -31,7 +30,7 @@ pub enum Request {
     Resume,
     Exec {
         exec_id: String,
-        process: Value,
+        process: Box<crate::oci::Process>,
         stdin: bool,
         detach: bool,
     },

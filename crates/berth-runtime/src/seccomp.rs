@@ -1,9 +1,49 @@
 //! Docker's default seccomp profile, narrowed to this architecture and the
 //! container's capabilities, in OCI `linux.seccomp` form.
 
-use serde_json::{json, Value};
+use crate::RuntimeError;
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSyscall};
+use serde::Deserialize;
 
 const DEFAULT_PROFILE: &str = include_str!("seccomp-default.json");
+
+/// Docker's profile format: OCI's rules plus the conditions on
+/// architecture and capabilities that choose among them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerProfile {
+    default_action: LinuxSeccompAction,
+    default_errno_ret: Option<u32>,
+    arch_map: Vec<ArchMap>,
+    syscalls: Vec<DockerSyscall>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArchMap {
+    architecture: Arch,
+    #[serde(default)]
+    sub_architectures: Option<Vec<Arch>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerSyscall {
+    names: Vec<String>,
+    action: LinuxSeccompAction,
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Option<Vec<LinuxSeccompArg>>,
+    includes: Option<Condition>,
+    excludes: Option<Condition>,
+}
+
+/// `minKernel` is not read: this kernel is newer than any the profile names.
+#[derive(Deserialize, Default)]
+struct Condition {
+    arches: Option<Vec<String>>,
+    caps: Option<Vec<String>>,
+}
 
 fn docker_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -15,89 +55,79 @@ fn docker_arch() -> &'static str {
     }
 }
 
-fn matches(cond: &Value, arch: &str, caps: &[String]) -> (bool, bool) {
-    let arch_hit = cond["arches"]
-        .as_array()
-        .map(|a| a.iter().any(|x| x == arch));
-    let caps_hit = cond["caps"]
-        .as_array()
-        .map(|a| a.iter().any(|x| caps.iter().any(|c| x == c.as_str())));
-    (arch_hit.unwrap_or(true), caps_hit.unwrap_or(true))
+impl Condition {
+    /// Whether its architectures, and its capabilities, name ours; a list
+    /// it does not have matches.
+    fn hits(&self, arch: &str, caps: &[String]) -> (bool, bool) {
+        let arch_hit = self.arches.as_ref().map(|a| a.iter().any(|x| x == arch));
+        let caps_hit = self
+            .caps
+            .as_ref()
+            .map(|a| a.iter().any(|x| caps.contains(x)));
+        (arch_hit.unwrap_or(true), caps_hit.unwrap_or(true))
+    }
 }
 
 /// Builds the filter for a container holding `caps` (full `CAP_…` names).
-pub fn default_profile(caps: &[String]) -> Value {
-    let profile: Value = serde_json::from_str(DEFAULT_PROFILE).expect("embedded profile is JSON");
+pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, RuntimeError> {
+    let profile: DockerProfile = serde_json::from_str(DEFAULT_PROFILE)?;
     let arch = docker_arch();
-    let mut archs = Vec::new();
     let native = match arch {
-        "amd64" => "SCMP_ARCH_X86_64",
-        "arm64" => "SCMP_ARCH_AARCH64",
-        _ => "",
+        "amd64" => Some(Arch::ScmpArchX86_64),
+        "arm64" => Some(Arch::ScmpArchAarch64),
+        _ => None,
     };
-    for m in profile["archMap"].as_array().into_iter().flatten() {
-        if m["architecture"] == native {
-            archs.push(m["architecture"].clone());
-            archs.extend(
-                m["subArchitectures"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
+    let mut archs = Vec::new();
+    for m in profile.arch_map {
+        if Some(m.architecture) == native {
+            archs.push(m.architecture);
+            archs.extend(m.sub_architectures.unwrap_or_default());
         }
     }
     let mut syscalls = Vec::new();
-    for s in profile["syscalls"].as_array().into_iter().flatten() {
-        let inc = &s["includes"];
-        let (a, c) = matches(inc, arch, caps);
-        if !(inc.is_null() || a && c) {
-            continue;
-        }
-        let exc = &s["excludes"];
-        if exc.is_object() {
-            let excluded_by_arch = exc["arches"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x == arch));
-            let excluded_by_cap = exc["caps"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| caps.iter().any(|c| x == c.as_str())));
-            if excluded_by_arch || excluded_by_cap {
+    for s in profile.syscalls {
+        if let Some(inc) = &s.includes {
+            if inc.hits(arch, caps) != (true, true) {
                 continue;
             }
         }
-        let mut rule = json!({"names": s["names"], "action": s["action"]});
-        if let Some(e) = s.get("errnoRet") {
-            rule["errnoRet"] = e.clone();
-        }
-        if let Some(args) = s.get("args").and_then(Value::as_array) {
-            if !args.is_empty() {
-                rule["args"] = Value::Array(
-                    args.iter()
-                        .map(|a| {
-                            let mut arg =
-                                json!({"index": a["index"], "value": a["value"], "op": a["op"]});
-                            if let Some(two) = a.get("valueTwo").filter(|v| !v.is_null()) {
-                                arg["valueTwo"] = two.clone();
-                            }
-                            arg
-                        })
-                        .collect(),
-                );
+        if let Some(exc) = &s.excludes {
+            let by_arch = exc
+                .arches
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|x| x == arch));
+            let by_cap = exc
+                .caps
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|x| caps.contains(x)));
+            if by_arch || by_cap {
+                continue;
             }
         }
+        let mut rule = LinuxSyscall::default();
+        rule.set_names(s.names);
+        rule.set_action(s.action);
+        rule.set_errno_ret(s.errno_ret);
+        rule.set_args(s.args.filter(|a| !a.is_empty()));
         syscalls.push(rule);
     }
-    json!({
-        "defaultAction": profile["defaultAction"],
-        "defaultErrnoRet": profile["defaultErrnoRet"],
-        "architectures": archs,
-        "syscalls": syscalls,
-    })
+    let mut out = LinuxSeccomp::default();
+    out.set_default_action(profile.default_action);
+    out.set_default_errno_ret(profile.default_errno_ret);
+    out.set_architectures(Some(archs));
+    out.set_syscalls(Some(syscalls));
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// The profile as the shim reads it from `config.json`.
+    fn profile(caps: &[String]) -> Value {
+        serde_json::to_value(default_profile(caps).unwrap()).unwrap()
+    }
 
     fn allowed(p: &Value, name: &str) -> bool {
         p["syscalls"].as_array().unwrap().iter().any(|s| {
@@ -109,7 +139,7 @@ mod tests {
 
     #[test]
     fn default_caps_do_not_get_mount_or_ptrace_of_the_kernel() {
-        let p = default_profile(&["CAP_CHOWN".to_string()]);
+        let p = profile(&["CAP_CHOWN".to_string()]);
         assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
         assert!(allowed(&p, "read"));
         assert!(!allowed(&p, "mount"), "mount needs CAP_SYS_ADMIN");
@@ -122,7 +152,7 @@ mod tests {
 
     #[test]
     fn clone_mask_keeps_runcs_order() {
-        let p = default_profile(&[]);
+        let p = profile(&[]);
         let clone = p["syscalls"]
             .as_array()
             .unwrap()

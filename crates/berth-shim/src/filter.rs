@@ -5,10 +5,12 @@
 //! BPF in a cache named by the profile's sha256, and load the cached program
 //! in each new process just before exec (see linux/process.rs for the order).
 
+use berth_runtime::oci::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs;
@@ -27,17 +29,20 @@ pub enum FilterError {
 
 /// The compiled program (and its flags) of an OCI seccomp profile, from
 /// `cache_dir` when it is there; None without a profile.
-pub fn program(profile: &Value, cache_dir: &Path) -> Result<Option<(Vec<u8>, u32)>, FilterError> {
-    if profile.is_null() {
+pub fn program(
+    profile: Option<&LinuxSeccomp>,
+    cache_dir: &Path,
+) -> Result<Option<(Vec<u8>, u32)>, FilterError> {
+    let Some(profile) = profile else {
         return Ok(None);
-    }
+    };
     let bpf = cached_program(profile, cache_dir)?;
-    Ok(Some((bpf, filter_flags(profile)?)))
+    Ok(Some((bpf, filter_flags(profile))))
 }
 
 /// Cache entries are `sha256(program) ‖ program`, so a torn or altered file
 /// is recompiled rather than installed as a weaker filter.
-fn cached_program(profile: &Value, cache_dir: &Path) -> Result<Vec<u8>, FilterError> {
+fn cached_program(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Vec<u8>, FilterError> {
     let canonical = serde_json::to_vec(profile).map_err(|e| FilterError::Profile(e.to_string()))?;
     let key = hex::encode(Sha256::digest(&canonical));
     let path = cache_dir.join(format!("{key}.bpf"));
@@ -62,86 +67,81 @@ fn cached_program(profile: &Value, cache_dir: &Path) -> Result<Vec<u8>, FilterEr
     Ok(bpf)
 }
 
-fn action(name: &str, errno: Option<i32>) -> Result<ScmpAction, FilterError> {
-    Ok(match name {
-        "SCMP_ACT_ALLOW" => ScmpAction::Allow,
-        "SCMP_ACT_ERRNO" => ScmpAction::Errno(errno.unwrap_or(libc::EPERM)),
-        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => ScmpAction::KillThread,
-        "SCMP_ACT_KILL_PROCESS" => ScmpAction::KillProcess,
-        "SCMP_ACT_TRAP" => ScmpAction::Trap,
-        "SCMP_ACT_LOG" => ScmpAction::Log,
-        "SCMP_ACT_TRACE" => ScmpAction::Trace(errno.unwrap_or(libc::EPERM) as u16),
-        other => return Err(FilterError::Profile(format!("unsupported action {other}"))),
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction, FilterError> {
+    use LinuxSeccompAction as A;
+    let errno = errno.map_or(libc::EPERM, |e| e as i32);
+    Ok(match a {
+        A::ScmpActAllow => ScmpAction::Allow,
+        A::ScmpActErrno => ScmpAction::Errno(errno),
+        A::ScmpActKill | A::ScmpActKillThread => ScmpAction::KillThread,
+        A::ScmpActKillProcess => ScmpAction::KillProcess,
+        A::ScmpActTrap => ScmpAction::Trap,
+        A::ScmpActLog => ScmpAction::Log,
+        A::ScmpActTrace => ScmpAction::Trace(errno as u16),
+        A::ScmpActNotify => {
+            return Err(FilterError::Profile(
+                "unsupported action SCMP_ACT_NOTIFY".into(),
+            ))
+        }
     })
 }
 
-fn arch(name: &str) -> Option<ScmpArch> {
-    Some(match name {
-        "SCMP_ARCH_X86_64" => ScmpArch::X8664,
-        "SCMP_ARCH_X86" => ScmpArch::X86,
-        "SCMP_ARCH_X32" => ScmpArch::X32,
-        "SCMP_ARCH_AARCH64" => ScmpArch::Aarch64,
-        "SCMP_ARCH_ARM" => ScmpArch::Arm,
-        "SCMP_ARCH_RISCV64" => ScmpArch::Riscv64,
-        "SCMP_ARCH_PPC64LE" => ScmpArch::Ppc64Le,
-        "SCMP_ARCH_S390X" => ScmpArch::S390X,
+fn arch(a: Arch) -> Option<ScmpArch> {
+    Some(match a {
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
         _ => return None,
     })
 }
 
 /// Compiles an OCI seccomp profile, with runc's reading of its fields:
 /// for SCMP_CMP_MASKED_EQ `value` is the mask and `valueTwo` the datum.
-pub fn compile(profile: &Value) -> Result<Vec<u8>, FilterError> {
-    let errno = |v: &Value| v.as_i64().map(|e| e as i32);
-    let default = action(
-        profile["defaultAction"]
-            .as_str()
-            .unwrap_or("SCMP_ACT_ALLOW"),
-        errno(&profile["defaultErrnoRet"]),
-    )?;
+pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, FilterError> {
+    let default = action(profile.default_action(), profile.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default)?;
-    for a in profile["architectures"].as_array().into_iter().flatten() {
-        if let Some(a) = a.as_str().and_then(arch) {
+    for a in profile.architectures().iter().flatten() {
+        if let Some(a) = arch(*a) {
             ctx.add_arch(a)?;
         }
     }
-    for rule in profile["syscalls"].as_array().into_iter().flatten() {
-        let act = action(
-            rule["action"].as_str().unwrap_or(""),
-            errno(&rule["errnoRet"]),
-        )?;
+    for rule in profile.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret())?;
         if act == default {
             continue;
         }
         let mut cmps = Vec::new();
         let mut seen = HashSet::new();
         let mut split = false;
-        for a in rule["args"].as_array().into_iter().flatten() {
-            let index = a["index"].as_u64().unwrap_or(0) as u32;
-            let value = a["value"].as_u64().unwrap_or(0);
-            let two = a["valueTwo"].as_u64().unwrap_or(0);
-            let (op, datum) = match a["op"].as_str().unwrap_or("") {
-                "SCMP_CMP_NE" => (ScmpCompareOp::NotEqual, value),
-                "SCMP_CMP_LT" => (ScmpCompareOp::Less, value),
-                "SCMP_CMP_LE" => (ScmpCompareOp::LessOrEqual, value),
-                "SCMP_CMP_EQ" => (ScmpCompareOp::Equal, value),
-                "SCMP_CMP_GE" => (ScmpCompareOp::GreaterEqual, value),
-                "SCMP_CMP_GT" => (ScmpCompareOp::Greater, value),
-                "SCMP_CMP_MASKED_EQ" => (ScmpCompareOp::MaskedEqual(value), two),
-                other => {
-                    return Err(FilterError::Profile(format!(
-                        "unsupported operator {other}"
-                    )))
-                }
+        for a in rule.args().iter().flatten() {
+            use LinuxSeccompOperator as O;
+            let index = a.index() as u32;
+            let value = a.value();
+            let (op, datum) = match a.op() {
+                O::ScmpCmpNe => (ScmpCompareOp::NotEqual, value),
+                O::ScmpCmpLt => (ScmpCompareOp::Less, value),
+                O::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, value),
+                O::ScmpCmpEq => (ScmpCompareOp::Equal, value),
+                O::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, value),
+                O::ScmpCmpGt => (ScmpCompareOp::Greater, value),
+                O::ScmpCmpMaskedEq => (
+                    ScmpCompareOp::MaskedEqual(value),
+                    a.value_two().unwrap_or(0),
+                ),
             };
             // libseccomp compares each argument at most once per rule; several
             // conditions on one argument become separate rules, as runc does.
             split |= !seen.insert(index);
             cmps.push(ScmpArgCompare::new(index, op, datum));
         }
-        for name in rule["names"].as_array().into_iter().flatten() {
+        for name in rule.names() {
             // Names this libseccomp does not know are syscalls this kernel lacks.
-            let Ok(sc) = ScmpSyscall::from_name(name.as_str().unwrap_or("")) else {
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
                 continue;
             };
             if cmps.is_empty() {
@@ -164,25 +164,34 @@ pub fn compile(profile: &Value) -> Result<Vec<u8>, FilterError> {
     Ok(bpf)
 }
 
-fn filter_flags(profile: &Value) -> Result<u32, FilterError> {
+fn filter_flags(profile: &LinuxSeccomp) -> u32 {
+    use LinuxSeccompFilterFlag as F;
     let mut flags = 0;
-    for f in profile["flags"].as_array().into_iter().flatten() {
-        flags |= match f.as_str().unwrap_or("") {
-            "SECCOMP_FILTER_FLAG_TSYNC" => libc::SECCOMP_FILTER_FLAG_TSYNC,
-            "SECCOMP_FILTER_FLAG_LOG" => libc::SECCOMP_FILTER_FLAG_LOG,
-            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            other => return Err(FilterError::Profile(format!("unsupported flag {other}"))),
+    for f in profile.flags().iter().flatten() {
+        flags |= match f {
+            F::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            F::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            F::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            F::SeccompFilterFlagWaitKillableRecv => libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
         } as u32;
     }
-    Ok(flags)
+    flags
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn profile() -> Value {
+    fn parse(v: Value) -> LinuxSeccomp {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn profile() -> LinuxSeccomp {
+        parse(profile_json())
+    }
+
+    fn profile_json() -> Value {
         json!({
             "defaultAction": "SCMP_ACT_ERRNO",
             "defaultErrnoRet": 1,
@@ -220,26 +229,28 @@ mod tests {
         fs::write(&entry, &bytes).unwrap();
         assert_eq!(cached_program(&profile(), dir.path()).unwrap(), bpf);
         assert_eq!(fs::read(&entry).unwrap().len(), 32 + bpf.len());
-        let mut other = profile();
+        let mut other = profile_json();
         other["defaultErrnoRet"] = json!(38);
-        assert_ne!(cached_program(&other, dir.path()).unwrap(), bpf);
+        assert_ne!(cached_program(&parse(other), dir.path()).unwrap(), bpf);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]
-    fn unknown_action_is_an_error() {
-        let mut p = profile();
+    fn unknown_and_unsupported_actions_are_errors() {
+        let mut p = profile_json();
         p["syscalls"][0]["action"] = json!("SCMP_ACT_BOGUS");
-        assert!(compile(&p).is_err());
+        assert!(serde_json::from_value::<LinuxSeccomp>(p.clone()).is_err());
+        p["syscalls"][0]["action"] = json!("SCMP_ACT_NOTIFY");
+        assert!(compile(&parse(p)).is_err());
     }
 
     #[test]
     fn no_profile_no_program() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(program(&Value::Null, dir.path()).unwrap().is_none());
-        let mut p = profile();
+        assert!(program(None, dir.path()).unwrap().is_none());
+        let mut p = profile_json();
         p["flags"] = json!(["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]);
-        let (bpf, flags) = program(&p, dir.path()).unwrap().unwrap();
+        let (bpf, flags) = program(Some(&parse(p)), dir.path()).unwrap().unwrap();
         assert!(!bpf.is_empty());
         assert_eq!(flags, libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32);
     }

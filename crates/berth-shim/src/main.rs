@@ -14,6 +14,7 @@ mod slim;
 use berth_monitor::handover::{HandedClient, Handover};
 use berth_monitor::log;
 use berth_monitor::{set_cloexec, write_all_fd};
+use berth_runtime::oci;
 use berth_runtime::proto::{self, ExitStatus, Request, Response, ShimConfig};
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -360,14 +361,23 @@ fn response_line(r: &Response) -> Vec<u8> {
     v
 }
 
+/// The container's rlimits, which its execs run under too.
+fn init_rlimits(spec: &oci::Spec) -> Res<Vec<(u32, u64, u64)>> {
+    match spec.process() {
+        Some(p) => Ok(linux::Process::from_spec(p)?.rlimits),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The compiled program of the spec's seccomp profile (see filter.rs).
-fn seccomp_program(cfg: &ShimConfig, spec: &serde_json::Value) -> Res<Option<(Vec<u8>, u32)>> {
+fn seccomp_program(cfg: &ShimConfig, spec: &oci::Spec) -> Res<Option<(Vec<u8>, u32)>> {
     let cache = if cfg.seccomp_cache.is_empty() {
         Path::new(&cfg.runtime_root).with_file_name("seccomp")
     } else {
         PathBuf::from(&cfg.seccomp_cache)
     };
-    Ok(filter::program(&spec["linux"]["seccomp"], &cache)?)
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    Ok(filter::program(profile, &cache)?)
 }
 
 /// The SIGCHLD self-pipe and the poll set with the listener and that pipe.
@@ -473,7 +483,7 @@ fn setup(state_dir: &Path) -> Res<Shim> {
     let std_listener = std::os::unix::net::UnixListener::bind(&sock_path)?;
     std_listener.set_nonblocking(true)?;
 
-    let spec: serde_json::Value =
+    let spec: oci::Spec =
         serde_json::from_slice(&fs::read(Path::new(&cfg.bundle).join("config.json"))?)?;
     let filter = seccomp_program(&cfg, &spec)?;
     let (child, mut stdin_w, mut outputs) = make_stdio(cfg.tty, cfg.open_stdin)?;
@@ -487,7 +497,7 @@ fn setup(state_dir: &Path) -> Res<Shim> {
     }
     let log = log::JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
     let mut shim = Shim::new(cfg, state_dir, std_listener, log, filter, Some(created))?;
-    shim.rlimits = Some(linux::Process::from_spec(&spec["process"])?.rlimits);
+    shim.rlimits = Some(init_rlimits(&spec)?);
     shim.init_open_streams = outputs.len();
     shim.init_tty = tty;
     shim.init_stdin = stdin_w;

@@ -5,31 +5,7 @@ use super::*;
 impl Shim {
     pub(super) fn handle(&mut self, t: Token, req: Request) {
         match req {
-            Request::Start => {
-                let r = match self.created.take() {
-                    Some(c) => {
-                        let pid = c.pid;
-                        c.start().map(|_| pid).map_err(|e| e.to_string())
-                    }
-                    None => Err("the container is not waiting to start".to_string()),
-                };
-                match r {
-                    Ok(pid) => {
-                        self.dirty_since = Some(Instant::now());
-                        self.init_pid = Some(pid);
-                        let _ = fs::write(
-                            self.state_dir.join("init.pid"),
-                            self.init_pid.unwrap_or(0).to_string(),
-                        );
-                        let mut resp = Response::ok();
-                        resp.pid = self.init_pid;
-                        self.reply(t, resp, true);
-                        // A process that exited before we got here was reaped already.
-                        self.reap();
-                    }
-                    Err(e) => self.reply(t, Response::err(e), true),
-                }
-            }
+            Request::Start => self.start(t),
             Request::Attach {
                 stdin,
                 stdout,
@@ -47,22 +23,7 @@ impl Shim {
                     }
                 }
             }
-            Request::Kill { signal, all } => {
-                let target = self.init_pid.or(self.created.as_ref().map(|c| c.pid));
-                let r = match (Signal::try_from(signal), target) {
-                    (Ok(_), Some(pid)) => linux::kill(pid, &self.cfg.cgroup_path, signal, all)
-                        .map_err(|e| e.to_string()),
-                    (Ok(_), None) => Err("container not running".to_string()),
-                    (Err(e), _) => Err(e.to_string()),
-                };
-                let resp = match r {
-                    Ok(()) => Response::ok(),
-                    // Racing with the exit is not an error for the caller.
-                    Err(_) if self.init_exit.is_some() => Response::ok(),
-                    Err(e) => Response::err(e),
-                };
-                self.reply(t, resp, true);
-            }
+            Request::Kill { signal, all } => self.kill(t, signal, all),
             Request::Resize {
                 exec_id,
                 height,
@@ -106,43 +67,105 @@ impl Shim {
                 process,
                 stdin,
                 detach,
-            } => match self.exec(&exec_id, &process, stdin) {
-                Ok(pid) => {
-                    let mut resp = Response::ok();
-                    resp.pid = Some(pid);
-                    self.reply(t, resp, detach);
-                    if let Some(c) = self.clients.get_mut(&t) {
-                        if !detach {
-                            c.state = ClientState::ExecStream(exec_id.clone());
-                        }
-                    }
-                    self.reap();
-                    self.maybe_finish_exec(&exec_id);
-                }
-                Err(e) => {
-                    let resp = Response::err_kind(error_kind(e.as_ref()), e.to_string());
-                    self.reply(t, resp, true)
-                }
-            },
-            Request::ExecWait { exec_id } => {
-                let done = self
-                    .finished_execs
-                    .iter()
-                    .find(|(id, _)| *id == exec_id)
-                    .map(|(_, code)| *code);
+            } => self.exec_request(t, exec_id, &process, stdin, detach),
+            Request::ExecWait { exec_id } => self.exec_wait(t, exec_id),
+        }
+    }
+
+    /// `Start`: the created container's init runs.
+    fn start(&mut self, t: Token) {
+        let r = match self.created.take() {
+            Some(c) => {
+                let pid = c.pid;
+                c.start().map(|_| pid).map_err(|e| e.to_string())
+            }
+            None => Err("the container is not waiting to start".to_string()),
+        };
+        match r {
+            Ok(pid) => {
+                self.dirty_since = Some(Instant::now());
+                self.init_pid = Some(pid);
+                let _ = fs::write(
+                    self.state_dir.join("init.pid"),
+                    self.init_pid.unwrap_or(0).to_string(),
+                );
+                let mut resp = Response::ok();
+                resp.pid = self.init_pid;
+                self.reply(t, resp, true);
+                // A process that exited before we got here was reaped already.
+                self.reap();
+            }
+            Err(e) => self.reply(t, Response::err(e), true),
+        }
+    }
+
+    /// `Kill`: a signal to the init, or to every process of the container.
+    fn kill(&mut self, t: Token, signal: i32, all: bool) {
+        let target = self.init_pid.or(self.created.as_ref().map(|c| c.pid));
+        let r = match (Signal::try_from(signal), target) {
+            (Ok(_), Some(pid)) => {
+                linux::kill(pid, &self.cfg.cgroup_path, signal, all).map_err(|e| e.to_string())
+            }
+            (Ok(_), None) => Err("container not running".to_string()),
+            (Err(e), _) => Err(e.to_string()),
+        };
+        let resp = match r {
+            Ok(()) => Response::ok(),
+            // Racing with the exit is not an error for the caller.
+            Err(_) if self.init_exit.is_some() => Response::ok(),
+            Err(e) => Response::err(e),
+        };
+        self.reply(t, resp, true);
+    }
+
+    /// `Exec`: a process joins the container; unless detached, this client
+    /// becomes its stream.
+    fn exec_request(
+        &mut self,
+        t: Token,
+        exec_id: String,
+        process: &oci::Process,
+        stdin: bool,
+        detach: bool,
+    ) {
+        match self.exec(&exec_id, process, stdin) {
+            Ok(pid) => {
+                let mut resp = Response::ok();
+                resp.pid = Some(pid);
+                self.reply(t, resp, detach);
                 if let Some(c) = self.clients.get_mut(&t) {
-                    c.state = ClientState::ExecWaiting(exec_id.clone());
+                    if !detach {
+                        c.state = ClientState::ExecStream(exec_id.clone());
+                    }
                 }
-                match (done, self.execs.contains_key(&exec_id)) {
-                    (Some(code), _) => self.answer_exec_waiters(&exec_id, code),
-                    (None, true) => self.maybe_finish_exec(&exec_id),
-                    (None, false) => self.reply(t, Response::err("no such exec"), true),
-                }
+                self.reap();
+                self.maybe_finish_exec(&exec_id);
+            }
+            Err(e) => {
+                let resp = Response::err_kind(error_kind(e.as_ref()), e.to_string());
+                self.reply(t, resp, true)
             }
         }
     }
 
-    pub(super) fn exec(&mut self, id: &str, process: &serde_json::Value, stdin: bool) -> Res<i32> {
+    /// `ExecWait`: answered when the exec has ended (at once if it has).
+    fn exec_wait(&mut self, t: Token, exec_id: String) {
+        let done = self
+            .finished_execs
+            .iter()
+            .find(|(id, _)| *id == exec_id)
+            .map(|(_, code)| *code);
+        if let Some(c) = self.clients.get_mut(&t) {
+            c.state = ClientState::ExecWaiting(exec_id.clone());
+        }
+        match (done, self.execs.contains_key(&exec_id)) {
+            (Some(code), _) => self.answer_exec_waiters(&exec_id, code),
+            (None, true) => self.maybe_finish_exec(&exec_id),
+            (None, false) => self.reply(t, Response::err("no such exec"), true),
+        }
+    }
+
+    pub(super) fn exec(&mut self, id: &str, process: &oci::Process, stdin: bool) -> Res<i32> {
         let Some(init) = self.init_pid.filter(|_| self.init_exit.is_none()) else {
             return Err("container is not running".into());
         };
@@ -154,10 +177,9 @@ impl Shim {
         let entered = linux::enter(init, &self.cfg.cgroup_path, &p, self.filter.as_ref(), child)?;
         let (tty, stdin_w, outputs) = match entered.pty_master {
             Some(m) => {
-                let (h, w) = (
-                    process["consoleSize"]["height"].as_u64().unwrap_or(0) as u16,
-                    process["consoleSize"]["width"].as_u64().unwrap_or(0) as u16,
-                );
+                let (h, w) = process
+                    .console_size()
+                    .map_or((0, 0), |b| (b.height() as u16, b.width() as u16));
                 let (raw, write_end, outs) = pty_stdio(m, h, w)?;
                 (Some(raw), Some(write_end), outs)
             }
@@ -208,8 +230,8 @@ impl Shim {
     pub(super) fn spec_rlimits(&mut self) -> Res<Vec<(u32, u64, u64)>> {
         if self.rlimits.is_none() {
             let path = Path::new(&self.cfg.bundle).join("config.json");
-            let spec: serde_json::Value = serde_json::from_slice(&fs::read(path)?)?;
-            self.rlimits = Some(linux::Process::from_spec(&spec["process"])?.rlimits);
+            let spec: oci::Spec = serde_json::from_slice(&fs::read(path)?)?;
+            self.rlimits = Some(init_rlimits(&spec)?);
         }
         Ok(self.rlimits.clone().unwrap_or_default())
     }

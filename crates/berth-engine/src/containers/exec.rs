@@ -5,7 +5,6 @@ use crate::{new_id, user, Engine, EngineError, Kind, Result};
 use berth_api::{ExecConfig, ExecInspect, ExecProcessConfig};
 use berth_runtime::proto::Request;
 use berth_runtime::spec;
-use serde_json::json;
 use std::sync::Arc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
@@ -163,7 +162,8 @@ impl Engine {
             caps: &caps,
             no_new_privileges: nnp,
             oom_score_adj: hc.oom_score_adj,
-        });
+        })
+        .map_err(|e| EngineError::BadRequest(e.to_string()))?;
         if let Some((h, w)) = console.or_else(|| {
             ex.config
                 .console_size
@@ -171,11 +171,16 @@ impl Engine {
                 .filter(|s| s.len() == 2)
                 .map(|s| (s[0], s[1]))
         }) {
-            process["consoleSize"] = json!({"height": h, "width": w});
+            let size = berth_runtime::oci::BoxBuilder::default()
+                .height(u64::from(h))
+                .width(u64::from(w))
+                .build()
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            process.set_console_size(Some(size));
         }
         let req = Request::Exec {
             exec_id: exec_id.to_string(),
-            process,
+            process: Box::new(process),
             stdin: ex.config.attach_stdin,
             detach,
         };

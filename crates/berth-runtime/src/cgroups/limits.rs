@@ -117,67 +117,79 @@ pub fn enable_controllers_at(root: &Path, cgroup_path: &str) -> std::io::Result<
 /// `update` under a given cgroup mount root (tests point it at a fake tree).
 pub fn update_at(root: &Path, unified: bool, cgroup_path: &str, l: &Limits) -> std::io::Result<()> {
     let at = |controller: &str| dir_at(root, unified, controller, cgroup_path);
-    let max = |v: i64| {
-        if v <= 0 {
-            "max".to_string()
-        } else {
-            v.to_string()
-        }
-    };
     if unified {
-        let d = at("");
-        if let Some(m) = l.memory {
-            write(&d.join("memory.max"), &max(m))?;
-        }
-        if let Some(sw) = l.memory_swap {
-            // cgroup2 limits swap alone: memory+swap less memory.
-            let mem = l
-                .memory
-                .or_else(|| read_limit(&d.join("memory.max")).map(|v| v as i64));
-            let v = match (sw, mem) {
-                (-1, _) | (_, None) => "max".to_string(),
-                (sw, Some(m)) => (sw - m).max(0).to_string(),
-            };
-            write(&d.join("memory.swap.max"), &v)?;
-        }
-        if let Some((quota, period)) = l.cpu_quota {
-            write(&d.join("cpu.max"), &format!("{} {period}", max(quota)))?;
-        }
-        if let Some(shares) = l.cpu_shares {
-            let weight = 1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142;
-            write(&d.join("cpu.weight"), &weight.to_string())?;
-        }
-        if let Some(p) = l.pids {
-            write(&d.join("pids.max"), &max(p))?;
-        }
-        if let Some(r) = l.memory_reservation {
-            write(&d.join("memory.low"), &r.max(0).to_string())?;
-        }
-        if let Some(c) = &l.cpuset_cpus {
-            write(&d.join("cpuset.cpus"), c)?;
-        }
-        if let Some(m) = &l.cpuset_mems {
-            write(&d.join("cpuset.mems"), m)?;
-        }
-        let weights = weight_file(&d, ["io.weight", "io.bfq.weight"]);
-        if let (Some(w), Some(f)) = (l.blkio_weight, &weights) {
-            write(f, &format!("default {w}"))?;
-        }
-        for (dev, w) in &l.blkio_weight_device {
-            if let Some(f) = &weights {
-                write(f, &format!("{dev} {w}"))?;
-            }
-        }
-        for (_, key, list) in l.io_throttles() {
-            for (dev, rate) in list {
-                write(
-                    &d.join("io.max"),
-                    &format!("{dev} {key}={}", max(*rate as i64)),
-                )?;
-            }
-        }
-        return Ok(());
+        update_v2(&at(""), l)
+    } else {
+        update_v1(&at, l)
     }
+}
+
+/// A limit as cgroup2 files take it: `max` for none.
+fn max(v: i64) -> String {
+    if v <= 0 {
+        "max".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// cgroup2: every controller's files in the one directory `d`.
+fn update_v2(d: &Path, l: &Limits) -> std::io::Result<()> {
+    if let Some(m) = l.memory {
+        write(&d.join("memory.max"), &max(m))?;
+    }
+    if let Some(sw) = l.memory_swap {
+        // cgroup2 limits swap alone: memory+swap less memory.
+        let mem = l
+            .memory
+            .or_else(|| read_limit(&d.join("memory.max")).map(|v| v as i64));
+        let v = match (sw, mem) {
+            (-1, _) | (_, None) => "max".to_string(),
+            (sw, Some(m)) => (sw - m).max(0).to_string(),
+        };
+        write(&d.join("memory.swap.max"), &v)?;
+    }
+    if let Some((quota, period)) = l.cpu_quota {
+        write(&d.join("cpu.max"), &format!("{} {period}", max(quota)))?;
+    }
+    if let Some(shares) = l.cpu_shares {
+        let weight = 1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142;
+        write(&d.join("cpu.weight"), &weight.to_string())?;
+    }
+    if let Some(p) = l.pids {
+        write(&d.join("pids.max"), &max(p))?;
+    }
+    if let Some(r) = l.memory_reservation {
+        write(&d.join("memory.low"), &r.max(0).to_string())?;
+    }
+    if let Some(c) = &l.cpuset_cpus {
+        write(&d.join("cpuset.cpus"), c)?;
+    }
+    if let Some(m) = &l.cpuset_mems {
+        write(&d.join("cpuset.mems"), m)?;
+    }
+    let weights = weight_file(d, ["io.weight", "io.bfq.weight"]);
+    if let (Some(w), Some(f)) = (l.blkio_weight, &weights) {
+        write(f, &format!("default {w}"))?;
+    }
+    for (dev, w) in &l.blkio_weight_device {
+        if let Some(f) = &weights {
+            write(f, &format!("{dev} {w}"))?;
+        }
+    }
+    for (_, key, list) in l.io_throttles() {
+        for (dev, rate) in list {
+            write(
+                &d.join("io.max"),
+                &format!("{dev} {key}={}", max(*rate as i64)),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// cgroup v1: one directory per controller, as `at` finds it.
+fn update_v1(at: &dyn Fn(&str) -> PathBuf, l: &Limits) -> std::io::Result<()> {
     let mem = at("memory");
     let memsw = mem.join("memory.memsw.limit_in_bytes");
     let sw = l.memory_swap.map(|v| {

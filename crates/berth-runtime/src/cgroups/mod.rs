@@ -275,16 +275,19 @@ pub struct DeviceRule {
 }
 
 impl DeviceRule {
-    pub fn from_spec(v: &serde_json::Value) -> DeviceRule {
+    pub fn from_spec(d: &oci_spec::runtime::LinuxDeviceCgroup) -> DeviceRule {
+        use oci_spec::runtime::LinuxDeviceType as T;
         DeviceRule {
-            allow: v["allow"].as_bool().unwrap_or(false),
-            kind: v["type"]
-                .as_str()
-                .and_then(|t| t.chars().next())
-                .filter(|c| *c != 'a'),
-            major: v["major"].as_i64(),
-            minor: v["minor"].as_i64(),
-            access: v["access"].as_str().unwrap_or("rwm").to_string(),
+            allow: d.allow(),
+            kind: match d.typ() {
+                Some(T::C | T::U) => Some('c'),
+                Some(T::B) => Some('b'),
+                Some(T::P) => Some('p'),
+                Some(T::A) | None => None,
+            },
+            major: d.major(),
+            minor: d.minor(),
+            access: d.access().clone().unwrap_or_else(|| "rwm".into()),
         }
     }
 
@@ -378,10 +381,11 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        spec["linux"]["resources"]["devices"]
-            .as_array()
-            .unwrap()
+        let resources = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        resources
+            .devices()
             .iter()
+            .flatten()
             .map(DeviceRule::from_spec)
             .collect()
     }

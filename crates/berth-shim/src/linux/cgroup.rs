@@ -64,7 +64,7 @@ pub fn cgroup_dirs(cgroup_path: &str, unified: bool, hierarchies: &[Hierarchy]) 
 
 /// Makes the container's cgroup and writes its limits and device rules.
 pub(super) fn make_cgroup(
-    spec: &Value,
+    resources: &Option<LinuxResources>,
     cgroup_path: &str,
     dirs: &[PathBuf],
     unified: bool,
@@ -80,13 +80,14 @@ pub(super) fn make_cgroup(
         berth_runtime::cgroups::init_cpuset_v1(Path::new("/sys/fs/cgroup"), cgroup_path)
             .map_err(os("filling the cpuset cgroup"))?;
     }
-    let r = &spec["linux"]["resources"];
+    let none = LinuxResources::default();
+    let r = resources.as_ref().unwrap_or(&none);
     let limits = limits_of(r);
     berth_runtime::cgroups::update_at(Path::new("/sys/fs/cgroup"), unified, cgroup_path, &limits)
         .map_err(os("setting cgroup limits"))?;
-    let rules: Vec<DeviceRule> = r["devices"]
-        .as_array()
-        .into_iter()
+    let rules: Vec<DeviceRule> = r
+        .devices()
+        .iter()
         .flatten()
         .map(DeviceRule::from_spec)
         .collect();
@@ -114,45 +115,43 @@ pub(super) fn make_cgroup(
 }
 
 /// The cgroup limits in a runtime spec's `linux.resources`.
-fn limits_of(r: &Value) -> berth_runtime::cgroups::Limits {
-    let num = |v: &Value| v.as_i64().filter(|n| *n != 0);
-    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
-    let devs = |key: &str, field: &str| -> Vec<(String, u64)> {
-        r["blockIO"][key]
-            .as_array()
-            .into_iter()
+fn limits_of(r: &LinuxResources) -> berth_runtime::cgroups::Limits {
+    let num = |v: Option<i64>| v.filter(|n| *n != 0);
+    let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let dev = |major: i64, minor: i64| format!("{major}:{minor}");
+    let throttles = |l: &Option<Vec<LinuxThrottleDevice>>| -> Vec<(String, u64)> {
+        l.iter()
             .flatten()
-            .map(|d| {
-                (
-                    format!("{}:{}", d["major"], d["minor"]),
-                    d[field].as_u64().unwrap_or(0),
-                )
-            })
+            .map(|d| (dev(d.major(), d.minor()), d.rate()))
             .collect()
     };
+    let (mem, cpu, io) = (r.memory().as_ref(), r.cpu().as_ref(), r.block_io().as_ref());
     let mut limits = berth_runtime::cgroups::Limits {
-        memory: num(&r["memory"]["limit"]),
-        memory_swap: num(&r["memory"]["swap"]),
-        memory_reservation: num(&r["memory"]["reservation"]),
-        swappiness: r["memory"]["swappiness"].as_i64(),
-        oom_kill_disable: r["memory"]["disableOOMKiller"].as_bool().filter(|b| *b),
-        cpu_shares: num(&r["cpu"]["shares"]),
-        cpuset_cpus: text(&r["cpu"]["cpus"]),
-        cpuset_mems: text(&r["cpu"]["mems"]),
-        pids: num(&r["pids"]["limit"]),
-        blkio_weight: r["blockIO"]["weight"].as_u64().map(|w| w as u16),
-        blkio_weight_device: devs("weightDevice", "weight")
+        memory: num(mem.and_then(|m| m.limit())),
+        memory_swap: num(mem.and_then(|m| m.swap())),
+        memory_reservation: num(mem.and_then(|m| m.reservation())),
+        swappiness: mem.and_then(|m| m.swappiness()).map(|s| s as i64),
+        oom_kill_disable: mem.and_then(|m| m.disable_oom_killer()).filter(|b| *b),
+        cpu_shares: num(cpu.and_then(|c| c.shares()).map(|s| s as i64)),
+        cpuset_cpus: cpu.and_then(|c| text(c.cpus())),
+        cpuset_mems: cpu.and_then(|c| text(c.mems())),
+        pids: num(r.pids().as_ref().map(|p| p.limit())),
+        blkio_weight: io.and_then(|b| b.weight()),
+        blkio_weight_device: io
+            .and_then(|b| b.weight_device().clone())
             .into_iter()
-            .map(|(d, w)| (d, w as u16))
+            .flatten()
+            .map(|d| (dev(d.major(), d.minor()), d.weight().unwrap_or(0)))
             .collect(),
-        read_bps: devs("throttleReadBpsDevice", "rate"),
-        write_bps: devs("throttleWriteBpsDevice", "rate"),
-        read_iops: devs("throttleReadIOPSDevice", "rate"),
-        write_iops: devs("throttleWriteIOPSDevice", "rate"),
+        read_bps: throttles(&io.and_then(|b| b.throttle_read_bps_device().clone())),
+        write_bps: throttles(&io.and_then(|b| b.throttle_write_bps_device().clone())),
+        read_iops: throttles(&io.and_then(|b| b.throttle_read_iops_device().clone())),
+        write_iops: throttles(&io.and_then(|b| b.throttle_write_iops_device().clone())),
         ..Default::default()
     };
-    if let Some(q) = num(&r["cpu"]["quota"]) {
-        limits.cpu_quota = Some((q, num(&r["cpu"]["period"]).unwrap_or(100_000)));
+    if let Some(q) = num(cpu.and_then(|c| c.quota())) {
+        let period = cpu.and_then(|c| c.period()).filter(|p| *p != 0);
+        limits.cpu_quota = Some((q, period.map_or(100_000, |p| p as i64)));
     }
     limits
 }

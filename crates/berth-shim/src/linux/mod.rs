@@ -25,11 +25,13 @@ pub use process::Process;
 
 use berth_monitor::set_cloexec;
 use berth_runtime::cgroups::DeviceRule;
+use berth_runtime::oci::{
+    Linux, LinuxDeviceType, LinuxNamespaceType, LinuxResources, LinuxThrottleDevice, Mount, Spec,
+};
 pub use berth_runtime::proto::ErrorKind;
 use cgroup::*;
 use mounts::*;
 use process::*;
-use serde_json::Value;
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
@@ -190,16 +192,17 @@ struct InitPlan {
     stdio: StdioIn,
 }
 
-fn ns_flag(kind: &str) -> Option<i32> {
+fn ns_flag(kind: LinuxNamespaceType) -> Option<i32> {
+    use LinuxNamespaceType as T;
     Some(match kind {
-        "pid" => libc::CLONE_NEWPID,
-        "network" => libc::CLONE_NEWNET,
-        "mount" => libc::CLONE_NEWNS,
-        "ipc" => libc::CLONE_NEWIPC,
-        "uts" => libc::CLONE_NEWUTS,
-        "cgroup" => libc::CLONE_NEWCGROUP,
-        "user" => libc::CLONE_NEWUSER,
-        _ => return None,
+        T::Pid => libc::CLONE_NEWPID,
+        T::Network => libc::CLONE_NEWNET,
+        T::Mount => libc::CLONE_NEWNS,
+        T::Ipc => libc::CLONE_NEWIPC,
+        T::Uts => libc::CLONE_NEWUTS,
+        T::Cgroup => libc::CLONE_NEWCGROUP,
+        T::User => libc::CLONE_NEWUSER,
+        T::Time => return None,
     })
 }
 
@@ -212,9 +215,14 @@ fn cap_last() -> u32 {
 
 /// Creates the container the bundle's config.json describes; its init is
 /// left waiting for `Created::start`.
-pub fn create(spec: &Value, seccomp: Option<(Vec<u8>, u32)>, stdio: StdioIn) -> Res<Created> {
-    let linux = &spec["linux"];
-    let cgroup_path = linux["cgroupsPath"].as_str().unwrap_or("").to_string();
+pub fn create(spec: &Spec, seccomp: Option<(Vec<u8>, u32)>, stdio: StdioIn) -> Res<Created> {
+    let none = Linux::default();
+    let linux = spec.linux().as_ref().unwrap_or(&none);
+    let cgroup_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let unified = berth_runtime::cgroups::is_unified();
     let hierarchies = if unified {
         Vec::new()
@@ -225,77 +233,72 @@ pub fn create(spec: &Value, seccomp: Option<(Vec<u8>, u32)>, stdio: StdioIn) -> 
     let mut flags = 0u64;
     let mut join = Vec::new();
     let mut new_cgroupns = false;
-    for ns in linux["namespaces"].as_array().into_iter().flatten() {
-        let kind = ns["type"].as_str().unwrap_or("");
-        let flag = ns_flag(kind).ok_or_else(|| RuntimeError::Spec(format!("namespace {kind}")))?;
-        match ns["path"].as_str() {
-            Some(p) => join.push((p.to_string(), flag)),
+    for ns in linux.namespaces().iter().flatten() {
+        let kind = ns.typ();
+        let flag =
+            ns_flag(kind).ok_or_else(|| RuntimeError::Spec(format!("namespace {kind:?}")))?;
+        match ns.path() {
+            Some(p) => join.push((p.to_string_lossy().into_owned(), flag)),
             None if flag == libc::CLONE_NEWCGROUP => new_cgroupns = true,
             None => flags |= flag as u64,
         }
     }
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::Spec("no root".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::Spec("no process".into()))?;
     let plan = InitPlan {
-        rootfs: cstr(spec["root"]["path"].as_str().unwrap_or(""))?,
-        readonly_root: spec["root"]["readonly"].as_bool().unwrap_or(false),
-        hostname: spec["hostname"].as_str().map(String::from),
-        mounts: spec["mounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(mount_op)
-            .collect(),
+        rootfs: cstr(&root.path().to_string_lossy())?,
+        readonly_root: root.readonly().unwrap_or(false),
+        hostname: spec.hostname().clone(),
+        mounts: spec.mounts().iter().flatten().map(mount_op).collect(),
         hierarchies,
         unified,
         cgroup_procs: dirs.iter().map(|d| d.join("cgroup.procs")).collect(),
         new_cgroupns,
         new_netns: flags & libc::CLONE_NEWNET as u64 != 0,
         join,
-        sysctls: linux["sysctl"]
-            .as_object()
-            .into_iter()
+        sysctls: linux
+            .sysctl()
+            .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        masked: strings(&linux["maskedPaths"]),
-        devices: linux["devices"]
-            .as_array()
-            .into_iter()
+        masked: linux.masked_paths().clone().unwrap_or_default(),
+        devices: linux
+            .devices()
+            .iter()
             .flatten()
             .map(|d| {
-                let kind = match d["type"].as_str() {
-                    Some("b") => libc::S_IFBLK,
+                let kind = match d.typ() {
+                    LinuxDeviceType::B => libc::S_IFBLK,
                     _ => libc::S_IFCHR,
                 };
-                let n = |k: &str| d[k].as_u64().unwrap_or(0);
                 (
-                    d["path"].as_str().unwrap_or_default().to_string(),
-                    kind | (n("fileMode") as u32 & 0o7777),
-                    libc::makedev(n("major") as u32, n("minor") as u32),
-                    n("uid") as u32,
-                    n("gid") as u32,
+                    d.path().to_string_lossy().into_owned(),
+                    kind | (d.file_mode().unwrap_or(0) & 0o7777),
+                    libc::makedev(d.major() as u32, d.minor() as u32),
+                    d.uid().unwrap_or(0),
+                    d.gid().unwrap_or(0),
                 )
             })
             .collect(),
-        readonly: strings(&linux["readonlyPaths"]),
-        process: Process::from_spec(&spec["process"])?,
+        readonly: linux.readonly_paths().clone().unwrap_or_default(),
+        process: Process::from_spec(process)?,
         seccomp,
         cap_last: cap_last(),
         stdio,
     };
-    make_cgroup(spec, &cgroup_path, &dirs, unified)?;
+    make_cgroup(linux.resources(), &cgroup_path, &dirs, unified)?;
     let made = spawn_init(flags, plan, &cgroup_path);
     if made.is_err() {
         berth_runtime::cgroups::destroy(&cgroup_path);
     }
     made
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect()
 }
 
 fn spawn_init(flags: u64, plan: InitPlan, cgroup_path: &str) -> Res<Created> {
@@ -349,7 +352,8 @@ fn check(r: libc::c_int, what: &str) -> Res<()> {
     }
 }
 
-fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::Infallible> {
+/// The container's cgroups and namespaces, its session and hostname.
+fn join_sandbox(plan: &InitPlan) -> Res<()> {
     // SAFETY: umask has no failure mode; device nodes get exactly 0666.
     unsafe { libc::umask(0) };
     join_cgroups(&plan.cgroup_procs)?;
@@ -373,6 +377,12 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
             "setting the hostname",
         )?;
     }
+    Ok(())
+}
+
+/// The rootfs bound on itself with every mount and device inside it, and
+/// the console when there is one.
+fn fill_root(plan: &InitPlan, sock: RawFd) -> Res<(OwnedFd, Option<OwnedFd>)> {
     // Nothing mounted in here travels back to the host.
     sys_mount(
         None,
@@ -418,6 +428,11 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
     } else {
         None
     };
+    Ok((root, slave))
+}
+
+/// pivot_root into the rootfs; the old root is detached.
+fn pivot_into(root: OwnedFd) -> Res<()> {
     // SAFETY: the pivot_root(".", ".") sequence on the rootfs we hold.
     unsafe {
         check(libc::fchdir(root.as_raw_fd()), "entering the rootfs")?;
@@ -442,7 +457,11 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
         )?;
         check(libc::chdir(c"/".as_ptr()), "chdir /")?;
     }
-    drop(root);
+    Ok(())
+}
+
+/// Sysctls, masked and read-only paths, a read-only rootfs.
+fn harden(plan: &InitPlan) -> Res<()> {
     for (k, v) in &plan.sysctls {
         write_file(&Path::new("/proc/sys").join(k.replace('.', "/")), v)?;
     }
@@ -458,6 +477,16 @@ fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::I
             "making the rootfs read-only",
         )?;
     }
+    Ok(())
+}
+
+/// The container's init, in its new namespaces: the steps of the module
+/// comment, in order, then it waits for `Start` and becomes the process.
+fn init_child(plan: &InitPlan, sock: RawFd, start: RawFd) -> Res<std::convert::Infallible> {
+    join_sandbox(plan)?;
+    let (root, slave) = fill_root(plan, sock)?;
+    pivot_into(root)?;
+    harden(plan)?;
     set_rlimits(&plan.process.rlimits)?;
     write_oom_score(plan.process.oom_score_adj);
     dup_stdio(&plan.stdio, slave.as_ref())?;

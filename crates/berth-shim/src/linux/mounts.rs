@@ -18,16 +18,20 @@ pub struct MountOp {
 }
 
 /// Parses an OCI mount's options as mount(8) reads them.
-pub fn mount_op(m: &Value) -> MountOp {
+pub fn mount_op(m: &Mount) -> MountOp {
     let mut op = MountOp {
-        destination: m["destination"].as_str().unwrap_or("").to_string(),
-        kind: m["type"].as_str().unwrap_or("").to_string(),
-        source: m["source"].as_str().unwrap_or("").to_string(),
+        destination: m.destination().to_string_lossy().into_owned(),
+        kind: m.typ().clone().unwrap_or_default(),
+        source: m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ..Default::default()
     };
     let mut data = Vec::new();
-    for o in m["options"].as_array().into_iter().flatten() {
-        let o = o.as_str().unwrap_or("");
+    for o in m.options().iter().flatten() {
+        let o = o.as_str();
         let (set, clear): (libc::c_ulong, libc::c_ulong) = match o {
             "ro" => (libc::MS_RDONLY, 0),
             "rw" => (0, libc::MS_RDONLY),
@@ -570,26 +574,30 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn m(v: serde_json::Value) -> Mount {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn mount_options_become_flags_and_data() {
-        let op = mount_op(
-            &json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+        let op = mount_op(&m(
+            json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        );
+        ));
         assert_eq!(op.flags, libc::MS_NOSUID | libc::MS_NOEXEC);
         assert_eq!(op.data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
         assert!(!op.bind);
-        let op = mount_op(
-            &json!({"destination": "/data", "type": "bind", "source": "/v",
+        let op = mount_op(&m(
+            json!({"destination": "/data", "type": "bind", "source": "/v",
             "options": ["rbind", "rprivate", "ro"]}),
-        );
+        ));
         assert!(op.bind);
         assert_eq!(op.flags, libc::MS_REC | libc::MS_RDONLY);
         assert_eq!(op.propagation, libc::MS_PRIVATE | libc::MS_REC);
-        let op = mount_op(
-            &json!({"destination": "/x", "type": "tmpfs", "source": "tmpfs",
+        let op = mount_op(&m(
+            json!({"destination": "/x", "type": "tmpfs", "source": "tmpfs",
             "options": ["ro", "rw", "size=1k"]}),
-        );
+        ));
         assert_eq!(op.flags, 0, "a later rw wins over an earlier ro");
         assert_eq!(op.data, "size=1k");
     }

@@ -2,6 +2,7 @@
 //! execve (rlimits, signals, capabilities, user, seccomp).
 
 use super::*;
+use berth_runtime::oci::{self, Capabilities};
 
 /// The process part of a spec, resolved to what the syscalls take.
 #[derive(Debug, Clone, Default)]
@@ -21,10 +22,10 @@ pub struct Process {
     pub terminal: bool,
 }
 
-pub(super) fn cap_mask(v: &Value) -> Res<u64> {
+pub(super) fn cap_mask(caps: &Option<Capabilities>) -> Res<u64> {
     let mut m = 0u64;
-    for c in v.as_array().into_iter().flatten() {
-        let name = c.as_str().unwrap_or("");
+    for c in caps.iter().flatten() {
+        let name = format!("CAP_{c}");
         let bit = berth_runtime::spec::ALL_CAPS
             .iter()
             .position(|k| *k == name)
@@ -57,49 +58,36 @@ pub(super) fn rlimit_resource(name: &str) -> Option<u32> {
 }
 
 impl Process {
-    pub fn from_spec(p: &Value) -> Res<Process> {
-        let strs = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        };
-        let caps = &p["capabilities"];
+    pub fn from_spec(p: &oci::Process) -> Res<Process> {
         let mut rlimits = Vec::new();
-        for r in p["rlimits"].as_array().into_iter().flatten() {
-            let t = r["type"].as_str().unwrap_or("");
-            let res = rlimit_resource(t)
-                .ok_or_else(|| RuntimeError::Spec(format!("unknown rlimit {t}")))?;
-            rlimits.push((
-                res,
-                r["soft"].as_u64().unwrap_or(0),
-                r["hard"].as_u64().unwrap_or(0),
-            ));
+        for r in p.rlimits().iter().flatten() {
+            // The spec's names for them are the kernel's.
+            let name = r.typ().to_string();
+            let res = rlimit_resource(&name)
+                .ok_or_else(|| RuntimeError::Spec(format!("unknown rlimit {name}")))?;
+            rlimits.push((res, r.soft(), r.hard()));
         }
-        let args = strs(&p["args"]);
+        let args = p.args().clone().unwrap_or_default();
         if args.is_empty() {
             return Err(RuntimeError::Spec("no command given".into()));
         }
+        let none = oci::LinuxCapabilities::default();
+        let caps = p.capabilities().as_ref().unwrap_or(&none);
+        let user = p.user();
         Ok(Process {
             args,
-            env: strs(&p["env"]),
-            cwd: p["cwd"].as_str().unwrap_or("/").to_string(),
-            uid: p["user"]["uid"].as_u64().unwrap_or(0) as u32,
-            gid: p["user"]["gid"].as_u64().unwrap_or(0) as u32,
-            gids: p["user"]["additionalGids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|g| g.as_u64().map(|g| g as u32))
-                .collect(),
-            bounding: cap_mask(&caps["bounding"])?,
-            effective: cap_mask(&caps["effective"])?,
-            permitted: cap_mask(&caps["permitted"])?,
+            env: p.env().clone().unwrap_or_default(),
+            cwd: p.cwd().to_string_lossy().into_owned(),
+            uid: user.uid(),
+            gid: user.gid(),
+            gids: user.additional_gids().clone().unwrap_or_default(),
+            bounding: cap_mask(caps.bounding())?,
+            effective: cap_mask(caps.effective())?,
+            permitted: cap_mask(caps.permitted())?,
             rlimits,
-            no_new_privs: p["noNewPrivileges"].as_bool().unwrap_or(false),
-            oom_score_adj: p["oomScoreAdj"].as_i64().map(|v| v as i32),
-            terminal: p["terminal"].as_bool().unwrap_or(false),
+            no_new_privs: p.no_new_privileges().unwrap_or(false),
+            oom_score_adj: p.oom_score_adj(),
+            terminal: p.terminal().unwrap_or(false),
         })
     }
 }
@@ -404,20 +392,25 @@ mod tests {
 
     #[test]
     fn processes_take_their_capabilities_as_masks() {
-        let p = Process::from_spec(&json!({
-            "args": ["sh"], "user": {"uid": 1, "gid": 2, "additionalGids": [3]},
-            "capabilities": {"bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_KILL"]},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}],
-        }))
+        let parse = |v| serde_json::from_value::<oci::Process>(v);
+        let p = Process::from_spec(
+            &parse(json!({
+                "args": ["sh"], "cwd": "/", "user": {"uid": 1, "gid": 2, "additionalGids": [3]},
+                "capabilities": {"bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_KILL"]},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}],
+            }))
+            .unwrap(),
+        )
         .unwrap();
         assert_eq!(p.bounding, 1 | 1 << 5);
         assert_eq!(p.effective, 1 << 5);
         assert_eq!((p.uid, p.gid, p.gids.as_slice()), (1, 2, &[3][..]));
         assert_eq!(p.rlimits, [(libc::RLIMIT_NOFILE, 10, 20)]);
-        assert!(Process::from_spec(&json!({"args": []})).is_err());
-        assert!(
-            Process::from_spec(&json!({"args": ["x"], "rlimits": [{"type": "RLIMIT_NOPE"}]}))
-                .is_err()
-        );
+        let no_args = parse(json!({"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}));
+        assert!(Process::from_spec(&no_args.unwrap()).is_err());
+        // A spec the shim cannot read is refused before anything runs.
+        let bad_rlimit = json!({"args": ["x"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "rlimits": [{"type": "RLIMIT_NOPE"}]});
+        assert!(parse(bad_rlimit).is_err());
     }
 }

@@ -1,5 +1,8 @@
 //! A container's settings → an OCI runtime spec (`config.json`).
 
+mod build;
+pub use build::{build, exec_process, ExecProcess};
+
 use crate::RuntimeError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -319,358 +322,6 @@ pub fn capabilities(spec: &RunSpec) -> Result<Vec<String>, RuntimeError> {
     Ok(caps)
 }
 
-fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Value {
-    json!({"destination": dest, "type": kind, "source": source, "options": options})
-}
-
-/// The OCI runtime spec for `spec`.
-pub fn build(spec: &RunSpec) -> Result<Value, RuntimeError> {
-    let caps = capabilities(spec)?;
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &[
-                "nosuid",
-                "noexec",
-                "nodev",
-                if spec.privileged { "rw" } else { "ro" },
-            ],
-        ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &[
-                "nosuid",
-                "noexec",
-                "nodev",
-                "relatime",
-                if spec.privileged { "rw" } else { "ro" },
-            ],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-    ];
-    let shm_size = format!(
-        "size={}k",
-        if spec.shm_size > 0 {
-            spec.shm_size / 1024
-        } else {
-            65536
-        }
-    );
-    if spec.host_ipc {
-        mounts.push(mount(
-            "/dev/shm",
-            "bind",
-            "/dev/shm",
-            &["rbind", "rprivate", "rw"],
-        ));
-    } else {
-        mounts.push(mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
-        ));
-    }
-    for (src, dst) in &spec.etc_binds {
-        mounts.push(mount(
-            dst,
-            "bind",
-            &src.to_string_lossy(),
-            &["rbind", "rprivate"],
-        ));
-    }
-    // Parents before children: `/data` must be mounted before `/data/sub`.
-    let mut user: Vec<&UserMount> = spec.mounts.iter().collect();
-    user.sort_by_key(|m| m.destination.matches('/').count());
-    for m in user {
-        let rw = if m.readonly { "ro" } else { "rw" };
-        match &m.source {
-            Some(src) => mounts.push(mount(
-                &m.destination,
-                "bind",
-                &src.to_string_lossy(),
-                &["rbind", "rprivate", rw],
-            )),
-            None => {
-                let mut opts: Vec<&str> = vec!["nosuid", "nodev", "noexec", rw];
-                opts.extend(m.tmpfs_options.iter().map(String::as_str));
-                mounts.push(mount(&m.destination, "tmpfs", "tmpfs", &opts));
-            }
-        }
-    }
-    let mut namespaces = Vec::new();
-    for (kind, host) in [
-        ("pid", spec.host_pid),
-        ("ipc", spec.host_ipc),
-        ("uts", spec.host_uts),
-    ] {
-        if !host {
-            namespaces.push(json!({"type": kind}));
-        }
-    }
-    namespaces.push(json!({"type": "mount"}));
-    if !spec.host_cgroupns {
-        namespaces.push(json!({"type": "cgroup"}));
-    }
-    match &spec.net {
-        NetMode::None => namespaces.push(json!({"type": "network"})),
-        NetMode::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
-        NetMode::Host => {}
-    }
-    let mut resources = json!({
-        "devices": [
-            {"allow": false, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 136, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
-            {"allow": true, "type": "c", "access": "m"},
-            {"allow": true, "type": "b", "access": "m"}
-        ]
-    });
-    if spec.privileged {
-        resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
-    }
-    if let Some(rules) = resources["devices"].as_array_mut() {
-        for d in &spec.devices {
-            rules.push(json!({"allow": true, "type": d.kind.to_string(),
-                "major": d.major, "minor": d.minor, "access": d.access}));
-        }
-        for d in &spec.device_allow {
-            let mut r = json!({"allow": true, "access": d.access});
-            if d.kind != 'a' {
-                r["type"] = json!(d.kind.to_string());
-            }
-            if let Some(m) = d.major {
-                r["major"] = json!(m);
-            }
-            if let Some(m) = d.minor {
-                r["minor"] = json!(m);
-            }
-            rules.push(r);
-        }
-    }
-    let mut memory = serde_json::Map::new();
-    if spec.memory > 0 {
-        memory.insert("limit".into(), json!(spec.memory));
-        if spec.memory_swap != 0 {
-            memory.insert("swap".into(), json!(spec.memory_swap));
-        }
-    }
-    if spec.memory_reservation > 0 {
-        memory.insert("reservation".into(), json!(spec.memory_reservation));
-    }
-    if let Some(s) = spec.memory_swappiness {
-        memory.insert("swappiness".into(), json!(s));
-    }
-    if spec.oom_kill_disable {
-        memory.insert("disableOOMKiller".into(), json!(true));
-    }
-    if !memory.is_empty() {
-        resources["memory"] = Value::Object(memory);
-    }
-    let mut blkio = serde_json::Map::new();
-    if spec.blkio_weight > 0 {
-        blkio.insert("weight".into(), json!(spec.blkio_weight));
-    }
-    let devs = |l: &[BlkioDevice], key: &str| -> Value {
-        l.iter()
-            .map(|d| json!({"major": d.major, "minor": d.minor, key: d.value}))
-            .collect()
-    };
-    for (key, list, field) in [
-        ("weightDevice", &spec.blkio_weight_device, "weight"),
-        ("throttleReadBpsDevice", &spec.read_bps, "rate"),
-        ("throttleWriteBpsDevice", &spec.write_bps, "rate"),
-        ("throttleReadIOPSDevice", &spec.read_iops, "rate"),
-        ("throttleWriteIOPSDevice", &spec.write_iops, "rate"),
-    ] {
-        if !list.is_empty() {
-            blkio.insert(key.into(), devs(list, field));
-        }
-    }
-    if !blkio.is_empty() {
-        resources["blockIO"] = Value::Object(blkio);
-    }
-    let mut cpu = serde_json::Map::new();
-    if spec.nano_cpus > 0 {
-        let period = 100_000i64;
-        cpu.insert("period".into(), json!(period));
-        cpu.insert(
-            "quota".into(),
-            json!(spec.nano_cpus * period / 1_000_000_000),
-        );
-    } else if spec.cpu_quota > 0 {
-        cpu.insert("quota".into(), json!(spec.cpu_quota));
-        cpu.insert(
-            "period".into(),
-            json!(if spec.cpu_period > 0 {
-                spec.cpu_period
-            } else {
-                100_000
-            }),
-        );
-    }
-    if spec.cpu_shares > 0 {
-        cpu.insert("shares".into(), json!(spec.cpu_shares));
-    }
-    if !spec.cpuset_cpus.is_empty() {
-        cpu.insert("cpus".into(), json!(spec.cpuset_cpus));
-    }
-    if !spec.cpuset_mems.is_empty() {
-        cpu.insert("mems".into(), json!(spec.cpuset_mems));
-    }
-    if !cpu.is_empty() {
-        resources["cpu"] = Value::Object(cpu);
-    }
-    if spec.pids_limit > 0 {
-        resources["pids"] = json!({"limit": spec.pids_limit});
-    }
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "cgroupsPath": spec.cgroup_path,
-        "resources": resources,
-    });
-    if !spec.sysctls.is_empty() {
-        linux["sysctl"] = json!(spec.sysctls);
-    }
-    if !spec.devices.is_empty() {
-        linux["devices"] = spec
-            .devices
-            .iter()
-            .map(|d| {
-                json!({"path": d.path, "type": d.kind.to_string(), "major": d.major,
-                    "minor": d.minor, "fileMode": d.mode, "uid": d.uid, "gid": d.gid})
-            })
-            .collect();
-    }
-    let masked = match &spec.masked_paths {
-        Some(p) => p.clone(),
-        None if spec.privileged => vec![],
-        None => default_masked_paths(),
-    };
-    let readonly = match &spec.readonly_paths {
-        Some(p) => p.clone(),
-        None if spec.privileged => vec![],
-        None => READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
-    };
-    if !masked.is_empty() {
-        linux["maskedPaths"] = json!(masked);
-    }
-    if !readonly.is_empty() {
-        linux["readonlyPaths"] = json!(readonly);
-    }
-    if !spec.privileged && !spec.seccomp_unconfined {
-        linux["seccomp"] = crate::seccomp::default_profile(&caps);
-    }
-    let mut user = json!({"uid": spec.uid, "gid": spec.gid});
-    if !spec.additional_gids.is_empty() {
-        user["additionalGids"] = json!(spec.additional_gids);
-    }
-    let mut v = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": spec.tty,
-            "user": user,
-            "args": spec.args,
-            "env": spec.env,
-            "cwd": if spec.cwd.is_empty() { "/" } else { &spec.cwd },
-            "capabilities": {
-                "bounding": caps, "effective": caps, "permitted": caps,
-            },
-            "oomScoreAdj": spec.oom_score_adj,
-        },
-        "root": {"path": spec.rootfs, "readonly": spec.readonly_rootfs},
-        "mounts": mounts,
-        "linux": linux,
-    });
-    if !spec.host_uts {
-        v["hostname"] = json!(spec.hostname);
-    }
-    if !spec.rlimits.is_empty() {
-        v["process"]["rlimits"] = spec
-            .rlimits
-            .iter()
-            .map(|(t, soft, hard)| json!({"type": t, "soft": soft, "hard": hard}))
-            .collect();
-    }
-    set_no_new_privileges(&mut v["process"], spec.no_new_privileges);
-    Ok(v)
-}
-
-/// Written only when set, as Docker writes it.
-fn set_no_new_privileges(process: &mut Value, on: bool) {
-    if on {
-        process["noNewPrivileges"] = json!(true);
-    }
-}
-
-/// What an exec inside a running container runs, and as whom.
-#[derive(Debug, Clone, Default)]
-pub struct ExecProcess<'a> {
-    pub args: &'a [String],
-    pub env: &'a [String],
-    pub cwd: &'a str,
-    pub uid: u32,
-    pub gid: u32,
-    pub tty: bool,
-    pub caps: &'a [String],
-    pub no_new_privileges: bool,
-    /// The container's, as runc gives every exec.
-    pub oom_score_adj: i64,
-}
-
-/// The `process` object for an exec inside a running container.
-pub fn exec_process(e: &ExecProcess) -> Value {
-    let caps = e.caps;
-    let mut p = json!({
-        "terminal": e.tty,
-        "user": {"uid": e.uid, "gid": e.gid},
-        "args": e.args,
-        "env": e.env,
-        "cwd": if e.cwd.is_empty() { "/" } else { e.cwd },
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "oomScoreAdj": e.oom_score_adj,
-    });
-    set_no_new_privileges(&mut p, e.no_new_privileges);
-    p
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,7 +332,7 @@ mod tests {
             args: vec!["true".into()],
             ..Default::default()
         };
-        let v = build(&s).unwrap();
+        let v = serde_json::to_value(build(&s).unwrap()).unwrap();
         let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert_eq!(caps.len(), 14);
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
@@ -703,6 +354,27 @@ mod tests {
         }
     }
 
+    /// oci-spec's defaults are runc's example config: none of it may leak
+    /// into a container (an rlimit of 1024 files, no-new-privileges,
+    /// inheritable capabilities), and what is written reads back the same.
+    #[test]
+    fn only_what_docker_gives_and_it_round_trips() {
+        let s = RunSpec {
+            args: vec!["true".into()],
+            ..Default::default()
+        };
+        let spec = build(&s).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert!(p.rlimits().is_none() && p.no_new_privileges().is_none());
+        let caps = p.capabilities().as_ref().unwrap();
+        assert!(caps.inheritable().is_none() && caps.ambient().is_none());
+        assert!(spec.annotations().is_none() && spec.hooks().is_none());
+        assert_eq!(p.cwd().to_str(), Some("/"));
+        let text = serde_json::to_vec(&spec).unwrap();
+        let back: oci_spec::runtime::Spec = serde_json::from_slice(&text).unwrap();
+        assert_eq!(back, spec);
+    }
+
     #[test]
     fn cap_add_drop_and_privileged() {
         let mut s = RunSpec {
@@ -718,7 +390,7 @@ mod tests {
         s.cap_add = vec!["NOPE".into()];
         assert!(capabilities(&s).is_err());
         s.privileged = true;
-        let v = build(&s).unwrap();
+        let v = serde_json::to_value(build(&s).unwrap()).unwrap();
         assert!(v["linux"]["seccomp"].is_null());
         assert_eq!(
             v["process"]["capabilities"]["bounding"]
@@ -738,7 +410,7 @@ mod tests {
             net: NetMode::Host,
             ..Default::default()
         };
-        let v = build(&s).unwrap();
+        let v = serde_json::to_value(build(&s).unwrap()).unwrap();
         let r = &v["linux"]["resources"];
         assert_eq!(r["memory"]["limit"], 64 << 20);
         assert_eq!(r["cpu"]["quota"], 150_000);
@@ -775,7 +447,7 @@ mod tests {
             masked_paths: Some(vec![]),
             ..Default::default()
         };
-        let v = build(&s).unwrap();
+        let v = serde_json::to_value(build(&s).unwrap()).unwrap();
         let r = &v["linux"]["resources"];
         assert_eq!(r["cpu"]["cpus"], "0-1");
         assert_eq!(r["memory"]["reservation"], 32 << 20);
