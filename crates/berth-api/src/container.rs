@@ -546,3 +546,42 @@ pub struct ContainerUpdateResponse {
     #[serde(deserialize_with = "null_as_default")]
     pub warnings: Vec<String>,
 }
+
+/// `POST /containers/create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerCreateResponse {
+    pub id: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WaitExitError {
+    pub message: String,
+}
+
+/// `POST /containers/{id}/wait`, once the condition holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerWaitResponse {
+    pub status_code: i64,
+    pub error: Option<WaitExitError>,
+}
+
+/// `POST /containers/prune`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerPruneReport {
+    #[serde(deserialize_with = "null_as_default")]
+    pub containers_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}
+
+/// `POST /commit` and other answers that are only an id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IdResponse {
+    pub id: String,
+}

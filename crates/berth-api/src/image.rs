@@ -214,3 +214,20 @@ pub struct ImageInspect {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_config: Option<ImageInspectConfig>,
 }
+
+/// `POST /images/prune`: `null` when nothing went, as dockerd answers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImagePruneReport {
+    pub images_deleted: Option<Vec<ImageDeleteItem>>,
+    pub space_reclaimed: u64,
+}
+
+/// `POST /build/prune`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BuildCachePruneReport {
+    #[serde(deserialize_with = "null_as_default")]
+    pub caches_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}

@@ -2,6 +2,7 @@
 
 use crate::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A network as `/networks` answers it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -38,6 +39,7 @@ pub struct NetworkResource {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Ipam {
+    #[serde(default)]
     pub driver: String,
     pub options: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -84,4 +86,34 @@ pub struct NetworkCreateResponse {
     pub id: String,
     #[serde(default)]
     pub warning: String,
+}
+
+/// `POST /networks/prune`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkPruneReport {
+    #[serde(deserialize_with = "null_as_default")]
+    pub networks_deleted: Vec<String>,
+}
+
+/// Body of `POST /networks/create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkCreateRequest {
+    pub name: String,
+    pub driver: String,
+    pub internal: bool,
+    pub attachable: bool,
+    pub ingress: bool,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Option<Ipam>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub options: BTreeMap<String, String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    /// Deprecated; dockerd always checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_duplicate: Option<bool>,
 }

@@ -65,9 +65,64 @@ fn err(line: usize, msg: impl std::fmt::Display) -> BuildError {
 /// Parses a Dockerfile.
 pub fn parse(text: &str) -> Result<Dockerfile, BuildError> {
     let lines: Vec<&str> = text.lines().collect();
+    let (escape, mut i) = directives(&lines)?;
+    let mut out = Vec::new();
+    while i < lines.len() {
+        let start = i;
+        let first = lines[i];
+        i += 1;
+        let t = first.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let logical = join_continued(&lines, &mut i, first, escape);
+        let logical = logical.trim().to_string();
+        let (kw, rest) = match logical.split_once(char::is_whitespace) {
+            Some((k, r)) => (k, r.trim_start()),
+            None => (logical.as_str(), ""),
+        };
+        let keyword = kw.to_ascii_uppercase();
+        if !KEYWORDS.contains(&keyword.as_str()) {
+            return Err(err(start + 1, format!("unknown instruction: {kw}")));
+        }
+        let (flags, args) = if FLAGGED.contains(&keyword.as_str()) {
+            split_flags(rest)
+        } else {
+            (Vec::new(), rest.to_string())
+        };
+        let heredocs = if matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") {
+            read_heredocs(&lines, &mut i, &args, start)?
+        } else {
+            Vec::new()
+        };
+        if args.trim().is_empty()
+            && !matches!(keyword.as_str(), "CMD" | "ENTRYPOINT" | "HEALTHCHECK")
+        {
+            return Err(err(
+                start + 1,
+                format!("{keyword} requires at least one argument"),
+            ));
+        }
+        out.push(Instruction {
+            line: start + 1,
+            original: format!("{keyword} {}", logical[kw.len()..].trim_start()),
+            keyword,
+            flags,
+            rest: args,
+            heredocs,
+        });
+    }
+    Ok(Dockerfile {
+        escape,
+        instructions: out,
+    })
+}
+
+/// Parser directives: `# key=value` comments before anything else. The
+/// escape character, and the line where instructions start.
+fn directives(lines: &[&str]) -> Result<(char, usize), BuildError> {
     let mut escape = '\\';
     let mut i = 0;
-    // Parser directives: `# key=value` comments before anything else.
     while i < lines.len() {
         let l = lines[i].trim();
         let Some(d) = l.strip_prefix('#') else { break };
@@ -94,104 +149,74 @@ pub fn parse(text: &str) -> Result<Dockerfile, BuildError> {
         }
         i += 1;
     }
-    let mut out = Vec::new();
-    while i < lines.len() {
-        let start = i;
-        let first = lines[i];
-        i += 1;
-        let t = first.trim_start();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        // Join continuation lines; comment and blank lines inside are dropped.
-        let mut logical = String::new();
-        let mut cur = first.trim_end().to_string();
-        loop {
-            // As moby: the escape character at the end of a line continues it.
-            if !cur.ends_with(escape) {
-                logical.push_str(&cur);
-                break;
-            }
-            cur.pop();
+    Ok((escape, i))
+}
+
+/// A logical line: continuation lines joined; comment and blank lines
+/// inside are dropped.
+fn join_continued(lines: &[&str], i: &mut usize, first: &str, escape: char) -> String {
+    let mut logical = String::new();
+    let mut cur = first.trim_end().to_string();
+    loop {
+        // As moby: the escape character at the end of a line continues it.
+        if !cur.ends_with(escape) {
             logical.push_str(&cur);
-            let mut next = None;
-            while i < lines.len() {
-                let n = lines[i];
-                i += 1;
-                let nt = n.trim_start();
-                if nt.starts_with('#') || nt.is_empty() {
-                    continue;
-                }
-                next = Some(n.trim_end().to_string());
+            break;
+        }
+        cur.pop();
+        logical.push_str(&cur);
+        let mut next = None;
+        while *i < lines.len() {
+            let n = lines[*i];
+            *i += 1;
+            let nt = n.trim_start();
+            if nt.starts_with('#') || nt.is_empty() {
+                continue;
+            }
+            next = Some(n.trim_end().to_string());
+            break;
+        }
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    logical
+}
+
+/// The bodies of the heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`) an
+/// instruction's arguments open, read from the lines that follow.
+fn read_heredocs(
+    lines: &[&str],
+    i: &mut usize,
+    args: &str,
+    start: usize,
+) -> Result<Vec<Heredoc>, BuildError> {
+    let mut heredocs = Vec::new();
+    for (name, strip_tabs, quoted) in heredoc_markers(args) {
+        let mut body = String::new();
+        let mut closed = false;
+        while *i < lines.len() {
+            let l = lines[*i];
+            *i += 1;
+            let cmp = if strip_tabs {
+                l.trim_start_matches('\t')
+            } else {
+                l
+            };
+            if cmp == name {
+                closed = true;
                 break;
             }
-            match next {
-                Some(n) => cur = n,
-                None => break,
-            }
+            body.push_str(cmp);
+            body.push('\n');
         }
-        let logical = logical.trim().to_string();
-        let (kw, rest) = match logical.split_once(char::is_whitespace) {
-            Some((k, r)) => (k, r.trim_start()),
-            None => (logical.as_str(), ""),
-        };
-        let keyword = kw.to_ascii_uppercase();
-        if !KEYWORDS.contains(&keyword.as_str()) {
-            return Err(err(start + 1, format!("unknown instruction: {kw}")));
+        if !closed {
+            return Err(err(start + 1, format!("unterminated heredoc {name}")));
         }
-        let (flags, args) = if FLAGGED.contains(&keyword.as_str()) {
-            split_flags(rest)
-        } else {
-            (Vec::new(), rest.to_string())
-        };
-        // Heredocs: `<<EOF`, `<<-EOF`, `<<"EOF"` in the arguments.
-        let mut heredocs = Vec::new();
-        if matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") {
-            for (name, strip_tabs, quoted) in heredoc_markers(&args) {
-                let mut body = String::new();
-                let mut closed = false;
-                while i < lines.len() {
-                    let l = lines[i];
-                    i += 1;
-                    let cmp = if strip_tabs {
-                        l.trim_start_matches('\t')
-                    } else {
-                        l
-                    };
-                    if cmp == name {
-                        closed = true;
-                        break;
-                    }
-                    body.push_str(cmp);
-                    body.push('\n');
-                }
-                if !closed {
-                    return Err(err(start + 1, format!("unterminated heredoc {name}")));
-                }
-                heredocs.push(Heredoc { name, body, quoted });
-            }
-        }
-        if args.trim().is_empty()
-            && !matches!(keyword.as_str(), "CMD" | "ENTRYPOINT" | "HEALTHCHECK")
-        {
-            return Err(err(
-                start + 1,
-                format!("{keyword} requires at least one argument"),
-            ));
-        }
-        out.push(Instruction {
-            line: start + 1,
-            original: format!("{keyword} {}", logical[kw.len()..].trim_start()),
-            keyword,
-            flags,
-            rest: args,
-            heredocs,
-        });
+        heredocs.push(Heredoc { name, body, quoted });
     }
-    Ok(Dockerfile {
-        escape,
-        instructions: out,
-    })
+    Ok(heredocs)
 }
 
 fn split_flags(rest: &str) -> (Vec<(String, String)>, String) {

@@ -67,34 +67,7 @@ fn process(
                 }
                 i += 1;
             }
-            '"' => {
-                i += 1;
-                loop {
-                    if i >= chars.len() {
-                        return Err(BuildError::Syntax(format!("unexpected end of statement while looking for matching double-quote in {s}")));
-                    }
-                    let d = chars[i];
-                    if d == '"' {
-                        i += 1;
-                        break;
-                    }
-                    if d == escape && i + 1 < chars.len() {
-                        let n = chars[i + 1];
-                        if n == '"' || n == '$' || n == escape {
-                            cur.push(n);
-                        } else {
-                            cur.push(d);
-                            cur.push(n);
-                        }
-                        i += 2;
-                    } else if d == '$' {
-                        i = dollar(&chars, i, escape, env, &mut cur, depth)?;
-                    } else {
-                        cur.push(d);
-                        i += 1;
-                    }
-                }
-            }
+            '"' => i = double_quoted(&chars, i + 1, escape, env, &mut cur, depth, s)?,
             c if c == escape => {
                 if i + 1 < chars.len() {
                     cur.push(chars[i + 1]);
@@ -131,6 +104,46 @@ fn process(
         words.push(cur);
     }
     Ok(words)
+}
+
+/// The inside of a double-quoted string from `chars[i]`: `$` expands, the
+/// escape character escapes only `"`, `$` and itself. Returns the index
+/// after the closing quote.
+fn double_quoted(
+    chars: &[char],
+    mut i: usize,
+    escape: char,
+    env: &dyn Fn(&str) -> Option<String>,
+    cur: &mut String,
+    depth: usize,
+    whole: &str,
+) -> Result<usize, BuildError> {
+    loop {
+        if i >= chars.len() {
+            return Err(BuildError::Syntax(format!(
+                "unexpected end of statement while looking for matching double-quote in {whole}"
+            )));
+        }
+        let d = chars[i];
+        if d == '"' {
+            return Ok(i + 1);
+        }
+        if d == escape && i + 1 < chars.len() {
+            let n = chars[i + 1];
+            if n == '"' || n == '$' || n == escape {
+                cur.push(n);
+            } else {
+                cur.push(d);
+                cur.push(n);
+            }
+            i += 2;
+        } else if d == '$' {
+            i = dollar(chars, i, escape, env, cur, depth)?;
+        } else {
+            cur.push(d);
+            i += 1;
+        }
+    }
 }
 
 /// Expands the `$…` at `chars[i]`; returns the index after it.

@@ -59,8 +59,28 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
     for t in &a.tag {
         q.push(("t", t.clone()));
     }
+    let body = context(&a, &mut q)?;
+    options(&a, &mut q)?;
+    let resp = c.post_stream(
+        &format!("/build{}", query(&q)),
+        "application/x-tar",
+        Box::new(std::io::Cursor::new(body)),
+    )?;
+    let id = match progress(resp.body, a.quiet)? {
+        Ok(id) => id,
+        Err(code) => return Ok(code),
+    };
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, &id).with_context(|| format!("writing {f}"))?;
+    }
+    Ok(0)
+}
+
+/// The build context as a tar (from a directory, or stdin), the Dockerfile
+/// in it named in `q`.
+fn context(a: &BuildArgs, q: &mut Vec<(&str, String)>) -> Result<Vec<u8>> {
     let stdin_dockerfile = a.file.as_deref() == Some("-");
-    let body: Vec<u8> = if a.context == "-" {
+    Ok(if a.context == "-" {
         if stdin_dockerfile {
             bail!("invalid argument: can't use stdin for both build context and dockerfile");
         }
@@ -107,7 +127,11 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
                 }
             }
         }
-    };
+    })
+}
+
+/// The query parameters for the build's flags.
+fn options(a: &BuildArgs, q: &mut Vec<(&str, String)>) -> Result<()> {
     let mut args = serde_json::Map::new();
     for ba in &a.build_arg {
         match ba.split_once('=') {
@@ -148,14 +172,15 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
         q.push(("cachefrom", serde_json::json!(a.cache_from).to_string()));
     }
     q.push(("rm", if a.rm { "1" } else { "0" }.into()));
-    let resp = c.post_stream(
-        &format!("/build{}", query(&q)),
-        "application/x-tar",
-        Box::new(std::io::Cursor::new(body)),
-    )?;
+    Ok(())
+}
+
+/// Prints the daemon's progress; the image id, or the exit code of a failed
+/// build (a failed RUN's own).
+fn progress(body: impl Read, quiet: bool) -> Result<std::result::Result<String, i32>> {
     let mut id = String::new();
     let mut out = std::io::stdout();
-    for line in BufReader::new(resp.body).lines() {
+    for line in BufReader::new(body).lines() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
@@ -165,27 +190,24 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<i32> {
         if let Some(err) = &v.error {
             let _ = out.flush();
             eprintln!("{err}");
-            return Ok(v
+            return Ok(Err(v
                 .error_detail
                 .and_then(|d| d.code)
                 .filter(|c| *c > 0)
-                .map_or(1, |c| c as i32));
+                .map_or(1, |c| c as i32)));
         }
         if let Some(aux) = v.aux.as_ref().and_then(|a| a["ID"].as_str()) {
             id = aux.to_string();
         }
         if let Some(s) = &v.stream {
-            if !a.quiet {
+            if !quiet {
                 out.write_all(s.as_bytes())?;
                 out.flush()?;
             }
         }
     }
-    if a.quiet {
+    if quiet {
         println!("{id}");
     }
-    if let Some(f) = &a.iidfile {
-        std::fs::write(f, &id).with_context(|| format!("writing {f}"))?;
-    }
-    Ok(0)
+    Ok(Ok(id))
 }

@@ -210,6 +210,57 @@ impl Client {
         upgrade: bool,
     ) -> Result<(Response, Option<Conn>)> {
         let mut conn = self.connect()?;
+        self.write_request(&mut conn, method, path, body, upgrade)?;
+        let raw = conn.try_clone()?;
+        let mut r = BufReader::new(conn);
+        let (status, headers) = read_head(&mut r)?;
+        let get = |k: &str| {
+            headers
+                .iter()
+                .find(|(a, _): &&(String, String)| a.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        if status == 101 {
+            // Anything already buffered belongs to the stream.
+            let buffered = r.buffer().to_vec();
+            let body: Box<dyn Read + Send> =
+                Box::new(std::io::Cursor::new(buffered).chain(r.into_inner()));
+            return Ok((Response { body, headers }, Some(raw)));
+        }
+        let body: Box<dyn Read + Send> = if method == "HEAD" {
+            Box::new(std::io::empty())
+        } else if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            Box::new(Chunked {
+                inner: r,
+                left: 0,
+                done: false,
+            })
+        } else if let Some(n) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
+            Box::new(r.take(n))
+        } else {
+            Box::new(r)
+        };
+        let resp = Response { body, headers };
+        if status >= 400 {
+            let b = resp.bytes().unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&b).trim().to_string());
+            return Err(DaemonError { status, message }.into());
+        }
+        Ok((resp, Some(raw)))
+    }
+
+    /// The request line, headers and body (chunked when streamed).
+    fn write_request(
+        &self,
+        conn: &mut Conn,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Body)>,
+        upgrade: bool,
+    ) -> Result<()> {
         let mut head = format!(
             "{method} /v{}{path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli/{}\r\n",
             self.version,
@@ -251,63 +302,7 @@ impl Client {
             }
             conn.write_all(b"0\r\n\r\n")?;
         }
-        let raw = conn.try_clone()?;
-        let mut r = BufReader::new(conn);
-        let mut status_line = String::new();
-        r.read_line(&mut status_line)?;
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("bad response from the daemon: {status_line:?}"))?;
-        let mut headers = Vec::new();
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l)?;
-            let l = l.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let get = |k: &str| {
-            headers
-                .iter()
-                .find(|(a, _): &&(String, String)| a.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.clone())
-        };
-        if status == 101 {
-            // Anything already buffered belongs to the stream.
-            let buffered = r.buffer().to_vec();
-            let body: Box<dyn Read + Send> =
-                Box::new(std::io::Cursor::new(buffered).chain(r.into_inner()));
-            return Ok((Response { body, headers }, Some(raw)));
-        }
-        let body: Box<dyn Read + Send> = if method == "HEAD" {
-            Box::new(std::io::empty())
-        } else if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            Box::new(Chunked {
-                inner: r,
-                left: 0,
-                done: false,
-            })
-        } else if let Some(n) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
-            Box::new(r.take(n))
-        } else {
-            Box::new(r)
-        };
-        let resp = Response { body, headers };
-        if status >= 400 {
-            let b = resp.bytes().unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&b)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&b).trim().to_string());
-            return Err(DaemonError { status, message }.into());
-        }
-        Ok((resp, Some(raw)))
+        Ok(())
     }
 
     pub fn get(&self, path: &str) -> Result<Response> {
@@ -359,4 +354,28 @@ impl Client {
 pub enum Body {
     Bytes(Vec<u8>),
     Stream(Box<dyn Read>),
+}
+
+/// The status and headers of an HTTP/1.1 answer.
+fn read_head(r: &mut impl BufRead) -> Result<(u16, Vec<(String, String)>)> {
+    let mut status_line = String::new();
+    r.read_line(&mut status_line)?;
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("bad response from the daemon: {status_line:?}"))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l)?;
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Ok((status, headers))
 }

@@ -5,6 +5,7 @@ use crate::client::{urlencode, Client};
 use crate::format::print_rows;
 use crate::util::{confirm, filters_query, kv_map, print_deleted};
 use anyhow::Result;
+use berth_api::NetworkPruneReport;
 use serde_json::{json, Value};
 
 pub fn dispatch(c: &Client, cmd: NetworkCmd) -> Result<i32> {
@@ -133,7 +134,7 @@ fn prune(c: &Client, a: NetworkPruneArgs) -> Result<i32> {
         return Ok(0);
     }
     let q = filters_query(&a.filter)?;
-    let v = c.post(&format!("/networks/prune{q}"))?.json()?;
-    print_deleted("Networks", &v["NetworksDeleted"]);
+    let r: NetworkPruneReport = c.post(&format!("/networks/prune{q}"))?.decode()?;
+    print_deleted("Networks", &r.networks_deleted);
     Ok(0)
 }

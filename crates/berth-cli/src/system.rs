@@ -6,7 +6,10 @@ use crate::client::{urlencode, DaemonError};
 use crate::format::{human_size, print_rows};
 use crate::util::{confirm, filters_query, print_deleted};
 use anyhow::Result;
-use berth_api::{ContainerSummary, DiskUsage, EventMessage, SystemInfo, SystemVersion, Volume};
+use berth_api::{
+    BuildCachePruneReport, ContainerPruneReport, ContainerSummary, DiskUsage, EventMessage,
+    ImagePruneReport, NetworkPruneReport, SystemInfo, SystemVersion, Volume, VolumePruneReport,
+};
 use serde_json::{json, Value};
 
 /// Prunes images; returns the bytes freed. Prints Docker's "Deleted Images:" list.
@@ -16,21 +19,21 @@ fn prune_images(c: &Client, all: bool, filters: &[String]) -> Result<u64> {
         f.push("dangling=false".into());
     }
     let q = filters_query(&f)?;
-    let v = c.post(&format!("/images/prune{q}"))?.json()?;
-    let items = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
+    let r: ImagePruneReport = c.post(&format!("/images/prune{q}"))?.decode()?;
+    let items = r.images_deleted.unwrap_or_default();
     if !items.is_empty() {
         println!("Deleted Images:");
         for i in items {
-            if let Some(t) = i["Untagged"].as_str() {
+            if let Some(t) = i.untagged {
                 println!("untagged: {t}");
             }
-            if let Some(d) = i["Deleted"].as_str() {
+            if let Some(d) = i.deleted {
                 println!("deleted: {d}");
             }
         }
         println!();
     }
-    Ok(v["SpaceReclaimed"].as_u64().unwrap_or(0))
+    Ok(r.space_reclaimed)
 }
 
 pub fn image_prune(c: &Client, a: ImagePruneArgs) -> Result<i32> {
@@ -63,19 +66,19 @@ pub fn system_prune(c: &Client, a: SystemPruneArgs) -> Result<i32> {
     }
     let mut space = 0u64;
     let q = filters_query(&a.filter)?;
-    let v = c.post(&format!("/containers/prune{q}"))?.json()?;
-    print_deleted("Containers", &v["ContainersDeleted"]);
-    space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
-    let v = c.post(&format!("/networks/prune{q}"))?.json()?;
-    print_deleted("Networks", &v["NetworksDeleted"]);
+    let r: ContainerPruneReport = c.post(&format!("/containers/prune{q}"))?.decode()?;
+    print_deleted("Containers", &r.containers_deleted);
+    space += r.space_reclaimed;
+    let r: NetworkPruneReport = c.post(&format!("/networks/prune{q}"))?.decode()?;
+    print_deleted("Networks", &r.networks_deleted);
     if a.volumes {
-        let v = c.post(&format!("/volumes/prune{q}"))?.json()?;
-        print_deleted("Volumes", &v["VolumesDeleted"]);
-        space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+        let r: VolumePruneReport = c.post(&format!("/volumes/prune{q}"))?.decode()?;
+        print_deleted("Volumes", &r.volumes_deleted);
+        space += r.space_reclaimed;
     }
     space += prune_images(c, a.all, &a.filter)?;
-    let v = c.post("/build/prune")?.json()?;
-    space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+    let r: BuildCachePruneReport = c.post("/build/prune")?.decode()?;
+    space += r.space_reclaimed;
     println!("Total reclaimed space: {}", human_size(space as f64));
     Ok(0)
 }

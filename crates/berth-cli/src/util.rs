@@ -72,12 +72,11 @@ pub(crate) fn kv_map(list: &[String]) -> std::collections::BTreeMap<String, Stri
 }
 
 /// A prune's "Deleted …:" list, as the docker CLI prints it.
-pub(crate) fn print_deleted(title: &str, items: &Value) {
-    let items = items.as_array().cloned().unwrap_or_default();
+pub(crate) fn print_deleted(title: &str, items: &[String]) {
     if !items.is_empty() {
         println!("Deleted {title}:");
         for i in items {
-            println!("{}", i.as_str().unwrap_or_default());
+            println!("{i}");
         }
         println!();
     }

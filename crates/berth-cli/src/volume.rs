@@ -185,7 +185,7 @@ fn prune(c: &Client, a: VolumePruneArgs) -> Result<i32> {
     }
     let q = filters_query(&f)?;
     let r: berth_api::VolumePruneReport = c.post(&format!("/volumes/prune{q}"))?.decode()?;
-    print_deleted("Volumes", &json!(r.volumes_deleted));
+    print_deleted("Volumes", &r.volumes_deleted);
     println!(
         "Total reclaimed space: {}",
         human_size(r.space_reclaimed as f64)

@@ -13,8 +13,8 @@ use crate::{Engine, LogOptions, Result};
 use berth_api::{
     ContainerInspect, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
     CreateRequest, DiskUsage, ExecConfig, ExecInspect, HistoryItem, HostConfig, ImageDeleteItem,
-    ImageInspect, ImageSummary, JsonMessage, NetworkCreateResponse, NetworkResource, StatsResponse,
-    Volume, VolumeCreateRequest, VolumeList,
+    ImageInspect, ImageSummary, JsonMessage, NetworkCreateRequest, NetworkCreateResponse,
+    NetworkResource, StatsResponse, Volume, VolumeCreateRequest, VolumeList,
 };
 use berth_store::changes::Change;
 use berth_store::LoadReport;
@@ -176,7 +176,7 @@ pub trait NetworkBackend: Backend {
     fn network_inspect(&self, key: &str) -> Result<NetworkResource>;
     fn network_create(
         &self,
-        body: Value,
+        req: NetworkCreateRequest,
     ) -> impl Future<Output = Result<NetworkCreateResponse>> + Send;
     fn network_remove(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
     fn network_connect(
@@ -440,9 +440,9 @@ impl NetworkBackend for E {
     fn network_inspect(&self, key: &str) -> Result<NetworkResource> {
         Engine::network_inspect(self, key)
     }
-    async fn network_create(&self, body: Value) -> Result<NetworkCreateResponse> {
+    async fn network_create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
         let e = self.clone();
-        blocking(move || Engine::network_create(&e, &body)).await
+        blocking(move || Engine::network_create(&e, req)).await
     }
     async fn network_remove(&self, key: &str) -> Result<()> {
         let (e, key) = (self.clone(), key.to_string());

@@ -54,6 +54,10 @@ impl Fixture {
     }
 }
 
+fn net_req(v: serde_json::Value) -> berth_api::NetworkCreateRequest {
+    serde_json::from_value(v).unwrap()
+}
+
 fn bridges_in_nft(calls: &[NetCall]) -> Option<Vec<String>> {
     calls.iter().rev().find_map(|c| match c {
         NetCall::ApplyNft { bridges, .. } => Some(bridges.clone()),
@@ -78,7 +82,7 @@ async fn networks_reach_the_host_and_come_back_after_a_restart() {
     assert_eq!(bridges_in_nft(&calls), Some(vec!["btfake0".to_string()]));
 
     let made =
-        Engine::network_create(&engine, &json!({"Name": "app", "Driver": "bridge"})).unwrap();
+        Engine::network_create(&engine, net_req(json!({"Name": "app", "Driver": "bridge"}))).unwrap();
     let inspected = engine.network_inspect("app").unwrap();
     assert_eq!(inspected.id, made.id);
     let bridge = match &net.take_calls()[..] {
@@ -86,7 +90,7 @@ async fn networks_reach_the_host_and_come_back_after_a_restart() {
         other => panic!("network create asked the host for {other:?}"),
     };
     assert!(bridge.starts_with("br-") && net.bridges().contains(&bridge));
-    assert!(Engine::network_create(&engine, &json!({"Name": "app"})).is_err());
+    assert!(Engine::network_create(&engine, net_req(json!({"Name": "app"}))).is_err());
 
     // A daemon killed and started again: the network's bridge is back.
     drop(engine);

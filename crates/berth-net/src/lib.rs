@@ -288,53 +288,8 @@ impl NetStore {
             )));
         }
         let taken: Vec<Subnet> = nets.values().filter_map(|n| n.subnet()).collect();
-        let sub = match &o.subnet {
-            Some(s) => {
-                let sub = Subnet::parse(s).map_err(NetError::Invalid)?;
-                if let Some(t) = taken.iter().find(|t| t.overlaps(&sub)) {
-                    return Err(NetError::Conflict(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
-                }
-                sub
-            }
-            // Like dockerd's default pools, from our own range: 10.89.N.0/24.
-            None => (0..=255u32)
-                .map(|n| Subnet {
-                    network: Ipv4Addr::new(10, 89, n as u8, 0),
-                    prefix: 24,
-                })
-                .find(|c| !taken.iter().any(|t| t.overlaps(c)))
-                .ok_or_else(|| {
-                    NetError::Conflict(
-                        "could not find an available, non-overlapping IPv4 address pool".into(),
-                    )
-                })?,
-        };
-        let gw = match &o.gateway {
-            Some(g) => {
-                let ip: Ipv4Addr = g
-                    .parse()
-                    .map_err(|_| NetError::Invalid(format!("invalid gateway {g}")))?;
-                if !sub.contains(ip) {
-                    return Err(NetError::Invalid(format!(
-                        "gateway {ip} is not in subnet {sub}"
-                    )));
-                }
-                ip
-            }
-            None => sub.first_host(),
-        };
-        let range = match &o.ip_range {
-            Some(r) => {
-                let r2 = Subnet::parse(r).map_err(NetError::Invalid)?;
-                if !sub.overlaps(&r2) || r2.prefix < sub.prefix {
-                    return Err(NetError::Invalid(format!(
-                        "ip-range {r} is not inside subnet {sub}"
-                    )));
-                }
-                r2.to_string()
-            }
-            None => String::new(),
-        };
+        let sub = subnet(&o, &taken)?;
+        let (gw, range) = gateway_and_range(&o, &sub)?;
         let id = new_id();
         let bridge = o
             .options
@@ -346,63 +301,9 @@ impl NetStore {
                 "bridge name {bridge} is too long or already used"
             )));
         }
-        let (subnet6, gateway6) = match (o.enable_ipv6, &o.subnet6) {
-            (false, Some(s)) => {
-                return Err(NetError::Invalid(format!(
-                    "the IPv6 subnet {s} needs IPv6 enabled on the network (--ipv6)"
-                )))
-            }
-            (false, None) => (None, None),
-            (true, given) => {
-                let taken6: Vec<Subnet6> = nets.values().filter_map(|n| n.subnet6()).collect();
-                let sub6 = match given {
-                    Some(s) => {
-                        let sub6 = Subnet6::parse(s).map_err(NetError::Invalid)?;
-                        if let Some(t) = taken6.iter().find(|t| t.overlaps(&sub6)) {
-                            return Err(NetError::Conflict(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
-                        }
-                        sub6
-                    }
-                    None => (0..16)
-                        .map(|_| Subnet6::random_ula())
-                        .find(|c| !taken6.iter().any(|t| t.overlaps(c)))
-                        .ok_or_else(|| {
-                            NetError::Conflict(
-                                "could not find an available IPv6 address pool".into(),
-                            )
-                        })?,
-                };
-                let gw6 = match &o.gateway6 {
-                    Some(g) => {
-                        let ip: std::net::Ipv6Addr = g
-                            .parse()
-                            .map_err(|_| NetError::Invalid(format!("invalid gateway {g}")))?;
-                        if !sub6.contains(ip) {
-                            return Err(NetError::Invalid(format!(
-                                "gateway {ip} is not in subnet {sub6}"
-                            )));
-                        }
-                        ip
-                    }
-                    None => sub6.first_host(),
-                };
-                (Some(sub6), Some(gw6))
-            }
-        };
-        let mut pool = Pool::default();
-        pool.taken.insert(gw, "gateway".into());
-        // Addresses the user keeps for hosts outside Docker: never handed out.
-        for (host, a) in &o.aux_addresses {
-            let ip: Ipv4Addr = a
-                .parse()
-                .map_err(|_| NetError::Invalid(format!("invalid auxiliary address {host}={a}")))?;
-            if !sub.contains(ip) {
-                return Err(NetError::Invalid(format!(
-                    "invalid pool request: auxiliary address {host}={ip} is not in subnet {sub}"
-                )));
-            }
-            pool.taken.insert(ip, format!("{AUX_OWNER}{host}"));
-        }
+        let taken6: Vec<Subnet6> = nets.values().filter_map(|n| n.subnet6()).collect();
+        let (subnet6, gateway6) = ipv6(&o, &taken6)?;
+        let pool = first_pool(&o, &sub, gw)?;
         let n = Network {
             id: id.clone(),
             name: o.name,
@@ -571,6 +472,131 @@ fn find<'a>(nets: &'a BTreeMap<String, Network>, key: &str) -> Result<&'a Networ
 
 fn new_id() -> String {
     hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// The subnet a new network asks for, or the first free one of Berth's
+/// default pool (10.89.N.0/24, as dockerd's default pools but our own).
+fn subnet(o: &CreateOptions, taken: &[Subnet]) -> Result<Subnet, NetError> {
+    Ok(match &o.subnet {
+        Some(s) => {
+            let sub = Subnet::parse(s).map_err(NetError::Invalid)?;
+            if let Some(t) = taken.iter().find(|t| t.overlaps(&sub)) {
+                return Err(NetError::Conflict(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
+            }
+            sub
+        }
+        // Like dockerd's default pools, from our own range: 10.89.N.0/24.
+        None => (0..=255u32)
+            .map(|n| Subnet {
+                network: Ipv4Addr::new(10, 89, n as u8, 0),
+                prefix: 24,
+            })
+            .find(|c| !taken.iter().any(|t| t.overlaps(c)))
+            .ok_or_else(|| {
+                NetError::Conflict(
+                    "could not find an available, non-overlapping IPv4 address pool".into(),
+                )
+            })?,
+    })
+}
+
+/// `--gateway` (else the subnet's first host) and `--ip-range`, checked
+/// against the subnet.
+fn gateway_and_range(o: &CreateOptions, sub: &Subnet) -> Result<(Ipv4Addr, String), NetError> {
+    let gw = match &o.gateway {
+        Some(g) => {
+            let ip: Ipv4Addr = g
+                .parse()
+                .map_err(|_| NetError::Invalid(format!("invalid gateway {g}")))?;
+            if !sub.contains(ip) {
+                return Err(NetError::Invalid(format!(
+                    "gateway {ip} is not in subnet {sub}"
+                )));
+            }
+            ip
+        }
+        None => sub.first_host(),
+    };
+    let range = match &o.ip_range {
+        Some(r) => {
+            let r2 = Subnet::parse(r).map_err(NetError::Invalid)?;
+            if !sub.overlaps(&r2) || r2.prefix < sub.prefix {
+                return Err(NetError::Invalid(format!(
+                    "ip-range {r} is not inside subnet {sub}"
+                )));
+            }
+            r2.to_string()
+        }
+        None => String::new(),
+    };
+    Ok((gw, range))
+}
+
+/// `--ipv6` with `--subnet`/`--gateway` for it, or a random ULA /64.
+fn ipv6(
+    o: &CreateOptions,
+    taken6: &[Subnet6],
+) -> Result<(Option<Subnet6>, Option<std::net::Ipv6Addr>), NetError> {
+    Ok(match (o.enable_ipv6, &o.subnet6) {
+        (false, Some(s)) => {
+            return Err(NetError::Invalid(format!(
+                "the IPv6 subnet {s} needs IPv6 enabled on the network (--ipv6)"
+            )))
+        }
+        (false, None) => (None, None),
+        (true, given) => {
+            let sub6 = match given {
+                Some(s) => {
+                    let sub6 = Subnet6::parse(s).map_err(NetError::Invalid)?;
+                    if let Some(t) = taken6.iter().find(|t| t.overlaps(&sub6)) {
+                        return Err(NetError::Conflict(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
+                    }
+                    sub6
+                }
+                None => (0..16)
+                    .map(|_| Subnet6::random_ula())
+                    .find(|c| !taken6.iter().any(|t| t.overlaps(c)))
+                    .ok_or_else(|| {
+                        NetError::Conflict("could not find an available IPv6 address pool".into())
+                    })?,
+            };
+            let gw6 = match &o.gateway6 {
+                Some(g) => {
+                    let ip: std::net::Ipv6Addr = g
+                        .parse()
+                        .map_err(|_| NetError::Invalid(format!("invalid gateway {g}")))?;
+                    if !sub6.contains(ip) {
+                        return Err(NetError::Invalid(format!(
+                            "gateway {ip} is not in subnet {sub6}"
+                        )));
+                    }
+                    ip
+                }
+                None => sub6.first_host(),
+            };
+            (Some(sub6), Some(gw6))
+        }
+    })
+}
+
+/// The address pool of a new network: its gateway and the auxiliary
+/// addresses the user keeps for hosts outside Docker, never handed out.
+fn first_pool(o: &CreateOptions, sub: &Subnet, gw: Ipv4Addr) -> Result<Pool, NetError> {
+    let mut pool = Pool::default();
+    pool.taken.insert(gw, "gateway".into());
+    // Addresses the user keeps for hosts outside Docker: never handed out.
+    for (host, a) in &o.aux_addresses {
+        let ip: Ipv4Addr = a
+            .parse()
+            .map_err(|_| NetError::Invalid(format!("invalid auxiliary address {host}={a}")))?;
+        if !sub.contains(ip) {
+            return Err(NetError::Invalid(format!(
+                "invalid pool request: auxiliary address {host}={ip} is not in subnet {sub}"
+            )));
+        }
+        pool.taken.insert(ip, format!("{AUX_OWNER}{host}"));
+    }
+    Ok(pool)
 }
 
 #[cfg(test)]

@@ -40,7 +40,11 @@ pub(crate) async fn commit<B: ImageBackend>(
         config,
     };
     let id = s.backend.commit(&container, opts).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"Id": id}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(berth_api::IdResponse { id }),
+    )
+        .into_response())
 }
 
 pub(crate) async fn build<B: BuildBackend>(
@@ -134,7 +138,8 @@ pub(crate) async fn build<B: BuildBackend>(
 
 pub(crate) async fn build_prune<B: BuildBackend>(State(s): State<AppState<B>>) -> ApiResult {
     let (ids, space) = s.backend.prune_build_cache()?;
-    Ok(json_response(
-        json!({"CachesDeleted": ids, "SpaceReclaimed": space}),
-    ))
+    Ok(json_response(berth_api::BuildCachePruneReport {
+        caches_deleted: ids,
+        space_reclaimed: space,
+    }))
 }

@@ -23,7 +23,7 @@ pub(crate) async fn container_create<B: ContainerBackend>(
     let (id, warnings) = s.backend.create(name, req).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({"Id": id, "Warnings": warnings})),
+        axum::Json(berth_api::ContainerCreateResponse { id, warnings }),
     )
         .into_response())
 }
@@ -126,9 +126,10 @@ pub(crate) async fn containers_prune<B: ContainerBackend>(
     q: Q,
 ) -> ApiResult {
     let (ids, space) = s.backend.prune(&q.filters()?).await?;
-    Ok(json_response(
-        json!({"ContainersDeleted": ids, "SpaceReclaimed": space}),
-    ))
+    Ok(json_response(berth_api::ContainerPruneReport {
+        containers_deleted: ids,
+        space_reclaimed: space,
+    }))
 }
 
 /// `docker stats`: one sample a second while `stream` (the default), else
@@ -278,11 +279,13 @@ pub(crate) async fn container_wait<B: ContainerBackend>(
     // Headers go out now; the body when the condition is met. The CLI starts the
     // container only after it has the headers.
     let stream = futures_util::stream::once(async move {
-        let code = fut.await;
-        Ok::<_, std::io::Error>(bytes::Bytes::from(format!(
-            "{}\n",
-            json!({"StatusCode": code, "Error": null})
-        )))
+        let answer = berth_api::ContainerWaitResponse {
+            status_code: fut.await,
+            error: None,
+        };
+        let mut line = serde_json::to_vec(&answer).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(bytes::Bytes::from(line))
     });
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(

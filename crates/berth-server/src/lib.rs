@@ -230,10 +230,10 @@ fn json_stream(rx: Chunks) -> Response {
 
 async fn images_prune<B: ImageBackend>(State(s): State<AppState<B>>, q: Q) -> ApiResult {
     let (items, space) = s.backend.prune_images(&q.filters()?)?;
-    Ok(json_response(json!({
-        "ImagesDeleted": if items.is_empty() { Value::Null } else { json!(items) },
-        "SpaceReclaimed": space,
-    })))
+    Ok(json_response(berth_api::ImagePruneReport {
+        images_deleted: (!items.is_empty()).then_some(items),
+        space_reclaimed: space,
+    }))
 }
 
 /// Swarm mode's endpoints, until it exists: dockerd's answers for a node

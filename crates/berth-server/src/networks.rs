@@ -7,7 +7,9 @@ pub(crate) async fn networks_prune<B: NetworkBackend>(
     q: Q,
 ) -> ApiResult {
     let names = s.backend.network_prune(&q.filters()?)?;
-    Ok(json_response(json!({"NetworksDeleted": names})))
+    Ok(json_response(berth_api::NetworkPruneReport {
+        networks_deleted: names,
+    }))
 }
 
 pub(crate) async fn networks_list<B: NetworkBackend>(
@@ -28,8 +30,8 @@ pub(crate) async fn network_create<B: NetworkBackend>(
     State(s): State<AppState<B>>,
     body: bytes::Bytes,
 ) -> ApiResult {
-    let v: Value = parse_json(&body)?;
-    let out = s.backend.network_create(v).await?;
+    let req: berth_api::NetworkCreateRequest = parse_json(&body)?;
+    let out = s.backend.network_create(req).await?;
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 

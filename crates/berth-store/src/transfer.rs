@@ -127,6 +127,24 @@ impl Store {
     /// Reads a `docker save` or OCI layout tar. Every blob is verified against its
     /// digest before use; layers are unpacked once and shared.
     pub fn load<R: Read>(&self, reader: R) -> Result<LoadReport, StoreError> {
+        let mut report = LoadReport::default();
+        for (cfg_digest, layers, tags) in self.ingest_archive(reader)? {
+            let config = self.load_layers(&cfg_digest, &layers)?;
+            let id = self.register(&config, &tags)?;
+            if tags.is_empty() {
+                report.ids.push(id);
+            }
+            report
+                .tags
+                .extend(tags.iter().filter_map(|t| reference::normalize(t).ok()));
+        }
+        Ok(report)
+    }
+
+    /// Every blob of a `docker save` or OCI-layout tar into the content
+    /// store, and the images its manifest.json or index.json names: (config
+    /// digest, layer blob digests, tags).
+    fn ingest_archive<R: Read>(&self, reader: R) -> Result<Vec<ArchivedImage>, StoreError> {
         let mut ar = tar::Archive::new(maybe_gunzip(reader)?);
         let mut by_path: HashMap<String, String> = HashMap::new();
         let mut manifest_json = None;
@@ -158,8 +176,7 @@ impl Store {
                 }
             }
         }
-        // (config digest, layer blob digests, tags)
-        let mut images: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+        let mut images: Vec<ArchivedImage> = Vec::new();
         let blob = |p: &str| {
             by_path
                 .get(p)
@@ -199,45 +216,48 @@ impl Store {
                 "no manifest.json or index.json in the archive".into(),
             ));
         }
-        let mut report = LoadReport::default();
-        for (cfg_digest, layers, tags) in images {
-            let config: ImageConfigBlob = serde_json::from_slice(&self.content.read(&cfg_digest)?)
-                .map_err(|e| StoreError::InvalidArchive(format!("image config: {e}")))?;
-            if config.rootfs.diff_ids.len() > crate::MAX_LAYERS {
-                return Err(StoreError::MaxDepth(config.rootfs.diff_ids.len()));
-            }
-            if config.rootfs.diff_ids.len() != layers.len() {
-                return Err(StoreError::InvalidArchive(
-                    "layer count differs from the config's diff_ids".into(),
-                ));
-            }
-            let mut parent: Option<String> = None;
-            for (blob_digest, diff) in layers.iter().zip(&config.rootfs.diff_ids) {
-                let chain = crate::layer::chain_id(parent.as_deref(), diff);
-                if self.layers.get(&chain).is_none() {
-                    let (desc, chain) =
-                        self.add_layer(parent.as_deref(), self.content.open_blob(blob_digest)?)?;
-                    if &desc.digest != diff {
-                        let _ = self.layers.remove(&chain);
-                        return Err(StoreError::DigestMismatch {
-                            expected: diff.clone(),
-                            actual: desc.digest,
-                        });
-                    }
-                }
-                parent = Some(chain);
-            }
-            let id = self.register(&config, &tags)?;
-            if tags.is_empty() {
-                report.ids.push(id);
-            }
-            report
-                .tags
-                .extend(tags.iter().filter_map(|t| reference::normalize(t).ok()));
+        Ok(images)
+    }
+
+    /// An archived image's layers, each unpacked unless already here and
+    /// checked against the config's diff ids; its config.
+    fn load_layers(
+        &self,
+        cfg_digest: &str,
+        layers: &[String],
+    ) -> Result<ImageConfigBlob, StoreError> {
+        let config: ImageConfigBlob = serde_json::from_slice(&self.content.read(cfg_digest)?)
+            .map_err(|e| StoreError::InvalidArchive(format!("image config: {e}")))?;
+        if config.rootfs.diff_ids.len() > crate::MAX_LAYERS {
+            return Err(StoreError::MaxDepth(config.rootfs.diff_ids.len()));
         }
-        Ok(report)
+        if config.rootfs.diff_ids.len() != layers.len() {
+            return Err(StoreError::InvalidArchive(
+                "layer count differs from the config's diff_ids".into(),
+            ));
+        }
+        let mut parent: Option<String> = None;
+        for (blob_digest, diff) in layers.iter().zip(&config.rootfs.diff_ids) {
+            let chain = crate::layer::chain_id(parent.as_deref(), diff);
+            if self.layers.get(&chain).is_none() {
+                let (desc, chain) =
+                    self.add_layer(parent.as_deref(), self.content.open_blob(blob_digest)?)?;
+                if &desc.digest != diff {
+                    let _ = self.layers.remove(&chain);
+                    return Err(StoreError::DigestMismatch {
+                        expected: diff.clone(),
+                        actual: desc.digest,
+                    });
+                }
+            }
+            parent = Some(chain);
+        }
+        Ok(config)
     }
 }
+
+/// (config digest, layer blob digests, tags) of an image in an archive.
+type ArchivedImage = (String, Vec<String>, Vec<String>);
 
 #[cfg(test)]
 mod tests {

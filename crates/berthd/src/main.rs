@@ -123,6 +123,65 @@ fn main() -> Result<()> {
         .block_on(run(Args::parse()))
 }
 
+/// Writes our pid to `p`, unless a berthd that is still running wrote it.
+fn claim_pidfile(p: &std::path::Path) -> Result<()> {
+    if let Ok(old) = std::fs::read_to_string(p) {
+        if let Ok(pid) = old.trim().parse::<i32>() {
+            // SAFETY: signal 0 only checks that the process exists.
+            if pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } == 0 {
+                bail!(
+                    "pid file found, ensure berthd is not running or delete {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    std::fs::write(p, std::process::id().to_string())?;
+    Ok(())
+}
+
+type Server = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves the API on one `-H` address until `stop`; the unix socket's path
+/// comes back, to remove at exit.
+async fn serve(
+    host: &str,
+    app: axum::Router,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) -> Result<(Server, Option<PathBuf>)> {
+    let service = app.into_make_service_with_connect_info::<berth_server::ConnFd>();
+    let stopped = async move {
+        let _ = stop.recv().await;
+    };
+    if let Some(path) = host.strip_prefix("unix://") {
+        let path = PathBuf::from(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _ = std::fs::remove_file(&path);
+        let l = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("listening on {}", path.display()))?;
+        let server = tokio::spawn(async move {
+            axum::serve(l, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        });
+        Ok((server, Some(path)))
+    } else if let Some(addr) = host.strip_prefix("tcp://") {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let server = tokio::spawn(async move {
+            axum::serve(l, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        });
+        Ok((server, None))
+    } else {
+        bail!("unsupported host {host}: use unix:// or tcp://")
+    }
+}
+
 async fn run(args: Args) -> Result<()> {
     let level = match args.log_level.as_str() {
         "fatal" => "error",
@@ -145,18 +204,7 @@ async fn run(args: Args) -> Result<()> {
         favor_dynmods();
     }
     if let Some(p) = &args.pidfile {
-        if let Ok(old) = std::fs::read_to_string(p) {
-            if let Ok(pid) = old.trim().parse::<i32>() {
-                // SAFETY: signal 0 only checks that the process exists.
-                if pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } == 0 {
-                    bail!(
-                        "pid file found, ensure berthd is not running or delete {}",
-                        p.display()
-                    );
-                }
-            }
-        }
-        std::fs::write(p, std::process::id().to_string())?;
+        claim_pidfile(p)?;
     }
     let shim = shim_path(&args)?;
     let engine = Engine::open(
@@ -192,44 +240,10 @@ async fn run(args: Args) -> Result<()> {
     let mut servers = Vec::new();
     let mut sockets = Vec::new();
     for h in &hosts {
-        let mut stop = stop_tx.subscribe();
-        let app = app.clone();
-        if let Some(path) = h.strip_prefix("unix://") {
-            let path = PathBuf::from(path);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let _ = std::fs::remove_file(&path);
-            let l = tokio::net::UnixListener::bind(&path)
-                .with_context(|| format!("listening on {}", path.display()))?;
-            sockets.push(path);
-            servers.push(tokio::spawn(async move {
-                axum::serve(
-                    l,
-                    app.into_make_service_with_connect_info::<berth_server::ConnFd>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = stop.recv().await;
-                })
-                .await
-            }));
-        } else if let Some(addr) = h.strip_prefix("tcp://") {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr}"))?;
-            servers.push(tokio::spawn(async move {
-                axum::serve(
-                    l,
-                    app.into_make_service_with_connect_info::<berth_server::ConnFd>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = stop.recv().await;
-                })
-                .await
-            }));
-        } else {
-            bail!("unsupported host {h}: use unix:// or tcp://");
-        }
+        let stop = stop_tx.subscribe();
+        let (server, socket) = serve(h, app.clone(), stop).await?;
+        servers.push(server);
+        sockets.extend(socket);
     }
     tracing::info!("berthd listening on {}", hosts.join(", "));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -399,9 +399,9 @@ pub(crate) fn create(c: &Client, a: &RunArgs) -> Result<String> {
             return Err(e);
         }
     };
-    let v = resp.json()?;
-    for w in v["Warnings"].as_array().into_iter().flatten() {
-        eprintln!("WARNING: {}", w.as_str().unwrap_or_default());
+    let created: berth_api::ContainerCreateResponse = resp.decode()?;
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
     }
-    Ok(v["Id"].as_str().unwrap_or_default().to_string())
+    Ok(created.id)
 }

@@ -14,7 +14,9 @@ use crate::format::{ago, human_size, print_rows};
 use crate::stream;
 use crate::util::*;
 use anyhow::{bail, Result};
-use berth_api::{ContainerInspect, ContainerSummary, ContainerTopResponse, Port};
+use berth_api::{
+    ContainerInspect, ContainerPruneReport, ContainerSummary, ContainerTopResponse, Port,
+};
 use serde_json::{json, Value};
 
 pub(crate) fn dispatch(c: &Client, cmd: ContainerCmd) -> (Result<i32>, i32) {
@@ -267,9 +269,9 @@ pub(crate) fn wait(c: &Client, a: NamesArgs) -> Result<i32> {
     for n in &a.containers {
         match c
             .post(&format!("/containers/{}/wait", urlencode(n)))
-            .and_then(|r| r.json())
+            .and_then(|r| r.decode::<berth_api::ContainerWaitResponse>())
         {
-            Ok(v) => println!("{}", v["StatusCode"]),
+            Ok(w) => println!("{}", w.status_code),
             Err(e) => {
                 eprintln!("{e}");
                 code = 1;
@@ -341,11 +343,11 @@ pub(crate) fn prune(c: &Client, a: PruneArgs) -> Result<i32> {
         return Ok(0);
     }
     let q = filters_query(&a.filter)?;
-    let v = c.post(&format!("/containers/prune{q}"))?.json()?;
-    print_deleted("Containers", &v["ContainersDeleted"]);
+    let r: ContainerPruneReport = c.post(&format!("/containers/prune{q}"))?.decode()?;
+    print_deleted("Containers", &r.containers_deleted);
     println!(
         "Total reclaimed space: {}",
-        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+        human_size(r.space_reclaimed as f64)
     );
     Ok(0)
 }

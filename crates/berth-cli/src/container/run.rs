@@ -27,11 +27,8 @@ pub(crate) fn wait_handle(
 ) -> Result<std::thread::JoinHandle<i32>> {
     let resp = c.post(&format!("/containers/{id}/wait?condition={cond}"))?;
     Ok(std::thread::spawn(move || {
-        resp.json()
-            .ok()
-            .and_then(|v| v["StatusCode"].as_i64())
-            .map(|n| n as i32)
-            .unwrap_or(125)
+        resp.decode::<berth_api::ContainerWaitResponse>()
+            .map_or(125, |w| w.status_code as i32)
     }))
 }
 

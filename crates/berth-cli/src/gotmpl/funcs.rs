@@ -117,62 +117,15 @@ pub(super) fn call(p: &Pipeline, f: &str, a: &[Value]) -> Result<Value, Template
         }
         "len" => {
             need(1)?;
-            Value::from(match &a[0] {
-                Value::Array(v) => v.len(),
-                Value::Object(o) => o.len(),
-                Value::String(s) => s.len(),
-                other => {
-                    return Err(exec_err(
-                        p,
-                        format!("error calling len: len of type {}", go_print(other)),
-                    ))
-                }
-            })
+            len(p, &a[0])?
         }
         "index" => {
             need(1)?;
-            let mut cur = a[0].clone();
-            for k in &a[1..] {
-                cur = match (&cur, k) {
-                    (Value::Array(v), k) => {
-                        let i = num(k).unwrap_or(-1.0);
-                        if i < 0.0 || i as usize >= v.len() {
-                            return Err(exec_err(
-                                p,
-                                format!("error calling index: index out of range: {}", go_print(k)),
-                            ));
-                        }
-                        v[i as usize].clone()
-                    }
-                    (Value::Object(o), k) => o.get(&text(k)).cloned().unwrap_or(Value::Null),
-                    (Value::Null, _) => Value::Null,
-                    _ => return Err(exec_err(p, "error calling index: can't index item".into())),
-                };
-            }
-            cur
+            index(p, a)?
         }
         "slice" => {
             need(1)?;
-            let lo = a.get(1).and_then(num).unwrap_or(0.0) as usize;
-            match &a[0] {
-                Value::String(s) => {
-                    let hi = a
-                        .get(2)
-                        .and_then(num)
-                        .map(|h| h as usize)
-                        .unwrap_or(s.len());
-                    Value::String(s.get(lo..hi).unwrap_or_default().to_string())
-                }
-                Value::Array(v) => {
-                    let hi = a
-                        .get(2)
-                        .and_then(num)
-                        .map(|h| h as usize)
-                        .unwrap_or(v.len());
-                    Value::Array(v.get(lo..hi).unwrap_or_default().to_vec())
-                }
-                _ => Value::Null,
-            }
+            slice(a)
         }
         "print" => Value::String(go_sprint(a)),
         "println" => Value::String(a.iter().map(text).collect::<Vec<_>>().join(" ") + "\n"),
@@ -200,8 +153,85 @@ pub(super) fn call(p: &Pipeline, f: &str, a: &[Value]) -> Result<Value, Template
                 _ => matches!(o, Some(Greater | Equal)),
             })
         }
+        "json" | "join" | "split" | "lower" | "upper" | "title" | "pad" | "truncate" => {
+            need(match f {
+                "pad" => 3,
+                "join" | "split" | "truncate" => 2,
+                _ => 1,
+            })?;
+            docker_func(f, a)
+        }
+        "html" | "js" | "urlquery" => Value::String(go_sprint(a)),
+        other => return Err(exec_err(p, format!("function {other:?} not defined"))),
+    })
+}
+
+/// Go's `len`.
+fn len(p: &Pipeline, v: &Value) -> Result<Value, TemplateError> {
+    Ok(Value::from(match v {
+        Value::Array(v) => v.len(),
+        Value::Object(o) => o.len(),
+        Value::String(s) => s.len(),
+        other => {
+            return Err(exec_err(
+                p,
+                format!("error calling len: len of type {}", go_print(other)),
+            ))
+        }
+    }))
+}
+
+/// Go's `index`: into arrays by number, maps by key, one level per argument.
+fn index(p: &Pipeline, a: &[Value]) -> Result<Value, TemplateError> {
+    let mut cur = a[0].clone();
+    for k in &a[1..] {
+        cur = match (&cur, k) {
+            (Value::Array(v), k) => {
+                let i = num(k).unwrap_or(-1.0);
+                if i < 0.0 || i as usize >= v.len() {
+                    return Err(exec_err(
+                        p,
+                        format!("error calling index: index out of range: {}", go_print(k)),
+                    ));
+                }
+                v[i as usize].clone()
+            }
+            (Value::Object(o), k) => o.get(&text(k)).cloned().unwrap_or(Value::Null),
+            (Value::Null, _) => Value::Null,
+            _ => return Err(exec_err(p, "error calling index: can't index item".into())),
+        };
+    }
+    Ok(cur)
+}
+
+/// Go's `slice` of a string or an array.
+fn slice(a: &[Value]) -> Value {
+    let lo = a.get(1).and_then(num).unwrap_or(0.0) as usize;
+    match &a[0] {
+        Value::String(s) => {
+            let hi = a
+                .get(2)
+                .and_then(num)
+                .map(|h| h as usize)
+                .unwrap_or(s.len());
+            Value::String(s.get(lo..hi).unwrap_or_default().to_string())
+        }
+        Value::Array(v) => {
+            let hi = a
+                .get(2)
+                .and_then(num)
+                .map(|h| h as usize)
+                .unwrap_or(v.len());
+            Value::Array(v.get(lo..hi).unwrap_or_default().to_vec())
+        }
+        _ => Value::Null,
+    }
+}
+
+/// The functions the docker CLI adds to Go's (`json`, `join`, `title`, …).
+fn docker_func(f: &str, a: &[Value]) -> Value {
+    match f {
         "json" => {
-            need(1)?;
             let v = if is_no_value(&a[0]) {
                 Value::Null
             } else {
@@ -210,7 +240,6 @@ pub(super) fn call(p: &Pipeline, f: &str, a: &[Value]) -> Result<Value, Template
             Value::String(serde_json::to_string(&v).unwrap_or_default())
         }
         "join" => {
-            need(2)?;
             let sep = text(&a[1]);
             Value::String(match &a[0] {
                 Value::Array(v) => v.iter().map(text).collect::<Vec<_>>().join(&sep),
@@ -218,25 +247,15 @@ pub(super) fn call(p: &Pipeline, f: &str, a: &[Value]) -> Result<Value, Template
                 other => text(other),
             })
         }
-        "split" => {
-            need(2)?;
-            Value::Array(
-                text(&a[0])
-                    .split(text(&a[1]).as_str())
-                    .map(|s| Value::String(s.into()))
-                    .collect(),
-            )
-        }
-        "lower" => {
-            need(1)?;
-            Value::String(text(&a[0]).to_lowercase())
-        }
-        "upper" => {
-            need(1)?;
-            Value::String(text(&a[0]).to_uppercase())
-        }
+        "split" => Value::Array(
+            text(&a[0])
+                .split(text(&a[1]).as_str())
+                .map(|s| Value::String(s.into()))
+                .collect(),
+        ),
+        "lower" => Value::String(text(&a[0]).to_lowercase()),
+        "upper" => Value::String(text(&a[0]).to_uppercase()),
         "title" => {
-            need(1)?;
             let t = text(&a[0]);
             let mut out = String::new();
             let mut start = true;
@@ -251,19 +270,16 @@ pub(super) fn call(p: &Pipeline, f: &str, a: &[Value]) -> Result<Value, Template
             Value::String(out)
         }
         "pad" => {
-            need(3)?;
             let l = num(&a[1]).unwrap_or(0.0) as usize;
             let r = num(&a[2]).unwrap_or(0.0) as usize;
             Value::String(format!("{}{}{}", " ".repeat(l), text(&a[0]), " ".repeat(r)))
         }
         "truncate" => {
-            need(2)?;
             let n = num(&a[1]).unwrap_or(0.0) as usize;
             Value::String(text(&a[0]).chars().take(n).collect())
         }
-        "html" | "js" | "urlquery" => Value::String(go_sprint(a)),
-        other => return Err(exec_err(p, format!("function {other:?} not defined"))),
-    })
+        _ => Value::Null,
+    }
 }
 
 /// Go's `fmt.Sprint`: spaces only between operands that are not both strings.

@@ -98,20 +98,6 @@ pub(super) fn lex(src: &str, line: usize) -> Result<Vec<Tok>, TemplateError> {
     let chars: Vec<char> = src.chars().collect();
     let mut toks = Vec::new();
     let mut i = 0;
-    let path = |chars: &[char], i: &mut usize| -> Vec<String> {
-        let mut parts = Vec::new();
-        while *i < chars.len() && chars[*i] == '.' {
-            *i += 1;
-            let start = *i;
-            while *i < chars.len() && ident_char(chars[*i]) {
-                *i += 1;
-            }
-            if *i > start {
-                parts.push(chars[start..*i].iter().collect());
-            }
-        }
-        parts
-    };
     while i < chars.len() {
         let c = chars[i];
         match c {
@@ -129,7 +115,7 @@ pub(super) fn lex(src: &str, line: usize) -> Result<Vec<Tok>, TemplateError> {
                 i += 1;
                 // A field of a parenthesized pipeline: `(index .X 0).Name`.
                 if i < chars.len() && chars[i] == '.' {
-                    let p = path(&chars, &mut i);
+                    let p = field_path(&chars, &mut i);
                     toks.push(Tok::Field(p));
                     toks.push(Tok::Ident("\u{0}chain".into()));
                 }
@@ -147,7 +133,7 @@ pub(super) fn lex(src: &str, line: usize) -> Result<Vec<Tok>, TemplateError> {
                 i += 1;
             }
             '.' => {
-                let p = path(&chars, &mut i);
+                let p = field_path(&chars, &mut i);
                 toks.push(Tok::Field(p));
             }
             '$' => {
@@ -157,39 +143,13 @@ pub(super) fn lex(src: &str, line: usize) -> Result<Vec<Tok>, TemplateError> {
                     i += 1;
                 }
                 let name: String = chars[start..i].iter().collect();
-                let p = path(&chars, &mut i);
+                let p = field_path(&chars, &mut i);
                 toks.push(Tok::Var(name, p));
             }
-            '"' => {
-                let mut j = i + 1;
-                let mut raw = String::from("\"");
-                while j < chars.len() && chars[j] != '"' {
-                    if chars[j] == '\\' && j + 1 < chars.len() {
-                        raw.push(chars[j]);
-                        j += 1;
-                    }
-                    raw.push(chars[j]);
-                    j += 1;
-                }
-                if j >= chars.len() {
-                    return Err(err("unterminated quoted string".into()));
-                }
-                raw.push('"');
-                let s: String =
-                    serde_json::from_str(&raw).map_err(|_| err(format!("bad string {raw}")))?;
-                toks.push(Tok::Str(s));
-                i = j + 1;
-            }
-            '`' => {
-                let mut j = i + 1;
-                while j < chars.len() && chars[j] != '`' {
-                    j += 1;
-                }
-                if j >= chars.len() {
-                    return Err(err("unterminated raw quoted string".into()));
-                }
-                toks.push(Tok::Str(chars[i + 1..j].iter().collect()));
-                i = j + 1;
+            '"' | '`' => {
+                let (text, end) = quoted(&chars, i).map_err(err)?;
+                toks.push(Tok::Str(text));
+                i = end;
             }
             c if c.is_ascii_digit()
                 || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
@@ -218,6 +178,52 @@ pub(super) fn lex(src: &str, line: usize) -> Result<Vec<Tok>, TemplateError> {
         }
     }
     Ok(toks)
+}
+
+/// `.A.B`: the field names of a path starting at `chars[*i]`.
+fn field_path(chars: &[char], i: &mut usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    while *i < chars.len() && chars[*i] == '.' {
+        *i += 1;
+        let start = *i;
+        while *i < chars.len() && ident_char(chars[*i]) {
+            *i += 1;
+        }
+        if *i > start {
+            parts.push(chars[start..*i].iter().collect());
+        }
+    }
+    parts
+}
+
+/// A Go string at `chars[i]`, interpreted (`"…"`, with escapes) or raw
+/// (`` `…` ``); its text and where it ends.
+fn quoted(chars: &[char], i: usize) -> Result<(String, usize), String> {
+    let mut j = i + 1;
+    if chars[i] == '`' {
+        while j < chars.len() && chars[j] != '`' {
+            j += 1;
+        }
+        if j >= chars.len() {
+            return Err("unterminated raw quoted string".into());
+        }
+        return Ok((chars[i + 1..j].iter().collect(), j + 1));
+    }
+    let mut raw = String::from("\"");
+    while j < chars.len() && chars[j] != '"' {
+        if chars[j] == '\\' && j + 1 < chars.len() {
+            raw.push(chars[j]);
+            j += 1;
+        }
+        raw.push(chars[j]);
+        j += 1;
+    }
+    if j >= chars.len() {
+        return Err("unterminated quoted string".into());
+    }
+    raw.push('"');
+    let s: String = serde_json::from_str(&raw).map_err(|_| format!("bad string {raw}"))?;
+    Ok((s, j + 1))
 }
 
 // ------------------------------------------------------------------ parsing

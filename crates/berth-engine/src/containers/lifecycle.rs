@@ -224,21 +224,7 @@ impl Engine {
         let _op = loop {
             let status = c.state().status;
             if !force {
-                let why = match status {
-                    Status::Restarting => Some(
-                        "container is restarting: stop the container before removing or force remove",
-                    ),
-                    Status::Paused => Some("container is paused and must be unpaused first"),
-                    s if s.is_running() => Some(
-                        "container is running: stop the container before removing or force remove",
-                    ),
-                    _ => None,
-                };
-                if let Some(why) = why {
-                    return Err(EngineError::Conflict(format!(
-                        "cannot remove container \"/{name}\": {why}"
-                    )));
-                }
+                refuse_removal(status, &name)?;
             }
             if status == Status::Restarting {
                 let mut st = c.state.lock().expect("state");
@@ -246,28 +232,7 @@ impl Engine {
                 let _ = st.apply(Transition::RestartCancelled);
             }
             if c.state().status.is_running() {
-                let _ = c
-                    .state
-                    .lock()
-                    .expect("state")
-                    .apply(Transition::StopRequested);
-                let _ = self
-                    .shim(&c.id())
-                    .call(&Request::Kill {
-                        signal: libc::SIGKILL,
-                        all: true,
-                    })
-                    .await;
-                // A frozen process cannot take its SIGKILL until thawed.
-                if c.state().status == Status::Paused {
-                    let _ = self.shim(&c.id()).call(&Request::Resume).await;
-                }
-                if !self.wait_exit(&c, Some(Duration::from_secs(15))).await {
-                    return Err(EngineError::Internal(format!(
-                        "could not kill running container {}, cannot remove",
-                        c.id()
-                    )));
-                }
+                self.kill_for_removal(&c).await?;
             }
             let op = c.op.lock().await;
             if !c.state().status.is_running() {
@@ -319,6 +284,33 @@ impl Engine {
         if self.store.get(&rec.image_id).is_err() {
             // Its image went with `rmi -f`: the layers may now be free.
             self.store.gc_layers(&rec.layers, &self.held_layers());
+        }
+        Ok(())
+    }
+
+    /// `rm -f` of a running container: SIGKILL to all of it, and its end.
+    async fn kill_for_removal(&self, c: &Arc<Ctr>) -> Result<()> {
+        let _ = c
+            .state
+            .lock()
+            .expect("state")
+            .apply(Transition::StopRequested);
+        let _ = self
+            .shim(&c.id())
+            .call(&Request::Kill {
+                signal: libc::SIGKILL,
+                all: true,
+            })
+            .await;
+        // A frozen process cannot take its SIGKILL until thawed.
+        if c.state().status == Status::Paused {
+            let _ = self.shim(&c.id()).call(&Request::Resume).await;
+        }
+        if !self.wait_exit(c, Some(Duration::from_secs(15))).await {
+            return Err(EngineError::Internal(format!(
+                "could not kill running container {}, cannot remove",
+                c.id()
+            )));
         }
         Ok(())
     }
@@ -425,4 +417,21 @@ impl Engine {
             }
         })
     }
+}
+
+/// dockerd's refusal to remove a container that runs, without `-f`.
+fn refuse_removal(status: Status, name: &str) -> Result<()> {
+    let why = match status {
+        Status::Restarting => {
+            "container is restarting: stop the container before removing or force remove"
+        }
+        Status::Paused => "container is paused and must be unpaused first",
+        s if s.is_running() => {
+            "container is running: stop the container before removing or force remove"
+        }
+        _ => return Ok(()),
+    };
+    Err(EngineError::Conflict(format!(
+        "cannot remove container \"/{name}\": {why}"
+    )))
 }

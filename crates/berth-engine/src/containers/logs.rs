@@ -83,40 +83,7 @@ impl Engine {
         };
         let (tx, rx) = mpsc::channel(64);
         tokio::task::spawn_blocking(move || {
-            let max_files = 20;
-            let mut files: Vec<String> = (1..max_files)
-                .rev()
-                .map(|i| format!("{path}.{i}"))
-                .filter(|p| std::path::Path::new(p).exists())
-                .collect();
-            files.push(path.clone());
-            let mut lines: Vec<Vec<u8>> = Vec::new();
-            let mut pos = 0u64;
-            let mut ino = 0u64;
-            for f in &files {
-                let Ok(file) = std::fs::File::open(f) else {
-                    continue;
-                };
-                if f == &path {
-                    ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
-                }
-                let mut r = BufReader::new(file);
-                let mut l = String::new();
-                while r.read_line(&mut l).unwrap_or(0) > 0 {
-                    if !l.ends_with('\n') {
-                        break; // a partial record being written; follow picks it up
-                    }
-                    if let Ok(e) = serde_json::from_str::<Entry>(&l) {
-                        if let Some(b) = render(&e, &opts, tty) {
-                            lines.push(b);
-                        }
-                    }
-                    if f == &path {
-                        pos += l.len() as u64;
-                    }
-                    l.clear();
-                }
-            }
+            let (lines, pos, ino) = read_history(&path, &opts, tty);
             let skip = opts
                 .tail
                 .map(|t| lines.len().saturating_sub(t))
@@ -126,56 +93,109 @@ impl Engine {
                     return;
                 }
             }
-            if !opts.follow {
-                return;
-            }
-            // Follow through the open file, not its path: a container removed
-            // right after it exits (`docker-py run(remove=True)`) takes the
-            // path away before a client has read the last lines.
-            let Ok(file) = std::fs::File::open(&path) else {
-                return;
-            };
-            if file.metadata().map(|m| m.ino()).ok() != Some(ino) {
-                pos = 0;
-            }
-            let mut r = BufReader::new(file);
-            let _ = r.seek(SeekFrom::Start(pos));
-            let mut l = String::new();
-            loop {
-                let running = c.state().status.is_running();
-                loop {
-                    let n = r.read_line(&mut l).unwrap_or(0);
-                    if n == 0 || !l.ends_with('\n') {
-                        // Nothing more, or a record still being written: keep
-                        // the partial line and read its rest next time.
-                        break;
-                    }
-                    if let Ok(e) = serde_json::from_str::<Entry>(&l) {
-                        if let Some(b) = render(&e, &opts, tty) {
-                            if tx.blocking_send(b).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    l.clear();
-                }
-                // Rotated: the old file is drained; carry on in the new one.
-                if let Ok(m) = std::fs::metadata(&path) {
-                    if m.ino() != r.get_ref().metadata().map(|m| m.ino()).unwrap_or(0) {
-                        if let Ok(f) = std::fs::File::open(&path) {
-                            r = BufReader::new(f);
-                            l.clear();
-                            continue;
-                        }
-                    }
-                }
-                if !running || tx.is_closed() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if opts.follow {
+                follow(&path, pos, ino, &opts, tty, &tx, &c);
             }
         });
         Ok(rx)
+    }
+}
+
+/// Every line the log files hold (rotated ones first), rendered; and where
+/// the current file ends, and which file that is, for a follow.
+fn read_history(path: &str, opts: &LogOptions, tty: bool) -> (Vec<Vec<u8>>, u64, u64) {
+    let max_files = 20;
+    let mut files: Vec<String> = (1..max_files)
+        .rev()
+        .map(|i| format!("{path}.{i}"))
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    files.push(path.to_string());
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut pos = 0u64;
+    let mut ino = 0u64;
+    for f in &files {
+        let Ok(file) = std::fs::File::open(f) else {
+            continue;
+        };
+        if f == path {
+            ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
+        }
+        let mut r = BufReader::new(file);
+        let mut l = String::new();
+        while r.read_line(&mut l).unwrap_or(0) > 0 {
+            if !l.ends_with('\n') {
+                break; // a partial record being written; follow picks it up
+            }
+            if let Ok(e) = serde_json::from_str::<Entry>(&l) {
+                if let Some(b) = render(&e, opts, tty) {
+                    lines.push(b);
+                }
+            }
+            if f == path {
+                pos += l.len() as u64;
+            }
+            l.clear();
+        }
+    }
+    (lines, pos, ino)
+}
+
+/// `logs -f`: new lines as they come, across rotations, until the
+/// container ends or the client goes.
+fn follow(
+    path: &str,
+    mut pos: u64,
+    ino: u64,
+    opts: &LogOptions,
+    tty: bool,
+    tx: &mpsc::Sender<Vec<u8>>,
+    c: &crate::Ctr,
+) {
+    // Follow through the open file, not its path: a container removed
+    // right after it exits (`docker-py run(remove=True)`) takes the
+    // path away before a client has read the last lines.
+    let Ok(file) = std::fs::File::open(path) else {
+        return;
+    };
+    if file.metadata().map(|m| m.ino()).ok() != Some(ino) {
+        pos = 0;
+    }
+    let mut r = BufReader::new(file);
+    let _ = r.seek(SeekFrom::Start(pos));
+    let mut l = String::new();
+    loop {
+        let running = c.state().status.is_running();
+        loop {
+            let n = r.read_line(&mut l).unwrap_or(0);
+            if n == 0 || !l.ends_with('\n') {
+                // Nothing more, or a record still being written: keep
+                // the partial line and read its rest next time.
+                break;
+            }
+            if let Ok(e) = serde_json::from_str::<Entry>(&l) {
+                if let Some(b) = render(&e, opts, tty) {
+                    if tx.blocking_send(b).is_err() {
+                        return;
+                    }
+                }
+            }
+            l.clear();
+        }
+        // Rotated: the old file is drained; carry on in the new one.
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.ino() != r.get_ref().metadata().map(|m| m.ino()).unwrap_or(0) {
+                if let Ok(f) = std::fs::File::open(path) {
+                    r = BufReader::new(f);
+                    l.clear();
+                    continue;
+                }
+            }
+        }
+        if !running || tx.is_closed() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

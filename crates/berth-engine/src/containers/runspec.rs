@@ -103,18 +103,7 @@ impl Engine {
         let hc = &rec.host_config;
         let user = user::resolve(rootfs, &rec.config.user).map_err(EngineError::BadRequest)?;
         let (link_env, link_hosts) = self.link_setup(rec)?;
-        // The container's own variables win over its links'.
-        let mut env = merge_env(&link_env, rec.config.env.as_deref().unwrap_or_default());
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, DEFAULT_PATH.to_string());
-        }
-        env = merge_env(&[format!("HOSTNAME={}", rec.config.hostname)], &env);
-        if rec.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", user.home));
-        }
+        let env = process_env(rec, &link_env, &user.home);
         let mut args = vec![rec.path.clone()];
         args.extend(rec.args.iter().cloned());
         let sec = hc.security_opt.clone().unwrap_or_default();
@@ -125,21 +114,9 @@ impl Engine {
                 additional_gids.push(gid);
             }
         }
-        let rlimits = hc
-            .ulimits
-            .iter()
-            .flatten()
-            .map(|u| {
-                (
-                    format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
-                    u.soft as u64,
-                    u.hard as u64,
-                )
-            })
-            .collect();
         Ok(RunSpec {
             shm_size: hc.shm_size,
-            rlimits,
+            rlimits: rlimits(hc),
             sysctls: hc.sysctls.clone().unwrap_or_default().into_iter().collect(),
             host_pid: hc.pid_mode == "host",
             host_ipc: hc.ipc_mode == "host",
@@ -213,6 +190,39 @@ impl Engine {
             devices: host_devices(hc.devices.as_deref().unwrap_or_default())?,
         })
     }
+}
+
+/// The process's environment: its links', then its own, then what Docker
+/// adds when missing (PATH, HOSTNAME, TERM with a TTY, HOME).
+fn process_env(rec: &Record, link_env: &[String], home: &str) -> Vec<String> {
+    // The container's own variables win over its links'.
+    let mut env = merge_env(link_env, rec.config.env.as_deref().unwrap_or_default());
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_string());
+    }
+    env = merge_env(&[format!("HOSTNAME={}", rec.config.hostname)], &env);
+    if rec.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// `--ulimit nofile=…` as the spec's `RLIMIT_NOFILE`.
+fn rlimits(hc: &berth_api::HostConfig) -> Vec<(String, u64, u64)> {
+    hc.ulimits
+        .iter()
+        .flatten()
+        .map(|u| {
+            (
+                format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
+                u.soft as u64,
+                u.hard as u64,
+            )
+        })
+        .collect()
 }
 
 /// `--device HOST[:CONTAINER[:PERMS]]` as device nodes: a device file is

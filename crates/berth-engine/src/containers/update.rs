@@ -39,34 +39,7 @@ impl Engine {
 fn merge(hc: &mut HostConfig, given: HostConfig, pids_given: bool) -> Result<Limits> {
     let bad = EngineError::BadRequest;
     let conflict = |m: &str| Err(EngineError::Conflict(m.to_string()));
-    // CPU limits come as NanoCPUs or as a quota and period, never both.
-    let mixed = [
-        (
-            given.nano_cpus > 0 && hc.cpu_period > 0,
-            "Nano CPUs",
-            "CPU Period",
-        ),
-        (
-            given.nano_cpus > 0 && hc.cpu_quota > 0,
-            "Nano CPUs",
-            "CPU Quota",
-        ),
-        (
-            given.cpu_period > 0 && hc.nano_cpus > 0,
-            "CPU Period",
-            "NanoCPUs",
-        ),
-        (
-            given.cpu_quota > 0 && hc.nano_cpus > 0,
-            "CPU Quota",
-            "NanoCPUs",
-        ),
-    ];
-    if let Some((_, new, kept)) = mixed.iter().find(|m| m.0) {
-        return conflict(&format!(
-            "Conflicting options: {new} cannot be updated as {kept} has already been set"
-        ));
-    }
+    check_cpu_mix(hc, &given)?;
     let mut l = Limits::default();
     if given.memory != 0 {
         if hc.memory_swap > 0 && given.memory > hc.memory_swap && given.memory_swap == 0 {
@@ -137,6 +110,39 @@ fn merge(hc: &mut HostConfig, given: HostConfig, pids_given: bool) -> Result<Lim
         hc.restart_policy = rp.clone();
     }
     Ok(l)
+}
+
+/// CPU limits come as NanoCPUs or as a quota and period, never both: an
+/// update may not bring the other kind in.
+fn check_cpu_mix(hc: &HostConfig, given: &HostConfig) -> Result<()> {
+    let mixed = [
+        (
+            given.nano_cpus > 0 && hc.cpu_period > 0,
+            "Nano CPUs",
+            "CPU Period",
+        ),
+        (
+            given.nano_cpus > 0 && hc.cpu_quota > 0,
+            "Nano CPUs",
+            "CPU Quota",
+        ),
+        (
+            given.cpu_period > 0 && hc.nano_cpus > 0,
+            "CPU Period",
+            "NanoCPUs",
+        ),
+        (
+            given.cpu_quota > 0 && hc.nano_cpus > 0,
+            "CPU Quota",
+            "NanoCPUs",
+        ),
+    ];
+    if let Some((_, new, kept)) = mixed.iter().find(|m| m.0) {
+        return Err(EngineError::Conflict(format!(
+            "Conflicting options: {new} cannot be updated as {kept} has already been set"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

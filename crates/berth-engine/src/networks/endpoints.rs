@@ -115,6 +115,33 @@ fn mac_text(m: &[u8; 6]) -> String {
         .join(":")
 }
 
+/// The MAC address a container asked for on a network (`--mac-address` for
+/// its first one).
+fn asked_mac(rec: &Record, net: &str, primary: bool) -> Option<String> {
+    match primary {
+        true => rec.mac_address.clone(),
+        false => rec
+            .endpoint_settings
+            .get(net)
+            .and_then(|s| s["MacAddress"].as_str())
+            .filter(|m| !m.is_empty())
+            .map(str::to_string),
+    }
+}
+
+/// `--ip6` for a network, checked.
+fn asked_ip6(rec: &Record, net: &str) -> Result<Option<std::net::Ipv6Addr>> {
+    rec.endpoint_settings
+        .get(net)
+        .and_then(|s| s["IPAMConfig"]["IPv6Address"].as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| EngineError::BadRequest(format!("invalid IPv6 address {s}")))
+        })
+        .transpose()
+}
+
 /// The network a container's `NetworkMode` names: `default` is `bridge`.
 pub(crate) fn mode_network(mode: &str) -> &str {
     match mode {
@@ -322,29 +349,11 @@ impl Engine {
         } else {
             None
         };
-        let asked = match primary {
-            true => rec.mac_address.clone(),
-            false => rec
-                .endpoint_settings
-                .get(&n.name)
-                .and_then(|s| s["MacAddress"].as_str())
-                .filter(|m| !m.is_empty())
-                .map(str::to_string),
-        };
-        let mac = match asked {
+        let mac = match asked_mac(rec, &n.name, primary) {
             Some(m) => parse_mac(&m)?,
             None => mac_for(addr),
         };
-        let want6 = rec
-            .endpoint_settings
-            .get(&n.name)
-            .and_then(|s| s["IPAMConfig"]["IPv6Address"].as_str())
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<std::net::Ipv6Addr>()
-                    .map_err(|_| EngineError::BadRequest(format!("invalid IPv6 address {s}")))
-            })
-            .transpose()?;
+        let want6 = asked_ip6(rec, &n.name)?;
         let addr6 = match self.nets.allocate6(&n.id, &rec.id, want6) {
             Ok(a) => a,
             Err(e) => {

@@ -7,10 +7,12 @@ pub(crate) mod links;
 mod views;
 
 use crate::{Engine, EngineError, Result};
-use berth_api::{Ipam, IpamConfig, NetworkContainer, NetworkCreateResponse, NetworkResource};
+use berth_api::{
+    Ipam, IpamConfig, NetworkContainer, NetworkCreateRequest, NetworkCreateResponse,
+    NetworkResource,
+};
 use berth_net::{CreateOptions, Network};
 use endpoints::mode_network;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 impl Engine {
@@ -120,44 +122,31 @@ impl Engine {
         Ok(self.network_view(&n, true))
     }
 
-    pub fn network_create(&self, body: &Value) -> Result<NetworkCreateResponse> {
-        let name = body["Name"].as_str().unwrap_or_default().to_string();
+    pub fn network_create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
         // One IPv4 and (with EnableIPv6) one IPv6 configuration.
-        let configs = body["IPAM"]["Config"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let is6 = |c: &&Value| c["Subnet"].as_str().is_some_and(|s| s.contains(':'));
+        let configs = req.ipam.map(|i| i.config).unwrap_or_default();
+        let is6 = |c: &&IpamConfig| c.subnet.contains(':');
         let cfg = configs
             .iter()
             .find(|c| !is6(c))
             .cloned()
-            .unwrap_or(Value::Null);
-        let cfg6 = configs.iter().find(is6).cloned().unwrap_or(Value::Null);
-        let s = |v: &Value| v.as_str().filter(|x| !x.is_empty()).map(str::to_string);
-        let map = |v: &Value| -> BTreeMap<String, String> {
-            v.as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+            .unwrap_or_default();
+        let cfg6 = configs.iter().find(is6).cloned().unwrap_or_default();
+        let given = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let n = self.nets.create(CreateOptions {
-            name,
-            enable_ipv6: body["EnableIPv6"].as_bool().unwrap_or(false),
-            subnet6: s(&cfg6["Subnet"]),
-            gateway6: s(&cfg6["Gateway"]),
-            aux_addresses: map(&cfg["AuxiliaryAddresses"]),
-            driver: body["Driver"].as_str().unwrap_or_default().to_string(),
-            subnet: s(&cfg["Subnet"]),
-            gateway: s(&cfg["Gateway"]),
-            ip_range: s(&cfg["IPRange"]),
-            internal: body["Internal"].as_bool().unwrap_or(false),
-            attachable: body["Attachable"].as_bool().unwrap_or(false),
-            labels: map(&body["Labels"]),
-            options: map(&body["Options"]),
+            name: req.name,
+            enable_ipv6: req.enable_ipv6,
+            subnet6: given(&cfg6.subnet),
+            gateway6: given(&cfg6.gateway),
+            aux_addresses: cfg.auxiliary_addresses.clone(),
+            driver: req.driver,
+            subnet: given(&cfg.subnet),
+            gateway: given(&cfg.gateway),
+            ip_range: given(&cfg.ip_range),
+            internal: req.internal,
+            attachable: req.attachable,
+            labels: req.labels,
+            options: req.options,
         })?;
         let made = self.net_host.ensure_bridge(&n);
         self.sync_nft();
