@@ -54,7 +54,7 @@ pub struct CreateRequest {
     pub config: ContainerConfig,
     pub host_config: HostConfig,
     /// `EndpointsConfig.<network>.Aliases` / `IPAMConfig` (`--network-alias`, `--ip`).
-    pub networking_config: Option<serde_json::Value>,
+    pub networking_config: Option<NetworkingConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -584,4 +584,21 @@ pub struct ContainerPruneReport {
 #[serde(rename_all = "PascalCase", default)]
 pub struct IdResponse {
     pub id: String,
+}
+
+/// `NetworkingConfig` of a create request: settings per network to join.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    #[serde(deserialize_with = "null_as_default")]
+    pub endpoints_config: BTreeMap<String, EndpointSettings>,
+}
+
+/// One entry of `GET /containers/{id}/changes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct FilesystemChange {
+    pub path: String,
+    /// 0 modified, 1 added, 2 deleted.
+    pub kind: u8,
 }

@@ -117,3 +117,16 @@ pub struct NetworkCreateRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check_duplicate: Option<bool>,
 }
+
+/// Body of `POST /networks/{id}/connect` and `/disconnect`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkConnectRequest {
+    pub container: String,
+    /// Connect only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_config: Option<EndpointSettings>,
+    /// Disconnect only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}

@@ -5,7 +5,10 @@ use crate::client::{urlencode, Client};
 use crate::format::print_rows;
 use crate::util::{confirm, filters_query, kv_map, print_deleted};
 use anyhow::Result;
-use berth_api::NetworkPruneReport;
+use berth_api::{
+    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkPruneReport,
+};
 use serde_json::{json, Value};
 
 pub fn dispatch(c: &Client, cmd: NetworkCmd) -> Result<i32> {
@@ -16,20 +19,34 @@ pub fn dispatch(c: &Client, cmd: NetworkCmd) -> Result<i32> {
         NetworkCmd::Rm(a) => rm(c, a),
         NetworkCmd::Prune(a) => prune(c, a),
         NetworkCmd::Connect(a) => {
-            let mut ep = json!({"Aliases": a.alias});
-            if let Some(ip) = &a.ip {
-                ep["IPAMConfig"] = json!({"IPv4Address": ip});
-            }
+            let endpoint = EndpointSettings {
+                aliases: Some(a.alias),
+                ipam_config: a.ip.map(|ip| EndpointIpamConfig {
+                    ipv4_address: ip,
+                    ..EndpointIpamConfig::default()
+                }),
+                ..EndpointSettings::default()
+            };
+            let req = NetworkConnectRequest {
+                container: a.container,
+                endpoint_config: Some(endpoint),
+                ..NetworkConnectRequest::default()
+            };
             c.post_json(
                 &format!("/networks/{}/connect", urlencode(&a.network)),
-                &json!({"Container": a.container, "EndpointConfig": ep}),
+                &req,
             )?;
             Ok(0)
         }
         NetworkCmd::Disconnect(a) => {
+            let req = NetworkConnectRequest {
+                container: a.container,
+                force: a.force,
+                ..NetworkConnectRequest::default()
+            };
             c.post_json(
                 &format!("/networks/{}/disconnect", urlencode(&a.network)),
-                &json!({"Container": a.container, "Force": a.force}),
+                &req,
             )?;
             Ok(0)
         }
@@ -40,34 +57,40 @@ fn create(c: &Client, a: NetworkCreateArgs) -> Result<i32> {
     // One IPAM configuration per subnet; gateways, ranges and auxiliary
     // addresses go with the subnet of their address family.
     let v6 = |s: &str| s.contains(':');
-    let mut config = Vec::new();
-    for sub in &a.subnet {
-        let same = |x: &&String| v6(x) == v6(sub);
-        let mut m = serde_json::Map::new();
-        m.insert("Subnet".into(), json!(sub));
-        if let Some(g) = a.gateway.iter().find(same) {
-            m.insert("Gateway".into(), json!(g));
-        }
-        if let Some(r) = a.ip_range.iter().find(same) {
-            m.insert("IPRange".into(), json!(r));
-        }
-        let aux: serde_json::Map<String, Value> = a
-            .aux_address
-            .iter()
-            .filter_map(|x| x.split_once('='))
-            .filter(|(_, ip)| v6(ip) == v6(sub))
-            .map(|(h, ip)| (h.to_string(), json!(ip)))
-            .collect();
-        if !aux.is_empty() {
-            m.insert("AuxiliaryAddresses".into(), Value::Object(aux));
-        }
-        config.push(Value::Object(m));
-    }
-    let body = json!({
-        "Name": a.name, "Driver": a.driver, "Internal": a.internal, "Attachable": a.attachable,
-        "EnableIPv6": a.ipv6,
-        "Labels": kv_map(&a.label), "Options": kv_map(&a.opt), "IPAM": {"Driver": "default", "Config": config},
-    });
+    let config = a
+        .subnet
+        .iter()
+        .map(|sub| {
+            let same = |x: &&String| v6(x) == v6(sub);
+            IpamConfig {
+                subnet: sub.clone(),
+                gateway: a.gateway.iter().find(same).cloned().unwrap_or_default(),
+                ip_range: a.ip_range.iter().find(same).cloned().unwrap_or_default(),
+                auxiliary_addresses: a
+                    .aux_address
+                    .iter()
+                    .filter_map(|x| x.split_once('='))
+                    .filter(|(_, ip)| v6(ip) == v6(sub))
+                    .map(|(h, ip)| (h.to_string(), ip.to_string()))
+                    .collect(),
+            }
+        })
+        .collect();
+    let body = NetworkCreateRequest {
+        name: a.name,
+        driver: a.driver,
+        internal: a.internal,
+        attachable: a.attachable,
+        enable_ipv6: a.ipv6,
+        labels: kv_map(&a.label),
+        options: kv_map(&a.opt),
+        ipam: Some(Ipam {
+            driver: "default".into(),
+            options: None,
+            config,
+        }),
+        ..NetworkCreateRequest::default()
+    };
     let made: berth_api::NetworkCreateResponse =
         c.post_json("/networks/create", &body)?.decode()?;
     println!("{}", made.id);

@@ -12,13 +12,12 @@ use crate::images::ImportOptions;
 use crate::{Engine, LogOptions, Result};
 use berth_api::{
     ContainerInspect, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
-    CreateRequest, DiskUsage, ExecConfig, ExecInspect, HistoryItem, HostConfig, ImageDeleteItem,
-    ImageInspect, ImageSummary, JsonMessage, NetworkCreateRequest, NetworkCreateResponse,
-    NetworkResource, StatsResponse, Volume, VolumeCreateRequest, VolumeList,
+    CreateRequest, DiskUsage, EndpointSettings, ExecConfig, ExecInspect, HistoryItem, HostConfig,
+    ImageDeleteItem, ImageInspect, ImageSummary, JsonMessage, NetworkCreateRequest,
+    NetworkCreateResponse, NetworkResource, StatsResponse, Volume, VolumeCreateRequest, VolumeList,
 };
 use berth_store::changes::Change;
 use berth_store::LoadReport;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
@@ -183,7 +182,7 @@ pub trait NetworkBackend: Backend {
         &self,
         net: &str,
         container: &str,
-        endpoint: &Value,
+        endpoint: &EndpointSettings,
     ) -> impl Future<Output = Result<()>> + Send;
     fn network_disconnect(
         &self,
@@ -448,7 +447,12 @@ impl NetworkBackend for E {
         let (e, key) = (self.clone(), key.to_string());
         blocking(move || Engine::network_remove(&e, &key)).await
     }
-    async fn network_connect(&self, net: &str, container: &str, endpoint: &Value) -> Result<()> {
+    async fn network_connect(
+        &self,
+        net: &str,
+        container: &str,
+        endpoint: &EndpointSettings,
+    ) -> Result<()> {
         Engine::network_connect(self, net, container, endpoint).await
     }
     async fn network_disconnect(&self, net: &str, container: &str) -> Result<()> {

@@ -27,6 +27,19 @@ impl Fixture {
         self.open_with(net, shims).await
     }
 
+    /// An engine over fake shims (and fake networking), as berthd (re)started.
+    async fn over(&self, shims: &Arc<FakeShims>) -> Arc<Engine> {
+        self.open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
+            .await
+    }
+
+    /// The same, with the test image in its store.
+    async fn with_image(&self, shims: &Arc<FakeShims>) -> Arc<Engine> {
+        let engine = self.over(shims).await;
+        import_image(&engine);
+        engine
+    }
+
     async fn open_with(
         &self,
         net: Arc<Recording>,
@@ -81,8 +94,8 @@ async fn networks_reach_the_host_and_come_back_after_a_restart() {
     );
     assert_eq!(bridges_in_nft(&calls), Some(vec!["btfake0".to_string()]));
 
-    let made =
-        Engine::network_create(&engine, net_req(json!({"Name": "app", "Driver": "bridge"}))).unwrap();
+    let made = Engine::network_create(&engine, net_req(json!({"Name": "app", "Driver": "bridge"})))
+        .unwrap();
     let inspected = engine.network_inspect("app").unwrap();
     assert_eq!(inspected.id, made.id);
     let bridge = match &net.take_calls()[..] {
@@ -179,10 +192,7 @@ fn a_container_lives_through_its_restart_policy_and_a_daemon_restart() {
     let shims = Arc::new(FakeShims::new());
     let berthd = runtime();
     let db = berthd.block_on(async {
-        let engine = fx
-            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
-            .await;
-        import_image(&engine);
+        let engine = fx.with_image(&shims).await;
         let hc = json!({"NetworkMode": "none", "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 1}});
         let id = create(&engine, "web", hc).await;
         assert_eq!(engine.find("web").unwrap().state().status, Status::Created);
@@ -230,9 +240,7 @@ fn a_container_lives_through_its_restart_policy_and_a_daemon_restart() {
 
     let berthd = runtime();
     berthd.block_on(async {
-        let engine = fx
-            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
-            .await;
+        let engine = fx.over(&shims).await;
         // The next berthd finds it running (its shim says so), the others as
         // they were, and still hears of its exit.
         let st = engine.find("db").unwrap().state();
@@ -263,10 +271,7 @@ fn update_stats_and_top_reach_the_containers_cgroup() {
     let fx = Fixture::new();
     let shims = Arc::new(FakeShims::new());
     runtime().block_on(async {
-        let engine = fx
-            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
-            .await;
-        import_image(&engine);
+        let engine = fx.with_image(&shims).await;
         let id = create(&engine, "app", json!({"NetworkMode": "none"})).await;
         let cgroup = format!("/berth/{id}");
         // Not running: the limit is kept for the next start, the cgroup untouched.
@@ -303,10 +308,7 @@ fn execs_and_healthchecks_run_through_the_shim() {
     let fx = Fixture::new();
     let shims = Arc::new(FakeShims::new());
     runtime().block_on(async {
-        let engine = fx
-            .open_with(Arc::new(Recording::default()), Arc::new(shims.clone()))
-            .await;
-        import_image(&engine);
+        let engine = fx.with_image(&shims).await;
         let req: berth_api::CreateRequest = serde_json::from_value(json!({
             "Image": "img:1",
             "Healthcheck": {"Test": ["CMD", "check"], "Interval": 20_000_000, "Retries": 2},

@@ -33,7 +33,6 @@ use berth_store::fsutil::{remove_tree, write_atomic, write_replace};
 use berth_store::Store;
 use record::{Record, State, Status, Transition};
 use rootfs::{Mounter, OverlayMount};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! What the engine keeps of a container, on disk and in memory.
 
-use berth_api::{ContainerConfig, HostConfig};
+use berth_api::{ContainerConfig, EndpointSettings, HostConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -233,8 +233,8 @@ pub struct Record {
     pub extra_networks: Vec<ExtraNetwork>,
     /// Per network name, the endpoint settings as the client gave them
     /// (`IPAMConfig`, `Links`, `DriverOpts`, `MacAddress`), for inspect.
-    #[serde(default)]
-    pub endpoint_settings: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default, deserialize_with = "lenient_endpoints")]
+    pub endpoint_settings: std::collections::BTreeMap<String, EndpointSettings>,
     /// Legacy links on the default bridge (`--link`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<crate::links::Link>,
@@ -293,35 +293,60 @@ fn status_base(st: &State) -> String {
     }
 }
 
+/// Records written before these settings were typed kept what a client
+/// sent; one that does not fit the type now is read as empty rather than
+/// losing its container.
+fn lenient_endpoints<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, EndpointSettings>, D::Error> {
+    let raw: std::collections::BTreeMap<String, serde_json::Value> =
+        Option::deserialize(d)?.unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::from_value(v).unwrap_or_default()))
+        .collect())
+}
+
 /// The parts of a client's `EndpointSettings` that inspect shows as given.
-pub fn endpoint_settings_as_given(v: &serde_json::Value) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for k in ["IPAMConfig", "Links", "DriverOpts", "MacAddress"] {
-        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-            out.insert(k.to_string(), x.clone());
-        }
+pub fn endpoint_settings_as_given(v: &EndpointSettings) -> EndpointSettings {
+    EndpointSettings {
+        ipam_config: v.ipam_config.clone(),
+        links: v.links.clone(),
+        driver_opts: v.driver_opts.clone(),
+        mac_address: v.mac_address.clone(),
+        ..EndpointSettings::default()
     }
-    serde_json::Value::Object(out)
 }
 
 /// `Aliases` and `IPAMConfig.IPv4Address` of a client's `EndpointSettings`.
-pub fn endpoint_aliases_and_ip(v: &serde_json::Value) -> (Vec<String>, Option<String>) {
-    let aliases = v["Aliases"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
-    let ip = v["IPAMConfig"]["IPv4Address"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
+pub fn endpoint_aliases_and_ip(v: &EndpointSettings) -> (Vec<String>, Option<String>) {
+    let aliases = v.aliases.clone().unwrap_or_default();
+    let ip = v
+        .ipam_config
+        .as_ref()
+        .map(|c| c.ipv4_address.clone())
+        .filter(|s| !s.is_empty());
     (aliases, ip)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_endpoint_settings_still_read() {
+        let raw = r#"{"IPAMConfig": {"IPv4Address": "10.88.0.9"}, "Links": null}"#;
+        let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+        let ok: EndpointSettings = serde_json::from_value(v).unwrap();
+        assert_eq!(ok.ipam_config.unwrap().ipv4_address, "10.88.0.9");
+        #[derive(serde::Deserialize)]
+        struct R {
+            #[serde(deserialize_with = "lenient_endpoints")]
+            e: std::collections::BTreeMap<String, EndpointSettings>,
+        }
+        let r: R = serde_json::from_str(r#"{"e": {"n": {"DriverOpts": {"a": 1}}}}"#).unwrap();
+        assert_eq!(r.e["n"], EndpointSettings::default());
+    }
 
     #[test]
     fn durations_read_like_dockers() {

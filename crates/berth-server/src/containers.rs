@@ -245,17 +245,17 @@ pub(crate) async fn container_changes<B: ContainerBackend>(
     State(s): State<AppState<B>>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let list: Vec<Value> = s
+    let list: Vec<berth_api::FilesystemChange> = s
         .backend
         .changes(&id)?
         .into_iter()
-        .map(|c| json!({"Path": c.path, "Kind": c.kind as u8}))
+        .map(|c| berth_api::FilesystemChange {
+            path: c.path,
+            kind: c.kind as u8,
+        })
         .collect();
-    Ok(json_response(if list.is_empty() {
-        Value::Null
-    } else {
-        json!(list)
-    }))
+    // dockerd answers null for no changes.
+    Ok(json_response((!list.is_empty()).then_some(list)))
 }
 
 pub(crate) async fn container_top<B: ContainerBackend>(

@@ -28,7 +28,7 @@ use berth_engine::backend::{
     SystemBackend, VolumeBackend,
 };
 use berth_engine::{EngineError, LogOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// A router's state: the engine's part it may use, and facts about the daemon.

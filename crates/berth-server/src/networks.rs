@@ -40,10 +40,10 @@ pub(crate) async fn network_connect<B: NetworkBackend>(
     Path(id): Path<String>,
     body: bytes::Bytes,
 ) -> ApiResult {
-    let v: Value = parse_json(&body)?;
-    let container = v["Container"].as_str().unwrap_or_default().to_string();
+    let req: berth_api::NetworkConnectRequest = parse_json(&body)?;
+    let endpoint = req.endpoint_config.unwrap_or_default();
     s.backend
-        .network_connect(&id, &container, &v["EndpointConfig"])
+        .network_connect(&id, &req.container, &endpoint)
         .await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -53,8 +53,8 @@ pub(crate) async fn network_disconnect<B: NetworkBackend>(
     Path(id): Path<String>,
     body: bytes::Bytes,
 ) -> ApiResult {
-    let v: Value = parse_json(&body)?;
-    let container = v["Container"].as_str().unwrap_or_default().to_string();
+    let req: berth_api::NetworkConnectRequest = parse_json(&body)?;
+    let container = req.container;
     // `Force` changes nothing here: there are no stale endpoints of gone
     // networks or other daemons to drop.
     s.backend.network_disconnect(&id, &container).await?;
@@ -184,7 +184,12 @@ mod tests {
         }
     }
 
-    async fn call(r: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    async fn call(
+        r: &Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let req = Request::builder()
             .method(method)
             .uri(uri)
@@ -197,7 +202,7 @@ mod tests {
             .unwrap();
         (
             status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         )
     }
 

@@ -5,8 +5,8 @@ use crate::client::{query, Client, DaemonError};
 use crate::util::*;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_api::{
-    ContainerConfig, CreateRequest, DeviceMapping, HealthConfig, HostConfig, LogConfig,
-    PortBinding, RestartPolicy, Ulimit,
+    ContainerConfig, CreateRequest, DeviceMapping, EndpointIpamConfig, EndpointSettings,
+    HealthConfig, HostConfig, LogConfig, NetworkingConfig, PortBinding, RestartPolicy, Ulimit,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -317,22 +317,25 @@ fn host_config(a: &RunArgs) -> Result<HostConfig> {
 }
 
 /// `--network-alias`, `--ip`, `--ip6`, `--mac-address` for the network run joins.
-fn networking_config(a: &RunArgs) -> Option<Value> {
+fn networking_config(a: &RunArgs) -> Option<NetworkingConfig> {
     if a.network_alias.is_empty() && a.ip.is_none() && a.ip6.is_none() && a.mac_address.is_none() {
         return None;
     }
     let net = a.network.clone().unwrap_or_else(|| "bridge".into());
-    let mut ep = json!({"Aliases": a.network_alias});
-    if let Some(ip) = &a.ip {
-        ep["IPAMConfig"]["IPv4Address"] = json!(ip);
-    }
-    if let Some(ip) = &a.ip6 {
-        ep["IPAMConfig"]["IPv6Address"] = json!(ip);
-    }
-    if let Some(m) = &a.mac_address {
-        ep["MacAddress"] = json!(m);
-    }
-    Some(json!({"EndpointsConfig": {net: ep}}))
+    let ipam = (a.ip.is_some() || a.ip6.is_some()).then(|| EndpointIpamConfig {
+        ipv4_address: a.ip.clone().unwrap_or_default(),
+        ipv6_address: a.ip6.clone().unwrap_or_default(),
+        ..EndpointIpamConfig::default()
+    });
+    let ep = EndpointSettings {
+        aliases: Some(a.network_alias.clone()),
+        ipam_config: ipam,
+        mac_address: a.mac_address.clone().unwrap_or_default(),
+        ..EndpointSettings::default()
+    };
+    Some(NetworkingConfig {
+        endpoints_config: [(net, ep)].into(),
+    })
 }
 
 /// `--health-*` and `--no-healthcheck` as the API's `Healthcheck`, the

@@ -315,20 +315,17 @@ pub(crate) fn commit(c: &Client, a: CommitArgs) -> Result<i32> {
 }
 
 pub(crate) fn diff(c: &Client, a: DiffArgs) -> Result<i32> {
-    let v = c
+    let changes: Option<Vec<berth_api::FilesystemChange>> = c
         .get(&format!("/containers/{}/changes", urlencode(&a.container)))?
-        .json()?;
+        .decode()?;
     let mut out = String::new();
-    for ch in v.as_array().into_iter().flatten() {
-        let kind = match ch["Kind"].as_u64() {
-            Some(0) => 'C',
-            Some(1) => 'A',
+    for ch in changes.unwrap_or_default() {
+        let kind = match ch.kind {
+            0 => 'C',
+            1 => 'A',
             _ => 'D',
         };
-        out.push_str(&format!(
-            "{kind} {}\n",
-            ch["Path"].as_str().unwrap_or_default()
-        ));
+        out.push_str(&format!("{kind} {}\n", ch.path));
     }
     print!("{out}");
     Ok(0)

@@ -2,15 +2,16 @@
 //! image's config into the request, names, mounts and network settings.
 
 use crate::*;
+use berth_api::{EndpointSettings, NetworkingConfig};
 
 /// What a create request's `EndpointsConfig` asks.
 struct Endpoints {
     /// The settings for the network mode's own network.
-    primary: Value,
+    primary: EndpointSettings,
     /// Networks to join at start besides it.
     extra: Vec<record::ExtraNetwork>,
     /// Every network's settings as given, for inspect.
-    settings: BTreeMap<String, Value>,
+    settings: BTreeMap<String, EndpointSettings>,
 }
 
 impl Engine {
@@ -44,10 +45,8 @@ impl Engine {
             settings: endpoint_settings,
         } = self.endpoints_config(&host_config.network_mode, networking_config.as_ref())?;
         let (aliases, requested_ip) = record::endpoint_aliases_and_ip(&endpoint_cfg);
-        let mac_address = endpoint_cfg["MacAddress"]
-            .as_str()
+        let mac_address = Some(endpoint_cfg.mac_address.clone())
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
             .or_else(|| Some(config.mac_address.clone()).filter(|m| !m.is_empty()));
         if let Some(m) = &mac_address {
             endpoints::parse_mac(m)?;
@@ -147,7 +146,7 @@ impl Engine {
     fn endpoints_config(
         &self,
         network_mode: &str,
-        networking_config: Option<&Value>,
+        networking_config: Option<&NetworkingConfig>,
     ) -> Result<Endpoints> {
         let net_name = endpoints::mode_network(network_mode).to_string();
         // Every network of `EndpointsConfig` (API 1.44+): the mode's is the
@@ -158,11 +157,11 @@ impl Engine {
             .get(&net_name)
             .map(|n| n.name)
             .unwrap_or_else(|_| net_name.clone());
-        let mut endpoint_cfg = Value::Null;
+        let mut endpoint_cfg = EndpointSettings::default();
         let mut extra_networks = Vec::new();
         let mut endpoint_settings = BTreeMap::new();
         let endpoints = networking_config
-            .and_then(|n| n["EndpointsConfig"].as_object().cloned())
+            .map(|n| n.endpoints_config.clone())
             .unwrap_or_default();
         for (k, v) in endpoints {
             // The docker CLI names the default network `default`.

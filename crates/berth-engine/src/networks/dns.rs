@@ -64,8 +64,7 @@ impl Engine {
             let per_net = r
                 .endpoint_settings
                 .values()
-                .flat_map(|s| s["Links"].as_array().cloned().unwrap_or_default())
-                .filter_map(|l| l.as_str().map(str::to_string));
+                .flat_map(|s| s.links.clone().unwrap_or_default());
             given
                 .chain(per_net)
                 .filter_map(|l| crate::links::parse_link(&l).ok())

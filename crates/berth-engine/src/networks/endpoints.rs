@@ -7,7 +7,6 @@ use crate::{Engine, EngineError, Kind, Result};
 use berth_net::host::{self, Endpoint};
 use berth_net::NetError;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -123,9 +122,8 @@ fn asked_mac(rec: &Record, net: &str, primary: bool) -> Option<String> {
         false => rec
             .endpoint_settings
             .get(net)
-            .and_then(|s| s["MacAddress"].as_str())
-            .filter(|m| !m.is_empty())
-            .map(str::to_string),
+            .map(|s| s.mac_address.clone())
+            .filter(|m| !m.is_empty()),
     }
 }
 
@@ -133,7 +131,8 @@ fn asked_mac(rec: &Record, net: &str, primary: bool) -> Option<String> {
 fn asked_ip6(rec: &Record, net: &str) -> Result<Option<std::net::Ipv6Addr>> {
     rec.endpoint_settings
         .get(net)
-        .and_then(|s| s["IPAMConfig"]["IPv6Address"].as_str())
+        .and_then(|s| s.ipam_config.as_ref())
+        .map(|c| c.ipv6_address.as_str())
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<std::net::Ipv6Addr>()
@@ -409,7 +408,7 @@ impl Engine {
         self: &std::sync::Arc<Self>,
         net: &str,
         container: &str,
-        endpoint: &Value,
+        endpoint: &berth_api::EndpointSettings,
     ) -> Result<()> {
         let (aliases, ip) = crate::record::endpoint_aliases_and_ip(endpoint);
         let n = self.nets.get(net)?;

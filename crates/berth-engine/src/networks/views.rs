@@ -42,10 +42,10 @@ impl Engine {
                 _ => None,
             };
             // What the client asked for at create or connect.
-            let given: EndpointSettings = rec
+            let given = rec
                 .endpoint_settings
                 .get(&name)
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .cloned()
                 .unwrap_or_default();
             let settings = EndpointSettings {
                 aliases: (!aliases.is_empty()).then_some(aliases),
