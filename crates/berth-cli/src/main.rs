@@ -11,6 +11,7 @@ mod format;
 mod gotmpl;
 mod image;
 mod network;
+mod registry;
 mod stream;
 mod system;
 mod util;
@@ -81,6 +82,7 @@ pub fn dispatch(c: &Client, cmd: Cmd) -> i32 {
         Cmd::Image { cmd } => image::dispatch(c, cmd),
         Cmd::Volume { cmd } => (volume::dispatch(c, cmd), 1),
         Cmd::Network { cmd } => (network::dispatch(c, cmd), 1),
+        Cmd::Registry { cmd } => (registry::dispatch(cmd), 1),
         Cmd::System { cmd } => match cmd {
             SystemCmd::Df(a) => (system::df(c, a), 1),
             SystemCmd::Prune(a) => (system::system_prune(c, a), 1),

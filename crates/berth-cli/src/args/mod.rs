@@ -4,12 +4,14 @@
 mod container;
 mod image;
 mod network;
+mod registry;
 mod system;
 mod volume;
 
 pub use container::*;
 pub use image::*;
 pub use network::*;
+pub use registry::*;
 pub use system::*;
 pub use volume::*;
 
@@ -50,6 +52,11 @@ pub enum Cmd {
     Volume {
         #[command(subcommand)]
         cmd: VolumeCmd,
+    },
+    /// Serve an OCI registry
+    Registry {
+        #[command(subcommand)]
+        cmd: RegistryCmd,
     },
     /// Manage Berth
     System {

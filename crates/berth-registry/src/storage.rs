@@ -1,0 +1,342 @@
+//! Where a registry keeps blobs, uploads, manifests and tags: the
+//! [`Storage`] trait, and [`FsStorage`] on a local directory.
+//!
+//! Layout of an `FsStorage` root:
+//! `blobs/sha256/<hex>` — every blob and manifest, content-addressed;
+//! `uploads/<id>` — uploads in progress, moved into `blobs/` only once their
+//! digest checked out, so nothing half-written is ever served;
+//! `repos/<name>/_blobs/<hex>` — the blobs a repository may serve;
+//! `repos/<name>/_manifests/<hex>` — its manifests (the file holds the media type);
+//! `repos/<name>/_tags/<tag>` — its tags (the file holds the digest).
+//! Repository components never start with `_`, so these cannot clash with
+//! nested repository names.
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Why an upload could not become a blob.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("no such upload")]
+    UnknownUpload,
+    #[error("the upload's content has digest {actual}")]
+    DigestMismatch { actual: String },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A blob to send: its size and its bytes from where the reader starts.
+pub struct BlobReader {
+    pub size: u64,
+    pub reader: Box<dyn Read + Send>,
+}
+
+pub trait Storage: Send + Sync + 'static {
+    fn blob_size(&self, digest: &str) -> io::Result<Option<u64>>;
+    /// The blob's bytes from `offset` on.
+    fn open_blob(&self, digest: &str, offset: u64) -> io::Result<Option<BlobReader>>;
+    fn delete_blob(&self, digest: &str) -> io::Result<bool>;
+
+    fn start_upload(&self) -> io::Result<String>;
+    /// Appends to an upload; its new size.
+    fn append_upload(&self, id: &str, data: &[u8]) -> io::Result<Option<u64>>;
+    fn upload_size(&self, id: &str) -> io::Result<Option<u64>>;
+    /// Checks the whole upload against `digest` and makes it that blob.
+    fn commit_upload(&self, id: &str, digest: &str) -> Result<u64, CommitError>;
+    fn cancel_upload(&self, id: &str) -> io::Result<bool>;
+
+    fn link_blob(&self, repo: &str, digest: &str) -> io::Result<()>;
+    fn blob_in_repo(&self, repo: &str, digest: &str) -> bool;
+    fn unlink_blob(&self, repo: &str, digest: &str) -> io::Result<bool>;
+
+    /// Stores a manifest (as a blob) and links it in `repo`.
+    fn put_manifest(
+        &self,
+        repo: &str,
+        digest: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> io::Result<()>;
+    /// A manifest of `repo` by digest: its media type and bytes.
+    fn get_manifest(&self, repo: &str, digest: &str) -> io::Result<Option<(String, Vec<u8>)>>;
+    /// Unlinks a manifest and the tags that point at it.
+    fn delete_manifest(&self, repo: &str, digest: &str) -> io::Result<bool>;
+    fn set_tag(&self, repo: &str, tag: &str, digest: &str) -> io::Result<()>;
+    fn resolve_tag(&self, repo: &str, tag: &str) -> io::Result<Option<String>>;
+    fn delete_tag(&self, repo: &str, tag: &str) -> io::Result<bool>;
+    /// The repository's tags, sorted.
+    fn tags(&self, repo: &str) -> io::Result<Option<Vec<String>>>;
+    /// Every repository holding a manifest, sorted.
+    fn repositories(&self) -> io::Result<Vec<String>>;
+}
+
+pub struct FsStorage {
+    root: PathBuf,
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+fn gone_is_false(r: io::Result<()>) -> io::Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl FsStorage {
+    pub fn open(root: &Path) -> io::Result<FsStorage> {
+        for d in ["blobs/sha256", "uploads", "repos"] {
+            fs::create_dir_all(root.join(d))?;
+        }
+        Ok(FsStorage {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex_of(digest))
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    fn repo(&self, repo: &str, part: &str) -> PathBuf {
+        self.root.join("repos").join(repo).join(part)
+    }
+
+    fn mark(path: &Path, content: &str) -> io::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        berth_util::fs::write_atomic(path, content.as_bytes())
+    }
+
+    fn list(dir: &Path) -> io::Result<Option<Vec<String>>> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        out.sort();
+        Ok(Some(out))
+    }
+}
+
+/// Upload ids are random and only ever hex, so never a path.
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+impl Storage for FsStorage {
+    fn blob_size(&self, digest: &str) -> io::Result<Option<u64>> {
+        match fs::metadata(self.blob_path(digest)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_blob(&self, digest: &str, offset: u64) -> io::Result<Option<BlobReader>> {
+        let mut f = match fs::File::open(self.blob_path(digest)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = f.metadata()?.len();
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Some(BlobReader {
+            size,
+            reader: Box::new(f),
+        }))
+    }
+
+    fn delete_blob(&self, digest: &str) -> io::Result<bool> {
+        gone_is_false(fs::remove_file(self.blob_path(digest)))
+    }
+
+    fn start_upload(&self) -> io::Result<String> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        fs::File::create(self.upload_path(&id))?;
+        Ok(id)
+    }
+
+    fn append_upload(&self, id: &str, data: &[u8]) -> io::Result<Option<u64>> {
+        if !valid_upload_id(id) {
+            return Ok(None);
+        }
+        let mut f = match fs::OpenOptions::new()
+            .append(true)
+            .open(self.upload_path(id))
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        f.write_all(data)?;
+        Ok(Some(f.metadata()?.len()))
+    }
+
+    fn upload_size(&self, id: &str) -> io::Result<Option<u64>> {
+        if !valid_upload_id(id) {
+            return Ok(None);
+        }
+        match fs::metadata(self.upload_path(id)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn commit_upload(&self, id: &str, digest: &str) -> Result<u64, CommitError> {
+        if !valid_upload_id(id) {
+            return Err(CommitError::UnknownUpload);
+        }
+        let path = self.upload_path(id);
+        let mut f = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(CommitError::UnknownUpload)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut hasher = Sha256::new();
+        let size = io::copy(&mut f, &mut hasher)?;
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != digest {
+            let _ = fs::remove_file(&path);
+            return Err(CommitError::DigestMismatch { actual });
+        }
+        // Durable before it is visible: a crash leaves the blob whole or absent.
+        f.sync_all()?;
+        fs::rename(&path, self.blob_path(digest))?;
+        berth_util::fs::sync_dir(&self.root.join("blobs/sha256"))?;
+        Ok(size)
+    }
+
+    fn cancel_upload(&self, id: &str) -> io::Result<bool> {
+        if !valid_upload_id(id) {
+            return Ok(false);
+        }
+        gone_is_false(fs::remove_file(self.upload_path(id)))
+    }
+
+    fn link_blob(&self, repo: &str, digest: &str) -> io::Result<()> {
+        Self::mark(&self.repo(repo, "_blobs").join(hex_of(digest)), "")
+    }
+
+    fn blob_in_repo(&self, repo: &str, digest: &str) -> bool {
+        self.repo(repo, "_blobs").join(hex_of(digest)).exists() && self.blob_path(digest).exists()
+    }
+
+    fn unlink_blob(&self, repo: &str, digest: &str) -> io::Result<bool> {
+        gone_is_false(fs::remove_file(
+            self.repo(repo, "_blobs").join(hex_of(digest)),
+        ))
+    }
+
+    fn put_manifest(
+        &self,
+        repo: &str,
+        digest: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> io::Result<()> {
+        let blob = self.blob_path(digest);
+        if !blob.exists() {
+            berth_util::fs::write_atomic(&blob, body)?;
+        }
+        Self::mark(
+            &self.repo(repo, "_manifests").join(hex_of(digest)),
+            media_type,
+        )
+    }
+
+    fn get_manifest(&self, repo: &str, digest: &str) -> io::Result<Option<(String, Vec<u8>)>> {
+        let media_type =
+            match fs::read_to_string(self.repo(repo, "_manifests").join(hex_of(digest))) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+        match fs::read(self.blob_path(digest)) {
+            Ok(b) => Ok(Some((media_type, b))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete_manifest(&self, repo: &str, digest: &str) -> io::Result<bool> {
+        let removed = gone_is_false(fs::remove_file(
+            self.repo(repo, "_manifests").join(hex_of(digest)),
+        ))?;
+        for tag in self.tags(repo)?.unwrap_or_default() {
+            if self.resolve_tag(repo, &tag)?.as_deref() == Some(digest) {
+                self.delete_tag(repo, &tag)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn set_tag(&self, repo: &str, tag: &str, digest: &str) -> io::Result<()> {
+        Self::mark(&self.repo(repo, "_tags").join(tag), digest)
+    }
+
+    fn resolve_tag(&self, repo: &str, tag: &str) -> io::Result<Option<String>> {
+        match fs::read_to_string(self.repo(repo, "_tags").join(tag)) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete_tag(&self, repo: &str, tag: &str) -> io::Result<bool> {
+        gone_is_false(fs::remove_file(self.repo(repo, "_tags").join(tag)))
+    }
+
+    fn tags(&self, repo: &str) -> io::Result<Option<Vec<String>>> {
+        if !self
+            .root
+            .join("repos")
+            .join(repo)
+            .join("_manifests")
+            .is_dir()
+        {
+            return Ok(None);
+        }
+        Ok(Some(
+            Self::list(&self.repo(repo, "_tags"))?.unwrap_or_default(),
+        ))
+    }
+
+    fn repositories(&self) -> io::Result<Vec<String>> {
+        let base = self.root.join("repos");
+        let mut out = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let Ok(rd) = fs::read_dir(base.join(&rel)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == "_manifests" {
+                    out.push(rel.to_string_lossy().into_owned());
+                } else if !name.starts_with('_') && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(rel.join(&name));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
