@@ -29,13 +29,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def registry(tmp_path):
+def _start(tmp_path, *extra):
     port = _free_port()
     root = tmp_path / "registry"
     log = open(tmp_path / "registry.log", "wb")
     p = subprocess.Popen([os.path.join(BIN, "berth"), "registry", "serve",
-                          "--addr", f"127.0.0.1:{port}", "--root", str(root)],
+                          "--addr", f"127.0.0.1:{port}", "--root", str(root), *extra],
                          stdout=log, stderr=log, start_new_session=True)
     url = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 10
@@ -43,20 +42,50 @@ def registry(tmp_path):
         try:
             urllib.request.urlopen(f"http://{url}/v2/", timeout=1).read()
             break
+        except urllib.error.HTTPError:
+            break  # it answers; with auth, 401
         except OSError:
             assert p.poll() is None, (tmp_path / "registry.log").read_text()
             assert time.monotonic() < deadline, "the registry never answered"
             time.sleep(0.02)
+    return p, log, url, root
+
+
+@pytest.fixture
+def registry(tmp_path):
+    p, log, url, root = _start(tmp_path)
+    try:
+        yield url, root
+    finally:
+        _stop(p, log)
+
+
+def _stop(p, log):
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    log.close()
+
+
+@pytest.fixture
+def private_registry(tmp_path):
+    """A registry for user alice (password s3cret) only."""
+    import warnings
+    with warnings.catch_warnings():
+        # Deprecated, but the standard library's only bcrypt (Debian 12's 3.11 has it).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    hashed = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"alice:{hashed}\n")
+    p, log, url, _ = _start(tmp_path, "--htpasswd", str(htpasswd))
     try:
         yield url
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        log.close()
+        _stop(p, log)
 
 
 def _blob(layout, data):
@@ -115,6 +144,7 @@ def _get(url, method="GET", data=None, headers=None):
 
 
 def test_skopeo_pushes_and_pulls_by_tag_and_digest(registry, tmp_path):
+    registry, _ = registry
     src = tmp_path / "src"
     desc = _image(src, "hello from berth")
     _layout(src, [desc])
@@ -142,6 +172,7 @@ def test_skopeo_pushes_and_pulls_by_tag_and_digest(registry, tmp_path):
 
 
 def test_an_index_of_two_platforms(registry, tmp_path):
+    registry, _ = registry
     src = tmp_path / "multi"
     amd, arm = _image(src, "amd64 build"), _image(src, "arm64 build", arch="arm64")
     index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -163,6 +194,7 @@ def test_an_index_of_two_platforms(registry, tmp_path):
 
 
 def test_errors_on_the_wire(registry):
+    registry, _ = registry
     base = f"http://{registry}/v2"
     def code(resp):
         return json.loads(resp[2])["errors"][0]["code"]
@@ -181,3 +213,40 @@ def test_errors_on_the_wire(registry):
     assert r[0] == 400 and code(r) == "NAME_INVALID"
     r = _get(f"{base}/app/manifests/nope")
     assert r[0] == 404 and code(r) == "MANIFEST_UNKNOWN"
+
+
+def test_gc_deletes_only_what_nothing_links(registry, tmp_path):
+    url, root = registry
+    src = tmp_path / "src"
+    desc = _image(src, "kept")
+    _layout(src, [desc])
+    _skopeo("copy", "--dest-tls-verify=false", f"oci:{src}:v1", f"docker://{url}/keep:v1")
+    orphan = b"an unlinked blob"
+    d = "sha256:" + hashlib.sha256(orphan).hexdigest()
+    assert _get(f"http://{url}/v2/tmp/blobs/uploads/?digest={d}", method="POST", data=orphan)[0] == 201
+    assert _get(f"http://{url}/v2/tmp/blobs/{d}", method="DELETE")[0] == 202
+    r = subprocess.run([os.path.join(BIN, "berth"), "registry", "gc", "--root", str(root), "--grace", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("deleted 1 blobs"), r.stdout
+    assert not (root / "blobs" / "sha256" / d.split(":")[1]).exists()
+    out = tmp_path / "out"
+    _skopeo("copy", "--src-tls-verify=false", f"docker://{url}/keep:v1", f"oci:{out}:v1")
+    assert json.loads((out / "index.json").read_text())["manifests"][0]["digest"] == desc["digest"]
+
+
+def test_basic_auth_from_an_htpasswd_file(private_registry, tmp_path):
+    url = private_registry
+    src = tmp_path / "src"
+    _layout(src, [_image(src, "private")])
+    r = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "alice:wrong",
+                        f"oci:{src}:v1", f"docker://{url}/secret:v1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "unauthorized" in r.stderr.lower(), r.stderr
+    _skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret",
+            f"oci:{src}:v1", f"docker://{url}/secret:v1")
+    status, headers, _ = _get(f"http://{url}/v2/secret/tags/list")
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+    info = json.loads(_skopeo("inspect", "--tls-verify=false", "--creds", "alice:s3cret",
+                              f"docker://{url}/secret:v1"))
+    assert info["Architecture"] == "amd64"

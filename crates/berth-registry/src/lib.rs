@@ -1,6 +1,7 @@
 //! `berth registry serve`: an OCI distribution server (the spec's v1.1 API)
 //! over content-addressed storage behind the [`storage::Storage`] trait.
 
+pub mod auth;
 pub mod names;
 pub mod server;
 pub mod storage;
@@ -19,12 +20,19 @@ pub enum RegistryError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Htpasswd(#[from] auth::HtpasswdError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// Serves the registry stored under `root` on `addr` until the process ends.
-pub async fn serve(addr: &str, root: &Path) -> Result<(), RegistryError> {
+/// Serves the registry stored under `root` on `addr` until the process
+/// ends; with `htpasswd`, to its users only.
+pub async fn serve(addr: &str, root: &Path, htpasswd: Option<&Path>) -> Result<(), RegistryError> {
     let store: Arc<dyn Storage> = Arc::new(FsStorage::open(root)?);
+    let auth = match htpasswd {
+        Some(p) => Some(Arc::new(auth::Htpasswd::load(p)?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RegistryError::Listen {
@@ -35,6 +43,6 @@ pub async fn serve(addr: &str, root: &Path) -> Result<(), RegistryError> {
         "registry listening on {addr}, storage in {}",
         root.display()
     );
-    axum::serve(listener, router(store)).await?;
+    axum::serve(listener, router(store, auth)).await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! uploads (monolithic, chunked, cross-repository mount), manifests by tag
 //! and digest, tag lists and the catalog, with the spec's error codes.
 
+use crate::auth::Htpasswd;
 use crate::names::{valid_digest, valid_name, valid_tag};
 use crate::storage::{CommitError, Storage};
 use axum::body::Body;
@@ -18,9 +19,39 @@ pub const MAX_MANIFEST: usize = 4 << 20;
 
 type Store = Arc<dyn Storage>;
 
-/// The registry's routes over `store`.
-pub fn router(store: Store) -> Router {
-    Router::new().fallback(dispatch).with_state(store)
+/// The registry's routes over `store`; with `auth`, every request must
+/// carry the credentials of one of its users.
+pub fn router(store: Store, auth: Option<Arc<Htpasswd>>) -> Router {
+    let app = Router::new().fallback(dispatch).with_state(store);
+    match auth {
+        Some(a) => app.layer(axum::middleware::from_fn_with_state(a, require_auth)),
+        None => app,
+    }
+}
+
+async fn require_auth(
+    State(auth): State<Arc<Htpasswd>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth.allows(given) {
+        return next.run(req).await;
+    }
+    with_headers(
+        error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        ),
+        &[
+            ("WWW-Authenticate", "Basic realm=\"berth-registry\"".into()),
+            ("Docker-Distribution-API-Version", "registry/2.0".into()),
+        ],
+    )
 }
 
 /// A distribution-spec error: its status, code (`BLOB_UNKNOWN`, …) and words.
@@ -84,6 +115,7 @@ enum Route {
     Tags(String),
     Manifest(String, String),
     Blob(String, String),
+    Referrers(String, String),
     UploadStart(String),
     Upload(String, String),
     Unknown,
@@ -114,6 +146,7 @@ fn route(path: &str) -> Route {
         [.., "blobs", "uploads"] if n > 2 => Route::UploadStart(name(n - 2)),
         [.., "manifests", r] if n > 2 => Route::Manifest(name(n - 2), r.to_string()),
         [.., "blobs", d] if n > 2 => Route::Blob(name(n - 2), d.to_string()),
+        [.., "referrers", d] if n > 2 => Route::Referrers(name(n - 2), d.to_string()),
         _ => Route::Unknown,
     }
 }
@@ -174,6 +207,7 @@ async fn dispatch(State(s): State<Store>, req: Request) -> Response {
             Method::DELETE => delete_blob(&s, &name, &d),
             _ => unsupported(),
         },
+        Route::Referrers(name, d) if m == Method::GET => referrers(&s, &name, &d, &parts.uri),
         Route::UploadStart(name) if m == Method::POST => {
             start_upload(&s, &name, &parts.uri, body).await
         }
@@ -451,8 +485,18 @@ async fn put_manifest(
             format!("invalid tag: {reference}"),
         );
     }
+    let subject = doc["subject"]["digest"]
+        .as_str()
+        .filter(|d| valid_digest(d));
     let stored = s
         .put_manifest(name, &digest, &media_type, &body)
+        .and_then(|_| match subject {
+            Some(sub) => {
+                let desc = referrer_descriptor(&doc, &media_type, &digest, body.len());
+                s.add_referrer(name, sub, &digest, &desc)
+            }
+            None => Ok(()),
+        })
         .and_then(|_| {
             if is_digest {
                 Ok(())
@@ -463,13 +507,71 @@ async fn put_manifest(
     if let Err(e) = stored {
         return internal(e);
     }
-    with_headers(
-        StatusCode::CREATED.into_response(),
-        &[
-            ("Location", format!("/v2/{name}/manifests/{digest}")),
-            ("Docker-Content-Digest", digest),
-        ],
-    )
+    let mut pairs = vec![
+        ("Location", format!("/v2/{name}/manifests/{digest}")),
+        ("Docker-Content-Digest", digest),
+    ];
+    // The registry keeps the referrers index itself: the client need not.
+    if let Some(sub) = subject {
+        pairs.push(("OCI-Subject", sub.to_string()));
+    }
+    with_headers(StatusCode::CREATED.into_response(), &pairs)
+}
+
+/// A referring manifest as the referrers API lists it: its artifact type
+/// (`artifactType`, else its config's media type) and annotations.
+fn referrer_descriptor(
+    doc: &serde_json::Value,
+    media_type: &str,
+    digest: &str,
+    size: usize,
+) -> Vec<u8> {
+    let artifact_type = doc["artifactType"]
+        .as_str()
+        .or_else(|| doc["config"]["mediaType"].as_str())
+        .unwrap_or_default();
+    let mut d = serde_json::json!({
+        "mediaType": media_type, "digest": digest, "size": size, "artifactType": artifact_type,
+    });
+    if doc["annotations"].is_object() {
+        d["annotations"] = doc["annotations"].clone();
+    }
+    serde_json::to_vec(&d).unwrap_or_default()
+}
+
+/// `GET /v2/<name>/referrers/<digest>[?artifactType=]`: an image index of
+/// the manifests whose subject is that digest.
+fn referrers(s: &Store, name: &str, digest: &str, uri: &axum::http::Uri) -> Response {
+    if let Err(r) = check_name(name).and_then(|_| check_digest(digest)) {
+        return r.into_response();
+    }
+    let all = match s.referrers(name, digest) {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let filter = query_param(uri, "artifactType");
+    let manifests: Vec<serde_json::Value> = all
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .filter(|d| {
+            filter
+                .as_ref()
+                .is_none_or(|f| d["artifactType"] == f.as_str())
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let mut pairs = vec![(
+        "Content-Type",
+        "application/vnd.oci.image.index.v1+json".to_string(),
+    )];
+    if filter.is_some() {
+        pairs.push(("OCI-Filters-Applied", "artifactType".to_string()));
+    }
+    with_headers((StatusCode::OK, index.to_string()).into_response(), &pairs)
 }
 
 fn delete_manifest(s: &Store, name: &str, reference: &str) -> Response {

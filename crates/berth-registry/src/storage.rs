@@ -7,7 +7,9 @@
 //! digest checked out, so nothing half-written is ever served;
 //! `repos/<name>/_blobs/<hex>` — the blobs a repository may serve;
 //! `repos/<name>/_manifests/<hex>` — its manifests (the file holds the media type);
-//! `repos/<name>/_tags/<tag>` — its tags (the file holds the digest).
+//! `repos/<name>/_tags/<tag>` — its tags (the file holds the digest);
+//! `repos/<name>/_referrers/<subject hex>/<hex>` — the descriptor of a
+//! manifest whose `subject` is that digest.
 //! Repository components never start with `_`, so these cannot clash with
 //! nested repository names.
 
@@ -70,6 +72,31 @@ pub trait Storage: Send + Sync + 'static {
     fn tags(&self, repo: &str) -> io::Result<Option<Vec<String>>>;
     /// Every repository holding a manifest, sorted.
     fn repositories(&self) -> io::Result<Vec<String>>;
+
+    /// Records that the manifest `descriptor` (JSON) refers to `subject`.
+    fn add_referrer(
+        &self,
+        repo: &str,
+        subject: &str,
+        referrer: &str,
+        descriptor: &[u8],
+    ) -> io::Result<()>;
+    /// The descriptors (JSON) of the manifests of `repo` that refer to
+    /// `subject` and are still there.
+    fn referrers(&self, repo: &str, subject: &str) -> io::Result<Vec<Vec<u8>>>;
+
+    /// Deletes the blobs no repository links (as a blob or a manifest) and
+    /// that are older than `grace` — an upload committed just now is not
+    /// linked yet — and uploads abandoned for longer than it.
+    fn collect_garbage(&self, grace: std::time::Duration) -> io::Result<GcReport>;
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct GcReport {
+    pub blobs: usize,
+    pub bytes: u64,
+    pub uploads: usize,
 }
 
 pub struct FsStorage {
@@ -338,5 +365,119 @@ impl Storage for FsStorage {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn add_referrer(
+        &self,
+        repo: &str,
+        subject: &str,
+        referrer: &str,
+        descriptor: &[u8],
+    ) -> io::Result<()> {
+        let path = self
+            .repo(repo, "_referrers")
+            .join(hex_of(subject))
+            .join(hex_of(referrer));
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        berth_util::fs::write_atomic(&path, descriptor)
+    }
+
+    fn referrers(&self, repo: &str, subject: &str) -> io::Result<Vec<Vec<u8>>> {
+        let dir = self.repo(repo, "_referrers").join(hex_of(subject));
+        let mut out = Vec::new();
+        for name in Self::list(&dir)?.unwrap_or_default() {
+            let live = self.repo(repo, "_manifests").join(&name).exists();
+            if live {
+                out.push(fs::read(dir.join(&name))?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn collect_garbage(&self, grace: std::time::Duration) -> io::Result<GcReport> {
+        // What any repository links, as a blob or as a manifest.
+        let mut live = std::collections::HashSet::new();
+        let mut stack = vec![self.root.join("repos")];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == "_blobs" || name == "_manifests" {
+                    live.extend(Self::list(&e.path())?.unwrap_or_default());
+                } else if !name.starts_with('_') && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+        let old = |m: &fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= grace)
+        };
+        let mut report = GcReport::default();
+        let blobs = self.root.join("blobs/sha256");
+        for name in Self::list(&blobs)?.unwrap_or_default() {
+            let path = blobs.join(&name);
+            let meta = fs::metadata(&path)?;
+            if !live.contains(&name) && old(&meta) && fs::remove_file(&path).is_ok() {
+                report.blobs += 1;
+                report.bytes += meta.len();
+            }
+        }
+        let uploads = self.root.join("uploads");
+        for name in Self::list(&uploads)?.unwrap_or_default() {
+            let path = uploads.join(&name);
+            if fs::metadata(&path).is_ok_and(|m| old(&m)) && fs::remove_file(&path).is_ok() {
+                report.uploads += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_removes_only_what_nothing_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::open(dir.path()).unwrap();
+        let put = |data: &[u8]| {
+            let id = s.start_upload().unwrap();
+            s.append_upload(&id, data).unwrap();
+            let d = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+            s.commit_upload(&id, &d).unwrap();
+            d
+        };
+        let kept = put(b"kept layer");
+        s.link_blob("app", &kept).unwrap();
+        let orphan = put(b"orphan");
+        let unlinked = put(b"was in a repo");
+        s.link_blob("gone", &unlinked).unwrap();
+        s.unlink_blob("gone", &unlinked).unwrap();
+        let manifest = br#"{"schemaVersion":2}"#;
+        let md = format!("sha256:{}", hex::encode(Sha256::digest(manifest)));
+        s.put_manifest(
+            "app",
+            &md,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest,
+        )
+        .unwrap();
+        let _abandoned = s.start_upload().unwrap();
+        // Within the grace period nothing goes: a fresh blob may be about to be linked.
+        let r = s
+            .collect_garbage(std::time::Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(r, GcReport::default());
+        let r = s.collect_garbage(std::time::Duration::ZERO).unwrap();
+        assert_eq!((r.blobs, r.uploads), (2, 1));
+        assert_eq!(r.bytes, (b"orphan".len() + b"was in a repo".len()) as u64);
+        assert!(s.blob_in_repo("app", &kept));
+        assert!(s.get_manifest("app", &md).unwrap().is_some());
+        assert_eq!(s.blob_size(&orphan).unwrap(), None);
     }
 }

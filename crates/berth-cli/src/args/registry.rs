@@ -6,6 +6,19 @@ use clap::{Args, Subcommand};
 pub enum RegistryCmd {
     /// Serve an OCI distribution registry (a process of its own, as Docker's registry:2)
     Serve(RegistryServeArgs),
+    /// Delete blobs no repository refers to, and abandoned uploads
+    Gc(RegistryGcArgs),
+}
+
+#[derive(Args)]
+pub struct RegistryGcArgs {
+    /// The registry's storage
+    #[arg(long, default_value = "/var/lib/berth-registry")]
+    pub root: std::path::PathBuf,
+    /// Spare what is younger than this many seconds: a blob uploaded just
+    /// now may not be linked yet by a running server
+    #[arg(long, default_value_t = 3600)]
+    pub grace: u64,
 }
 
 #[derive(Args)]
@@ -16,4 +29,7 @@ pub struct RegistryServeArgs {
     /// Where blobs, manifests and tags are kept
     #[arg(long, default_value = "/var/lib/berth-registry")]
     pub root: std::path::PathBuf,
+    /// Require basic authentication by the users of this file (bcrypt, `htpasswd -B`)
+    #[arg(long)]
+    pub htpasswd: Option<std::path::PathBuf>,
 }

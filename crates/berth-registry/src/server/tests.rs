@@ -36,7 +36,7 @@ impl Reg {
         let dir = tempfile::tempdir().unwrap();
         let store: Store = Arc::new(FsStorage::open(dir.path()).unwrap());
         Reg {
-            app: router(store),
+            app: router(store, None),
             _dir: dir,
         }
     }
@@ -470,4 +470,139 @@ fn routes() {
         Route::Blob("a".into(), "sha256:x".into())
     );
     assert_eq!(route("/v1/x"), Route::Unknown);
+}
+
+#[tokio::test]
+async fn referrers_of_a_subject() {
+    let r = Reg::new();
+    let config = r.blob("app", b"{}").await;
+    let image = image_manifest(&config, &[]);
+    let image_digest = digest_of(&image);
+    r.call("PUT", "/v2/app/manifests/v1", &[], &image).await;
+    let empty = r.blob("app", b"{}").await;
+    let artifact = |kind: &str, note: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image_digest, "size": image.len()},
+            "annotations": {"note": note},
+        }))
+        .unwrap()
+    };
+    let sig = artifact("application/vnd.example.signature", "signed");
+    let sbom = artifact("application/vnd.example.sbom", "sbom");
+    for a in [&sig, &sbom] {
+        let put = r
+            .call(
+                "PUT",
+                &format!("/v2/app/manifests/{}", digest_of(a)),
+                &[],
+                a,
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::CREATED);
+        assert_eq!(put.header("OCI-Subject"), image_digest);
+    }
+    let index = |a: &Answer| serde_json::from_slice::<serde_json::Value>(&a.body).unwrap();
+    let a = r
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{image_digest}"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        a.header("Content-Type"),
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let all = index(&a);
+    assert_eq!(all["manifests"].as_array().unwrap().len(), 2);
+    let a = r
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{image_digest}?artifactType=application/vnd.example.sbom"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.header("OCI-Filters-Applied"), "artifactType");
+    let only = index(&a);
+    assert_eq!(only["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(only["manifests"][0]["digest"], digest_of(&sbom).as_str());
+    assert_eq!(only["manifests"][0]["annotations"]["note"], "sbom");
+    // A deleted referrer is no longer listed; a subject with none: an empty index.
+    r.call(
+        "DELETE",
+        &format!("/v2/app/manifests/{}", digest_of(&sig)),
+        &[],
+        b"",
+    )
+    .await;
+    let a = r
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{image_digest}"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(index(&a)["manifests"].as_array().unwrap().len(), 1);
+    let a = r
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{}", digest_of(b"x")),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (a.status, index(&a)["manifests"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+}
+
+#[tokio::test]
+async fn htpasswd_users_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store = Arc::new(FsStorage::open(dir.path()).unwrap());
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let auth = crate::auth::Htpasswd::parse(&format!("alice:{hash}"), "f").unwrap();
+    let r = Reg {
+        app: router(store, Some(Arc::new(auth))),
+        _dir: dir,
+    };
+    let a = r.call("GET", "/v2/", &[], b"").await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
+    assert_eq!(
+        a.header("WWW-Authenticate"),
+        "Basic realm=\"berth-registry\""
+    );
+    use base64::Engine as _;
+    let creds = |p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{p}"))
+        )
+    };
+    let bad = creds("nope");
+    assert_eq!(
+        r.call("GET", "/v2/", &[("Authorization", &bad)], b"")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let good = creds("s3cret");
+    assert_eq!(
+        r.call("GET", "/v2/", &[("Authorization", &good)], b"")
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
