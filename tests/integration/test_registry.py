@@ -4,6 +4,7 @@ seen from the wire. The images are OCI layouts the test writes itself."""
 
 import gzip
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -250,3 +251,46 @@ def test_basic_auth_from_an_htpasswd_file(private_registry, tmp_path):
     info = json.loads(_skopeo("inspect", "--tls-verify=false", "--creds", "alice:s3cret",
                               f"docker://{url}/secret:v1"))
     assert info["Architecture"] == "amd64"
+
+
+def test_https_with_a_certificate(tmp_path):
+    """--tls-cert/--tls-key: skopeo pushes over TLS and trusts the certificate
+    given as its CA (a self-signed one the test makes with openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    shutil.copy(cert, certs / "ca.crt")
+    port = _free_port()
+    log = open(tmp_path / "registry.log", "wb")
+    p = subprocess.Popen([os.path.join(BIN, "berth"), "registry", "serve", "--addr", f"127.0.0.1:{port}",
+                          "--root", str(tmp_path / "root"), "--tls-cert", str(cert), "--tls-key", str(key)],
+                         stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert p.poll() is None, (tmp_path / "registry.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        src = tmp_path / "src"
+        desc = _image(src, "over tls")
+        _layout(src, [desc])
+        url = f"127.0.0.1:{port}"
+        _skopeo("copy", "--dest-cert-dir", str(certs), f"oci:{src}:v1", f"docker://{url}/tls:v1")
+        info = json.loads(_skopeo("inspect", "--cert-dir", str(certs), f"docker://{url}/tls:v1"))
+        assert info["Digest"] == desc["digest"]
+        # Plain HTTP to a TLS port gets nothing served.
+        try:
+            urllib.request.urlopen(f"http://{url}/v2/", timeout=2).read()
+            assert False, "plain HTTP was answered"
+        except (OSError, http.client.HTTPException):
+            pass
+    finally:
+        _stop(p, log)

@@ -31,10 +31,11 @@ fn serve(a: RegistryServeArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("starting the registry's runtime")?;
-    rt.block_on(berth_registry::serve(
-        &a.addr,
-        &a.root,
-        a.htpasswd.as_deref(),
-    ))?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(berth_registry::TlsFiles { cert, key }),
+        _ => None,
+    };
+    let htpasswd = a.htpasswd.as_deref();
+    rt.block_on(berth_registry::serve(&a.addr, &a.root, htpasswd, tls))?;
     Ok(0)
 }

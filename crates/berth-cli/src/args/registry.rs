@@ -32,4 +32,10 @@ pub struct RegistryServeArgs {
     /// Require basic authentication by the users of this file (bcrypt, `htpasswd -B`)
     #[arg(long)]
     pub htpasswd: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this PEM certificate (chain)
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's PEM private key
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
