@@ -107,6 +107,15 @@ fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
+/// A missing file as None, not an error.
+fn found<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn gone_is_false(r: io::Result<()>) -> io::Result<bool> {
     match r {
         Ok(()) => Ok(true),
@@ -145,10 +154,8 @@ impl FsStorage {
     }
 
     fn list(dir: &Path) -> io::Result<Option<Vec<String>>> {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(rd) = found(fs::read_dir(dir))? else {
+            return Ok(None);
         };
         let mut out: Vec<String> = rd
             .flatten()
@@ -167,18 +174,12 @@ fn valid_upload_id(id: &str) -> bool {
 
 impl Storage for FsStorage {
     fn blob_size(&self, digest: &str) -> io::Result<Option<u64>> {
-        match fs::metadata(self.blob_path(digest)) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(found(fs::metadata(self.blob_path(digest)))?.map(|m| m.len()))
     }
 
     fn open_blob(&self, digest: &str, offset: u64) -> io::Result<Option<BlobReader>> {
-        let mut f = match fs::File::open(self.blob_path(digest)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(mut f) = found(fs::File::open(self.blob_path(digest)))? else {
+            return Ok(None);
         };
         let size = f.metadata()?.len();
         f.seek(SeekFrom::Start(offset))?;
@@ -202,13 +203,11 @@ impl Storage for FsStorage {
         if !valid_upload_id(id) {
             return Ok(None);
         }
-        let mut f = match fs::OpenOptions::new()
+        let opened = fs::OpenOptions::new()
             .append(true)
-            .open(self.upload_path(id))
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+            .open(self.upload_path(id));
+        let Some(mut f) = found(opened)? else {
+            return Ok(None);
         };
         f.write_all(data)?;
         Ok(Some(f.metadata()?.len()))
@@ -218,11 +217,7 @@ impl Storage for FsStorage {
         if !valid_upload_id(id) {
             return Ok(None);
         }
-        match fs::metadata(self.upload_path(id)) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(found(fs::metadata(self.upload_path(id)))?.map(|m| m.len()))
     }
 
     fn commit_upload(&self, id: &str, digest: &str) -> Result<u64, CommitError> {
@@ -290,17 +285,11 @@ impl Storage for FsStorage {
     }
 
     fn get_manifest(&self, repo: &str, digest: &str) -> io::Result<Option<(String, Vec<u8>)>> {
-        let media_type =
-            match fs::read_to_string(self.repo(repo, "_manifests").join(hex_of(digest))) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-        match fs::read(self.blob_path(digest)) {
-            Ok(b) => Ok(Some((media_type, b))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let link = self.repo(repo, "_manifests").join(hex_of(digest));
+        let Some(media_type) = found(fs::read_to_string(link))? else {
+            return Ok(None);
+        };
+        Ok(found(fs::read(self.blob_path(digest)))?.map(|b| (media_type, b)))
     }
 
     fn delete_manifest(&self, repo: &str, digest: &str) -> io::Result<bool> {
@@ -320,11 +309,7 @@ impl Storage for FsStorage {
     }
 
     fn resolve_tag(&self, repo: &str, tag: &str) -> io::Result<Option<String>> {
-        match fs::read_to_string(self.repo(repo, "_tags").join(tag)) {
-            Ok(d) => Ok(Some(d)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        found(fs::read_to_string(self.repo(repo, "_tags").join(tag)))
     }
 
     fn delete_tag(&self, repo: &str, tag: &str) -> io::Result<bool> {
