@@ -1,7 +1,6 @@
 //! Docker's default seccomp profile, narrowed to this architecture and the
 //! container's capabilities, in OCI `linux.seccomp` form.
 
-use crate::RuntimeError;
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSyscall};
 use serde::Deserialize;
 
@@ -69,8 +68,12 @@ impl Condition {
 }
 
 /// Builds the filter for a container holding `caps` (full `CAP_…` names).
-pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, RuntimeError> {
-    let profile: DockerProfile = serde_json::from_str(DEFAULT_PROFILE)?;
+pub fn default_profile(caps: &[String]) -> LinuxSeccomp {
+    // Read once: every container start asks for it.
+    static PROFILE: std::sync::OnceLock<DockerProfile> = std::sync::OnceLock::new();
+    let profile = PROFILE.get_or_init(|| {
+        serde_json::from_str(DEFAULT_PROFILE).expect("the embedded profile is Docker's format")
+    });
     let arch = docker_arch();
     let native = match arch {
         "amd64" => Some(Arch::ScmpArchX86_64),
@@ -78,14 +81,14 @@ pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, RuntimeError> {
         _ => None,
     };
     let mut archs = Vec::new();
-    for m in profile.arch_map {
+    for m in &profile.arch_map {
         if Some(m.architecture) == native {
             archs.push(m.architecture);
-            archs.extend(m.sub_architectures.unwrap_or_default());
+            archs.extend(m.sub_architectures.iter().flatten());
         }
     }
     let mut syscalls = Vec::new();
-    for s in profile.syscalls {
+    for s in &profile.syscalls {
         if let Some(inc) = &s.includes {
             if inc.hits(arch, caps) != (true, true) {
                 continue;
@@ -105,10 +108,10 @@ pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, RuntimeError> {
             }
         }
         let mut rule = LinuxSyscall::default();
-        rule.set_names(s.names);
+        rule.set_names(s.names.clone());
         rule.set_action(s.action);
         rule.set_errno_ret(s.errno_ret);
-        rule.set_args(s.args.filter(|a| !a.is_empty()));
+        rule.set_args(s.args.clone().filter(|a| !a.is_empty()));
         syscalls.push(rule);
     }
     let mut out = LinuxSeccomp::default();
@@ -116,7 +119,7 @@ pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, RuntimeError> {
     out.set_default_errno_ret(profile.default_errno_ret);
     out.set_architectures(Some(archs));
     out.set_syscalls(Some(syscalls));
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -126,7 +129,7 @@ mod tests {
 
     /// The profile as the shim reads it from `config.json`.
     fn profile(caps: &[String]) -> Value {
-        serde_json::to_value(default_profile(caps).unwrap()).unwrap()
+        serde_json::to_value(default_profile(caps)).unwrap()
     }
 
     fn allowed(p: &Value, name: &str) -> bool {

@@ -179,15 +179,16 @@ pub(crate) fn env_file(path: &str) -> Result<Vec<String>> {
 }
 
 pub(crate) fn create_body(a: &RunArgs) -> Result<CreateRequest> {
+    let (exposed, port_bindings) = parse_publish(&a.publish, &a.expose)?;
     Ok(CreateRequest {
-        config: container_config(a)?,
-        host_config: host_config(a)?,
+        config: container_config(a, exposed)?,
+        host_config: host_config(a, port_bindings)?,
         networking_config: networking_config(a),
     })
 }
 
 /// The create request's `Config`, as the docker CLI fills it.
-fn container_config(a: &RunArgs) -> Result<ContainerConfig> {
+fn container_config(a: &RunArgs, exposed: HashMap<String, Value>) -> Result<ContainerConfig> {
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(env_file(f)?);
@@ -202,7 +203,6 @@ fn container_config(a: &RunArgs) -> Result<ContainerConfig> {
     let attach = |s: &str| {
         !a.detach && (a.attach.is_empty() || a.attach.iter().any(|x| x.eq_ignore_ascii_case(s)))
     };
-    let (exposed, _) = parse_publish(&a.publish, &a.expose)?;
     // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes),
     // anything with a `:` a bind or a named volume (HostConfig.Binds).
     let anon: HashMap<String, Value> = a
@@ -237,14 +237,13 @@ fn container_config(a: &RunArgs) -> Result<ContainerConfig> {
 
 /// The create request's `HostConfig`: lists given as flags are sent even
 /// when empty, as inspect shows them back.
-fn host_config(a: &RunArgs) -> Result<HostConfig> {
+fn host_config(a: &RunArgs, port_bindings: PortBindings) -> Result<HostConfig> {
     let binds = a
         .volume
         .iter()
         .filter(|v| v.contains(':'))
         .cloned()
         .collect();
-    let (_, port_bindings) = parse_publish(&a.publish, &a.expose)?;
     let tmpfs = a
         .tmpfs
         .iter()

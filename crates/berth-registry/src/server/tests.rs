@@ -606,3 +606,19 @@ async fn htpasswd_users_only() {
         StatusCode::OK
     );
 }
+
+#[test]
+fn query_parameters_decode_without_turning_plus_into_space() {
+    let uri: axum::http::Uri =
+        "/v2/a/referrers/x?artifactType=application/vnd.x.v1+json&from=lib%2Fapp&bad=%E9%"
+            .parse()
+            .unwrap();
+    assert_eq!(
+        query_param(&uri, "artifactType").as_deref(),
+        Some("application/vnd.x.v1+json")
+    );
+    assert_eq!(query_param(&uri, "from").as_deref(), Some("lib/app"));
+    // Not UTF-8, or a stray `%`: read as it comes, never a panic.
+    assert!(query_param(&uri, "bad").is_some());
+    assert_eq!(query_param(&uri, "n"), None);
+}

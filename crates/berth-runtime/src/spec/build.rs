@@ -37,7 +37,7 @@ pub fn build(spec: &RunSpec) -> Result<Spec, RuntimeError> {
     root.set_readonly(Some(spec.readonly_rootfs));
     oci.set_root(Some(root));
     oci.set_mounts(Some(mounts(spec)));
-    let mut process = process(&ExecProcess {
+    let mut process = exec_process(&ExecProcess {
         args: &spec.args,
         env: &spec.env,
         cwd: &spec.cwd,
@@ -404,7 +404,7 @@ fn linux(spec: &RunSpec, caps: &[String]) -> Result<Linux, RuntimeError> {
     linux.set_masked_paths((!masked.is_empty()).then_some(masked));
     linux.set_readonly_paths((!readonly.is_empty()).then_some(readonly));
     if !spec.privileged && !spec.seccomp_unconfined {
-        linux.set_seccomp(Some(crate::seccomp::default_profile(caps)?));
+        linux.set_seccomp(Some(crate::seccomp::default_profile(caps)));
     }
     Ok(linux)
 }
@@ -434,7 +434,9 @@ pub struct ExecProcess<'a> {
     pub oom_score_adj: i64,
 }
 
-fn process(e: &ExecProcess) -> Result<Process, RuntimeError> {
+/// The `process` of a container's init (from [`build`]) or of an exec
+/// inside a running container.
+pub fn exec_process(e: &ExecProcess) -> Result<Process, RuntimeError> {
     let mut p: Process = absent(json!({"user": {"uid": e.uid, "gid": e.gid}, "cwd": "/"}))?;
     p.set_terminal(Some(e.tty));
     p.set_args(Some(e.args.to_vec()));
@@ -452,9 +454,4 @@ fn process(e: &ExecProcess) -> Result<Process, RuntimeError> {
     // Written only when set, as Docker writes it.
     p.set_no_new_privileges(e.no_new_privileges.then_some(true));
     Ok(p)
-}
-
-/// The `process` of an exec inside a running container.
-pub fn exec_process(e: &ExecProcess) -> Result<Process, RuntimeError> {
-    process(e)
 }
