@@ -1,6 +1,7 @@
 """A real berthd on a temporary socket, data root and exec root, for the whole
 session; everything it started is cleaned up even when tests fail."""
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -61,7 +62,9 @@ class Daemon:
              "--nft-table", self.nft_table,
              # Shims re-execute themselves once idle (3 s by default); soon
              # here, so that every test also runs against re-executed shims.
-             "--shim-slim-after", "150", *self.extra_args],
+             "--shim-slim-after", "150",
+             # Pulls reach only registries the tests start: never the internet.
+             "--allow-registry", "loopback", *self.extra_args],
             stdout=logf, stderr=logf, start_new_session=True)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -214,6 +217,35 @@ def cleanup_leftovers(d):
                     os.rmdir(os.path.join(base, cid))
                 except OSError:
                     pass
+
+
+@contextlib.contextmanager
+def private_daemon(prefix, tag_offset, data_mount=None):
+    """A berthd of a test's own (to kill, or to starve of disk), with
+    busybox imported; `data_mount(d)` runs before it starts and returns
+    what undoes it. Removed with its containers and leftovers, whatever
+    happens."""
+    root = tempfile.mkdtemp(prefix=prefix)
+    d = Daemon(root, tag_offset=tag_offset)
+    os.makedirs(d.data)
+    undo = data_mount(d) if data_mount else None
+    try:
+        d.start()
+        tar = os.path.join(root, "busybox.tar")
+        make_busybox_tar(tar)
+        d.berth("import", tar, "busybox:latest", check=True)
+        yield d
+    finally:
+        try:
+            ids = d.berth("ps", "-aq", "--no-trunc")[1].split()
+            if ids:
+                d.berth("rm", "-f", *ids)
+            d.stop()
+        finally:
+            cleanup_leftovers(d)
+            if undo:
+                undo()
+            subprocess.run(["rm", "-rf", root])
 
 
 @pytest.fixture(scope="session")

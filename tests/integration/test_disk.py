@@ -4,11 +4,10 @@ no partial files, and works again once space is freed."""
 
 import os
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import Daemon, cleanup_leftovers, make_busybox_tar
+from conftest import private_daemon
 
 
 def du(path):
@@ -24,26 +23,12 @@ def du(path):
 
 @pytest.fixture
 def small_daemon():
-    root = tempfile.mkdtemp(prefix="berth-it-disk-")
-    d = Daemon(root, tag_offset=1)
-    os.makedirs(d.data)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", d.data], check=True)
-    try:
-        d.start()
-        tar = os.path.join(root, "busybox.tar")
-        make_busybox_tar(tar)
-        d.berth("import", tar, "busybox:latest", check=True)
+    def tmpfs(d):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", d.data], check=True)
+        return lambda: subprocess.run(["umount", "-l", d.data], capture_output=True)
+
+    with private_daemon("berth-it-disk-", 1, data_mount=tmpfs) as d:
         yield d
-    finally:
-        try:
-            ids = d.berth("ps", "-aq", "--no-trunc")[1].split()
-            if ids:
-                d.berth("rm", "-f", *ids)
-            d.stop()
-        finally:
-            cleanup_leftovers(d)
-            subprocess.run(["umount", "-l", d.data], capture_output=True)
-            subprocess.run(["rm", "-rf", root])
 
 
 def test_full_disk_loses_nothing(small_daemon, tmp_path):

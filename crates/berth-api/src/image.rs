@@ -231,3 +231,43 @@ pub struct BuildCachePruneReport {
     pub caches_deleted: Vec<String>,
     pub space_reclaimed: u64,
 }
+
+/// `GET /distribution/{name}/json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DistributionInspect {
+    #[serde(rename = "Descriptor")]
+    pub descriptor: OciDescriptor,
+    #[serde(rename = "Platforms")]
+    pub platforms: Vec<OciPlatform>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OciDescriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OciPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(rename = "os.version", skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+}
+
+/// `POST /auth`'s answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuthResponse {
+    #[serde(rename = "Status")]
+    pub status: String,
+    #[serde(
+        rename = "IdentityToken",
+        skip_serializing_if = "String::is_empty",
+        default
+    )]
+    pub identity_token: String,
+}

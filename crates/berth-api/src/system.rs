@@ -222,6 +222,33 @@ pub struct SystemInfo {
     pub warnings: Vec<String>,
 }
 
+/// A size as a progress line prints it (`units.HumanSize`: four
+/// significant digits, `1.049MB`).
+pub fn human_size(n: f64) -> String {
+    berth_util::units::human_size_with_precision(n, 4)
+}
+
+/// `[=====>      ]  1.2MB/3.4MB`, as dockerd renders a progress.
+pub fn progress_bar(current: u64, total: u64) -> String {
+    if total == 0 || current > total {
+        return format!("{:>8}", human_size(current as f64));
+    }
+    const WIDTH: u64 = 50;
+    let bars = WIDTH * current / total;
+    let (arrow, spaces) = if bars < WIDTH {
+        (">", WIDTH - bars - 1)
+    } else {
+        ("", 0)
+    };
+    format!(
+        "[{}{arrow}{}] {:>8}/{}",
+        "=".repeat(bars as usize),
+        " ".repeat(spaces as usize),
+        human_size(current as f64),
+        human_size(total as f64)
+    )
+}
+
 /// A failure inside a progress stream.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -263,6 +290,28 @@ impl JsonMessage {
         }
     }
 
+    /// A status line, about one layer when `id` is set.
+    pub fn status(id: Option<&str>, status: impl Into<String>) -> Self {
+        JsonMessage {
+            status: Some(status.into()),
+            id: id.map(str::to_string),
+            ..Self::default()
+        }
+    }
+
+    /// A progress line (`Downloading`, `Extracting`, `Pushing`) with
+    /// `progressDetail` for clients that draw their own bars and the bar
+    /// itself for those that print `progress`.
+    pub fn progress(id: &str, status: &str, current: u64, total: u64) -> Self {
+        JsonMessage {
+            status: Some(status.to_string()),
+            id: Some(id.to_string()),
+            progress: Some(progress_bar(current, total)),
+            progress_detail: Some(serde_json::json!({"current": current, "total": total})),
+            ..Self::default()
+        }
+    }
+
     /// The error that ends the stream, with its code when it has one.
     pub fn failure(message: impl Into<String>, code: Option<i64>) -> Self {
         let message = message.into();
@@ -271,5 +320,25 @@ impl JsonMessage {
             error_detail: Some(JsonError { code, message }),
             ..Self::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_bars_as_docker_prints_them() {
+        assert_eq!(human_size(512.0), "512B");
+        assert_eq!(human_size(1_048_576.0), "1.049MB");
+        assert_eq!(human_size(32_300_000.0), "32.3MB");
+        assert_eq!(human_size(200_000_000.0), "200MB");
+        let half = progress_bar(50, 100);
+        assert!(
+            half.starts_with(&format!("[{}>{}]", "=".repeat(25), " ".repeat(24))),
+            "{half}"
+        );
+        assert!(half.ends_with("50B/100B"), "{half}");
+        assert!(progress_bar(100, 100).starts_with(&format!("[{}]", "=".repeat(50))));
     }
 }

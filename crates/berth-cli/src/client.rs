@@ -209,8 +209,19 @@ impl Client {
         body: Option<(&str, Body)>,
         upgrade: bool,
     ) -> Result<(Response, Option<Conn>)> {
+        self.send_with(method, path, body, upgrade, &[])
+    }
+
+    fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Body)>,
+        upgrade: bool,
+        extra: &[(&str, &str)],
+    ) -> Result<(Response, Option<Conn>)> {
         let mut conn = self.connect()?;
-        self.write_request(&mut conn, method, path, body, upgrade)?;
+        self.write_request(&mut conn, method, path, body, upgrade, extra)?;
         let raw = conn.try_clone()?;
         let mut r = BufReader::new(conn);
         let (status, headers) = read_head(&mut r)?;
@@ -260,12 +271,16 @@ impl Client {
         path: &str,
         body: Option<(&str, Body)>,
         upgrade: bool,
+        extra: &[(&str, &str)],
     ) -> Result<()> {
         let mut head = format!(
             "{method} /v{}{path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli/{}\r\n",
             self.version,
             env!("CARGO_PKG_VERSION")
         );
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
         if upgrade {
             head.push_str("Connection: Upgrade\r\nUpgrade: tcp\r\n");
         }
@@ -321,6 +336,10 @@ impl Client {
     }
     pub fn post(&self, path: &str) -> Result<Response> {
         Ok(self.send("POST", path, None, false)?.0)
+    }
+    /// A POST with headers of its own (`X-Registry-Auth`).
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
+        Ok(self.send_with("POST", path, None, false, headers)?.0)
     }
     pub fn post_json(&self, path: &str, v: &impl serde::Serialize) -> Result<Response> {
         let b = serde_json::to_vec(v)?;

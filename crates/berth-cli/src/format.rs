@@ -107,39 +107,7 @@ pub fn print_rows(format: &str, default: &str, rows: &[J], headers: &[(&str, &st
     Ok(())
 }
 
-/// Docker's `units.HumanSize` (decimal, 3 significant digits): "1.98MB".
-pub fn human_size(n: f64) -> String {
-    scaled(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"], 3)
-}
-
-/// Go's `units.BytesSize`: binary units, four significant digits.
-pub fn bytes_size(n: f64) -> String {
-    scaled(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"], 4)
-}
-
-/// `n` in the largest unit below `base`, with Go's `%.{sig}g`: `sig`
-/// significant digits, trailing zeros dropped.
-fn scaled(n: f64, base: f64, units: &[&str], sig: usize) -> String {
-    let mut v = n;
-    let mut i = 0;
-    while v >= base && i < units.len() - 1 {
-        v /= base;
-        i += 1;
-    }
-    let int_digits = if v >= 1.0 {
-        (v.log10().floor() as usize) + 1
-    } else {
-        1
-    };
-    let digits = sig.saturating_sub(int_digits);
-    let t = format!("{v:.digits$}");
-    let t = if t.contains('.') {
-        t.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        t
-    };
-    format!("{t}{}", units[i])
-}
+pub use berth_util::units::{bytes_size, human_size};
 
 /// "5 seconds ago", for CREATED columns.
 pub fn ago(unix: i64) -> String {

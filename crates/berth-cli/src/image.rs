@@ -16,6 +16,8 @@ pub(crate) fn dispatch(c: &Client, cmd: ImageCmd) -> (Result<i32>, i32) {
         I::Ls(a) => (images(c, a), 1),
         I::Import(a) => (import(c, a), 1),
         I::Load(a) => (load(c, a), 1),
+        I::Pull(a) => (crate::distribution::pull(c, a), 1),
+        I::Push(a) => (crate::distribution::push(c, a), 1),
         I::Save(a) => (save(c, a), 1),
         I::Inspect(a) => (crate::system::inspect(c, a, Some("image")), 1),
         I::Tag(a) => (tag(c, a), 1),
@@ -48,16 +50,10 @@ pub(crate) fn images(c: &Client, a: ImagesArgs) -> Result<i32> {
             short_id(&v.id)
         };
         let created = v.created;
-        let tags = if v.repo_tags.is_empty() {
-            vec!["<none>:<none>".to_string()]
-        } else {
-            v.repo_tags.clone()
-        };
-        for t in tags {
-            let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
+        for (repo, tag, digest) in image_rows(v) {
             rows.push(json!({
                 "Repository": repo, "Tag": tag, "ID": shown_id,
-                "Digest": "<none>",
+                "Digest": digest,
                 "CreatedSince": ago(created),
                 "CreatedAt": chrono::DateTime::from_timestamp(created, 0)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
@@ -143,6 +139,43 @@ pub(crate) fn load(c: &Client, a: LoadArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// (repository, tag, digest) rows of one image, as the docker CLI lists
+/// them: each tag with its repository's digest, then repositories known
+/// only by digest (an image pulled by digest).
+fn image_rows(v: &berth_api::ImageSummary) -> Vec<(String, String, String)> {
+    let digest_of = |repo: &str| {
+        v.repo_digests
+            .iter()
+            .filter_map(|d| d.split_once('@'))
+            .find(|(r, _)| *r == repo)
+            .map(|(_, d)| d.to_string())
+    };
+    let none = || "<none>".to_string();
+    let mut rows: Vec<(String, String, String)> = v
+        .repo_tags
+        .iter()
+        .map(|t| {
+            let (repo, tag) = t.rsplit_once(':').unwrap_or((t, "<none>"));
+            (
+                repo.to_string(),
+                tag.to_string(),
+                digest_of(repo).unwrap_or_else(none),
+            )
+        })
+        .collect();
+    for d in &v.repo_digests {
+        if let Some((repo, digest)) = d.split_once('@') {
+            if !rows.iter().any(|(r, _, _)| r == repo) {
+                rows.push((repo.to_string(), none(), digest.to_string()));
+            }
+        }
+    }
+    if rows.is_empty() {
+        rows.push((none(), none(), none()));
+    }
+    rows
 }
 
 /// Sends a tar to `path` and reads the JSON messages of the answer; an

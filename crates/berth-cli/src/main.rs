@@ -7,6 +7,7 @@ mod args;
 mod build;
 mod client;
 mod container;
+mod distribution;
 mod format;
 mod gotmpl;
 mod image;
@@ -130,6 +131,10 @@ fn short(c: &Client, cmd: ShortCmd) -> (Result<i32>, i32) {
         S::Images(a) => image::dispatch(c, ImageCmd::Ls(a)),
         S::Import(a) => image::dispatch(c, ImageCmd::Import(a)),
         S::Load(a) => image::dispatch(c, ImageCmd::Load(a)),
+        S::Pull(a) => image::dispatch(c, ImageCmd::Pull(a)),
+        S::Push(a) => image::dispatch(c, ImageCmd::Push(a)),
+        S::Login(a) => (distribution::login(c, a), 1),
+        S::Logout(a) => (distribution::logout(a), 1),
         S::Save(a) => image::dispatch(c, ImageCmd::Save(a)),
         S::Tag(a) => image::dispatch(c, ImageCmd::Tag(a)),
         S::Rmi(a) => image::dispatch(c, ImageCmd::Rm(a)),

@@ -8,8 +8,12 @@ use crate::build::{BuildContext, BuildOptions};
 use crate::commit::CommitOptions;
 use crate::events::Event;
 use crate::exec::PreparedExec;
+use crate::images::pull::PullOptions;
+use crate::images::push::PushOptions;
+use crate::images::registry::{AuthConfig, Sink};
 use crate::images::ImportOptions;
 use crate::{Engine, LogOptions, Result};
+use berth_api::DistributionInspect;
 use berth_api::{
     ContainerInspect, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
     CreateRequest, DiskUsage, EndpointSettings, ExecConfig, ExecInspect, HistoryItem, HostConfig,
@@ -167,6 +171,14 @@ pub trait ImageBackend: Backend {
     fn prune_images(&self, f: &Filters) -> Result<(Vec<ImageDeleteItem>, u64)>;
     fn commit(&self, key: &str, opts: CommitOptions)
         -> impl Future<Output = Result<String>> + Send;
+    fn pull(&self, opts: PullOptions, tx: Sink) -> impl Future<Output = Result<String>> + Send;
+    fn push(&self, opts: PushOptions, tx: Sink) -> impl Future<Output = Result<()>> + Send;
+    fn distribution_inspect(
+        &self,
+        name: &str,
+        auth: Option<AuthConfig>,
+    ) -> impl Future<Output = Result<DistributionInspect>> + Send;
+    fn login(&self, creds: AuthConfig) -> impl Future<Output = Result<Option<String>>> + Send;
 }
 
 /// `/networks/*`.
@@ -397,6 +409,22 @@ impl ExecBackend for E {
 }
 
 impl ImageBackend for E {
+    async fn pull(&self, opts: PullOptions, tx: Sink) -> Result<String> {
+        Engine::pull(self, opts, tx).await
+    }
+    async fn push(&self, opts: PushOptions, tx: Sink) -> Result<()> {
+        Engine::push(self, opts, tx).await
+    }
+    async fn distribution_inspect(
+        &self,
+        name: &str,
+        auth: Option<AuthConfig>,
+    ) -> Result<DistributionInspect> {
+        Engine::distribution_inspect(self, name, auth).await
+    }
+    async fn login(&self, creds: AuthConfig) -> Result<Option<String>> {
+        Engine::login(self, creds).await
+    }
     fn images(&self, all: bool, f: &Filters) -> Result<Vec<ImageSummary>> {
         Engine::images(self, all, f)
     }

@@ -56,6 +56,7 @@ impl Fixture {
             monitor_path: None,
             ipv6: false,
             fixed_cidr_v6: None,
+            registry: Default::default(),
         };
         let host = Host {
             mounter: Arc::new(RecordingMounter::default()),

@@ -67,6 +67,9 @@ pub enum EngineError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Credentials a registry refused (dockerd's 401 for `/auth`).
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("not modified")]
     NotModified,
     #[error("{0}")]
@@ -175,6 +178,8 @@ pub struct EngineConfig {
     /// random ULA /64, kept across restarts).
     pub ipv6: bool,
     pub fixed_cidr_v6: Option<String>,
+    /// How registries are reached (pull, push, login).
+    pub registry: images::registry::RegistryConfig,
 }
 
 /// Changes a waiter may be waiting for.
@@ -232,6 +237,11 @@ pub struct Engine {
     pub(crate) events: events::EventBus,
     /// What this host's cgroups can limit, for create and update checks.
     sys: validate::SysInfo,
+    /// The registry client, and the settings pulls and pushes follow.
+    pub(crate) dist: berth_dist::Client,
+    pub(crate) registry: images::registry::RegistryConfig,
+    /// One lock per layer blob being pulled.
+    pub(crate) pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn now() -> String {
@@ -305,9 +315,15 @@ impl Engine {
         } else {
             None
         };
+        let registry = cfg.registry.clone();
+        let dist = berth_dist::Client::new(registry.options.clone())
+            .map_err(|e| EngineError::Internal(format!("registry client: {e}")))?;
         let engine = Arc::new(Engine {
             cfg,
             store,
+            dist,
+            registry,
+            pulls: Mutex::new(HashMap::new()),
             mounter,
             net_host: net,
             shims,

@@ -8,6 +8,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_api::JsonMessage;
+use berth_engine::images::registry::{AuthConfig, Sink};
 use futures_util::StreamExt;
 use std::io::Write;
 
@@ -63,15 +64,20 @@ pub async fn create<B: ImageBackend>(
 ) -> ApiResult {
     if let Some(img) = q.get("fromImage") {
         let tag = q.str("tag");
-        let name = if tag.is_empty() {
-            img.to_string()
-        } else {
-            format!("{img}:{tag}")
+        // The docker CLI sends a digest as the tag.
+        let reference = match tag.as_str() {
+            "" => img.to_string(),
+            t if t.starts_with("sha256:") => format!("{img}@{t}"),
+            t => format!("{img}:{t}"),
         };
-        return Err(crate::ApiError(
-            StatusCode::NOT_FOUND,
-            format!("pull access denied for {img}, repository does not exist or may require 'docker login': no registry is reachable from this daemon ({name})"),
-        ));
+        let opts = berth_engine::images::pull::PullOptions {
+            reference,
+            platform: q.get("platform").map(str::to_string),
+            auth: registry_auth(req.headers()),
+        };
+        let engine = s.backend.clone();
+        return progress_stream(move |tx| async move { engine.pull(opts, tx).await.map(drop) })
+            .await;
     }
     if q.get("fromSrc") != Some("-") {
         return Err(ApiError::bad(
@@ -182,6 +188,7 @@ pub async fn by_name_get<B: ImageBackend>(
 pub async fn by_name_post<B: ImageBackend>(
     State(s): State<AppState<B>>,
     Path(rest): Path<String>,
+    headers: axum::http::HeaderMap,
     q: Q,
 ) -> ApiResult {
     let (name, action) = split_action(&rest);
@@ -198,11 +205,13 @@ pub async fn by_name_post<B: ImageBackend>(
             Ok(StatusCode::CREATED.into_response())
         }
         "push" => {
-            s.backend.find_image(name)?;
-            Err(crate::ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "pushing is not supported yet: no registry is reachable".into(),
-            ))
+            let opts = berth_engine::images::push::PushOptions {
+                name: name.to_string(),
+                tag: q.get("tag").map(str::to_string),
+                auth: registry_auth(&headers),
+            };
+            let engine = s.backend.clone();
+            progress_stream(move |tx| async move { engine.push(opts, tx).await }).await
         }
         _ => Err(crate::ApiError(
             StatusCode::NOT_FOUND,
@@ -219,4 +228,83 @@ pub async fn by_name_delete<B: ImageBackend>(
     Ok(json_response(
         s.backend.image_delete(&rest, q.bool("force"))?,
     ))
+}
+
+/// The credentials in `X-Registry-Auth`, when there are any.
+fn registry_auth(h: &axum::http::HeaderMap) -> Option<AuthConfig> {
+    h.get("x-registry-auth")
+        .and_then(|v| v.to_str().ok())
+        .and_then(AuthConfig::from_header)
+}
+
+/// Runs `op` (a pull or a push) and answers with its progress lines. An
+/// error before the first line is the answer's status, as dockerd's; one
+/// after it ends the stream as an error line.
+async fn progress_stream<F, Fut>(op: F) -> ApiResult
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: std::future::Future<Output = berth_engine::Result<()>> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<JsonMessage>(256);
+    let task = tokio::spawn(op(Sink(tx)));
+    let Some(first) = rx.recv().await else {
+        // The operation ended without a word.
+        return match task.await {
+            Ok(Ok(())) => Ok(json_lines(Vec::new())),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        };
+    };
+    let state = (Some(first), rx, Some(task));
+    let stream = futures_util::stream::unfold(state, |(first, mut rx, task)| async move {
+        let line = |m: &JsonMessage| Ok::<_, std::io::Error>(progress_line(m));
+        if let Some(m) = first {
+            return Some((line(&m), (None, rx, task)));
+        }
+        if let Some(m) = rx.recv().await {
+            return Some((line(&m), (None, rx, task)));
+        }
+        let failure = match task?.await {
+            Ok(Ok(())) => return None,
+            Ok(Err(e)) => berth_api::go_error_text(&e.to_string()),
+            Err(e) => e.to_string(),
+        };
+        Some((line(&JsonMessage::failure(failure, None)), (None, rx, None)))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// `GET /distribution/{name}/json`
+pub async fn distribution<B: ImageBackend>(
+    State(s): State<AppState<B>>,
+    Path(rest): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult {
+    let Some(name) = rest.strip_suffix("/json") else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("page not found: GET /distribution/{rest}"),
+        ));
+    };
+    Ok(json_response(
+        s.backend
+            .distribution_inspect(name, registry_auth(&headers))
+            .await?,
+    ))
+}
+
+/// `POST /auth`: dockerd checks the credentials with the registry; the
+/// client keeps them.
+pub async fn auth<B: ImageBackend>(State(s): State<AppState<B>>, body: bytes::Bytes) -> ApiResult {
+    let creds: AuthConfig = crate::parse_json(&body)?;
+    let token = s.backend.login(creds).await?;
+    Ok(json_response(berth_api::AuthResponse {
+        status: "Login Succeeded".into(),
+        identity_token: token.unwrap_or_default(),
+    }))
 }

@@ -120,6 +120,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) | EngineError::Missing { .. } => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EngineError::BadRequest(_)
             | EngineError::BuildStep { .. }
             | EngineError::StartFailed { .. } => StatusCode::BAD_REQUEST,
@@ -356,6 +357,8 @@ pub fn image_routes<B: ImageBackend>(state: AppState<B>) -> Router {
     Router::new()
         .route("/images/json", get(images::list::<B>))
         .route("/images/create", post(images::create::<B>))
+        .route("/distribution/{*rest}", get(images::distribution::<B>))
+        .route("/auth", post(images::auth::<B>))
         .route("/images/load", post(images::load::<B>))
         .route("/images/get", get(images::save_many::<B>))
         .route("/images/prune", post(images_prune::<B>))

@@ -37,6 +37,67 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+pub struct Writer<'a> {
+    store: &'a ContentStore,
+    tmp: PathBuf,
+    file: Option<io::BufWriter<File>>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob committed"))?;
+        let n = f.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
+}
+
+impl Writer<'_> {
+    /// Makes the blob visible under its digest, unless `expected` says
+    /// another; synced first.
+    pub fn commit(&mut self, expected: Option<&str>) -> Result<Descriptor, StoreError> {
+        let digest = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+        if let Some(exp) = expected {
+            if exp != digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: exp.to_string(),
+                    actual: digest,
+                });
+            }
+        }
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("blob committed"))?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let dst = self.store.path(&digest)?;
+        if !dst.exists() {
+            fs::rename(&self.tmp, &dst)?;
+            sync_dir(dst.parent().unwrap_or(&self.store.root))?;
+        }
+        Ok(Descriptor {
+            digest,
+            size: self.size,
+        })
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
 impl ContentStore {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         fs::create_dir_all(root.join("blobs/sha256"))?;
@@ -44,6 +105,20 @@ impl ContentStore {
         // Partial writes from a crash are never visible; drop them.
         for e in fs::read_dir(root.join("ingest"))? {
             let _ = fs::remove_file(e?.path());
+        }
+        // Downloads cut by a crash stay for the next pull to resume, but
+        // not for ever.
+        fs::create_dir_all(root.join("partial"))?;
+        for e in fs::read_dir(root.join("partial"))?.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 24 * 3600);
+            if old {
+                let _ = fs::remove_file(e.path());
+            }
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -81,43 +156,39 @@ impl ContentStore {
         mut reader: R,
         expected: Option<&str>,
     ) -> Result<Descriptor, StoreError> {
+        let mut w = self.writer()?;
+        io::copy(&mut reader, &mut w)?;
+        w.commit(expected)
+    }
+
+    /// A blob being written: hashed as it goes, under `ingest/` until
+    /// [`Writer::commit`] (dropped uncommitted, it leaves nothing).
+    pub fn writer(&self) -> Result<Writer<'_>, StoreError> {
         let tmp = self
             .root
             .join("ingest")
             .join(format!("{:016x}", rand::random::<u64>()));
-        let res = (|| {
-            let mut f = File::create(&tmp)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut size = 0u64;
-            loop {
-                let n = reader.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                f.write_all(&buf[..n])?;
-                size += n as u64;
-            }
-            let digest = format!("sha256:{}", hex::encode(h.finalize()));
-            if let Some(exp) = expected {
-                if exp != digest {
-                    return Err(StoreError::DigestMismatch {
-                        expected: exp.to_string(),
-                        actual: digest,
-                    });
-                }
-            }
-            f.sync_all()?;
-            let dst = self.path(&digest)?;
-            if !dst.exists() {
-                fs::rename(&tmp, &dst)?;
-                sync_dir(dst.parent().unwrap_or(&self.root))?;
-            }
-            Ok(Descriptor { digest, size })
-        })();
-        let _ = fs::remove_file(&tmp);
-        res
+        let file = io::BufWriter::with_capacity(256 << 10, File::create(&tmp)?);
+        Ok(Writer {
+            store: self,
+            tmp,
+            file: Some(file),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// A fresh name under `ingest/`, for scratch files (gone at the next open).
+    pub fn scratch_path(&self) -> PathBuf {
+        self.root
+            .join("ingest")
+            .join(format!("scratch-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Where a download of `digest` keeps its bytes until they are whole:
+    /// kept across restarts, so that the next pull resumes from them.
+    pub fn partial_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.root.join("partial").join(digest_hex(digest)?))
     }
 
     pub fn delete(&self, digest: &str) -> Result<(), StoreError> {

@@ -360,6 +360,19 @@ impl LayerStore {
         diff_id: &str,
         reader: R,
     ) -> Result<LayerMeta, StoreError> {
+        self.create_checked(parent, diff_id, reader, |_| Ok(()))
+    }
+
+    /// `create`, with `check` given the reader once the tar is unpacked and
+    /// before the layer takes its name: a layer whose bytes turn out wrong
+    /// is never visible.
+    pub fn create_checked<R: Read>(
+        &self,
+        parent: Option<&str>,
+        diff_id: &str,
+        mut reader: R,
+        check: impl FnOnce(R) -> Result<(), StoreError>,
+    ) -> Result<LayerMeta, StoreError> {
         let chain = chain_id(parent, diff_id);
         if let Some(m) = self.get(&chain) {
             return Ok(m);
@@ -369,7 +382,8 @@ impl LayerStore {
             .join(format!("tmp-{:016x}", rand::random::<u64>()));
         let res = (|| {
             fs::create_dir_all(tmp.join("diff"))?;
-            let size = unpack_layer(reader, &tmp.join("diff"))?;
+            let size = unpack_layer(&mut reader, &tmp.join("diff"))?;
+            check(reader)?;
             let meta = LayerMeta {
                 chain_id: chain.clone(),
                 diff_id: diff_id.to_string(),

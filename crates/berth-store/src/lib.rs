@@ -8,6 +8,7 @@ pub mod content;
 pub use berth_util::fs as fsutil;
 pub mod layer;
 pub mod reference;
+pub mod sources;
 mod transfer;
 
 use berth_api::{History, ImageConfigBlob, ImageRunConfig, RootFs};
@@ -72,6 +73,8 @@ pub struct Image {
     pub repo_tags: Vec<String>,
     /// The local image this one was committed or built from, while it exists.
     pub parent: Option<String>,
+    /// `repo@sha256:…` at registries.
+    pub repo_digests: Vec<String>,
 }
 
 /// Was `child` built on `parent`: its history and layers a strict extension
@@ -122,11 +125,17 @@ struct IndexEntry {
     /// The local image it was committed or built from (dockerd's Parent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parent: Option<String>,
+    /// `repo@sha256:…` for each registry repository it was pulled from or
+    /// pushed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    repo_digests: Vec<String>,
 }
 
 pub struct Store {
     pub content: ContentStore,
     pub layers: LayerStore,
+    /// Where layers are at registries, for pushes.
+    pub sources: sources::Sources,
     index_path: PathBuf,
     index: RwLock<Index>,
     configs: RwLock<HashMap<String, ImageConfigBlob>>,
@@ -153,9 +162,11 @@ impl Store {
                 configs.insert(id.clone(), serde_json::from_slice(&b)?);
             }
         }
+        let sources = sources::Sources::open(data_root.join("images/sources.json"))?;
         Ok(Self {
             content,
             layers,
+            sources,
             index_path,
             index: RwLock::new(index),
             configs: RwLock::new(configs),
@@ -183,6 +194,7 @@ impl Store {
             size: e.size,
             repo_tags,
             parent: e.parent.clone().filter(|p| idx.images.contains_key(p)),
+            repo_digests: e.repo_digests.clone(),
         })
     }
 
@@ -199,6 +211,14 @@ impl Store {
     }
 
     fn resolve_id(idx: &Index, name: &str) -> Option<String> {
+        if let Some((repo, digest)) = name.split_once('@') {
+            let want = format!("{}@{digest}", reference::familiar_repo(repo));
+            return idx
+                .images
+                .iter()
+                .find(|(_, e)| e.repo_digests.contains(&want))
+                .map(|(id, _)| id.clone());
+        }
         if let Ok(r) = reference::normalize(name) {
             if let Some(id) = idx.refs.get(&r) {
                 return Some(id.clone());
@@ -245,11 +265,23 @@ impl Store {
         tags: &[String],
         parent_image: Option<&str>,
     ) -> Result<String, StoreError> {
+        self.register_raw(&serde_json::to_vec(config)?, tags, parent_image)
+    }
+
+    /// Registers the image whose config blob is exactly `bytes` (a pulled or
+    /// loaded image keeps its id: the digest of the config as it travelled).
+    pub fn register_raw(
+        &self,
+        bytes: &[u8],
+        tags: &[String],
+        parent_image: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let config: ImageConfigBlob = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::InvalidArchive(format!("image config: {e}")))?;
         if config.rootfs.diff_ids.len() > MAX_LAYERS {
             return Err(StoreError::MaxDepth(config.rootfs.diff_ids.len()));
         }
-        let bytes = serde_json::to_vec(config)?;
-        let desc = self.content.write(&bytes)?;
+        let desc = self.content.write(bytes)?;
         let mut chain = Vec::new();
         let mut size = 0;
         let mut parent: Option<String> = None;
@@ -270,19 +302,23 @@ impl Store {
         self.configs
             .write()
             .expect("configs lock")
-            .insert(desc.digest.clone(), config.clone());
+            .insert(desc.digest.clone(), config);
         let mut idx = self.index.write().expect("index lock");
-        // Registering an image again keeps the parent it was first given.
+        let old = idx.images.get(&desc.digest);
+        // Registering an image again keeps the parent it was first given,
+        // and the registry digests it had.
         let parent_image = parent_image
             .map(str::to_string)
-            .or_else(|| idx.images.get(&desc.digest).and_then(|e| e.parent.clone()))
+            .or_else(|| old.and_then(|e| e.parent.clone()))
             .filter(|p| !p.is_empty() && *p != desc.digest);
+        let repo_digests = old.map(|e| e.repo_digests.clone()).unwrap_or_default();
         idx.images.insert(
             desc.digest.clone(),
             IndexEntry {
                 chain,
                 size,
                 parent: parent_image,
+                repo_digests,
             },
         );
         for t in tags {
@@ -290,6 +326,21 @@ impl Store {
         }
         self.persist(&idx)?;
         Ok(desc.digest)
+    }
+
+    /// Records that image `id` is `repo@digest` at a registry (`RepoDigests`);
+    /// a repository keeps one digest per image, the latest.
+    pub fn add_repo_digest(&self, id: &str, repo: &str, digest: &str) -> Result<(), StoreError> {
+        let mut idx = self.index.write().expect("index lock");
+        let e = idx
+            .images
+            .get_mut(id)
+            .ok_or_else(|| StoreError::ImageNotFound(id.to_string()))?;
+        let prefix = format!("{repo}@");
+        e.repo_digests.retain(|d| !d.starts_with(&prefix));
+        e.repo_digests.push(format!("{repo}@{digest}"));
+        e.repo_digests.sort();
+        self.persist(&idx)
     }
 
     /// Stores a layer tar (plain or gzip) on top of `parent`, keeping the
@@ -303,6 +354,30 @@ impl Store {
         let blob = self.content.open_blob(&desc.digest)?;
         let meta = self.layers.create(parent, &desc.digest, blob)?;
         Ok((desc, meta.chain_id))
+    }
+
+    /// Stores a plain layer tar on top of `parent` in one pass (unpacked
+    /// while its bytes are kept and hashed), refusing it unless its digest is
+    /// `diff_id` — what the image's config says it is. Returns the chain id.
+    pub fn add_verified_layer<R: Read>(
+        &self,
+        parent: Option<&str>,
+        reader: R,
+        diff_id: &str,
+    ) -> Result<String, StoreError> {
+        let mut blob = self.content.writer()?;
+        let tee = Tee {
+            inner: reader,
+            out: &mut blob,
+        };
+        let meta = self
+            .layers
+            .create_checked(parent, diff_id, tee, |mut rest| {
+                // A tar's end-of-archive padding is hashed too.
+                std::io::copy(&mut rest, &mut std::io::sink())?;
+                rest.out.commit(Some(diff_id)).map(drop)
+            })?;
+        Ok(meta.chain_id)
     }
 
     /// Stores the changes in a container's writable directory as a layer on
@@ -534,6 +609,20 @@ impl Store {
     }
 }
 
+/// Reads from `inner`, writing what it reads to `out`.
+struct Tee<'a, R, W> {
+    inner: R,
+    out: &'a mut W,
+}
+
+impl<R: Read, W: std::io::Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// An unnamed temporary file under `dir` (same filesystem as the store).
 fn tempfile_in(dir: &Path) -> std::io::Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
@@ -560,6 +649,48 @@ mod tests {
         h.set_mode(0o755);
         b.append_data(&mut h, "bin/true", &b"abc"[..]).unwrap();
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn verified_layers_and_raw_configs() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let tar = rootfs_tar();
+        let diff = content::sha256_digest(&tar);
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        assert!(matches!(
+            s.add_verified_layer(None, &tar[..], &wrong),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(
+            s.layers.list().is_empty(),
+            "a refused layer is never visible"
+        );
+        assert!(!s.content.exists(&diff));
+        let chain = s.add_verified_layer(None, &tar[..], &diff).unwrap();
+        assert_eq!(chain, layer::chain_id(None, &diff));
+        assert!(s
+            .layers
+            .diff_path(&chain)
+            .unwrap()
+            .join("bin/true")
+            .exists());
+        assert_eq!(s.content.read(&diff).unwrap(), tar);
+        // A config keeps its bytes, so the image keeps its id; unknown
+        // members included.
+        let cfg = format!(
+            r#"{{"architecture":"amd64","os":"linux","os.version":"x","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+        );
+        let id = s
+            .register_raw(cfg.as_bytes(), &["reg.lan/app:v1".into()], None)
+            .unwrap();
+        assert_eq!(id, content::sha256_digest(cfg.as_bytes()));
+        s.add_repo_digest(&id, "reg.lan/app", &wrong).unwrap();
+        assert_eq!(s.get(&format!("reg.lan/app@{wrong}")).unwrap().id, id);
+        assert_eq!(
+            s.get("reg.lan/app:v1").unwrap().repo_digests,
+            vec![format!("reg.lan/app@{wrong}")]
+        );
     }
 
     #[test]

@@ -44,6 +44,15 @@ pub fn normalize(name: &str) -> Result<String, StoreError> {
     Ok(format!("{repo}:{tag}"))
 }
 
+/// A repository's short name, as `normalize` keeps it: `docker.io/library/x` is `x`.
+pub fn familiar_repo(repo: &str) -> String {
+    repo.strip_prefix("docker.io/library/")
+        .or_else(|| repo.strip_prefix("docker.io/"))
+        .or_else(|| repo.strip_prefix("index.docker.io/library/"))
+        .unwrap_or(repo)
+        .to_string()
+}
+
 /// Splits a normalised reference into repository and tag.
 pub fn split(r: &str) -> (&str, &str) {
     match r.rfind(':') {

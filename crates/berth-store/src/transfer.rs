@@ -129,8 +129,9 @@ impl Store {
     pub fn load<R: Read>(&self, reader: R) -> Result<LoadReport, StoreError> {
         let mut report = LoadReport::default();
         for (cfg_digest, layers, tags) in self.ingest_archive(reader)? {
-            let config = self.load_layers(&cfg_digest, &layers)?;
-            let id = self.register(&config, &tags)?;
+            self.load_layers(&cfg_digest, &layers)?;
+            // The config as it travelled: the image keeps its id.
+            let id = self.register_raw(&self.content.read(&cfg_digest)?, &tags, None)?;
             if tags.is_empty() {
                 report.ids.push(id);
             }

@@ -6,3 +6,4 @@
 pub mod bpf;
 pub mod fs;
 pub mod gotime;
+pub mod units;

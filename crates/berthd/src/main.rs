@@ -61,6 +61,23 @@ struct Args {
     /// the shim re-executes itself)
     #[arg(long, env = "BERTH_MONITOR")]
     shim_monitor: Option<PathBuf>,
+    /// Registries (host[:port] or IPv4 CIDR) reached over plain HTTP, or
+    /// HTTPS without checking the certificate; loopback always is
+    #[arg(long = "insecure-registry")]
+    insecure_registry: Vec<String>,
+    /// When given, the only registries this daemon contacts (`loopback`:
+    /// any loopback address); pulls from others fail without any traffic
+    #[arg(long = "allow-registry")]
+    allow_registry: Vec<String>,
+    /// Layers downloaded at once per pull
+    #[arg(long, default_value_t = 3)]
+    max_concurrent_downloads: usize,
+    /// Layers uploaded at once per push
+    #[arg(long, default_value_t = 5)]
+    max_concurrent_uploads: usize,
+    /// CA certificates per registry, `<dir>/<host[:port]>/*.crt`
+    #[arg(long, default_value = "/etc/docker/certs.d")]
+    registry_certs_dir: PathBuf,
 }
 
 /// See `Args::cgroup_favordynmods`.
@@ -219,6 +236,16 @@ async fn run(args: Args) -> Result<()> {
             shim_slim_after_ms: args.shim_slim_after,
             ipv6: args.ipv6,
             fixed_cidr_v6: args.fixed_cidr_v6.clone(),
+            registry: berth_engine::images::registry::RegistryConfig {
+                options: berth_dist::Options {
+                    insecure: args.insecure_registry.clone(),
+                    allow: (!args.allow_registry.is_empty()).then(|| args.allow_registry.clone()),
+                    certs_dir: args.registry_certs_dir.clone(),
+                    ..berth_dist::Options::default()
+                },
+                max_concurrent_downloads: args.max_concurrent_downloads,
+                max_concurrent_uploads: args.max_concurrent_uploads,
+            },
         },
         berth_engine::Host::linux(shim),
     )

@@ -206,12 +206,12 @@ pub struct RunArgs {
     pub attach: Vec<String>,
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
-    /// Accepted for compatibility; Berth runs the image's platform.
+    /// The platform to pull when the image is pulled (os/arch[/variant])
     #[arg(long)]
     pub platform: Option<String>,
-    /// Accepted for compatibility: images never come from a registry yet.
-    #[arg(long)]
-    pub pull: Option<String>,
+    /// Pull image before running: always, missing, never
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
     /// IMAGE [COMMAND] [ARG...]: options end at the image, as in docker.
     #[arg(
         required = true,

@@ -9,6 +9,8 @@ pub enum ImageCmd {
     Ls(ImagesArgs),
     Import(ImportArgs),
     Load(LoadArgs),
+    Pull(PullArgs),
+    Push(PushArgs),
     Save(SaveArgs),
     Inspect(InspectArgs),
     Tag(TagArgs),
@@ -112,6 +114,52 @@ pub struct ImportArgs {
     /// A tar file, or - for STDIN
     pub file: String,
     pub reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Download every tagged image in the repository (not supported)
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG|@DIGEST]
+    pub image: String,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// Push all tags of the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG]
+    pub image: String,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from STDIN
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// The registry (default: Docker Hub)
+    pub server: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    /// The registry (default: Docker Hub)
+    pub server: Option<String>,
 }
 
 #[derive(Args)]

@@ -390,15 +390,35 @@ pub(crate) fn create(c: &Client, a: &RunArgs) -> Result<String> {
         Some(n) => query(&[("name", n.clone())]),
         None => String::new(),
     };
-    let resp = match c.post_json(&format!("/containers/create{q}"), &body) {
+    let path = format!("/containers/create{q}");
+    let pull = |c: &Client| -> Result<()> {
+        let r = berth_dist::Reference::parse(a.image())
+            .map_err(|_| anyhow::anyhow!("invalid reference format: {}", a.image()))?;
+        crate::distribution::pull_ref(c, &r, a.platform.as_deref(), false, &mut std::io::stderr())
+    };
+    match a.pull.as_str() {
+        "missing" | "never" => {}
+        "always" => pull(c)?,
+        other => anyhow::bail!(
+            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
+        ),
+    }
+    let resp = match c.post_json(&path, &body) {
         Ok(r) => r,
         Err(e) => {
-            if let Some(d) = e.downcast_ref::<DaemonError>() {
-                if d.status == 404 && d.message.starts_with("No such image") {
-                    eprintln!("Unable to find image '{}' locally", a.image());
-                }
+            let missing = e
+                .downcast_ref::<DaemonError>()
+                .is_some_and(|d| d.status == 404 && d.message.starts_with("No such image"));
+            if !missing || a.pull == "always" {
+                return Err(e);
             }
-            return Err(e);
+            eprintln!("Unable to find image '{}' locally", a.image());
+            if a.pull == "never" {
+                return Err(e);
+            }
+            // As the docker CLI: pull, then create again.
+            pull(c)?;
+            c.post_json(&path, &body)?
         }
     };
     let created: berth_api::ContainerCreateResponse = resp.decode()?;

@@ -2,6 +2,9 @@
 //! store types to the API's JSON.
 
 pub mod commit;
+pub mod pull;
+pub mod push;
+pub mod registry;
 
 use crate::{Engine, EngineError, Result};
 use berth_api::{
@@ -132,7 +135,7 @@ impl Engine {
             id: img.id.clone(),
             parent_id: img.parent.clone().unwrap_or_default(),
             repo_tags: img.repo_tags.clone(),
-            repo_digests: Vec::new(),
+            repo_digests: img.repo_digests.clone(),
             created: img.created_unix(),
             size: img.size as i64,
             shared_size: -1,
@@ -306,7 +309,7 @@ impl Engine {
         Ok(ImageInspect {
             id: img.id,
             repo_tags: img.repo_tags,
-            repo_digests: Vec::new(),
+            repo_digests: img.repo_digests.clone(),
             parent: img.parent.unwrap_or_default(),
             comment: comment.unwrap_or_default(),
             created: cfg.created.unwrap_or_default(),
