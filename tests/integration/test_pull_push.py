@@ -170,6 +170,15 @@ def test_berth_pull_push_and_digests(daemon, registry, tmp_path, docker_config):
     assert f"{url}/berthcli v2 {digest}" in rows
     rc, out, _ = daemon.berth("pull", "-q", img)
     assert rc == 0 and out.strip() == img
+    # A pulled layer is kept as its compressed blob; save makes its tar.
+    image_id = json.loads(daemon.berth("image", "inspect", img, check=True)[1])[0]["Id"]
+    saved = tmp_path / "saved.tar"
+    daemon.berth("save", "-o", str(saved), img, check=True)
+    _rmi(daemon, img)
+    rc, out, err = daemon.berth("load", "-i", str(saved))
+    assert rc == 0, err
+    assert json.loads(daemon.berth("image", "inspect", img, check=True)[1])[0]["Id"] == image_id
+    assert daemon.berth("run", "--rm", img)[1].strip() == "berth-cli"
     rc, _, err = daemon.berth("pull", f"{url}/berthcli:nope")
     assert rc != 0 and f"manifest for {url}/berthcli:nope not found" in err
     # The API's own view of a reference at the registry.

@@ -182,37 +182,6 @@ impl Index {
     }
 }
 
-/// How a layer's bytes are packed, from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    pub fn of_media_type(mt: &str) -> Compression {
-        if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
-            Compression::Zstd
-        } else if mt.ends_with("gzip") {
-            Compression::Gzip
-        } else {
-            Compression::None
-        }
-    }
-
-    /// By the first bytes, for layers whose media type does not say.
-    pub fn sniff(head: &[u8]) -> Option<Compression> {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Some(Compression::Gzip)
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Some(Compression::Zstd)
-        } else {
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,17 +235,5 @@ mod tests {
         assert!(matches!(parse(ix, "").unwrap(), Fetched::Index(_)));
         assert!(parse(br#"{"schemaVersion":1}"#, "").is_err());
         assert!(parse(b"nope", OCI_MANIFEST).is_err());
-        assert_eq!(
-            Compression::of_media_type(DOCKER_LAYER_GZIP),
-            Compression::Gzip
-        );
-        assert_eq!(
-            Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),
-            Compression::Zstd
-        );
-        assert_eq!(
-            Compression::of_media_type("application/vnd.oci.image.layer.v1.tar"),
-            Compression::None
-        );
     }
 }

@@ -143,10 +143,6 @@ impl Client {
         })
     }
 
-    pub fn options(&self) -> &Options {
-        &self.opts
-    }
-
     /// The client for `host`: one that also trusts `certs.d/<host>/*.crt`
     /// when there are such files.
     fn http_for(&self, host: &str, insecure: bool) -> Result<reqwest::Client, DistError> {
@@ -558,18 +554,6 @@ impl Session {
             });
         }
         Ok((bytes.to_vec(), mt, digest))
-    }
-
-    /// A manifest's descriptor without its body (`HEAD`).
-    pub async fn manifest_descriptor(&self, target: &str) -> Result<Descriptor, DistError> {
-        let (bytes, mt, digest) = self.manifest(target).await?;
-        Ok(Descriptor {
-            media_type: mt,
-            digest,
-            size: bytes.len() as u64,
-            platform: None,
-            urls: vec![],
-        })
     }
 
     /// A small blob (a config) into memory, checked against its digest.

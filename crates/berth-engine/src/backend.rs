@@ -232,6 +232,7 @@ pub trait SystemBackend: Backend {
     /// (all, running, paused, stopped)
     fn container_count(&self) -> (usize, usize, usize, usize);
     fn image_count(&self) -> usize;
+    fn registry_service_config(&self) -> berth_api::RegistryServiceConfig;
     fn system_df(&self, with_sizes: bool) -> Result<DiskUsage>;
     fn subscribe_events(
         &self,
@@ -530,6 +531,9 @@ impl BuildBackend for E {
 }
 
 impl SystemBackend for E {
+    fn registry_service_config(&self) -> berth_api::RegistryServiceConfig {
+        Engine::registry_service_config(self)
+    }
     fn container_count(&self) -> (usize, usize, usize, usize) {
         Engine::container_count(self)
     }

@@ -640,17 +640,16 @@ fn read_stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let mut left = len;
-        let mut buf = vec![0u8; 256 << 10];
         while left > 0 {
-            let want = buf.len().min(left as usize);
-            match reader.read(&mut buf[..want]) {
+            // A fresh buffer per chunk, handed over without a copy.
+            let want = (1usize << 20).min(left as usize);
+            let mut buf = bytes::BytesMut::zeroed(want);
+            match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     left -= n as u64;
-                    if tx
-                        .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
-                        .is_err()
-                    {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
                         return;
                     }
                 }

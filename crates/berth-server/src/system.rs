@@ -112,6 +112,7 @@ pub(crate) async fn info<B: SystemBackend>(State(s): State<AppState<B>>) -> Resp
         mem_total: mem,
         docker_root_dir: s.daemon.data_root.clone(),
         index_server_address: "https://index.docker.io/v1/".into(),
+        registry_config: s.backend.registry_service_config(),
         name,
         server_version: s.daemon.version.clone(),
         runtimes: [(

@@ -178,6 +178,19 @@ impl ContentStore {
         })
     }
 
+    /// Makes the file at `path` (synced, on this filesystem, its digest
+    /// checked by the caller) the blob `digest`.
+    pub fn adopt(&self, path: &Path, digest: &str) -> Result<(), StoreError> {
+        let dst = self.path(digest)?;
+        if dst.exists() {
+            let _ = fs::remove_file(path);
+        } else {
+            fs::rename(path, &dst)?;
+            sync_dir(dst.parent().unwrap_or(&self.root))?;
+        }
+        Ok(())
+    }
+
     /// A fresh name under `ingest/`, for scratch files (gone at the next open).
     pub fn scratch_path(&self) -> PathBuf {
         self.root

@@ -16,6 +16,19 @@ pub struct LayerMeta {
     pub diff_id: String,
     pub parent: Option<String>,
     pub size: u64,
+    /// A pulled layer keeps the compressed blob it came as instead of its
+    /// plain tar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<Packed>,
+}
+
+/// A layer's compressed blob in the content store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packed {
+    pub digest: String,
+    pub media_type: String,
+    /// The plain tar's length, for archives that must say it up front.
+    pub tar_size: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -360,18 +373,19 @@ impl LayerStore {
         diff_id: &str,
         reader: R,
     ) -> Result<LayerMeta, StoreError> {
-        self.create_checked(parent, diff_id, reader, |_| Ok(()))
+        self.create_checked(parent, diff_id, reader, |_| Ok(None))
     }
 
     /// `create`, with `check` given the reader once the tar is unpacked and
     /// before the layer takes its name: a layer whose bytes turn out wrong
-    /// is never visible.
+    /// is never visible. `check` says which compressed blob, if any, keeps
+    /// the layer's bytes.
     pub fn create_checked<R: Read>(
         &self,
         parent: Option<&str>,
         diff_id: &str,
         mut reader: R,
-        check: impl FnOnce(R) -> Result<(), StoreError>,
+        check: impl FnOnce(R) -> Result<Option<Packed>, StoreError>,
     ) -> Result<LayerMeta, StoreError> {
         let chain = chain_id(parent, diff_id);
         if let Some(m) = self.get(&chain) {
@@ -383,12 +397,13 @@ impl LayerStore {
         let res = (|| {
             fs::create_dir_all(tmp.join("diff"))?;
             let size = unpack_layer(&mut reader, &tmp.join("diff"))?;
-            check(reader)?;
+            let packed = check(reader)?;
             let meta = LayerMeta {
                 chain_id: chain.clone(),
                 diff_id: diff_id.to_string(),
                 parent: parent.map(str::to_string),
                 size,
+                packed,
             };
             write_atomic(&tmp.join("meta.json"), &serde_json::to_vec(&meta)?)?;
             let dst = self.dir(&chain)?;

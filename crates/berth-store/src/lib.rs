@@ -7,6 +7,7 @@ pub mod changes;
 pub mod content;
 pub use berth_util::fs as fsutil;
 pub mod layer;
+pub mod packed;
 pub mod reference;
 pub mod sources;
 mod transfer;
@@ -375,7 +376,7 @@ impl Store {
             .create_checked(parent, diff_id, tee, |mut rest| {
                 // A tar's end-of-archive padding is hashed too.
                 std::io::copy(&mut rest, &mut std::io::sink())?;
-                rest.out.commit(Some(diff_id)).map(drop)
+                rest.out.commit(Some(diff_id)).map(|_| None)
             })?;
         Ok(meta.chain_id)
     }
@@ -590,10 +591,14 @@ impl Store {
             if used.contains(c) || held.contains(c) {
                 continue;
             }
-            let diff = self.layers.get(c).map(|m| m.diff_id);
+            let meta = self.layers.get(c);
             if self.layers.remove(c).is_ok() {
-                if let Some(diff) = diff.filter(|d| !diffs_kept.contains(d)) {
-                    let _ = self.content.delete(&diff);
+                let Some(meta) = meta else { continue };
+                if !diffs_kept.contains(&meta.diff_id) {
+                    let _ = self.content.delete(&meta.diff_id);
+                }
+                if let Some(p) = meta.packed {
+                    self.drop_packed(&p.digest);
                 }
             }
         }

@@ -63,15 +63,17 @@ impl Store {
             };
             let mut layer_paths = Vec::new();
             let mut layer_descs = Vec::new();
-            for diff in &img.config.rootfs.diff_ids {
+            for (diff, chain) in img.config.rootfs.diff_ids.iter().zip(&img.chain) {
                 let path = format!("blobs/sha256/{}", digest_hex(diff)?);
-                let size = std::fs::metadata(self.content.path(diff)?)?.len();
+                // A pulled layer is kept compressed: its tar is made as it is
+                // written, and its length was recorded when it was pulled.
+                let (tar, size) = self.layer_tar(chain)?;
                 if written.insert(diff.clone()) {
                     let mut h = tar::Header::new_ustar();
                     h.set_size(size);
                     h.set_mode(0o644);
                     h.set_mtime(0);
-                    b.append_data(&mut h, &path, self.content.open_blob(diff)?)?;
+                    b.append_data(&mut h, &path, tar)?;
                 }
                 layer_paths.push(path);
                 layer_descs.push(json!({"mediaType": MEDIA_LAYER, "digest": diff, "size": size}));

@@ -1,17 +1,16 @@
 //! `docker pull`: a manifest (an index's entry for the platform), its
 //! config, and each layer not already here — downloaded a few at a time
 //! into `content/partial/` with the digest checked as bytes arrive, then
-//! decompressed and unpacked in order in one pass that checks the diff id.
+//! decompressed and unpacked in one pass that checks the diff id, the
+//! compressed blob kept as the layer's content.
 
 use super::registry::{dist_error, short_digest, Sink};
 use crate::{Engine, EngineError, Result};
 use berth_api::JsonMessage;
-use berth_dist::manifest::{self, Compression, Descriptor, Fetched, ImageManifest, Platform};
+use berth_dist::manifest::{self, Descriptor, Fetched, ImageManifest, Platform};
 use berth_dist::{AuthConfig, Reference, Session};
 use berth_store::layer::chain_id;
 use berth_store::sources::LayerSource;
-use futures_util::StreamExt;
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -175,8 +174,11 @@ impl Engine {
         Ok((top, m))
     }
 
-    /// Downloads `layers` (at most `n` at a time) and unpacks each in order
-    /// as soon as it and those below it are here.
+    /// Downloads `layers` (at most `n` at a time) and unpacks each as soon
+    /// as it is whole: layers are directories of their own (whiteouts are
+    /// files in them until overlayfs reads them), so they need not wait for
+    /// the ones below. The first failure cancels the rest; their bytes stay
+    /// in `content/partial/` for the next pull.
     async fn fetch_layers(
         &self,
         session: &Session,
@@ -185,54 +187,50 @@ impl Engine {
         tx: &Sink,
         r: &Reference,
     ) -> Result<()> {
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(layers.len().max(1));
-        let downloads = async {
-            // Collected first: a lazy map's closure would make the future
-            // not Send (a higher-ranked lifetime rustc cannot prove).
-            let futs: Vec<_> = layers
-                .iter()
-                .map(|l| self.download(session, l, tx, r))
-                .collect();
-            let mut s = futures_util::stream::iter(futs).buffered(n);
-            while let Some(res) = s.next().await {
-                let failed = res.is_err();
-                if done_tx.send(res).await.is_err() || failed {
-                    break;
-                }
-            }
-            drop(done_tx);
+        let slots = tokio::sync::Semaphore::new(n);
+        // Collected first: a lazy map's closure would make the future not
+        // Send (a higher-ranked lifetime rustc cannot prove).
+        let futs: Vec<_> = layers
+            .iter()
+            .map(|l| self.fetch_layer(session, l, &slots, tx, r))
+            .collect();
+        futures_util::future::try_join_all(futs).await?;
+        Ok(())
+    }
+
+    async fn fetch_layer(
+        &self,
+        session: &Session,
+        l: &Layer,
+        slots: &tokio::sync::Semaphore,
+        tx: &Sink,
+        r: &Reference,
+    ) -> Result<()> {
+        // One pull of a blob at a time: a second waits, then finds the
+        // layer made.
+        let _held = self.pull_lock(&l.desc.digest).lock_owned().await;
+        if self.store.layers.get(&l.chain).is_some() {
+            tx.send(JsonMessage::status(Some(&l.short), "Pull complete"))
+                .await;
+            return Ok(());
+        }
+        let path = {
+            let _slot = slots.acquire().await;
+            self.download(session, l, tx, r).await?
         };
-        let extracts = async {
-            for l in layers {
-                let Some(res) = done_rx.recv().await else {
-                    return Err(EngineError::Internal("download ended early".into()));
-                };
-                let (path, _guard) = res?;
-                self.extract(l, &path, tx).await?;
-                let _ = tokio::fs::remove_file(&path).await;
-            }
-            Ok(())
-        };
-        let ((), res) = tokio::join!(downloads, extracts);
-        res
+        self.extract(l, &path, tx).await
     }
 
     /// One layer's blob into `content/partial/`, resumed from what an
-    /// earlier attempt left there. Holds the layer's pull lock, so that two
-    /// pulls of one layer never write one file.
+    /// earlier attempt left there.
     async fn download(
         &self,
         session: &Session,
         l: &Layer,
         tx: &Sink,
         r: &Reference,
-    ) -> Result<(std::path::PathBuf, tokio::sync::OwnedMutexGuard<()>)> {
-        let guard = self.pull_lock(&l.desc.digest).lock_owned().await;
+    ) -> Result<std::path::PathBuf> {
         let path = self.store.content.partial_path(&l.desc.digest)?;
-        if self.store.layers.get(&l.chain).is_some() {
-            // Another pull brought it meanwhile.
-            return Ok((path, guard));
-        }
         let total = l.desc.size;
         let last = std::sync::Mutex::new(Instant::now() - Duration::from_secs(1));
         let report = |n: u64| {
@@ -257,32 +255,26 @@ impl Engine {
             .await;
         tx.send(JsonMessage::status(Some(&l.short), "Download complete"))
             .await;
-        Ok((path, guard))
+        Ok(path)
     }
 
-    /// Decompresses and unpacks a downloaded layer; its diff id is checked
-    /// before the layer becomes visible.
+    /// Unpacks a downloaded layer, which then stays as its compressed
+    /// blob; its diff id is checked before the layer becomes visible.
     async fn extract(&self, l: &Layer, path: &std::path::Path, tx: &Sink) -> Result<()> {
-        if self.store.layers.get(&l.chain).is_some() {
-            tx.send(JsonMessage::status(Some(&l.short), "Pull complete"))
-                .await;
-            return Ok(());
-        }
         let store = self.store.clone();
-        let file = std::fs::File::open(path)?;
         let total = l.desc.size;
         let read = Arc::new(AtomicU64::new(0));
-        let compression = Compression::of_media_type(&l.desc.media_type);
-        let (parent, diff_id, short) = (l.parent.clone(), l.diff_id.clone(), l.short.clone());
         let counter = read.clone();
+        let (parent, diff_id, short) = (l.parent.clone(), l.diff_id.clone(), l.short.clone());
+        let (file, digest, media_type) = (
+            path.to_path_buf(),
+            l.desc.digest.clone(),
+            l.desc.media_type.clone(),
+        );
         let work = tokio::task::spawn_blocking(move || -> Result<String> {
-            let counted = Counted {
-                inner: file,
-                n: counter,
-            };
-            let plain = decompressor(counted, compression)?;
+            let progress = |n: u64| counter.store(n, Ordering::Relaxed);
             store
-                .add_verified_layer(parent.as_deref(), plain, &diff_id)
+                .add_packed_layer(parent.as_deref(), &diff_id, &file, &digest, &media_type, &progress)
                 .map_err(|e| match e {
                     berth_store::StoreError::DigestMismatch { .. } => EngineError::Internal(format!(
                         "failed to register layer: layer {short} does not match the diff id its image names ({diff_id})"
@@ -300,7 +292,12 @@ impl Engine {
                 }
             }
         };
-        res.map_err(|e| EngineError::Internal(e.to_string()))??;
+        if let Err(e) = res.map_err(|e| EngineError::Internal(e.to_string()))? {
+            // Bytes that are the blob but not the layer the config names
+            // would fail the same way next time.
+            let _ = tokio::fs::remove_file(path).await;
+            return Err(e);
+        }
         tx.send(JsonMessage::progress(&l.short, "Extracting", total, total))
             .await;
         tx.send(JsonMessage::status(Some(&l.short), "Pull complete"))
@@ -347,80 +344,9 @@ fn plan_layers(m: &ImageManifest, diff_ids: &[String]) -> Vec<Layer> {
         .collect()
 }
 
-/// A reader that counts what was read from it.
-struct Counted<R> {
-    inner: R,
-    n: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.n.fetch_add(k as u64, Ordering::Relaxed);
-        Ok(k)
-    }
-}
-
-/// The plain tar inside a layer blob: by its media type, or by its first
-/// bytes when the media type says nothing of compression.
-fn decompressor<'a, R: Read + Send + 'a>(
-    inner: R,
-    by_type: Compression,
-) -> Result<Box<dyn Read + Send + 'a>> {
-    let mut inner = std::io::BufReader::with_capacity(1 << 20, inner);
-    let kind = match by_type {
-        Compression::None => {
-            let head = std::io::BufRead::fill_buf(&mut inner)?;
-            Compression::sniff(head).unwrap_or(Compression::None)
-        }
-        k => k,
-    };
-    Ok(match kind {
-        Compression::None => Box::new(inner),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(inner)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(inner)
-                .map_err(|e| EngineError::Internal(format!("zstd: {e}")))?,
-        ),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn tar_bytes() -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(5);
-        h.set_mode(0o644);
-        b.append_data(&mut h, "hello.txt", &b"hello"[..]).unwrap();
-        b.into_inner().unwrap()
-    }
-
-    #[test]
-    fn decompresses_by_type_and_by_sniffing() {
-        let tar = tar_bytes();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar).unwrap();
-        let gz = gz.finish().unwrap();
-        let zst = zstd::encode_all(&tar[..], 3).unwrap();
-        for (bytes, kind) in [
-            (&tar, Compression::None),
-            (&gz, Compression::Gzip),
-            (&gz, Compression::None),
-            (&zst, Compression::Zstd),
-            (&zst, Compression::None),
-        ] {
-            let mut out = Vec::new();
-            decompressor(&bytes[..], kind)
-                .unwrap()
-                .read_to_end(&mut out)
-                .unwrap();
-            assert_eq!(out, tar, "{kind:?}");
-        }
-    }
 
     #[test]
     fn layers_chain_on_each_other() {

@@ -104,7 +104,8 @@ impl Engine {
         // Collected first, as in pull.rs (Send).
         let futs: Vec<_> = diffs
             .iter()
-            .map(|d| self.push_layer(session, r, d, tx))
+            .zip(&image.chain)
+            .map(|(d, c)| self.push_layer(session, r, d, c, tx))
             .collect();
         let layers: Vec<Descriptor> = futures_util::stream::iter(futs)
             .buffered(n)
@@ -158,6 +159,7 @@ impl Engine {
         session: &Session,
         r: &Reference,
         diff: &str,
+        chain: &str,
         tx: &Sink,
     ) -> Result<Descriptor> {
         let short = short_digest(diff);
@@ -193,8 +195,8 @@ impl Engine {
             }
         }
         let store = self.store.clone();
-        let diff_owned = diff.to_string();
-        let (tmp, desc) = tokio::task::spawn_blocking(move || compress_layer(&store, &diff_owned))
+        let chain_owned = chain.to_string();
+        let (tmp, desc) = tokio::task::spawn_blocking(move || gzip_blob(&store, &chain_owned))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
         let res = async {
@@ -249,31 +251,59 @@ fn push_error(e: berth_dist::DistError, r: &Reference) -> EngineError {
     }
 }
 
-/// An unlinked file holding a compressed layer; gone when dropped.
-struct Scratch(std::path::PathBuf);
+/// A layer's gzip blob on disk: the one it was pulled as, or a scratch
+/// file compressed for this push (gone when dropped).
+struct Blob {
+    path: std::path::PathBuf,
+    scratch: bool,
+}
 
-impl Scratch {
+impl Blob {
     fn path(&self) -> &std::path::Path {
-        &self.0
+        &self.path
     }
 }
 
-impl Drop for Scratch {
+impl Drop for Blob {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.scratch {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
-/// The layer `diff` as gzip in a scratch file, with its digest. Gzip's
+/// Layer `chain` as gzip: the blob it was pulled as when that is gzip (no
+/// work at all), else its tar compressed into a scratch file. Gzip's
 /// header carries no time here, so a layer always compresses to the same
 /// blob: a second push finds it at the registry.
-fn compress_layer(store: &Arc<berth_store::Store>, diff: &str) -> Result<(Scratch, Descriptor)> {
-    let mut src = store.content.open_blob(diff).map_err(|_| {
-        EngineError::Internal(format!(
-            "the bytes of layer {diff} are not in the content store"
-        ))
+fn gzip_blob(store: &Arc<berth_store::Store>, chain: &str) -> Result<(Blob, Descriptor)> {
+    if let Some(p) = store
+        .packed_blob(chain)
+        .filter(|p| p.media_type.ends_with("gzip"))
+    {
+        let path = store.content.path(&p.digest)?;
+        let size = std::fs::metadata(&path)?.len();
+        let desc = Descriptor {
+            media_type: manifest::DOCKER_LAYER_GZIP.into(),
+            digest: p.digest,
+            size,
+            ..Default::default()
+        };
+        return Ok((
+            Blob {
+                path,
+                scratch: false,
+            },
+            desc,
+        ));
+    }
+    let (mut src, _) = store.layer_tar(chain).map_err(|e| {
+        EngineError::Internal(format!("the bytes of layer {chain} are not here: {e}"))
     })?;
-    let tmp = Scratch(store.content.scratch_path());
+    let tmp = Blob {
+        path: store.content.scratch_path(),
+        scratch: true,
+    };
     let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp.path())?);
     let hashing = HashWriter {
         inner: file,

@@ -63,6 +63,27 @@ pub(crate) fn dist_error(e: DistError, r: &Reference) -> EngineError {
 }
 
 impl Engine {
+    /// `docker info`'s registry part, as dockerd reports its settings.
+    pub fn registry_service_config(&self) -> berth_api::RegistryServiceConfig {
+        let insecure = &self.registry.options.insecure;
+        let index = |name: &str, secure: bool| serde_json::json!({"Name": name, "Mirrors": [], "Secure": secure, "Official": name == "docker.io"});
+        let mut index_configs = std::collections::BTreeMap::new();
+        index_configs.insert("docker.io".to_string(), index("docker.io", true));
+        let mut cidrs = vec!["127.0.0.0/8".to_string()];
+        for e in insecure {
+            if e.contains('/') {
+                cidrs.push(e.clone());
+            } else {
+                index_configs.insert(e.clone(), index(e, false));
+            }
+        }
+        berth_api::RegistryServiceConfig {
+            index_configs,
+            insecure_registry_cidrs: cidrs,
+            mirrors: Vec::new(),
+        }
+    }
+
     /// `POST /auth`: checks credentials against their registry. Returns an
     /// identity token when the registry's token server gives one.
     pub async fn login(&self, creds: AuthConfig) -> Result<Option<String>> {
