@@ -279,3 +279,43 @@ def test_https_with_a_certificate(tmp_path):
             pass
     finally:
         _stop(p, log)
+
+
+def test_oras_artifacts_chunked_uploads_and_referrers(registry, tmp_path, monkeypatch):
+    """oras (PyPI's oras-py): an artifact pushed in small chunks and pulled
+    back, then a second one whose subject is the first, found through the
+    referrers API with and without an artifactType filter."""
+    oras_client = pytest.importorskip("oras.client")
+    import oras.oci
+    url, _ = registry
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_bytes(os.urandom(200_000))
+    client = oras_client.OrasClient(hostname=url, insecure=True)
+    client.push(target=f"{url}/art/app:v1", files=["notes.txt"], do_chunked=True,
+                chunk_size=64 * 1024, quiet=True)
+    out = tmp_path / "pulled"
+    got = client.pull(target=f"{url}/art/app:v1", outdir=str(out))
+    assert [os.path.basename(p) for p in got] == ["notes.txt"]
+    assert (out / "notes.txt").read_bytes() == (tmp_path / "notes.txt").read_bytes()
+
+    st, headers, body = _get(f"http://{url}/v2/art/app/manifests/v1",
+                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 200
+    subject_digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    subject = oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json",
+                               digest=subject_digest, size=len(body))
+    (tmp_path / "sbom.json").write_text('{"packages": []}')
+    (tmp_path / "sbom-config.json").write_text("{}")
+    client.push(target=f"{url}/art/app:sbom", files=["sbom.json"], subject=subject,
+                manifest_config="sbom-config.json:application/vnd.example.sbom.v1", quiet=True)
+    st, _, body = _get(f"http://{url}/v2/art/app/referrers/{subject_digest}")
+    assert st == 200, body
+    found = json.loads(body)["manifests"]
+    assert len(found) == 1 and found[0]["artifactType"] == "application/vnd.example.sbom.v1", found
+    st, _, body = _get(f"http://{url}/v2/art/app/referrers/{subject_digest}"
+                       "?artifactType=application/vnd.example.sbom.v1")
+    assert len(json.loads(body)["manifests"]) == 1
+    st, _, body = _get(f"http://{url}/v2/art/app/referrers/{subject_digest}?artifactType=other/type")
+    assert json.loads(body)["manifests"] == []
+    sbom = client.pull(target=f"{url}/art/app:sbom", outdir=str(tmp_path / "sbom-out"))
+    assert [os.path.basename(p) for p in sbom] == ["sbom.json"]

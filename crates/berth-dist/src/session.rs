@@ -36,6 +36,9 @@ pub struct Options {
     pub certs_dir: PathBuf,
     /// Attempts per blob before a cut download fails (each resumes).
     pub attempts: u32,
+    /// Loopback registries count as insecure, as for dockerd. Off, they
+    /// are held to certificates like any other (tests of the HTTPS path).
+    pub loopback_insecure: bool,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             allow: None,
             certs_dir: PathBuf::from("/etc/docker/certs.d"),
             attempts: 5,
+            loopback_insecure: true,
         }
     }
 }
@@ -91,7 +95,7 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
 
 impl Options {
     pub fn is_insecure(&self, host: &str) -> bool {
-        is_loopback(host)
+        (self.loopback_insecure && is_loopback(host))
             || self.insecure.iter().any(|e| {
                 e == host
                     || host.split(':').next() == Some(e.as_str())

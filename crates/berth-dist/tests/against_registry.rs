@@ -343,3 +343,80 @@ async fn refuses_registries_outside_the_allow_list() {
         Err(DistError::NotAllowed(_))
     ));
 }
+
+/// HTTPS held to certificates: a registry whose CA is in `certs.d/<host>/`
+/// is reached; without it the handshake fails; an insecure registry is
+/// reached over HTTPS without checking.
+#[tokio::test]
+async fn https_checks_certificates_unless_insecure() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (a, root, d) = (
+        addr.clone(),
+        dir.path().join("reg"),
+        dir.path().to_path_buf(),
+    );
+    tokio::spawn(async move {
+        let tls = berth_registry::TlsFiles {
+            cert: &d.join("cert.pem"),
+            key: &d.join("key.pem"),
+        };
+        berth_registry::serve(&a, &root, None, Some(tls))
+            .await
+            .unwrap();
+    });
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let certs = dir.path().join("certs.d");
+    let strict = |certs_dir: std::path::PathBuf| {
+        Client::new(Options {
+            loopback_insecure: false,
+            certs_dir,
+            ..Options::default()
+        })
+        .unwrap()
+    };
+    // No CA for it: refused at the handshake.
+    let err = strict(certs.clone())
+        .session(&addr, "r", None, false)
+        .await
+        .err()
+        .expect("an unknown certificate is refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // The CA in certs.d/<host:port>/: reached over HTTPS.
+    std::fs::create_dir_all(certs.join(&addr)).unwrap();
+    std::fs::write(certs.join(&addr).join("ca.crt"), ca.pem()).unwrap();
+    let s = strict(certs)
+        .session(&addr, "r", None, false)
+        .await
+        .unwrap();
+    assert!(s.base().starts_with("https://"), "{}", s.base());
+    assert!(matches!(
+        s.manifest("v1").await,
+        Err(DistError::NotFound(_))
+    ));
+    // Insecure (loopback, as dockerd): HTTPS without checking.
+    let s = client().session(&addr, "r", None, false).await.unwrap();
+    assert!(s.base().starts_with("https://"));
+}

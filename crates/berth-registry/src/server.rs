@@ -4,7 +4,7 @@
 
 use crate::auth::Htpasswd;
 use crate::names::{valid_digest, valid_name, valid_tag};
-use crate::storage::{CommitError, Storage};
+use crate::storage::{BlobBody, CommitError, Storage};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -627,7 +627,17 @@ fn get_blob(s: &Store, name: &str, digest: &str, headers: &HeaderMap, head: bool
     if head {
         return with_headers(status.into_response(), &pairs);
     }
-    let body = Body::from_stream(read_stream(blob.reader, len));
+    let body = match blob.body {
+        BlobBody::Mapped(bytes) => {
+            // In slices, so that a slow reader is sent to as it reads.
+            let bytes = bytes.slice(..len as usize);
+            let chunks = (0..bytes.len()).step_by(1 << 20).map(move |i| {
+                Ok::<_, std::io::Error>(bytes.slice(i..(i + (1 << 20)).min(bytes.len())))
+            });
+            Body::from_stream(futures_util::stream::iter(chunks.collect::<Vec<_>>()))
+        }
+        BlobBody::Reader(r) => Body::from_stream(read_stream(r, len)),
+    };
     with_headers((status, body).into_response(), &pairs)
 }
 

@@ -29,11 +29,21 @@ pub enum CommitError {
     Io(#[from] io::Error),
 }
 
-/// A blob to send: its size and its bytes from where the reader starts.
+/// A blob to send: its size and its bytes from the offset asked for.
 pub struct BlobReader {
     pub size: u64,
-    pub reader: Box<dyn Read + Send>,
+    pub body: BlobBody,
 }
+
+pub enum BlobBody {
+    /// Bytes that are already addressable (a mapped file): sent without
+    /// being copied through a buffer.
+    Mapped(bytes::Bytes),
+    Reader(Box<dyn Read + Send>),
+}
+
+/// Below this a blob is read, not mapped: a mapping costs more than it saves.
+const MAP_AT_LEAST: u64 = 256 << 10;
 
 pub trait Storage: Send + Sync + 'static {
     fn blob_size(&self, digest: &str) -> io::Result<Option<u64>>;
@@ -182,10 +192,21 @@ impl Storage for FsStorage {
             return Ok(None);
         };
         let size = f.metadata()?.len();
+        if size >= MAP_AT_LEAST && offset < size {
+            // SAFETY: blobs are immutable once committed: nothing writes to
+            // or truncates this file (gc unlinks it, which leaves the
+            // mapping valid), so the mapped bytes cannot change under us.
+            let map = unsafe { memmap2::Mmap::map(&f)? };
+            let bytes = bytes::Bytes::from_owner(map).slice(offset as usize..);
+            return Ok(Some(BlobReader {
+                size,
+                body: BlobBody::Mapped(bytes),
+            }));
+        }
         f.seek(SeekFrom::Start(offset))?;
         Ok(Some(BlobReader {
             size,
-            reader: Box::new(f),
+            body: BlobBody::Reader(Box::new(f)),
         }))
     }
 
