@@ -82,6 +82,9 @@ fn parse_ref(s: &str) -> Result<Reference> {
 }
 
 pub(crate) fn pull(c: &Client, a: PullArgs) -> Result<i32> {
+    if a.all_tags {
+        bail!("pull --all-tags is not supported yet: name the tags to pull");
+    }
     if !a.image.contains(':') && !a.image.contains('@') && !a.all_tags {
         println!("Using default tag: latest");
     }

@@ -118,7 +118,7 @@ pub struct ImportArgs {
 
 #[derive(Args)]
 pub struct PullArgs {
-    /// Download every tagged image in the repository (not supported)
+    /// Download every tagged image in the repository (refused: not built yet)
     #[arg(short = 'a', long = "all-tags")]
     pub all_tags: bool,
     /// Set platform if server is multi-platform capable (os/arch[/variant])
