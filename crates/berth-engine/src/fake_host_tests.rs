@@ -57,6 +57,7 @@ impl Fixture {
             ipv6: false,
             fixed_cidr_v6: None,
             registry: Default::default(),
+            cgroup_parent: "/berth".into(),
         };
         let host = Host {
             mounter: Arc::new(RecordingMounter::default()),

@@ -180,6 +180,9 @@ pub struct EngineConfig {
     pub fixed_cidr_v6: Option<String>,
     /// How registries are reached (pull, push, login).
     pub registry: images::registry::RegistryConfig,
+    /// The cgroup (in every hierarchy) containers' cgroups are made under
+    /// (`--cgroup-parent`, default `/berth`).
+    pub cgroup_parent: String,
 }
 
 /// Changes a waiter may be waiting for.

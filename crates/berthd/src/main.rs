@@ -75,6 +75,9 @@ struct Args {
     /// Layers uploaded at once per push
     #[arg(long, default_value_t = 5)]
     max_concurrent_uploads: usize,
+    /// The cgroup containers' cgroups are made under, in every hierarchy
+    #[arg(long, default_value = "/berth")]
+    cgroup_parent: String,
     /// CA certificates per registry, `<dir>/<host[:port]>/*.crt`
     #[arg(long, default_value = "/etc/docker/certs.d")]
     registry_certs_dir: PathBuf,
@@ -126,6 +129,14 @@ fn daemon_id(data_root: &std::path::Path) -> String {
     let id = hex::encode(rand::random::<[u8; 16]>());
     let _ = std::fs::write(&p, &id);
     id
+}
+
+/// `--cgroup-parent`: an absolute path that stays where it says.
+fn check_cgroup_parent(p: &str) -> Result<()> {
+    if !p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") {
+        bail!("--cgroup-parent must be an absolute cgroup path without . or ..: {p}");
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -200,6 +211,7 @@ async fn serve(
 }
 
 async fn run(args: Args) -> Result<()> {
+    check_cgroup_parent(&args.cgroup_parent)?;
     let level = match args.log_level.as_str() {
         "fatal" => "error",
         l => l,
@@ -236,6 +248,7 @@ async fn run(args: Args) -> Result<()> {
             shim_slim_after_ms: args.shim_slim_after,
             ipv6: args.ipv6,
             fixed_cidr_v6: args.fixed_cidr_v6.clone(),
+            cgroup_parent: args.cgroup_parent.clone(),
             registry: berth_engine::images::registry::RegistryConfig {
                 options: berth_dist::Options {
                     insecure: args.insecure_registry.clone(),

@@ -158,7 +158,7 @@ impl Engine {
                 (_, Some(p)) => NetMode::Path(p.to_string()),
                 _ => NetMode::None,
             },
-            cgroup_path: stats::cgroup_path(&rec.id),
+            cgroup_path: self.cgroup_path(&rec.id),
             etc_binds: self.write_etc_files(rec, eps, &link_hosts)?,
             mounts: self.prepare_mounts(rec, rootfs)?,
             host_cgroupns: hc.cgroupns_mode == "host",

@@ -9,9 +9,12 @@ use berth_api::{
 };
 use std::collections::BTreeMap;
 
-/// Where a container's cgroup lives (below each controller, or in cgroup2).
-pub(crate) fn cgroup_path(id: &str) -> String {
-    format!("/berth/{id}")
+impl Engine {
+    /// Where a container's cgroup lives (below each controller, or in
+    /// cgroup2): under the daemon's `--cgroup-parent`.
+    pub(crate) fn cgroup_path(&self, id: &str) -> String {
+        format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
+    }
 }
 
 /// Host CPU time so far, nanoseconds, as Docker's `system_cpu_usage`.
@@ -76,7 +79,7 @@ impl Engine {
     /// Kills what is left in a container's cgroup and removes it, off the
     /// async threads (it may wait for processes to die).
     pub(crate) async fn destroy_cgroup(&self, id: &str) {
-        let (cgroups, path) = (self.cgroups.clone(), cgroup_path(id));
+        let (cgroups, path) = (self.cgroups.clone(), self.cgroup_path(id));
         let _ = tokio::task::spawn_blocking(move || cgroups.destroy(&path)).await;
     }
 
@@ -99,7 +102,7 @@ impl Engine {
                 ..StatsResponse::default()
             });
         }
-        let s = self.cgroups.stats(&cgroup_path(&id));
+        let s = self.cgroups.stats(&self.cgroup_path(&id));
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1);

@@ -49,7 +49,7 @@ impl Engine {
                 c.id()
             )));
         }
-        let pids = self.cgroups.pids(&crate::stats::cgroup_path(&c.id()));
+        let pids = self.cgroups.pids(&self.cgroup_path(&c.id()));
         let args: Vec<&str> = if ps_args.is_empty() {
             vec!["-ef"]
         } else {

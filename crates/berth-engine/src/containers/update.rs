@@ -21,7 +21,7 @@ impl Engine {
         let mut rec = c.rec.read().expect("rec").clone();
         let l = merge(&mut rec.host_config, given, pids_given)?;
         if c.state().status.is_running() && l != Limits::default() {
-            let path = crate::stats::cgroup_path(&rec.id);
+            let path = self.cgroup_path(&rec.id);
             self.cgroups.update(&path, &l).map_err(|e| {
                 EngineError::Internal(format!("Cannot update container {}: {e}", rec.id))
             })?;
