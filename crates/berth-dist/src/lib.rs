@@ -7,13 +7,15 @@
 //! becomes.
 
 pub mod auth;
+mod client;
 pub mod manifest;
 pub mod reference;
 mod session;
 
 pub use auth::AuthConfig;
+pub use client::{Client, Options};
 pub use reference::Reference;
-pub use session::{Client, Options, Progress, Session};
+pub use session::{Progress, Session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
